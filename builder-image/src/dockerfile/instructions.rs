@@ -823,14 +823,20 @@ fn ram_in_bytes(s: &str) -> Option<i64> {
     Some((value * mult) as i64)
 }
 
-/// Parses an expanded `--mount` value (`parseMount` with an expander).
+/// Parses a `--mount` value whose field values are already expanded.
 pub fn parse_mount(spec: &str) -> Res<Mount> {
+    parse_mount_with(spec, &mut |v| Ok(v.to_string()))
+}
+
+/// Parses a `--mount` value, expanding each field's value with `expand` first
+/// (`parseMount` with an expander).
+pub fn parse_mount_with(spec: &str, expand: &mut dyn FnMut(&str) -> Res<String>) -> Res<Mount> {
     let mut m = Mount { kind: "bind".into(), ..Mount::default() };
     let mut ro_auto = true;
     let file_info = |m: &Mount| matches!(m.kind.as_str(), "secret" | "ssh" | "cache");
     for field in csv_fields(spec)? {
         let (key, value) = match field.split_once('=') {
-            Some((k, v)) => (k.to_lowercase(), v.to_string()),
+            Some((k, v)) => (k.to_lowercase(), expand(v)?),
             None => {
                 match field.to_lowercase().as_str() {
                     "readonly" | "ro" => {

@@ -209,7 +209,7 @@ fn errors_name_the_line() {
         ("FROM Not/Valid\n", 1, "lowercase"),
         ("FROM busybox\nCOPY --from=No_Such /x /\n", 2, "no stage named"),
         ("FROM busybox\nRUN --mount=type=secret,id=a,from=b true\n", 2, "secret mount should not have a from"),
-        ("FROM busybox\nENV A=${B:?B is required}\n", 2, "B is required"),
+        ("FROM busybox\nENV A=\"${B:?B is required}\"\n", 2, "B is required"),
         ("FROM busybox\nRUN <<EOF\necho\n", 2, "unterminated heredoc"),
         ("FROM busybox\nWORKDIR\n", 2, "WORKDIR requires exactly one argument"),
     ];

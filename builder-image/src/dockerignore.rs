@@ -98,7 +98,13 @@ struct Pattern {
 impl Pattern {
     fn new(cleaned: String, exclusion: bool) -> Result<Self, IgnoreError> {
         let (kind, regex) = compile(&cleaned)?;
-        Ok(Pattern { dirs: cleaned.split('/').count(), cleaned, exclusion, kind, regex })
+        Ok(Pattern {
+            dirs: cleaned.split('/').count(),
+            cleaned,
+            exclusion,
+            kind,
+            regex,
+        })
     }
 
     fn matches(&self, path: &str) -> bool {
@@ -177,7 +183,9 @@ fn compile(pattern: &str) -> Result<(MatchType, Option<Regex>), IgnoreError> {
         return Ok((kind, None));
     }
     re.push('$');
-    Regex::new(&re).map(|r| (kind, Some(r))).map_err(|_| IgnoreError::BadPattern)
+    Regex::new(&re)
+        .map(|r| (kind, Some(r)))
+        .map_err(|_| IgnoreError::BadPattern)
 }
 
 /// Ordered include/exclude patterns; the last pattern that matches a path decides.
@@ -252,7 +260,11 @@ impl Matcher {
 
     /// For tree walks: the decision for `file` given per-pattern results of its parent
     /// (empty for a top-level entry); returns this entry's per-pattern results too.
-    pub fn matches_using_parent_results(&self, file: &str, parent: &ParentMatches) -> (bool, ParentMatches) {
+    pub fn matches_using_parent_results(
+        &self,
+        file: &str,
+        parent: &ParentMatches,
+    ) -> (bool, ParentMatches) {
         let mut matched = false;
         let mut info = Vec::with_capacity(self.patterns.len());
         for (i, p) in self.patterns.iter().enumerate() {
@@ -374,7 +386,11 @@ fn decode_rune(s: &[u8]) -> (char, usize) {
         Some(b) if *b >= 0xE0 => 3,
         _ => 2,
     };
-    match s.get(..n).and_then(|b| std::str::from_utf8(b).ok()).and_then(|t| t.chars().next()) {
+    match s
+        .get(..n)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .and_then(|t| t.chars().next())
+    {
         Some(c) => (c, n),
         None => ('\u{FFFD}', 1),
     }
@@ -483,8 +499,12 @@ mod tests {
 
     #[test]
     fn reading_rules() {
-        let text = "\u{FEFF}# comment\n  # not a comment\n\n/abs/path\n! keep/me \nsub/../other\n*.md\n";
-        assert_eq!(read_patterns(text), ["# not a comment", "abs/path", "!keep/me", "other", "*.md"]);
+        let text =
+            "\u{FEFF}# comment\n  # not a comment\n\n/abs/path\n! keep/me \nsub/../other\n*.md\n";
+        assert_eq!(
+            read_patterns(text),
+            ["# not a comment", "abs/path", "!keep/me", "other", "*.md"]
+        );
     }
 
     #[test]
@@ -496,7 +516,13 @@ mod tests {
 
     #[test]
     fn clean_like_go() {
-        for (i, o) in [("a/../..", ".."), ("/../a", "/a"), ("a//b/./c/", "a/b/c"), ("", "."), ("/", "/")] {
+        for (i, o) in [
+            ("a/../..", ".."),
+            ("/../a", "/a"),
+            ("a//b/./c/", "a/b/c"),
+            ("", "."),
+            ("/", "/"),
+        ] {
             assert_eq!(clean(i), o, "{i}");
         }
     }

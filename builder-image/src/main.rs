@@ -64,25 +64,39 @@ fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Cmd::Parse { dump, file } => {
             let text = read(&file)?;
-            let parsed = parser::parse(&text)
-                .map_err(|e| located(&file, Some(e.start_line), &e.message))?;
+            let parsed =
+                parser::parse(&text).map_err(|e| located(&file, Some(e.start_line), &e.message))?;
             for w in &parsed.warnings {
-                eprintln!("{}", located(&file, Some(w.line), format!("warning: {}", w.message)));
+                eprintln!(
+                    "{}",
+                    located(&file, Some(w.line), format!("warning: {}", w.message))
+                );
             }
             if dump {
                 println!("{}", parsed.ast.dump());
                 return Ok(());
             }
             let df = instructions::from_ast(&parsed.ast).map_err(|e| {
-                located(&file, Some(e.line), format!("{}: {}", e.instruction.to_uppercase(), e.message))
+                located(
+                    &file,
+                    Some(e.line),
+                    format!("{}: {}", e.instruction.to_uppercase(), e.message),
+                )
             })?;
             let json = serde_json::to_string_pretty(&df).map_err(|e| e.to_string())?;
             println!("{json}");
             Ok(())
         }
-        Cmd::Plan { dockerfile, target, build_args: raw } => {
+        Cmd::Plan {
+            dockerfile,
+            target,
+            build_args: raw,
+        } => {
             let text = read(&dockerfile)?;
-            let opts = PlanOptions { target, build_args: build_args(&raw) };
+            let opts = PlanOptions {
+                target,
+                build_args: build_args(&raw),
+            };
             let plan = plan::plan(&text, &opts).map_err(|e| located(&dockerfile, e.line(), &e))?;
             for w in &plan.warnings {
                 eprintln!("{}", located(&dockerfile, None, format!("warning: {w}")));

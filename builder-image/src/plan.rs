@@ -94,20 +94,44 @@ pub enum PlanError {
     #[error("{message}")]
     Parse { line: usize, message: String },
     #[error("{instruction}: {message}")]
-    Instruction { line: usize, instruction: String, message: String },
+    Instruction {
+        line: usize,
+        instruction: String,
+        message: String,
+    },
     #[error("dockerfile contains no stages to build")]
     NoStages,
     #[error("{instruction}: {message}")]
-    Expansion { line: usize, instruction: String, message: String },
+    Expansion {
+        line: usize,
+        instruction: String,
+        message: String,
+    },
     #[error("FROM: base name ({expression}) should not be blank")]
     BlankBaseName { line: usize, expression: String },
     #[error("{instruction}: {message}")]
-    InvalidReference { line: usize, instruction: String, message: String },
-    #[error("FROM {name}: stage {name:?} is defined later (line {defined_at}); a stage can only build on an earlier one")]
-    FromLaterStage { line: usize, name: String, defined_at: usize },
+    InvalidReference {
+        line: usize,
+        instruction: String,
+        message: String,
+    },
+    #[error(
+        "FROM {name}: stage {name:?} is defined later (line {defined_at}); a stage can only build on an earlier one"
+    )]
+    FromLaterStage {
+        line: usize,
+        name: String,
+        defined_at: usize,
+    },
     #[error("COPY --from={index}: invalid stage index {index} (the Dockerfile has {count} stages)")]
-    InvalidStageIndex { line: usize, index: String, count: usize },
-    #[error("COPY --from={from}: variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround")]
+    InvalidStageIndex {
+        line: usize,
+        index: String,
+        count: usize,
+    },
+    #[error(
+        "COPY --from={from}: variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround"
+    )]
     CopyFromVariable { line: usize, from: String },
     #[error("RUN --mount: {message}")]
     Mount { line: usize, message: String },
@@ -141,8 +165,16 @@ impl PlanError {
 
 /// Build arguments that need no ARG to be passed to RUN, and never count as unused.
 pub const PROXY_ARGS: [&str; 10] = [
-    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
-    "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
 ];
 
 /// PATH of a stage whose base image sets none (BuildKit `system.DefaultPathEnv`).
@@ -182,7 +214,10 @@ pub fn predefined_args(target: Option<&str>, overrides: &BTreeMap<String, String
         ("TARGETOSVERSION", ""),
         ("TARGETARCH", arch),
         ("TARGETVARIANT", variant),
-        ("TARGETSTAGE", target.filter(|t| !t.is_empty()).unwrap_or("default")),
+        (
+            "TARGETSTAGE",
+            target.filter(|t| !t.is_empty()).unwrap_or("default"),
+        ),
     ] {
         v.set(k, overrides.get(k).map(String::as_str).unwrap_or(val));
     }
@@ -191,8 +226,10 @@ pub fn predefined_args(target: Option<&str>, overrides: &BTreeMap<String, String
 
 /// Parses and plans a Dockerfile.
 pub fn plan(text: &str, opts: &PlanOptions) -> Result<Plan, PlanError> {
-    let parsed = parser::parse(text)
-        .map_err(|e| PlanError::Parse { line: e.start_line, message: e.message })?;
+    let parsed = parser::parse(text).map_err(|e| PlanError::Parse {
+        line: e.start_line,
+        message: e.message,
+    })?;
     let df = instructions::from_ast(&parsed.ast).map_err(|e| PlanError::Instruction {
         line: e.line,
         instruction: e.instruction.to_uppercase(),
@@ -227,7 +264,11 @@ struct Planner<'a> {
 }
 
 fn expansion_error(cmd: &Command, message: String) -> PlanError {
-    PlanError::Expansion { line: cmd.span.start, instruction: cmd.keyword.to_uppercase(), message }
+    PlanError::Expansion {
+        line: cmd.span.start,
+        instruction: cmd.keyword.to_uppercase(),
+        message,
+    }
 }
 
 /// Go's `strconv.Atoi` accepts an optional sign and decimal digits.
@@ -256,9 +297,15 @@ impl<'a> Planner<'a> {
                 meta_declared.insert(a.key.clone());
                 let value = match (build_args.get(&a.key), &a.value) {
                     (Some(v), _) => Some(v.clone()),
-                    (None, Some(default)) => Some(lex.process_word(default, &global).map_err(|e| {
-                        PlanError::Expansion { line: span.start, instruction: "ARG".into(), message: e.0 }
-                    })?),
+                    (None, Some(default)) => {
+                        Some(lex.process_word(default, &global).map_err(|e| {
+                            PlanError::Expansion {
+                                line: span.start,
+                                instruction: "ARG".into(),
+                                message: e.0,
+                            }
+                        })?)
+                    }
                     (None, None) => None,
                 };
                 if let Some(v) = value {
@@ -266,12 +313,22 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        Ok(Planner { df, lex, opts, build_args, global, meta_declared })
+        Ok(Planner {
+            df,
+            lex,
+            opts,
+            build_args,
+            global,
+            meta_declared,
+        })
     }
 
     fn find_stage(&self, name: &str) -> Option<usize> {
         let lower = name.to_lowercase();
-        self.df.stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str()))
+        self.df
+            .stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(lower.as_str()))
     }
 
     fn run(self) -> Result<Plan, PlanError> {
@@ -285,14 +342,24 @@ impl<'a> Planner<'a> {
         let target_index = match &self.opts.target {
             Some(t) => self.find_stage(t).ok_or_else(|| PlanError::UnknownTarget {
                 name: t.clone(),
-                known: self.df.stages.iter().filter_map(|s| s.name.clone()).collect::<Vec<_>>().join(", "),
+                known: self
+                    .df
+                    .stages
+                    .iter()
+                    .filter_map(|s| s.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })?,
             None => self.df.stages.len() - 1,
         };
 
         // Transitive needs of every stage (the graph is acyclic now).
         let mut closure: Vec<Option<BTreeSet<usize>>> = vec![None; resolved.len()];
-        fn close(i: usize, r: &[Resolved], memo: &mut Vec<Option<BTreeSet<usize>>>) -> BTreeSet<usize> {
+        fn close(
+            i: usize,
+            r: &[Resolved],
+            memo: &mut Vec<Option<BTreeSet<usize>>>,
+        ) -> BTreeSet<usize> {
             if let Some(c) = &memo[i] {
                 return c.clone();
             }
@@ -318,10 +385,9 @@ impl<'a> Planner<'a> {
         let mut order = Vec::with_capacity(needed.len());
         let mut placed = BTreeSet::new();
         while placed.len() < needed.len() {
-            let next = needed
-                .iter()
-                .copied()
-                .find(|i| !placed.contains(i) && resolved[*i].needs.iter().all(|d| placed.contains(d)));
+            let next = needed.iter().copied().find(|i| {
+                !placed.contains(i) && resolved[*i].needs.iter().all(|d| placed.contains(d))
+            });
             let Some(i) = next else { break };
             placed.insert(i);
             order.push(i);
@@ -365,22 +431,48 @@ impl<'a> Planner<'a> {
             Some(n) => StageRef::Name(n.clone()),
             None => StageRef::Index(target_index),
         };
-        Ok(Plan { target, target_index, stages, build_args: self.build_args, warnings })
+        Ok(Plan {
+            target,
+            target_index,
+            stages,
+            build_args: self.build_args,
+            warnings,
+        })
     }
 
-    fn resolve_stage(&self, i: usize, stage: &Stage, done: &[Resolved]) -> Result<Resolved, PlanError> {
+    fn resolve_stage(
+        &self,
+        i: usize,
+        stage: &Stage,
+        done: &[Resolved],
+    ) -> Result<Resolved, PlanError> {
         let line = stage.span.start;
-        let from_err = |message: String| PlanError::Expansion { line, instruction: "FROM".into(), message };
-        let base_name = self.lex.process_word(&stage.base_name, &self.global).map_err(|e| from_err(e.0))?;
+        let from_err = |message: String| PlanError::Expansion {
+            line,
+            instruction: "FROM".into(),
+            message,
+        };
+        let base_name = self
+            .lex
+            .process_word(&stage.base_name, &self.global)
+            .map_err(|e| from_err(e.0))?;
         if base_name.is_empty() {
-            return Err(PlanError::BlankBaseName { line, expression: stage.base_name.clone() });
+            return Err(PlanError::BlankBaseName {
+                line,
+                expression: stage.base_name.clone(),
+            });
         }
         let platform = match &stage.platform {
             None => None,
             Some(p) => {
-                let v = self.lex.process_word(p, &self.global).map_err(|e| from_err(e.0))?;
+                let v = self
+                    .lex
+                    .process_word(p, &self.global)
+                    .map_err(|e| from_err(e.0))?;
                 if v.is_empty() {
-                    return Err(from_err(format!("empty platform value from expression {p}")));
+                    return Err(from_err(format!(
+                        "empty platform value from expression {p}"
+                    )));
                 }
                 Some(v)
             }
@@ -433,14 +525,19 @@ impl<'a> Planner<'a> {
     fn onbuild_triggers(&self, parent: &Stage, line: usize) -> Result<Vec<Command>, PlanError> {
         let mut out = Vec::new();
         for cmd in &parent.commands {
-            let Instruction::Onbuild { expression } = &cmd.instruction else { continue };
+            let Instruction::Onbuild { expression } = &cmd.instruction else {
+                continue;
+            };
             let err = |message: String| PlanError::Onbuild { line, message };
             let parsed = parser::parse(expression).map_err(|e| err(e.message))?;
             let [node] = parsed.ast.children.as_slice() else {
                 return Err(err("onbuild trigger should be a single expression".into()));
             };
             let mut c = instructions::parse_command(node).map_err(err)?;
-            c.span = instructions::Span { start: line, end: line };
+            c.span = instructions::Span {
+                start: line,
+                end: line,
+            };
             out.push(c);
         }
         Ok(out)
@@ -454,8 +551,14 @@ impl<'a> Planner<'a> {
                 // All pairs expand against the environment before the instruction.
                 let mut expanded = Vec::new();
                 for p in pairs {
-                    let k = self.lex.process_word(&p.key, &r.env).map_err(|e| expansion_error(cmd, e.0))?;
-                    let v = self.lex.process_word(&p.value, &r.env).map_err(|e| expansion_error(cmd, e.0))?;
+                    let k = self
+                        .lex
+                        .process_word(&p.key, &r.env)
+                        .map_err(|e| expansion_error(cmd, e.0))?;
+                    let v = self
+                        .lex
+                        .process_word(&p.value, &r.env)
+                        .map_err(|e| expansion_error(cmd, e.0))?;
                     expanded.push((k, v));
                 }
                 for (k, v) in expanded {
@@ -467,9 +570,11 @@ impl<'a> Planner<'a> {
                     r.declared_args.insert(a.key.clone());
                     let value = match (self.build_args.get(&a.key), &a.value) {
                         (Some(v), _) => Some(v.clone()),
-                        (None, Some(d)) => {
-                            Some(self.lex.process_word(d, &r.env).map_err(|e| expansion_error(cmd, e.0))?)
-                        }
+                        (None, Some(d)) => Some(
+                            self.lex
+                                .process_word(d, &r.env)
+                                .map_err(|e| expansion_error(cmd, e.0))?,
+                        ),
                         (None, None) => self.global.get(&a.key).map(str::to_string),
                     };
                     if let Some(v) = value {
@@ -481,10 +586,16 @@ impl<'a> Planner<'a> {
                 let Some(from) = &c.from else { return Ok(()) };
                 let literal = self.lex.process_word(from, &NoEnv).ok();
                 if literal.as_deref() != Some(from.as_str()) {
-                    return Err(PlanError::CopyFromVariable { line, from: from.clone() });
+                    return Err(PlanError::CopyFromVariable {
+                        line,
+                        from: from.clone(),
+                    });
                 }
                 let source = match as_index(from) {
-                    Some(n) => match usize::try_from(n).ok().filter(|n| *n < self.df.stages.len()) {
+                    Some(n) => match usize::try_from(n)
+                        .ok()
+                        .filter(|n| *n < self.df.stages.len())
+                    {
                         Some(n) => Some(n),
                         None => {
                             return Err(PlanError::InvalidStageIndex {
@@ -499,12 +610,18 @@ impl<'a> Planner<'a> {
                 match source {
                     Some(s) => {
                         if s == i {
-                            return Err(PlanError::Cycle { line, stage: stage_label(&self.df.stages[i], i) });
+                            return Err(PlanError::Cycle {
+                                line,
+                                stage: stage_label(&self.df.stages[i], i),
+                            });
                         }
                         r.needs.insert(s);
                         r.need_lines.entry(s).or_insert(line);
                         for src in &c.paths.sources {
-                            let p = self.lex.process_word(src, &r.env).map_err(|e| expansion_error(cmd, e.0))?;
+                            let p = self
+                                .lex
+                                .process_word(src, &r.env)
+                                .map_err(|e| expansion_error(cmd, e.0))?;
                             r.copies.push((s, clean(&format!("/{p}"))));
                         }
                     }
@@ -530,7 +647,10 @@ impl<'a> Planner<'a> {
                     // RUN --mount finds stages by name only (BuildKit), never by index.
                     match self.find_stage(from) {
                         Some(s) if s == i => {
-                            return Err(PlanError::Cycle { line, stage: stage_label(&self.df.stages[i], i) });
+                            return Err(PlanError::Cycle {
+                                line,
+                                stage: stage_label(&self.df.stages[i], i),
+                            });
                         }
                         Some(s) => {
                             r.needs.insert(s);
@@ -541,7 +661,9 @@ impl<'a> Planner<'a> {
                         None => {
                             Reference::parse(from).map_err(|e| PlanError::Mount {
                                 line,
-                                message: format!("from={from}: no stage of that name, and not an image: {e}"),
+                                message: format!(
+                                    "from={from}: no stage of that name, and not an image: {e}"
+                                ),
                             })?;
                             r.images.insert(from.clone());
                         }
@@ -577,7 +699,11 @@ impl<'a> Planner<'a> {
                 && let Some((from, to)) = visit(i, r, &mut state)
             {
                 return Err(PlanError::Cycle {
-                    line: r[from].need_lines.get(&to).copied().unwrap_or(self.df.stages[from].span.start),
+                    line: r[from]
+                        .need_lines
+                        .get(&to)
+                        .copied()
+                        .unwrap_or(self.df.stages[from].span.start),
                     stage: stage_label(&self.df.stages[to], to),
                 });
             }
@@ -587,5 +713,8 @@ impl<'a> Planner<'a> {
 }
 
 fn stage_label(stage: &Stage, index: usize) -> String {
-    stage.name.clone().unwrap_or_else(|| format!("stage-{index}"))
+    stage
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("stage-{index}"))
 }

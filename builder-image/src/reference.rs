@@ -73,7 +73,10 @@ fn is_domain(s: &str) -> bool {
         return false;
     }
     if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return !v6.is_empty() && v6.bytes().all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.');
+        return !v6.is_empty()
+            && v6
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.');
     }
     !host.is_empty()
         && host.split('.').all(|label| {
@@ -90,19 +93,29 @@ fn is_tag(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 fn is_digest(s: &str) -> bool {
-    let Some((algo, hex)) = s.split_once(':') else { return false };
+    let Some((algo, hex)) = s.split_once(':') else {
+        return false;
+    };
     let algo_ok = !algo.is_empty()
         && algo.split(['+', '.', '_', '-']).all(|p| {
-            !p.is_empty() && p.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            !p.is_empty()
+                && p.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         });
     let hex_ok = match algo {
         "sha256" => hex.len() == 64 && hex.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),
         "sha512" => hex.len() == 128 && hex.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),
-        _ => hex.len() >= 32 && hex.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'=' | b'_' | b'-')),
+        _ => {
+            hex.len() >= 32
+                && hex
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'=' | b'_' | b'-'))
+        }
     };
     algo_ok && hex_ok
 }
@@ -134,7 +147,10 @@ impl Reference {
         };
         let (registry, path) = match name.split_once('/') {
             Some((first, remainder))
-                if first.contains('.') || first.contains(':') || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase()) =>
+                if first.contains('.')
+                    || first.contains(':')
+                    || first == "localhost"
+                    || first.chars().any(|c| c.is_ascii_uppercase()) =>
             {
                 if !is_domain(first) {
                     return Err(invalid());
@@ -158,7 +174,12 @@ impl Reference {
         if registry.len() + 1 + path.len() > 255 {
             return Err(ReferenceError::TooLong(s.to_string()));
         }
-        Ok(Reference { registry, repository: path, tag, digest })
+        Ok(Reference {
+            registry,
+            repository: path,
+            tag,
+            digest,
+        })
     }
 
     /// `registry/repository`.
@@ -198,13 +219,22 @@ mod tests {
         assert_eq!(r("busybox"), Ok("docker.io/library/busybox".into()));
         assert_eq!(r("golang:1.22"), Ok("docker.io/library/golang:1.22".into()));
         assert_eq!(r("team/web"), Ok("docker.io/team/web".into()));
-        assert_eq!(r("localhost:5000/base/debian:12"), Ok("localhost:5000/base/debian:12".into()));
+        assert_eq!(
+            r("localhost:5000/base/debian:12"),
+            Ok("localhost:5000/base/debian:12".into())
+        );
         let pinned = format!("127.0.0.1:5000/x@sha256:{}", "a".repeat(64));
         assert_eq!(r(&pinned), Ok(pinned.clone()));
-        assert!(matches!(Reference::parse("Builder"), Err(ReferenceError::Uppercase(_))));
+        assert!(matches!(
+            Reference::parse("Builder"),
+            Err(ReferenceError::Uppercase(_))
+        ));
         assert!(Reference::parse("a b").is_err());
         assert!(Reference::parse("x:").is_err());
         assert!(Reference::parse("x@sha256:abc").is_err());
-        assert_eq!(Reference::parse("x").map(|r| r.with_default_tag().to_string()), Ok("docker.io/library/x:latest".into()));
+        assert_eq!(
+            Reference::parse("x").map(|r| r.with_default_tag().to_string()),
+            Ok("docker.io/library/x:latest".into())
+        );
     }
 }

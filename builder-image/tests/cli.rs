@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn builder(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_slipway-builder")).args(args).output().expect("runs slipway-builder")
+    Command::new(env!("CARGO_BIN_EXE_slipway-builder"))
+        .args(args)
+        .output()
+        .expect("runs slipway-builder")
 }
 
 fn fixtures() -> PathBuf {
@@ -42,7 +45,13 @@ fn buildkit_parse_dump_command_prints_the_result_files() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} differ:\n{}", failures.len(), dirs.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} differ:\n{}",
+        failures.len(),
+        dirs.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -53,8 +62,14 @@ fn buildkit_parse_dump_command_rejects_negative_cases_with_file_and_line() {
         let out = builder(&["parse", "--dump", file]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{file}: {stderr}");
-        assert!(out.stdout.is_empty(), "{file}: printed {:?}", String::from_utf8_lossy(&out.stdout));
-        let rest = stderr.strip_prefix(&format!("{file}:")).unwrap_or_else(|| panic!("{stderr}"));
+        assert!(
+            out.stdout.is_empty(),
+            "{file}: printed {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let rest = stderr
+            .strip_prefix(&format!("{file}:"))
+            .unwrap_or_else(|| panic!("{stderr}"));
         let (line, message) = rest.split_once(": ").unwrap_or_else(|| panic!("{stderr}"));
         assert!(line.parse::<usize>().is_ok_and(|l| l >= 1), "{stderr}");
         assert!(!message.trim().is_empty(), "{stderr}");
@@ -72,15 +87,35 @@ fn plan_command_prints_json_and_reports_bad_input() {
     )
     .expect("write");
     let dfs = df.to_str().expect("utf-8");
-    let out = builder(&["plan", "--dockerfile", dfs, "--build-arg", "V=2", "--build-arg", "NOPE=1"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = builder(&[
+        "plan",
+        "--dockerfile",
+        dfs,
+        "--build-arg",
+        "V=2",
+        "--build-arg",
+        "NOPE=1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
     assert_eq!(v["target"], 2);
-    let idx: Vec<u64> = v["stages"].as_array().expect("stages").iter().map(|s| s["index"].as_u64().expect("index")).collect();
+    let idx: Vec<u64> = v["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .map(|s| s["index"].as_u64().expect("index"))
+        .collect();
     assert_eq!(idx, [0, 2]);
     assert_eq!(v["stages"][0]["exports"], serde_json::json!(["/out"]));
     assert_eq!(v["stages"][1]["dependsOn"], serde_json::json!([0]));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("NOPE"), "unused build-arg warning");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("NOPE"),
+        "unused build-arg warning"
+    );
 
     let out = builder(&["plan", "--dockerfile", dfs, "--target", "missing"]);
     assert_eq!(out.status.code(), Some(1));
@@ -90,6 +125,11 @@ fn plan_command_prints_json_and_reports_bad_input() {
     let out = builder(&["plan", "--dockerfile", dfs]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with(&format!("{dfs}:3: COPY: COPY requires at least two arguments")), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "{dfs}:3: COPY: COPY requires at least two arguments"
+        )),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty());
 }

@@ -35,7 +35,12 @@ fn read_text(p: &PathBuf) -> String {
 
 fn report(what: &str, ran: usize, failures: Vec<String>) {
     eprintln!("{what}: {ran} cases, {} failed", failures.len());
-    assert!(failures.is_empty(), "{what}: {} of {ran} failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{what}: {} of {ran} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -43,7 +48,11 @@ fn buildkit_parser_testfiles_dump_like_buildkit() {
     let mut failures = Vec::new();
     let dirs = case_dirs(fixtures().join("buildkit/parser/testfiles"));
     for dir in &dirs {
-        let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let expected = read_text(&dir.join("result"));
         match parse(&read_text(&dir.join("Dockerfile"))) {
             Ok(p) => {
@@ -63,7 +72,11 @@ fn buildkit_parser_negative_cases_are_rejected() {
     let mut failures = Vec::new();
     let dirs = case_dirs(fixtures().join("buildkit/parser/testfiles-negative"));
     for dir in &dirs {
-        let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         if let Ok(p) = parse(&read_text(&dir.join("Dockerfile"))) {
             failures.push(format!("{name}: accepted, dump {}", p.ast.dump()));
         }
@@ -74,10 +87,17 @@ fn buildkit_parser_negative_cases_are_rejected() {
 #[test]
 fn buildkit_testfile_line_numbers() {
     // Expectations of BuildKit's TestParseIncludesLineNumbers for this file.
-    let p = parse(&read_text(&fixtures().join("buildkit/parser/testfile-line.Dockerfile")))
-        .expect("testfile-line parses");
+    let p = parse(&read_text(
+        &fixtures().join("buildkit/parser/testfile-line.Dockerfile"),
+    ))
+    .expect("testfile-line parses");
     assert_eq!((p.ast.start_line, p.ast.end_line), (5, 31));
-    let spans: Vec<(usize, usize)> = p.ast.children.iter().map(|c| (c.start_line, c.end_line)).collect();
+    let spans: Vec<(usize, usize)> = p
+        .ast
+        .children
+        .iter()
+        .map(|c| (c.start_line, c.end_line))
+        .collect();
     assert_eq!(spans, [(5, 5), (11, 12), (17, 31)]);
 }
 
@@ -100,9 +120,15 @@ fn buildkit_env_var_test_expands_like_buildkit() {
         ran += 1;
         match (lex.process_word(source, &env), expected) {
             (Err(_), "error") => {}
-            (Ok(got), "error") => failures.push(format!("line {}: {source:?} gave {got:?}, want error", n + 1)),
+            (Ok(got), "error") => failures.push(format!(
+                "line {}: {source:?} gave {got:?}, want error",
+                n + 1
+            )),
             (Ok(got), want) if got == want => {}
-            (got, want) => failures.push(format!("line {}: {source:?} gave {got:?}, want {want:?}", n + 1)),
+            (got, want) => failures.push(format!(
+                "line {}: {source:?} gave {got:?}, want {want:?}",
+                n + 1
+            )),
         }
     }
     report("buildkit envVarTest", ran, failures);
@@ -130,7 +156,10 @@ fn buildkit_words_test_splits_like_buildkit() {
             .process_words(input, &Vars::from_pairs(&env))
             .unwrap_or_else(|_| vec!["error".to_string()]);
         if got != expected {
-            failures.push(format!("line {}: {input:?} gave {got:?}, want {expected:?}", n + 1));
+            failures.push(format!(
+                "line {}: {input:?} gave {got:?}, want {expected:?}",
+                n + 1
+            ));
         }
     }
     report("buildkit wordsTest", ran, failures);
@@ -160,7 +189,8 @@ fn dockerignore_match_cases() {
     let mut failures = Vec::new();
     for (line, cols) in &rows {
         let col = |i: usize| cols.get(i).map(String::as_str).unwrap_or("");
-        let (suite, pattern, path, want, want_err) = (col(0), col(2), col(3), col(4) == "true", col(5));
+        let (suite, pattern, path, want, want_err) =
+            (col(0), col(2), col(3), col(4) == "true", col(5));
         let fail = |msg: String| format!("line {line} ({suite} {pattern:?} vs {path:?}): {msg}");
         match suite {
             s if s.starts_with("TestMatches") => {
@@ -209,13 +239,16 @@ fn dockerignore_multi_pattern_cases() {
     let rows = tsv_rows("multi_pattern_cases.tsv");
     let mut failures = Vec::new();
     for (line, cols) in &rows {
-        let patterns: Vec<String> = serde_json::from_str(&cols[0]).expect("patterns column is JSON");
+        let patterns: Vec<String> =
+            serde_json::from_str(&cols[0]).expect("patterns column is JSON");
         let (path, want) = (cols[1].as_str(), cols[2] == "true");
         let m = Matcher::new(&patterns).expect("valid patterns");
         let a = m.matches_or_parent_matches(path);
         let b = m.matches_using_parent_results(path, &Default::default()).0;
         if (a, b) != (want, want) {
-            failures.push(format!("line {line}: {patterns:?} vs {path}: got {a}/{b}, want {want}"));
+            failures.push(format!(
+                "line {line}: {patterns:?} vs {path}: got {a}/{b}, want {want}"
+            ));
         }
     }
     report("dockerignore multi-pattern cases", rows.len(), failures);

@@ -5,7 +5,10 @@ use slipway_builder::plan::{Base, Plan, PlanError, PlanOptions, StageRef, plan};
 fn plan_of(df: &str, target: Option<&str>, args: &[(&str, &str)]) -> Result<Plan, PlanError> {
     let opts = PlanOptions {
         target: target.map(str::to_string),
-        build_args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        build_args: args
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     };
     plan(df, &opts)
 }
@@ -51,7 +54,10 @@ fn default_target_is_the_last_stage_and_unneeded_stages_are_pruned() {
 
 #[test]
 fn unnamed_final_stage_as_target_by_default() {
-    let df = ARTICLE_GO.split("FROM builder AS tester").next().expect("prefix");
+    let df = ARTICLE_GO
+        .split("FROM builder AS tester")
+        .next()
+        .expect("prefix");
     let p = ok(df);
     assert_eq!((p.target.clone(), p.target_index), (StageRef::Index(2), 2));
     assert_eq!(indices(&p), [0, 1, 2]);
@@ -83,11 +89,17 @@ ARG TAG
 COPY --from=a /opt/$TAG/$BASE /x
 ";
     let p = ok(df);
-    assert_eq!(p.stage(0).expect("a").from, Base::Image("busybox:1.36".into()));
+    assert_eq!(
+        p.stage(0).expect("a").from,
+        Base::Image("busybox:1.36".into())
+    );
     // TAG is redeclared in b (value from the global scope); BASE is not, so it is empty.
     assert_eq!(p.stage(0).expect("a").exports, ["/opt/1.36"]);
     let p = plan_of(df, None, &[("TAG", "1.37"), ("BASE", "alpine")]).expect("plans");
-    assert_eq!(p.stage(0).expect("a").from, Base::Image("alpine:1.37".into()));
+    assert_eq!(
+        p.stage(0).expect("a").from,
+        Base::Image("alpine:1.37".into())
+    );
     assert_eq!(p.stage(0).expect("a").exports, ["/opt/1.37"]);
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 }
@@ -107,7 +119,10 @@ ARG V=1 W=$V-x
 COPY --from=src /w/$W /
 ";
     let exports = |p: Plan| p.stage(0).expect("src").exports.clone();
-    assert_eq!(exports(ok(df)), ["/default/a", "/default/b", "/from-env/c", "/w/1-x"]);
+    assert_eq!(
+        exports(ok(df)),
+        ["/default/a", "/default/b", "/from-env/c", "/w/1-x"]
+    );
     let p = plan_of(df, None, &[("DIR", "/cli"), ("V", "2")]).expect("plans");
     // ENV set after the ARG shadows the build arg.
     assert_eq!(exports(p), ["/cli/a", "/cli/b", "/from-env/c", "/w/2-x"]);
@@ -116,8 +131,16 @@ COPY --from=src /w/$W /
 #[test]
 fn predefined_args_and_unused_build_args() {
     let df = "FROM busybox AS s\nFROM busybox\nARG TARGETARCH\nCOPY --from=s /bin/$TARGETARCH /\n";
-    let p = plan_of(df, None, &[("UNUSED", "1"), ("HTTP_PROXY", "http://p"), ("TARGETARCH", "riscv64")])
-        .expect("plans");
+    let p = plan_of(
+        df,
+        None,
+        &[
+            ("UNUSED", "1"),
+            ("HTTP_PROXY", "http://p"),
+            ("TARGETARCH", "riscv64"),
+        ],
+    )
+    .expect("plans");
     assert_eq!(p.stage(0).expect("s").exports, ["/bin/riscv64"]);
     assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
     assert!(p.warnings[0].contains("UNUSED"));
@@ -200,25 +223,64 @@ FROM base
 #[test]
 fn errors_name_the_line() {
     let cases: &[(&str, usize, &str)] = &[
-        ("FROM busybox AS a\nFROM later\nFROM busybox AS later\n", 2, "defined later"),
-        ("FROM busybox AS a\nCOPY --from=b /x /\nFROM busybox AS b\nCOPY --from=a /y /\n", 4, "circular dependency"),
-        ("FROM busybox AS a\nCOPY --from=a /x /\n", 2, "circular dependency"),
-        ("FROM busybox\nCOPY --from=7 /x /\n", 2, "invalid stage index 7"),
-        ("FROM busybox\nARG S=x\nCOPY --from=$S /x /\n", 3, "variable expansion is not supported"),
+        (
+            "FROM busybox AS a\nFROM later\nFROM busybox AS later\n",
+            2,
+            "defined later",
+        ),
+        (
+            "FROM busybox AS a\nCOPY --from=b /x /\nFROM busybox AS b\nCOPY --from=a /y /\n",
+            4,
+            "circular dependency",
+        ),
+        (
+            "FROM busybox AS a\nCOPY --from=a /x /\n",
+            2,
+            "circular dependency",
+        ),
+        (
+            "FROM busybox\nCOPY --from=7 /x /\n",
+            2,
+            "invalid stage index 7",
+        ),
+        (
+            "FROM busybox\nARG S=x\nCOPY --from=$S /x /\n",
+            3,
+            "variable expansion is not supported",
+        ),
         ("ARG B\nFROM $B\n", 2, "should not be blank"),
         ("FROM Not/Valid\n", 1, "lowercase"),
-        ("FROM busybox\nCOPY --from=No_Such /x /\n", 2, "no stage named"),
-        ("FROM busybox\nRUN --mount=type=secret,id=a,from=b true\n", 2, "secret mount should not have a from"),
-        ("FROM busybox\nENV A=\"${B:?B is required}\"\n", 2, "B is required"),
+        (
+            "FROM busybox\nCOPY --from=No_Such /x /\n",
+            2,
+            "no stage named",
+        ),
+        (
+            "FROM busybox\nRUN --mount=type=secret,id=a,from=b true\n",
+            2,
+            "secret mount should not have a from",
+        ),
+        (
+            "FROM busybox\nENV A=\"${B:?B is required}\"\n",
+            2,
+            "B is required",
+        ),
         ("FROM busybox\nRUN <<EOF\necho\n", 2, "unterminated heredoc"),
-        ("FROM busybox\nWORKDIR\n", 2, "WORKDIR requires exactly one argument"),
+        (
+            "FROM busybox\nWORKDIR\n",
+            2,
+            "WORKDIR requires exactly one argument",
+        ),
     ];
     for (df, line, needle) in cases {
         let e = plan_of(df, None, &[]).expect_err(df);
         assert_eq!(e.line(), Some(*line), "{df:?}: {e}");
         assert!(e.to_string().contains(needle), "{df:?}: {e}");
     }
-    assert!(matches!(plan_of("ARG A=1\n", None, &[]), Err(PlanError::NoStages)));
+    assert!(matches!(
+        plan_of("ARG A=1\n", None, &[]),
+        Err(PlanError::NoStages)
+    ));
 }
 
 #[test]

@@ -7,8 +7,10 @@ use unicode_general_category::{GeneralCategory as Gc, get_general_category};
 
 /// Go's `unicode.IsSpace`.
 pub fn is_space(c: char) -> bool {
-    matches!(c, '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r' | ' ' | '\u{85}' | '\u{A0}')
-        || (c as u32 > 0xFF && c.is_whitespace())
+    matches!(
+        c,
+        '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r' | ' ' | '\u{85}' | '\u{A0}'
+    ) || (c as u32 > 0xFF && c.is_whitespace())
 }
 
 /// Go's `unicode.IsLetter` (general category L*).

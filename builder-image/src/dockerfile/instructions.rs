@@ -115,24 +115,46 @@ pub struct Health {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Instruction {
-    Env { pairs: Vec<KeyValue> },
-    Maintainer { name: String },
-    Label { pairs: Vec<KeyValue> },
+    Env {
+        pairs: Vec<KeyValue>,
+    },
+    Maintainer {
+        name: String,
+    },
+    Label {
+        pairs: Vec<KeyValue>,
+    },
     Add(Add),
     Copy(Copy),
     /// The trigger as text, to be parsed again where it runs.
-    Onbuild { expression: String },
-    Workdir { path: String },
+    Onbuild {
+        expression: String,
+    },
+    Workdir {
+        path: String,
+    },
     Run(Run),
     Cmd(CmdLine),
     Entrypoint(CmdLine),
     Healthcheck(Health),
-    Expose { ports: Vec<String> },
-    User { user: String },
-    Volume { paths: Vec<String> },
-    StopSignal { signal: String },
-    Arg { args: Vec<ArgDef> },
-    Shell { shell: Vec<String> },
+    Expose {
+        ports: Vec<String>,
+    },
+    User {
+        user: String,
+    },
+    Volume {
+        paths: Vec<String>,
+    },
+    StopSignal {
+        signal: String,
+    },
+    Arg {
+        args: Vec<ArgDef>,
+    },
+    Shell {
+        shell: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -182,7 +204,11 @@ enum FlagKind {
 
 impl<'a> Flags<'a> {
     fn new(given: &'a [String], known: &[(&'static str, FlagKind)]) -> Self {
-        Flags { given, known: known.iter().copied().collect(), values: BTreeMap::new() }
+        Flags {
+            given,
+            known: known.iter().copied().collect(),
+            values: BTreeMap::new(),
+        }
     }
 
     fn parse(mut self) -> Res<Self> {
@@ -231,7 +257,11 @@ impl<'a> Flags<'a> {
     }
 
     fn string(&self, name: &str) -> Option<String> {
-        self.values.get(name).and_then(|v| v.last()).filter(|v| !v.is_empty()).cloned()
+        self.values
+            .get(name)
+            .and_then(|v| v.last())
+            .filter(|v| !v.is_empty())
+            .cloned()
     }
 
     fn strings(&self, name: &str) -> Vec<String> {
@@ -240,7 +270,10 @@ impl<'a> Flags<'a> {
 
     /// `Some(value)` when the flag was given.
     fn bool_opt(&self, name: &str) -> Option<bool> {
-        self.values.get(name).and_then(|v| v.last()).map(|v| v == "true")
+        self.values
+            .get(name)
+            .and_then(|v| v.last())
+            .map(|v| v == "true")
     }
 
     fn bool(&self, name: &str) -> bool {
@@ -253,7 +286,10 @@ pub fn from_ast(ast: &Node) -> Result<Dockerfile, InstructionError> {
     let mut meta_args = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
     for node in &ast.children {
-        let span = Span { start: node.start_line, end: node.end_line };
+        let span = Span {
+            start: node.start_line,
+            end: node.end_line,
+        };
         let fail = |message: String| InstructionError {
             line: node.start_line,
             instruction: node.value.clone(),
@@ -309,7 +345,10 @@ fn parse_from(node: &Node) -> Res<Stage> {
         base_name: args[0].clone(),
         platform: flags.string("platform"),
         commands: Vec::new(),
-        span: Span { start: node.start_line, end: node.end_line },
+        span: Span {
+            start: node.start_line,
+            end: node.end_line,
+        },
     })
 }
 
@@ -321,16 +360,22 @@ pub fn parse_command(node: &Node) -> Res<Command> {
     let instruction = match kw.as_str() {
         "env" => {
             no_flags()?;
-            Instruction::Env { pairs: parse_kvps(&args, "ENV")? }
+            Instruction::Env {
+                pairs: parse_kvps(&args, "ENV")?,
+            }
         }
         "maintainer" => {
             exactly_one(&args, "MAINTAINER")?;
             no_flags()?;
-            Instruction::Maintainer { name: args[0].clone() }
+            Instruction::Maintainer {
+                name: args[0].clone(),
+            }
         }
         "label" => {
             no_flags()?;
-            Instruction::Label { pairs: parse_kvps(&args, "LABEL")? }
+            Instruction::Label {
+                pairs: parse_kvps(&args, "LABEL")?,
+            }
         }
         "add" => {
             if args.len() < 2 {
@@ -387,11 +432,15 @@ pub fn parse_command(node: &Node) -> Res<Command> {
             })
         }
         "onbuild" => {
-            let Some(first) = args.first() else { return Err(at_least_one("ONBUILD")) };
+            let Some(first) = args.first() else {
+                return Err(at_least_one("ONBUILD"));
+            };
             no_flags()?;
             let trigger = trim_space(first).to_uppercase();
             match trigger.as_str() {
-                "ONBUILD" => return Err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into()),
+                "ONBUILD" => {
+                    return Err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into());
+                }
                 "MAINTAINER" | "FROM" => {
                     return Err(format!("{trigger} isn't allowed as an ONBUILD trigger"));
                 }
@@ -408,7 +457,9 @@ pub fn parse_command(node: &Node) -> Res<Command> {
         "workdir" => {
             exactly_one(&args, "WORKDIR")?;
             no_flags()?;
-            Instruction::Workdir { path: args[0].clone() }
+            Instruction::Workdir {
+                path: args[0].clone(),
+            }
         }
         "run" => {
             let f = Flags::new(
@@ -427,7 +478,10 @@ pub fn parse_command(node: &Node) -> Res<Command> {
             }
             let network = f.string("network").unwrap_or_else(|| "default".into());
             if !matches!(network.as_str(), "default" | "none" | "host") {
-                return Err(format!("invalid network mode {}", super::goquote::quote(&network)));
+                return Err(format!(
+                    "invalid network mode {}",
+                    super::goquote::quote(&network)
+                ));
             }
             let security = f.string("security").unwrap_or_else(|| "sandbox".into());
             if !matches!(security.as_str(), "sandbox" | "insecure") {
@@ -462,7 +516,9 @@ pub fn parse_command(node: &Node) -> Res<Command> {
         "user" => {
             exactly_one(&args, "USER")?;
             no_flags()?;
-            Instruction::User { user: args[0].clone() }
+            Instruction::User {
+                user: args[0].clone(),
+            }
         }
         "volume" => {
             if args.is_empty() {
@@ -481,7 +537,9 @@ pub fn parse_command(node: &Node) -> Res<Command> {
         }
         "stopsignal" => {
             exactly_one(&args, "STOPSIGNAL")?;
-            Instruction::StopSignal { signal: args[0].clone() }
+            Instruction::StopSignal {
+                signal: args[0].clone(),
+            }
         }
         "arg" => {
             if args.is_empty() {
@@ -491,8 +549,14 @@ pub fn parse_command(node: &Node) -> Res<Command> {
             for a in &args {
                 defs.push(match a.split_once('=') {
                     Some(("", _)) => return Err("ARG names can not be blank".into()),
-                    Some((k, v)) => ArgDef { key: k.into(), value: Some(v.into()) },
-                    None => ArgDef { key: a.clone(), value: None },
+                    Some((k, v)) => ArgDef {
+                        key: k.into(),
+                        value: Some(v.into()),
+                    },
+                    None => ArgDef {
+                        key: a.clone(),
+                        value: None,
+                    },
                 });
             }
             Instruction::Arg { args: defs }
@@ -514,7 +578,10 @@ pub fn parse_command(node: &Node) -> Res<Command> {
         instruction,
         keyword: node.value.clone(),
         original: node.original.clone(),
-        span: Span { start: node.start_line, end: node.end_line },
+        span: Span {
+            start: node.start_line,
+            end: node.end_line,
+        },
     })
 }
 
@@ -549,7 +616,7 @@ fn parse_kvps(args: &[String], cmd: &str) -> Res<Vec<KeyValue>> {
     if args.is_empty() {
         return Err(at_least_one(cmd));
     }
-    if args.len() % 3 != 0 {
+    if !args.len().is_multiple_of(3) {
         return Err(format!("Bad input to {cmd}, too many arguments"));
     }
     args.chunks(3)
@@ -557,7 +624,11 @@ fn parse_kvps(args: &[String], cmd: &str) -> Res<Vec<KeyValue>> {
             if c[0].is_empty() {
                 return Err(format!("{cmd} names can not be blank"));
             }
-            Ok(KeyValue { key: c[0].clone(), value: c[1].clone(), no_delim: c[2].is_empty() })
+            Ok(KeyValue {
+                key: c[0].clone(),
+                value: c[1].clone(),
+                no_delim: c[2].is_empty(),
+            })
         })
         .collect()
 }
@@ -584,11 +655,19 @@ fn sources_and_dest(node: &Node, args: &[String], cmd: &str) -> Res<SourcesAndDe
             None => sources.push(src.clone()),
         }
     }
-    Ok(SourcesAndDest { dest: dest.clone(), sources, contents })
+    Ok(SourcesAndDest {
+        dest: dest.clone(),
+        sources,
+        contents,
+    })
 }
 
 fn cmd_line(node: &Node, args: &[String]) -> CmdLine {
-    let args = if node.json || args.is_empty() { args.to_vec() } else { vec![args.join(" ")] };
+    let args = if node.json || args.is_empty() {
+        args.to_vec()
+    } else {
+        vec![args.join(" ")]
+    };
     CmdLine {
         args,
         files: node
@@ -606,7 +685,9 @@ fn cmd_line(node: &Node, args: &[String]) -> CmdLine {
 }
 
 fn parse_healthcheck(node: &Node, args: &[String]) -> Res<Health> {
-    let Some(typ) = args.first() else { return Err(at_least_one("HEALTHCHECK")) };
+    let Some(typ) = args.first() else {
+        return Err(at_least_one("HEALTHCHECK"));
+    };
     let typ = typ.to_uppercase();
     let rest = &args[1..];
     if typ == "NONE" {
@@ -636,14 +717,24 @@ fn parse_healthcheck(node: &Node, args: &[String]) -> Res<Health> {
     if typ != "CMD" {
         return Err(format!("Unknown type \"{typ}\" in HEALTHCHECK (try CMD)"));
     }
-    let cmd = if node.json || rest.is_empty() { rest.to_vec() } else { vec![rest.join(" ")] };
+    let cmd = if node.json || rest.is_empty() {
+        rest.to_vec()
+    } else {
+        vec![rest.join(" ")]
+    };
     if cmd.is_empty() {
         return Err("Missing command after HEALTHCHECK CMD".into());
     }
-    let mut test = vec![if node.json { "CMD".to_string() } else { "CMD-SHELL".to_string() }];
+    let mut test = vec![if node.json {
+        "CMD".to_string()
+    } else {
+        "CMD-SHELL".to_string()
+    }];
     test.extend(cmd);
     let interval = |name: &str| -> Res<i64> {
-        let Some(v) = f.string(name) else { return Ok(0) };
+        let Some(v) = f.string(name) else {
+            return Ok(0);
+        };
         let d = parse_go_duration(&v)?;
         if d != 0 && d < 1_000_000 {
             return Err(format!("Interval \"{name}\" cannot be less than 1ms"));
@@ -690,14 +781,18 @@ pub fn parse_go_duration(s: &str) -> Res<i64> {
     }
     let mut total: f64 = 0.0;
     while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         let num = &rest[..num_end];
         if num.is_empty() || num == "." {
             return Err(bad());
         }
         let value: f64 = num.parse().map_err(|_| bad())?;
         rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let unit = match &rest[..unit_end] {
             "ns" => 1.0,
             "us" | "µs" | "μs" => 1e3,
@@ -745,7 +840,9 @@ fn check_mount_from(spec: &str) -> Res<()> {
             && k.eq_ignore_ascii_case("from")
             && v.find('$').is_some_and(|i| i != v.len() - 1)
         {
-            return Err("'from' doesn't support variable expansion, define alias stage instead".into());
+            return Err(
+                "'from' doesn't support variable expansion, define alias stage instead".into(),
+            );
         }
     }
     Ok(())
@@ -770,7 +867,11 @@ fn csv_fields(s: &str) -> Res<Vec<String>> {
             Some('"') if at_start => {
                 loop {
                     match chars.next() {
-                        None => return Err(format!("failed to parse csv mounts: extraneous or missing \" in quoted-field: {s}")),
+                        None => {
+                            return Err(format!(
+                                "failed to parse csv mounts: extraneous or missing \" in quoted-field: {s}"
+                            ));
+                        }
                         Some('"') if chars.peek() == Some(&'"') => {
                             chars.next();
                             cur.push('"');
@@ -780,12 +881,16 @@ fn csv_fields(s: &str) -> Res<Vec<String>> {
                     }
                 }
                 if !matches!(chars.peek(), None | Some(',')) {
-                    return Err(format!("failed to parse csv mounts: extraneous or missing \" in quoted-field: {s}"));
+                    return Err(format!(
+                        "failed to parse csv mounts: extraneous or missing \" in quoted-field: {s}"
+                    ));
                 }
                 at_start = false;
             }
             Some('"') => {
-                return Err(format!("failed to parse csv mounts: bare \" in non-quoted-field: {s}"));
+                return Err(format!(
+                    "failed to parse csv mounts: bare \" in non-quoted-field: {s}"
+                ));
             }
             Some(c) => {
                 cur.push(c);
@@ -806,7 +911,9 @@ fn parse_go_bool(v: &str) -> Option<bool> {
 /// docker/go-units `RAMInBytes`: `64m`, `1.5g`, `512KiB` (binary multiples).
 fn ram_in_bytes(s: &str) -> Option<i64> {
     let t = s.trim();
-    let num_end = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let num_end = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, suffix) = t.split_at(num_end);
     let value: f64 = num.parse().ok()?;
     let suffix = suffix.strip_prefix(' ').unwrap_or(suffix).to_lowercase();
@@ -831,7 +938,10 @@ pub fn parse_mount(spec: &str) -> Res<Mount> {
 /// Parses a `--mount` value, expanding each field's value with `expand` first
 /// (`parseMount` with an expander).
 pub fn parse_mount_with(spec: &str, expand: &mut dyn FnMut(&str) -> Res<String>) -> Res<Mount> {
-    let mut m = Mount { kind: "bind".into(), ..Mount::default() };
+    let mut m = Mount {
+        kind: "bind".into(),
+        ..Mount::default()
+    };
     let mut ro_auto = true;
     let file_info = |m: &Mount| matches!(m.kind.as_str(), "secret" | "ssh" | "cache");
     for field in csv_fields(spec)? {
@@ -849,14 +959,18 @@ pub fn parse_mount_with(spec: &str, expand: &mut dyn FnMut(&str) -> Res<String>)
                     }
                     "required" if matches!(m.kind.as_str(), "secret" | "ssh") => m.required = true,
                     "required" => {
-                        return Err(format!("unexpected key 'required' for mount type '{}'", m.kind));
+                        return Err(format!(
+                            "unexpected key 'required' for mount type '{}'",
+                            m.kind
+                        ));
                     }
                     _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
                 }
                 continue;
             }
         };
-        let bool_value = |v: &str| parse_go_bool(v).ok_or_else(|| format!("invalid value for {key}: {v}"));
+        let bool_value =
+            |v: &str| parse_go_bool(v).ok_or_else(|| format!("invalid value for {key}: {v}"));
         match key.as_str() {
             "type" => {
                 let t = value.to_lowercase();
@@ -878,7 +992,10 @@ pub fn parse_mount_with(spec: &str, expand: &mut dyn FnMut(&str) -> Res<String>)
             }
             "required" => {
                 if !matches!(m.kind.as_str(), "secret" | "ssh") {
-                    return Err(format!("unexpected key 'required' for mount type '{}'", m.kind));
+                    return Err(format!(
+                        "unexpected key 'required' for mount type '{}'",
+                        m.kind
+                    ));
                 }
                 m.required = bool_value(&value)?;
             }
@@ -886,8 +1003,10 @@ pub fn parse_mount_with(spec: &str, expand: &mut dyn FnMut(&str) -> Res<String>)
                 if m.kind != "tmpfs" {
                     return Err(format!("unexpected key 'size' for mount type '{}'", m.kind));
                 }
-                m.size_limit =
-                    Some(ram_in_bytes(&value).ok_or_else(|| format!("invalid value for size: {value}"))?);
+                m.size_limit = Some(
+                    ram_in_bytes(&value)
+                        .ok_or_else(|| format!("invalid value for size: {value}"))?,
+                );
             }
             "id" => m.id = Some(value),
             "sharing" => {
@@ -903,14 +1022,30 @@ pub fn parse_mount_with(spec: &str, expand: &mut dyn FnMut(&str) -> Res<String>)
                         .map_err(|_| format!("invalid value {value} for mode"))?,
                 );
             }
-            "uid" => m.uid = Some(value.parse().map_err(|_| format!("invalid value {value} for uid"))?),
-            "gid" => m.gid = Some(value.parse().map_err(|_| format!("invalid value {value} for gid"))?),
+            "uid" => {
+                m.uid = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("invalid value {value} for uid"))?,
+                )
+            }
+            "gid" => {
+                m.gid = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("invalid value {value} for gid"))?,
+                )
+            }
             "env" => m.env = Some(value),
             _ => return Err(format!("unexpected key '{key}' in '{field}'")),
         }
     }
     if !file_info(&m) {
-        for (set, what) in [(m.mode.is_some(), "mode"), (m.uid.is_some(), "uid"), (m.gid.is_some(), "gid")] {
+        for (set, what) in [
+            (m.mode.is_some(), "mode"),
+            (m.uid.is_some(), "uid"),
+            (m.gid.is_some(), "gid"),
+        ] {
             if set {
                 return Err(format!("{what} not allowed for \"{}\" type mounts", m.kind));
             }
@@ -957,20 +1092,31 @@ mod tests {
         let e = df("FROM a\nCOPY --link=maybe x y\n").expect_err("bool");
         assert!(e.message.starts_with("expecting boolean value"));
         let d = df("FROM a\nCOPY --exclude=a --exclude=b --link x y\n").expect("ok");
-        let Instruction::Copy(c) = &d.stages[0].commands[0].instruction else { panic!() };
+        let Instruction::Copy(c) = &d.stages[0].commands[0].instruction else {
+            panic!()
+        };
         assert_eq!(c.exclude, ["a", "b"]);
         assert!(c.link);
     }
 
     #[test]
     fn mounts_parse_like_buildkit() {
-        let m = parse_mount("type=cache,target=/root/.cache,id=go,sharing=locked,uid=1000").expect("ok");
-        assert_eq!((m.kind.as_str(), m.read_only, m.uid), ("cache", false, Some(1000)));
+        let m = parse_mount("type=cache,target=/root/.cache,id=go,sharing=locked,uid=1000")
+            .expect("ok");
+        assert_eq!(
+            (m.kind.as_str(), m.read_only, m.uid),
+            ("cache", false, Some(1000))
+        );
         let m = parse_mount("type=secret,id=tok").expect("ok");
         assert!(m.read_only);
         assert!(parse_mount("type=bind,uid=1").is_err());
         assert!(parse_mount("type=secret,from=x,id=a").is_err());
-        assert_eq!(parse_mount("type=tmpfs,target=/t,size=64m").expect("ok").size_limit, Some(64 << 20));
+        assert_eq!(
+            parse_mount("type=tmpfs,target=/t,size=64m")
+                .expect("ok")
+                .size_limit,
+            Some(64 << 20)
+        );
         assert!(parse_mount("type=nfs").is_err());
         let e = df("FROM a\nRUN --mount=from=$X,target=/x true\n").expect_err("var in from");
         assert!(e.message.contains("doesn't support variable expansion"));
@@ -980,9 +1126,14 @@ mod tests {
     fn healthcheck_options() {
         let d = df("FROM a\nHEALTHCHECK --interval=5m --timeout=3s --retries=3 CMD curl -f http://localhost/ || exit 1\n")
             .expect("ok");
-        let Instruction::Healthcheck(h) = &d.stages[0].commands[0].instruction else { panic!() };
+        let Instruction::Healthcheck(h) = &d.stages[0].commands[0].instruction else {
+            panic!()
+        };
         assert_eq!(h.test, ["CMD-SHELL", "curl -f http://localhost/ || exit 1"]);
-        assert_eq!((h.interval, h.timeout, h.retries), (300_000_000_000, 3_000_000_000, 3));
+        assert_eq!(
+            (h.interval, h.timeout, h.retries),
+            (300_000_000_000, 3_000_000_000, 3)
+        );
         assert!(df("FROM a\nHEALTHCHECK NONE x\n").is_err());
         assert!(df("FROM a\nHEALTHCHECK --interval=1us CMD x\n").is_err());
     }
@@ -990,7 +1141,10 @@ mod tests {
     #[test]
     fn errors_name_the_line() {
         let e = df("FROM a\nRUN x\nFOO bar\n").expect_err("unknown");
-        assert_eq!((e.line, e.message.as_str()), (3, "unknown instruction: FOO"));
+        assert_eq!(
+            (e.line, e.message.as_str()),
+            (3, "unknown instruction: FOO")
+        );
         let e = df("FROM a\n\nCOPY x\n").expect_err("no dest");
         assert_eq!(e.line, 3);
         let e = df("FROM a AS 1x\n").expect_err("bad name");
@@ -1003,14 +1157,18 @@ mod tests {
     #[test]
     fn heredoc_sources_become_inline_files() {
         let d = df("FROM a\nCOPY <<-EOT /app/conf\n\tkey=$V\n\tEOT\n").expect("ok");
-        let Instruction::Copy(c) = &d.stages[0].commands[0].instruction else { panic!() };
+        let Instruction::Copy(c) = &d.stages[0].commands[0].instruction else {
+            panic!()
+        };
         assert!(c.paths.sources.is_empty());
         assert_eq!(c.paths.contents[0].data, "key=$V\n");
         assert!(c.paths.contents[0].expand);
         let d = df("FROM a\nONBUILD RUN <<EOF\necho hi\nEOF\n").expect("ok");
         assert_eq!(
             d.stages[0].commands[0].instruction,
-            Instruction::Onbuild { expression: "RUN <<EOF\necho hi\nEOF".into() }
+            Instruction::Onbuild {
+                expression: "RUN <<EOF\necho hi\nEOF".into()
+            }
         );
     }
 

@@ -47,7 +47,10 @@ impl Vars {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -239,7 +242,10 @@ impl ShellWord<'_> {
         r
     }
 
-    fn process_stop_on_inner(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), LexError> {
+    fn process_stop_on_inner(
+        &mut self,
+        stop: Option<char>,
+    ) -> Result<(String, Vec<String>), LexError> {
         let mut result = String::new();
         self.words_buf.clear();
         let mut words = Words::default();
@@ -289,7 +295,9 @@ impl ShellWord<'_> {
             }
         }
         if let Some(stop) = stop {
-            return err(format!("unexpected end of statement while looking for matching {stop}"));
+            return err(format!(
+                "unexpected end of statement while looking for matching {stop}"
+            ));
         }
         let w = words.finish(&mut self.words_buf);
         Ok((result, w))
@@ -430,11 +438,19 @@ impl ShellWord<'_> {
                     Some('+') => Ok(if unset_or_null { String::new() } else { word }),
                     Some('?') => {
                         if !set {
-                            let msg = if word.is_empty() { "is not allowed to be unset" } else { &word };
+                            let msg = if word.is_empty() {
+                                "is not allowed to be unset"
+                            } else {
+                                &word
+                            };
                             return err(format!("{name}: {msg}"));
                         }
                         if null_is_unset && value.is_empty() {
-                            let msg = if word.is_empty() { "is not allowed to be empty" } else { &word };
+                            let msg = if word.is_empty() {
+                                "is not allowed to be empty"
+                            } else {
+                                &word
+                            };
                             return err(format!("{name}: {msg}"));
                         }
                         Ok(value)
@@ -483,12 +499,20 @@ impl ShellWord<'_> {
                 }
                 let value = value.unwrap_or_default();
                 let re = shell_pattern_to_regex(&pattern, true, false).map_err(|e| {
-                    LexError(format!("invalid pattern ({pattern}) in substitution: {}", e.0))
+                    LexError(format!(
+                        "invalid pattern ({pattern}) in substitution: {}",
+                        e.0
+                    ))
                 })?;
                 if replace_all {
                     Ok(re.replace_all(&value, replacement.as_str()).into_owned())
                 } else if let Some(m) = re.find(&value) {
-                    Ok(format!("{}{}{}", &value[..m.start()], replacement, &value[m.end()..]))
+                    Ok(format!(
+                        "{}{}{}",
+                        &value[..m.start()],
+                        replacement,
+                        &value[m.end()..]
+                    ))
                 } else {
                     Ok(value)
                 }
@@ -582,7 +606,10 @@ fn shell_pattern_to_regex(pattern: &str, greedy: bool, anchored: bool) -> Result
                 match next {
                     Some(c @ ('*' | '?' | '\\')) => tok = c,
                     other => {
-                        return err(format!("invalid escape '\\{}'", other.unwrap_or('\u{FFFD}')));
+                        return err(format!(
+                            "invalid escape '\\{}'",
+                            other.unwrap_or('\u{FFFD}')
+                        ));
                     }
                 }
             }
@@ -595,8 +622,12 @@ fn shell_pattern_to_regex(pattern: &str, greedy: bool, anchored: bool) -> Result
 }
 
 fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<String, LexError> {
-    let re = shell_pattern_to_regex(pattern, greedy, true)
-        .map_err(|e| LexError(format!("invalid pattern ({pattern}) in substitution: {}", e.0)))?;
+    let re = shell_pattern_to_regex(pattern, greedy, true).map_err(|e| {
+        LexError(format!(
+            "invalid pattern ({pattern}) in substitution: {}",
+            e.0
+        ))
+    })?;
     Ok(match re.find(value) {
         Some(m) => value[m.end()..].to_string(),
         None => value.to_string(),
@@ -640,7 +671,10 @@ mod tests {
 
     #[test]
     fn pattern_conversion_matches_buildkit() {
-        assert_eq!(shell_pattern_to_regex("*", true, true).map(|r| r.to_string()), Ok("^.*".into()));
+        assert_eq!(
+            shell_pattern_to_regex("*", true, true).map(|r| r.to_string()),
+            Ok("^.*".into())
+        );
         assert_eq!(
             shell_pattern_to_regex(r"(()[]{\}^$.\*\?|\\", true, true).map(|r| r.to_string()),
             Ok(r"^\(\(\)\[\]\{\}\^\$\.\*\?\|\\".into())
@@ -667,12 +701,24 @@ mod tests {
     #[test]
     fn substitutions() {
         let env = ["V=/usr/local/bin/tool.tar.gz"];
-        assert_eq!(expand("${V#*/}", &env), Ok("usr/local/bin/tool.tar.gz".into()));
+        assert_eq!(
+            expand("${V#*/}", &env),
+            Ok("usr/local/bin/tool.tar.gz".into())
+        );
         assert_eq!(expand("${V##*/}", &env), Ok("tool.tar.gz".into()));
-        assert_eq!(expand("${V%.*}", &env), Ok("/usr/local/bin/tool.tar".into()));
+        assert_eq!(
+            expand("${V%.*}", &env),
+            Ok("/usr/local/bin/tool.tar".into())
+        );
         assert_eq!(expand("${V%%.*}", &env), Ok("/usr/local/bin/tool".into()));
-        assert_eq!(expand("${V/local/opt}", &env), Ok("/usr/opt/bin/tool.tar.gz".into()));
-        assert_eq!(expand("${V//o/0}", &env), Ok("/usr/l0cal/bin/t00l.tar.gz".into()));
+        assert_eq!(
+            expand("${V/local/opt}", &env),
+            Ok("/usr/opt/bin/tool.tar.gz".into())
+        );
+        assert_eq!(
+            expand("${V//o/0}", &env),
+            Ok("/usr/l0cal/bin/t00l.tar.gz".into())
+        );
         assert_eq!(expand("${U:-dflt}", &env), Ok("dflt".into()));
         assert_eq!(expand("${V:+set}", &env), Ok("set".into()));
         assert!(expand("${V:=x}", &env).is_err());

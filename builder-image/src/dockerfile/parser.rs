@@ -63,7 +63,11 @@ pub struct ParseError {
 
 impl ParseError {
     fn at(start: usize, end: usize, message: impl Into<String>) -> Self {
-        ParseError { start_line: start, end_line: end.max(start), message: message.into() }
+        ParseError {
+            start_line: start,
+            end_line: end.max(start),
+            message: message.into(),
+        }
     }
 }
 
@@ -132,7 +136,11 @@ struct Directives {
 
 impl Directives {
     fn new() -> Self {
-        Directives { escape: '\\', done: false, seen: Vec::new() }
+        Directives {
+            escape: '\\',
+            done: false,
+            seen: Vec::new(),
+        }
     }
 
     /// Looks for a parser directive in a (left-trimmed) line. Directives are only read
@@ -163,7 +171,9 @@ impl Directives {
                 "`" => self.escape = '`',
                 "\\" => self.escape = '\\',
                 _ => {
-                    return Err(format!("invalid escape token '{value}' does not match ` or \\"));
+                    return Err(format!(
+                        "invalid escape token '{value}' does not match ` or \\"
+                    ));
                 }
             }
         }
@@ -181,9 +191,13 @@ fn directive_parts(s: &str) -> Option<(&str, &str)> {
     if !first.is_ascii_alphabetic() {
         return None;
     }
-    let key_end = s.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(s.len());
+    let key_end = s
+        .find(|c: char| !c.is_ascii_alphanumeric())
+        .unwrap_or(s.len());
     let (key, rest) = s.split_at(key_end);
-    let rest = rest.trim_start_matches(is_go_regex_space).strip_prefix('=')?;
+    let rest = rest
+        .trim_start_matches(is_go_regex_space)
+        .strip_prefix('=')?;
     let value = rest.trim_matches(is_go_regex_space);
     if value.is_empty() || value.contains('\n') {
         return None;
@@ -223,7 +237,9 @@ fn split_ws_once(s: &str) -> (&str, Option<&str>) {
 }
 
 fn split_ws_all(s: &str) -> Vec<&str> {
-    s.split(['\t', '\x0B', '\x0C', '\r', ' ']).filter(|w| !w.is_empty()).collect::<Vec<_>>()
+    s.split(['\t', '\x0B', '\x0C', '\r', ' '])
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
 }
 
 /// Parses a Dockerfile.
@@ -239,7 +255,14 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
     let mut i = 0usize;
 
     let too_long = |n: usize| {
-        ParseError::at(n, n, format!("dockerfile line greater than max allowed size of {}", MAX_LINE - 1))
+        ParseError::at(
+            n,
+            n,
+            format!(
+                "dockerfile line greater than max allowed size of {}",
+                MAX_LINE - 1
+            ),
+        )
     };
 
     while i < lines.len() {
@@ -303,7 +326,9 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
             .map_err(|m| ParseError::at(start_line, current, m))?;
 
         if child.can_contain_heredoc() && buf.contains("<<") {
-            for mut heredoc in heredocs_from_line(&buf).map_err(|m| ParseError::at(start_line, current, m))? {
+            for mut heredoc in
+                heredocs_from_line(&buf).map_err(|m| ParseError::at(start_line, current, m))?
+            {
                 let mut terminated = false;
                 let mut content = std::mem::take(&mut heredoc.content);
                 while i < lines.len() {
@@ -337,13 +362,25 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
     }
 
     let Some(start) = root_start else {
-        return Err(ParseError::at(current.max(1), current.max(1), "file with no instructions"));
+        return Err(ParseError::at(
+            current.max(1),
+            current.max(1),
+            "file with no instructions",
+        ));
     };
     root.start_line = start;
-    Ok(Parsed { ast: root, escape: d.escape, warnings })
+    Ok(Parsed {
+        ast: root,
+        escape: d.escape,
+        warnings,
+    })
 }
 
-fn process_line<'a>(d: &mut Directives, raw: &'a str, strip_left: bool) -> Result<(&'a str, bool), String> {
+fn process_line<'a>(
+    d: &mut Directives,
+    raw: &'a str,
+    strip_left: bool,
+) -> Result<(&'a str, bool), String> {
     let mut token = trim_newline(raw);
     if strip_left {
         token = trim_left_space(token);
@@ -365,21 +402,35 @@ fn node_from_line(line: &str, escape: char, comments: Vec<String>) -> Result<Nod
     };
     let (next, json) = match cmd.to_lowercase().as_str() {
         "add" | "copy" | "volume" => parse_maybe_json_to_list(&args)?,
-        "arg" => (parse_words(&args, escape).into_iter().map(leaf).collect(), false),
+        "arg" => (
+            parse_words(&args, escape).into_iter().map(leaf).collect(),
+            false,
+        ),
         "cmd" | "entrypoint" | "run" | "shell" => parse_maybe_json(&args)?,
         "env" => (parse_name_val(&args, "ENV", escape)?, false),
         "label" => (parse_name_val(&args, "LABEL", escape)?, false),
         "expose" | "from" => (split_ws_all(&args).into_iter().map(leaf).collect(), false),
         "healthcheck" => parse_health_config(&args)?,
-        "maintainer" | "stopsignal" | "user" | "workdir" => {
-            (if args.is_empty() { vec![] } else { vec![leaf(&args)] }, false)
-        }
+        "maintainer" | "stopsignal" | "user" | "workdir" => (
+            if args.is_empty() {
+                vec![]
+            } else {
+                vec![leaf(&args)]
+            },
+            false,
+        ),
         "onbuild" => {
             if args.is_empty() {
                 (vec![], false)
             } else {
                 let inner = node_from_line(&args, escape, Vec::new())?;
-                (vec![Node { children: vec![inner], ..Node::default() }], false)
+                (
+                    vec![Node {
+                        children: vec![inner],
+                        ..Node::default()
+                    }],
+                    false,
+                )
             }
         }
         // Unknown instructions parse (with one empty argument) and fail later, as in BuildKit.
@@ -397,7 +448,10 @@ fn node_from_line(line: &str, escape: char, comments: Vec<String>) -> Result<Nod
 }
 
 fn leaf(value: impl Into<String>) -> Node {
-    Node { value: value.into(), ..Node::default() }
+    Node {
+        value: value.into(),
+        ..Node::default()
+    }
 }
 
 /// Takes the leading `--flag` words (quotes and escapes processed); a bare `--` ends them.
@@ -588,11 +642,15 @@ fn key_value(key: &str, value: &str, sep: &str) -> [Node; 3] {
 /// ENV and LABEL: the legacy `KEY value...` form or `k=v` pairs (`parseNameVal`).
 fn parse_name_val(rest: &str, keyword: &str, escape: char) -> Result<Vec<Node>, String> {
     let words = parse_words(rest, escape);
-    let Some(first) = words.first() else { return Ok(vec![]) };
+    let Some(first) = words.first() else {
+        return Ok(vec![]);
+    };
     if !first.contains('=') {
         let (key, value) = split_ws_once(rest);
         return match value {
-            Some(v) if !v.is_empty() || rest.len() > key.len() => Ok(key_value(key, v, "").to_vec()),
+            Some(v) if !v.is_empty() || rest.len() > key.len() => {
+                Ok(key_value(key, v, "").to_vec())
+            }
             _ => Err(format!("{keyword} must have two arguments")),
         };
     }
@@ -619,7 +677,8 @@ fn parse_json(rest: &str) -> Result<Vec<Node>, JsonError> {
     if !rest.starts_with('[') {
         return Err(JsonError::Invalid);
     }
-    let values: Vec<serde_json::Value> = serde_json::from_str(rest).map_err(|_| JsonError::Invalid)?;
+    let values: Vec<serde_json::Value> =
+        serde_json::from_str(rest).map_err(|_| JsonError::Invalid)?;
     values
         .into_iter()
         .map(|v| match v {
@@ -668,8 +727,12 @@ fn parse_health_config(rest: &str) -> Result<(Vec<Node>, bool), String> {
 
 /// `^(\d*)<<(-?)\s*([^<]*)$`: a heredoc redirection word.
 pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
-    let digits = word.find(|c: char| !c.is_ascii_digit()).unwrap_or(word.len());
-    let Some(after) = word[digits..].strip_prefix("<<") else { return Ok(None) };
+    let digits = word
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(word.len());
+    let Some(after) = word[digits..].strip_prefix("<<") else {
+        return Ok(None);
+    };
     let (chomp, after) = match after.strip_prefix('-') {
         Some(a) => (true, a),
         None => (false, after),
@@ -691,7 +754,9 @@ pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
     lex.raw_quotes = true;
     let raw = lex.process_words(rest, &NoEnv).map_err(|e| e.0)?;
     if raw.len() != words.len() {
-        return Err(format!("internal lexing of heredoc produced inconsistent results: {rest}"));
+        return Err(format!(
+            "internal lexing of heredoc produced inconsistent results: {rest}"
+        ));
     }
     let quotes = |s: &str| s.chars().filter(|c| *c == '\'' || *c == '"').count();
     Ok(Some(Heredoc {
@@ -720,7 +785,10 @@ fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
 
 /// Strips leading tabs from every line of a `<<-` heredoc.
 pub fn chomp_heredoc(content: &str) -> String {
-    content.split_inclusive('\n').map(|l| l.trim_start_matches('\t')).collect()
+    content
+        .split_inclusive('\n')
+        .map(|l| l.trim_start_matches('\t'))
+        .collect()
 }
 
 #[cfg(test)]
@@ -728,14 +796,22 @@ mod tests {
     use super::*;
 
     fn dump(src: &str) -> String {
-        parse(src).map(|p| p.ast.dump()).unwrap_or_else(|e| format!("error: {e}"))
+        parse(src)
+            .map(|p| p.ast.dump())
+            .unwrap_or_else(|e| format!("error: {e}"))
     }
 
     #[test]
     fn parse_words_keeps_quotes() {
-        assert_eq!(parse_words("foo bar 'abc xyz'", '\\'), ["foo", "bar", "'abc xyz'"]);
+        assert_eq!(
+            parse_words("foo bar 'abc xyz'", '\\'),
+            ["foo", "bar", "'abc xyz'"]
+        );
         assert_eq!(parse_words("foo\\ bar", '\\'), ["foo\\ bar"]);
-        assert_eq!(parse_words(r#"föo bàr "âbc xÿz""#, '\\'), ["föo", "bàr", r#""âbc xÿz""#]);
+        assert_eq!(
+            parse_words(r#"föo bàr "âbc xÿz""#, '\\'),
+            ["föo", "bàr", r#""âbc xÿz""#]
+        );
     }
 
     #[test]
@@ -744,10 +820,23 @@ mod tests {
         let p = parse(src).expect("parses");
         let run = &p.ast.children[1];
         assert_eq!(run.heredocs.len(), 3);
-        assert_eq!(run.heredocs[0], Heredoc { name: "EOF".into(), expand: true, content: "echo $A\n".into(), ..Default::default() });
+        assert_eq!(
+            run.heredocs[0],
+            Heredoc {
+                name: "EOF".into(),
+                expand: true,
+                content: "echo $A\n".into(),
+                ..Default::default()
+            }
+        );
         assert_eq!(
             run.heredocs[1],
-            Heredoc { name: "TWO".into(), chomp: true, content: "\tquoted $B\n".into(), ..Default::default() }
+            Heredoc {
+                name: "TWO".into(),
+                chomp: true,
+                content: "\tquoted $B\n".into(),
+                ..Default::default()
+            }
         );
         assert_eq!(run.heredocs[2].name, "xy");
         assert_eq!(run.heredocs[2].file_descriptor, 3);
@@ -759,13 +848,19 @@ mod tests {
 
     #[test]
     fn heredoc_in_json_form_is_not_a_heredoc() {
-        assert_eq!(dump("FROM a\nRUN [\"<<EOF\"]\nEOF\n"), "(from \"a\")\n(run \"<<EOF\")\n(eof \"\")");
+        assert_eq!(
+            dump("FROM a\nRUN [\"<<EOF\"]\nEOF\n"),
+            "(from \"a\")\n(run \"<<EOF\")\n(eof \"\")"
+        );
     }
 
     #[test]
     fn unterminated_heredoc_is_an_error() {
         let e = parse("FROM a\nCOPY <<EOF /x\nhello\n").expect_err("unterminated");
-        assert_eq!((e.start_line, e.message.as_str()), (2, "unterminated heredoc"));
+        assert_eq!(
+            (e.start_line, e.message.as_str()),
+            (2, "unterminated heredoc")
+        );
     }
 
     #[test]

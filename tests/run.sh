@@ -2,7 +2,10 @@
 # Slipway's test command (README, .ci/run): every tier this machine can run.
 #   tier 1  unit + front end: cargo test --workspace (BuildKit and patternmatcher fixtures
 #           from $SLIPWAY_FIXTURES or ../shared/fixtures)
-#   tier 3  end to end on a real local cluster (tests/cluster/), when SLIPWAY_E2E=1
+#   tier 3  end to end on a real local cluster: tests/cluster/up.sh brings it up (building
+#           Kubernetes on the first run), tests/e2e/run.sh runs against it, and down.sh
+#           removes it again unless it was already running or SLIPWAY_KEEP_CLUSTER=1.
+#           SLIPWAY_E2E=0 skips this tier.
 # Cargo's target dir lives outside the work tree (cached between runs, keyed by toolchain).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,20 +15,47 @@ if [[ -z "${CARGO_TARGET_DIR:-}" ]]; then
   export CARGO_TARGET_DIR="${SLIPWAY_CACHE:-/var/cache/slipway}/cargo-target/$key"
 fi
 mkdir -p "$CARGO_TARGET_DIR"
+logs=$CARGO_TARGET_DIR/test-logs
+mkdir -p "$logs"
+rm -f "$logs"/*.log
 
 echo "== format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 echo "== tier 1: unit and front-end tests"
-cargo test --workspace --no-fail-fast 2>&1 | tee "$CARGO_TARGET_DIR/unit-test.log"
+cargo test --workspace --no-fail-fast 2>&1 | tee "$logs/unit.log"
 
-if [[ "${SLIPWAY_E2E:-0}" == 1 ]]; then
+e2e_status=0
+if [[ ${SLIPWAY_E2E:-1} == 0 ]]; then
+  echo "== tier 3 skipped: SLIPWAY_E2E=0"
+elif [[ $(id -u) != 0 ]]; then
+  echo "== tier 3 skipped: the local cluster needs root"
+else
   echo "== tier 3: end to end on the local cluster"
-  tests/e2e/run.sh
+  state=${SLIPWAY_CLUSTER_STATE:-/var/lib/slipway-cluster}
+  started_here=1
+  [[ -f $state/ready ]] && started_here=0
+  start=$(date +%s)
+  if exports=$(tests/cluster/up.sh); then
+    echo "cluster up in $(( $(date +%s) - start ))s"
+    eval "$exports"
+    tests/e2e/run.sh 2>&1 | tee "$logs/e2e.log" || e2e_status=1
+  else
+    echo "e2e: 0 passed, 1 failed (tests/cluster/up.sh failed)" | tee "$logs/e2e.log"
+    e2e_status=1
+  fi
+  if [[ $started_here == 1 && ${SLIPWAY_KEEP_CLUSTER:-0} != 1 ]]; then
+    tests/cluster/down.sh || e2e_status=1
+  fi
 fi
 
 echo "== summary"
-grep -E '^test result:' "$CARGO_TARGET_DIR/unit-test.log" | awk '
-  { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
-  END { printf "%d passed, %d failed, %d skipped\n", p, f, s }'
+{
+  grep -hE '^test result:' "$logs/unit.log" | awk '
+    { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+    END { printf "unit %d %d %d\n", p, f, s }'
+  [[ -f $logs/e2e.log ]] && grep -hE '^e2e: [0-9]+ passed, [0-9]+ failed' "$logs/e2e.log" | tail -1 | awk '{ printf "e2e %d %d 0\n", $2, $4 }'
+} | awk '{ print $1 ": " $2 " passed, " $3 " failed"; p += $2; f += $3; s += $4 }
+         END { printf "%d passed, %d failed, %d skipped\n", p, f, s }'
+exit $e2e_status

@@ -35,7 +35,9 @@ else
   echo "== tier 3: end to end on the local cluster"
   state=${SLIPWAY_CLUSTER_STATE:-/var/lib/slipway-cluster}
   started_here=1
-  [[ -f $state/ready ]] && started_here=0
+  # A cluster someone else started (and left running) is left running afterwards too.
+  [[ -f $state/ready && -f $state/pids/kube-apiserver.pid ]] &&
+    kill -0 "$(cat "$state/pids/kube-apiserver.pid")" 2>/dev/null && started_here=0
   start=$(date +%s)
   if exports=$(tests/cluster/up.sh); then
     echo "cluster up in $(( $(date +%s) - start ))s"

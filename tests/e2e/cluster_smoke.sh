@@ -49,33 +49,25 @@ kind: PersistentVolumeClaim
 metadata: {name: data}
 spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 64Mi}}}
 YAML
-kubectl -n "$ns" apply -f - >/dev/null <<YAML
-apiVersion: batch/v1
-kind: Job
-metadata: {name: writer}
-spec:
-  backoffLimit: 0
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-      - {name: main, image: "$R/slipway-test/busybox", command: [/bin/sh, -c, "echo $run_id > /data/msg"], volumeMounts: [{name: data, mountPath: /data}]}
-      volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
-YAML
-if wait_job writer; then
+data_job() { # name script: a Job with the PVC "data" mounted at /data
   kubectl -n "$ns" apply -f - >/dev/null <<YAML
 apiVersion: batch/v1
 kind: Job
-metadata: {name: reader}
+metadata: {name: $1}
 spec:
   backoffLimit: 0
   template:
     spec:
       restartPolicy: Never
+      automountServiceAccountToken: false
       containers:
-      - {name: main, image: "$R/slipway-test/busybox", command: [/bin/sh, -c, "cat /data/msg"], volumeMounts: [{name: data, mountPath: /data}]}
+      - {name: main, image: "$R/slipway-test/busybox", command: [/bin/sh, -c, "$2"], volumeMounts: [{name: data, mountPath: /data}]}
       volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
 YAML
+}
+data_job writer "echo $run_id > /data/msg"
+if wait_job writer; then
+  data_job reader "cat /data/msg"
   if wait_job reader && [[ $(job_logs reader) == "$run_id" ]]; then
     ok "a Job writes into a PVC and a second Job reads it back"
   else

@@ -417,15 +417,7 @@ impl ShellWord<'_> {
                 if null_is_unset && raw {
                     return err(format!("unsupported modifier ({chs}) in substitution"));
                 }
-                let word = match self.process_stop_on(Some('}'), raw) {
-                    Ok((w, _)) => w,
-                    Err(e) => {
-                        if self.peek().is_none() {
-                            return err("syntax error: missing '}'");
-                        }
-                        return Err(e);
-                    }
-                };
+                let word = self.word_until('}', raw, "syntax error: missing '}'")?;
                 let value = self.get_env(&name);
                 if self.lex.skip_unset_env && value.is_none() {
                     return Ok(format!("${{{name}{chs}{word}}}"));
@@ -475,24 +467,8 @@ impl ShellWord<'_> {
                 if replace_all {
                     self.next();
                 }
-                let pattern = match self.process_stop_on(Some('/'), true) {
-                    Ok((w, _)) => w,
-                    Err(e) => {
-                        if self.peek().is_none() {
-                            return err("syntax error: missing '/' in ${}");
-                        }
-                        return Err(e);
-                    }
-                };
-                let replacement = match self.process_stop_on(Some('}'), true) {
-                    Ok((w, _)) => w,
-                    Err(e) => {
-                        if self.peek().is_none() {
-                            return err("syntax error: missing '}'");
-                        }
-                        return Err(e);
-                    }
-                };
+                let pattern = self.word_until('/', true, "syntax error: missing '/' in ${}")?;
+                let replacement = self.word_until('}', true, "syntax error: missing '}'")?;
                 let value = self.get_env(&name);
                 if self.lex.skip_unset_env && value.is_none() {
                     return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
@@ -518,6 +494,20 @@ impl ShellWord<'_> {
                 }
             }
             _ => err(format!("unsupported modifier ({chs}) in substitution")),
+        }
+    }
+
+    /// The expanded word up to `stop` inside `${...}`; `missing` when the input ends first.
+    fn word_until(
+        &mut self,
+        stop: char,
+        raw_escapes: bool,
+        missing: &str,
+    ) -> Result<String, LexError> {
+        match self.process_stop_on(Some(stop), raw_escapes) {
+            Ok((w, _)) => Ok(w),
+            Err(_) if self.peek().is_none() => err(missing),
+            Err(e) => Err(e),
         }
     }
 

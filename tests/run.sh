@@ -9,6 +9,8 @@
 # Cargo's target dir lives outside the work tree (cached between runs, keyed by toolchain).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Go and cargo keep their caches under HOME; CI's environment may lack it.
+export HOME=${HOME:-$(getent passwd "$(id -un)" | cut -d: -f6)}
 
 if [[ -z "${CARGO_TARGET_DIR:-}" ]]; then
   key=$(rustc --version | tr -c 'A-Za-z0-9.\n' '-' | tr -d '\n')

@@ -3,5 +3,6 @@
 
 pub mod dockerfile;
 pub mod dockerignore;
+pub mod layer;
 pub mod plan;
 pub mod reference;

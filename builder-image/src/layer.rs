@@ -122,6 +122,30 @@ impl<W: Write> LayerWriter<W> {
         self.tar.append_link(&mut h, path, target)
     }
 
+    /// A fifo or device node; `rdev` holds the device numbers.
+    pub fn add_special(
+        &mut self,
+        path: &str,
+        meta: Meta,
+        kind: crate::snapshot::Kind,
+        rdev: u64,
+    ) -> io::Result<()> {
+        use crate::snapshot::Kind;
+        let t = match kind {
+            Kind::Fifo => tar::EntryType::Fifo,
+            Kind::CharDevice => tar::EntryType::Char,
+            Kind::BlockDevice => tar::EntryType::Block,
+            _ => return Err(io::Error::other(format!("{path}: not a special file"))),
+        };
+        let mut h = Self::header(t, meta, 0);
+        // Linux dev_t: major in bits 8..20 and 32..44, minor in bits 0..8 and 20..32.
+        let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
+        let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+        h.set_device_major(major as u32)?;
+        h.set_device_minor(minor as u32)?;
+        self.tar.append_data(&mut h, path, io::empty())
+    }
+
     /// Marks `path` as deleted.
     pub fn add_whiteout(&mut self, path: &str) -> io::Result<()> {
         let (dir, name) = split_parent(path);

@@ -6,3 +6,4 @@ pub mod dockerignore;
 pub mod layer;
 pub mod plan;
 pub mod reference;
+pub mod snapshot;

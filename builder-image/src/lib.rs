@@ -3,6 +3,7 @@
 
 pub mod dockerfile;
 pub mod dockerignore;
+pub mod image_config;
 pub mod layer;
 pub mod plan;
 pub mod reference;

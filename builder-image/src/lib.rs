@@ -8,3 +8,4 @@ pub mod layer;
 pub mod plan;
 pub mod reference;
 pub mod snapshot;
+pub mod users;

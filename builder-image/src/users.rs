@@ -127,7 +127,7 @@ pub fn exec_user(
             if let Some(p) = found {
                 user.groups = groups
                     .iter()
-                    .filter(|gr| gr.members.iter().any(|m| *m == p.name))
+                    .filter(|gr| gr.members.contains(&p.name))
                     .map(|gr| gr.gid)
                     .collect();
             }

@@ -8,4 +8,5 @@ pub mod layer;
 pub mod plan;
 pub mod reference;
 pub mod snapshot;
+pub mod unpack;
 pub mod users;

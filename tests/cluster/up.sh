@@ -54,7 +54,7 @@ if [[ -f $S/ready ]] && for c in "${COMPONENTS[@]}"; do alive "$c" || exit 1; do
 fi
 
 # 1. Packages (Debian), installed only when missing.
-pkgs=(containerd runc containernetworking-plugins docker-registry skopeo busybox-static iptables conntrack openssl gcc libc6-dev python3 curl)
+pkgs=(containerd runc containernetworking-plugins docker-registry skopeo busybox-static iptables conntrack openssl gcc libc6-dev python3 curl debootstrap)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -4,6 +4,10 @@
 #   build.sh REGISTRY busybox   busybox-static as /bin/busybox + applet links
 #   build.sh REGISTRY tools     busybox + crane (a registry client, built from the Go proxy)
 #   build.sh REGISTRY pause     the Kubernetes pause binary (needs PAUSE_C=path/to/pause.c)
+#   build.sh REGISTRY debian    debootstrap --variant=minbase bookworm (from Debian's mirror)
+#   build.sh REGISTRY golang    debian + golang-go
+#   build.sh REGISTRY node      debian + nodejs npm
+# The Debian root filesystems are cached as tars under $SLIPWAY_CACHE/images.
 # Images land at REGISTRY/slipway-test/<name>:latest (pause: REGISTRY/slipway-test/pause:3.10).
 set -euo pipefail
 registry=$1 name=$2
@@ -25,6 +29,25 @@ busybox_root() {
   done
   printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$root/etc/passwd"
   printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
+}
+
+debian_root() { # extra packages...
+  local base=$cache/images/debian-bookworm-minbase.tar
+  if [[ ! -f $base ]]; then
+    command -v debootstrap >/dev/null || { echo "debootstrap is not installed" >&2; exit 1; }
+    mkdir -p "$cache/images"
+    debootstrap --variant=minbase bookworm "$work/deb" http://deb.debian.org/debian >&2
+    tar -C "$work/deb" -cf "$base.tmp" . && mv "$base.tmp" "$base"
+    rm -rf "$work/deb"
+  fi
+  tar -C "$root" -xpf "$base"
+  if (($#)); then
+    cp /etc/resolv.conf "$root/etc/resolv.conf"
+    chroot "$root" /bin/sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $*" >&2
+    chroot "$root" apt-get clean
+  fi
+  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/log/apt "$root"/var/log/dpkg.log
+  : > "$root/etc/resolv.conf"
 }
 
 tag=latest
@@ -53,6 +76,9 @@ case "$name" in
     args=(--entrypoint '["/pause"]')
     tag=3.10
     ;;
+  debian) debian_root; args=(--cmd '["bash"]') ;;
+  golang) debian_root golang-go ca-certificates; args=(--cmd '["bash"]') ;;
+  node) debian_root nodejs npm; args=(--cmd '["node"]') ;;
   *) echo "unknown image $name" >&2; exit 2 ;;
 esac
 

@@ -11,7 +11,12 @@ run_id=$(date +%s%N)
 ok() { pass=$((pass + 1)); echo "ok - $1"; }
 bad() { fail=$((fail + 1)); echo "not ok - $1"; shift; for l in "$@"; do echo "#   $l"; done; }
 
-job() { # name image script
+job() { # name image script [pvc]: a Job; with a PVC name, that claim is mounted at /data
+  local volumes=""
+  if [[ -n ${4:-} ]]; then
+    volumes="        volumeMounts: [{name: data, mountPath: /data}]
+      volumes: [{name: data, persistentVolumeClaim: {claimName: $4}}]"
+  fi
   kubectl -n "$ns" apply -f - >/dev/null <<YAML
 apiVersion: batch/v1
 kind: Job
@@ -26,6 +31,7 @@ spec:
       - name: main
         image: $2
         command: ["/bin/sh", "-c", $(printf '%s' "$3" | python3 -c 'import json,sys;print(json.dumps(sys.stdin.read()))')]
+$volumes
 YAML
 }
 
@@ -49,25 +55,9 @@ kind: PersistentVolumeClaim
 metadata: {name: data}
 spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 64Mi}}}
 YAML
-data_job() { # name script: a Job with the PVC "data" mounted at /data
-  kubectl -n "$ns" apply -f - >/dev/null <<YAML
-apiVersion: batch/v1
-kind: Job
-metadata: {name: $1}
-spec:
-  backoffLimit: 0
-  template:
-    spec:
-      restartPolicy: Never
-      automountServiceAccountToken: false
-      containers:
-      - {name: main, image: "$R/slipway-test/busybox", command: [/bin/sh, -c, "$2"], volumeMounts: [{name: data, mountPath: /data}]}
-      volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
-YAML
-}
-data_job writer "echo $run_id > /data/msg"
+job writer "$R/slipway-test/busybox" "echo $run_id > /data/msg" data
 if wait_job writer; then
-  data_job reader "cat /data/msg"
+  job reader "$R/slipway-test/busybox" "cat /data/msg" data
   if wait_job reader && [[ $(job_logs reader) == "$run_id" ]]; then
     ok "a Job writes into a PVC and a second Job reads it back"
   else

@@ -122,6 +122,17 @@ impl<W: Write> LayerWriter<W> {
         self.tar.append_link(&mut h, path, target)
     }
 
+    /// Extended attributes (security.capability, user.*, ...) of the entry added next, as
+    /// PAX `SCHILY.xattr.<name>` records.
+    pub fn add_xattrs(&mut self, xattrs: &[(String, Vec<u8>)]) -> io::Result<()> {
+        let records: Vec<(String, &[u8])> = xattrs
+            .iter()
+            .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
+            .collect();
+        self.tar
+            .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))
+    }
+
     /// A fifo or device node; `rdev` holds the device numbers.
     pub fn add_special(
         &mut self,

@@ -308,6 +308,12 @@ pub fn write_changes<W: io::Write>(
                     continue;
                 };
                 let full = root.join(p);
+                let is_second_link = st.kind == Kind::File
+                    && st.nlink > 1
+                    && first_name.contains_key(&(st.dev, st.ino));
+                if st.kind != Kind::Socket && !is_second_link {
+                    layer.add_xattrs(&read_xattrs(&full))?;
+                }
                 let meta = Meta {
                     mode: st.mode,
                     uid: st.uid as u64,
@@ -348,6 +354,21 @@ pub fn write_changes<W: io::Write>(
         }
     }
     Ok(())
+}
+
+/// A path's extended attributes (not following symlinks); none where the filesystem has none.
+pub fn read_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let Ok(names) = xattr::list(path) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, Vec<u8>)> = names
+        .filter_map(|n| {
+            let value = xattr::get(path, &n).ok().flatten()?;
+            Some((n.to_string_lossy().into_owned(), value))
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 #[cfg(test)]

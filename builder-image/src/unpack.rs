@@ -161,6 +161,16 @@ pub fn apply_layer(layer: impl Read, root: &Path, chown: bool) -> Result<(), Unp
             fs::create_dir_all(parent).map_err(fail)?;
         }
         let h = e.header().clone();
+        let xattrs: Vec<(String, Vec<u8>)> = match e.pax_extensions().map_err(fail)? {
+            Some(exts) => exts
+                .flatten()
+                .filter_map(|x| {
+                    let key = x.key().ok()?.strip_prefix("SCHILY.xattr.")?.to_string();
+                    Some((key, x.value_bytes().to_vec()))
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         let mode = h.mode().map_err(fail)?;
         let kind = h.entry_type();
         // Whatever is in the way goes, except a directory a directory entry updates.
@@ -239,6 +249,10 @@ pub fn apply_layer(layer: impl Read, root: &Path, chown: bool) -> Result<(), Unp
                 // chown clears setuid/setgid: put the mode back.
                 fs::set_permissions(&dest, fs::Permissions::from_mode(mode)).map_err(fail)?;
             }
+        }
+        // After chown, which drops security.capability.
+        for (k, v) in &xattrs {
+            xattr::set(&dest, k, v).map_err(fail)?;
         }
         let mtime = FileTime::from_unix_time(h.mtime().unwrap_or(0) as i64, 0);
         if kind.is_dir() {
@@ -332,6 +346,29 @@ mod tests {
                 .modified()
                 .expect("mtime"),
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000)
+        );
+    }
+
+    #[test]
+    fn xattrs_survive_snapshot_layer_and_unpack() {
+        use crate::snapshot::{diff, walk, write_changes};
+        let src = tempfile::tempdir().expect("tmp");
+        let before = walk(src.path(), &Default::default(), 1).expect("walk");
+        let f = src.path().join("tool");
+        fs::write(&f, "bin").expect("write");
+        if xattr::set(&f, "user.slipway", b"yes").is_err() {
+            eprintln!("skipped: this filesystem has no user xattrs");
+            return;
+        }
+        let after = walk(src.path(), &Default::default(), 1).expect("walk");
+        let mut w = LayerWriter::new(Vec::new(), flate2::Compression::fast());
+        write_changes(src.path(), &after, &diff(&before, &after), &mut w).expect("write");
+        let (blob, _) = w.finish().expect("finish");
+        let dst = tempfile::tempdir().expect("tmp");
+        apply_layer(&blob[..], dst.path(), false).expect("apply");
+        assert_eq!(
+            xattr::get(dst.path().join("tool"), "user.slipway").expect("get"),
+            Some(b"yes".to_vec())
         );
     }
 

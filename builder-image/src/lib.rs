@@ -1,6 +1,7 @@
 //! Slipway's build engine. This crate holds the Dockerfile front end, the stage plan shared
 //! with the operator, and `.dockerignore` matching; the binary `slipway-builder` exposes them.
 
+pub mod copy_sources;
 pub mod dockerfile;
 pub mod dockerignore;
 pub mod image_config;

@@ -5,7 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use slipway_builder::dockerfile::{instructions, parser};
+use slipway_builder::exec::{self, ExecSpec};
+use slipway_builder::local_build::{self, BuildOptions};
 use slipway_builder::plan::{self, PlanOptions};
+use slipway_builder::stage::{self, StageOptions};
+use slipway_builder::workspace::Workspace;
 
 #[derive(Parser)]
 #[command(name = "slipway-builder", version, about = "Slipway's build engine")]
@@ -35,6 +39,70 @@ enum Cmd {
         #[arg(long = "build-arg", value_name = "KEY=VALUE")]
         build_args: Vec<String>,
     },
+    /// Run one stage of a plan, as root, inside the stage's base image (what a stage Job's
+    /// container runs). Writes the stage's layers, result and exports into the workspace.
+    Stage {
+        #[arg(long)]
+        plan: PathBuf,
+        /// The stage's index in the Dockerfile.
+        #[arg(long)]
+        stage: usize,
+        #[arg(long)]
+        workspace: PathBuf,
+    },
+    /// Build a Dockerfile on this machine (stages in runc containers) and push the image.
+    Build {
+        #[arg(long)]
+        context: PathBuf,
+        /// Default: Dockerfile in the context.
+        #[arg(long, short = 'f')]
+        dockerfile: Option<PathBuf>,
+        /// Where to push (repeatable); without one the image is built and not pushed.
+        #[arg(long = "destination", short = 'd')]
+        destinations: Vec<String>,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+        build_args: Vec<String>,
+        /// A registry spoken to over plain HTTP (repeatable).
+        #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+        insecure_registries: Vec<String>,
+        /// id=ID,src=FILE: a secret for RUN --mount=type=secret (repeatable).
+        #[arg(long = "secret")]
+        secrets: Vec<String>,
+        /// Blob cache, cache mounts and workspaces.
+        #[arg(long, default_value = "/var/lib/slipway")]
+        state_dir: PathBuf,
+        #[arg(long)]
+        keep_workspace: bool,
+        /// At most this many stages at once (default: all that are ready).
+        #[arg(long, default_value_t = 0)]
+        max_parallel: usize,
+    },
+    /// Internal: how the engine starts a RUN command as the stage's user.
+    #[command(name = "__exec", hide = true)]
+    Exec {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// `--secret id=ID,src=FILE` (also `source=`).
+fn secret(raw: &str) -> Result<(String, PathBuf), String> {
+    let mut id = None;
+    let mut src = None;
+    for field in raw.split(',') {
+        match field.split_once('=') {
+            Some(("id", v)) => id = Some(v.to_string()),
+            Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+            _ => return Err(format!("--secret {raw}: expected id=ID,src=FILE")),
+        }
+    }
+    match (id, src) {
+        (Some(i), Some(s)) => Ok((i, s)),
+        (Some(i), None) => Ok((i.clone(), PathBuf::from(i))),
+        _ => Err(format!("--secret {raw}: expected id=ID,src=FILE")),
+    }
 }
 
 /// An error for the user: `FILE:LINE: message` when there is a line.
@@ -104,6 +172,64 @@ fn run(cli: Cli) -> Result<(), String> {
             let json = serde_json::to_string_pretty(&plan).map_err(|e| e.to_string())?;
             println!("{json}");
             Ok(())
+        }
+        Cmd::Stage {
+            plan,
+            stage: index,
+            workspace,
+        } => {
+            let opts = StageOptions {
+                plan,
+                stage: index,
+                workspace: workspace.clone(),
+                secrets_dir: None,
+                cache_dir: None,
+            };
+            match stage::run_stage(&opts) {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    // The message the build (or the operator) reports, kept in the workspace.
+                    let ws = Workspace::new(&workspace);
+                    let _ = std::fs::create_dir_all(ws.stage_dir(index));
+                    let _ = std::fs::write(ws.stage_dir(index).join("error.txt"), e.to_string());
+                    Err(e.to_string())
+                }
+            }
+        }
+        Cmd::Build {
+            context,
+            dockerfile,
+            destinations,
+            target,
+            build_args: raw,
+            insecure_registries,
+            secrets,
+            state_dir,
+            keep_workspace,
+            max_parallel,
+        } => {
+            let opts = BuildOptions {
+                context,
+                dockerfile,
+                destinations,
+                target,
+                build_args: build_args(&raw),
+                insecure_registries,
+                secrets: secrets.iter().map(|s| secret(s)).collect::<Result<_, _>>()?,
+                state_dir,
+                keep_workspace,
+                max_parallel,
+            };
+            let out = local_build::build(&opts).map_err(|e| e.to_string())?;
+            println!("{}", out.digest);
+            Ok(())
+        }
+        Cmd::Exec { args } => {
+            let spec = ExecSpec::from_args(&args)?;
+            match exec::exec(&spec) {
+                Ok(never) => match never {},
+                Err(e) => Err(e),
+            }
         }
     }
 }

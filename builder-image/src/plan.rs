@@ -194,6 +194,11 @@ fn host_platform() -> (&'static str, &'static str) {
     }
 }
 
+/// This machine's architecture in OCI terms (`amd64`, `arm64`, ...).
+pub fn host_arch() -> &'static str {
+    host_platform().0
+}
+
 /// BuildKit's predefined ARGs (`defaultArgs`), which `--build-arg` may override.
 pub fn predefined_args(target: Option<&str>, overrides: &BTreeMap<String, String>) -> Vars {
     let (arch, variant) = host_platform();
@@ -236,6 +241,38 @@ pub fn plan(text: &str, opts: &PlanOptions) -> Result<Plan, PlanError> {
         message: e.message,
     })?;
     Planner::new(df, Lex::new(parsed.escape), opts)?.run()
+}
+
+/// The global scope: predefined ARGs plus the ARGs before the first FROM (defaults expanded,
+/// `--build-arg` winning), and the names those declare.
+pub fn global_args(
+    df: &Dockerfile,
+    lex: &Lex,
+    build_args: &BTreeMap<String, String>,
+    target_name: Option<&str>,
+) -> Result<(Vars, BTreeSet<String>), PlanError> {
+    let mut global = predefined_args(target_name, build_args);
+    let mut meta_declared = BTreeSet::new();
+    for (args, span) in &df.meta_args {
+        for a in args {
+            meta_declared.insert(a.key.clone());
+            let value = match (build_args.get(&a.key), &a.value) {
+                (Some(v), _) => Some(v.clone()),
+                (None, Some(default)) => {
+                    Some(lex.process_word(default, &global).map_err(|e| PlanError::Expansion {
+                        line: span.start,
+                        instruction: "ARG".into(),
+                        message: e.0,
+                    })?)
+                }
+                (None, None) => None,
+            };
+            if let Some(v) = value {
+                global.set(&a.key, &v);
+            }
+        }
+    }
+    Ok((global, meta_declared))
 }
 
 /// One stage while planning.
@@ -290,29 +327,7 @@ impl<'a> Planner<'a> {
             Some(t) => Some(t.clone()),
             None => df.stages.last().and_then(|s| s.name.clone()),
         };
-        let mut global = predefined_args(target_name.as_deref(), &build_args);
-        let mut meta_declared = BTreeSet::new();
-        for (args, span) in &df.meta_args {
-            for a in args {
-                meta_declared.insert(a.key.clone());
-                let value = match (build_args.get(&a.key), &a.value) {
-                    (Some(v), _) => Some(v.clone()),
-                    (None, Some(default)) => {
-                        Some(lex.process_word(default, &global).map_err(|e| {
-                            PlanError::Expansion {
-                                line: span.start,
-                                instruction: "ARG".into(),
-                                message: e.0,
-                            }
-                        })?)
-                    }
-                    (None, None) => None,
-                };
-                if let Some(v) = value {
-                    global.set(&a.key, &v);
-                }
-            }
-        }
+        let (global, meta_declared) = global_args(&df, &lex, &build_args, target_name.as_deref())?;
         Ok(Planner {
             df,
             lex,

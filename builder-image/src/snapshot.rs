@@ -73,6 +73,11 @@ impl State {
     }
 }
 
+/// The state of one path (not following a symlink).
+pub fn walk_one(path: &Path) -> io::Result<State> {
+    fs::symlink_metadata(path).map(|m| State::of(&m))
+}
+
 /// Every path under a root (relative, `/`-separated, the root itself left out).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {

@@ -104,6 +104,32 @@ fn remove_any(p: &Path) -> io::Result<()> {
 /// Applies one layer (gzip'd or plain tar) to `root`. `chown`: set owners from the entries
 /// (needs root).
 pub fn apply_layer(layer: impl Read, root: &Path, chown: bool) -> Result<(), UnpackError> {
+    let opts = ApplyOptions {
+        chown,
+        owner: None,
+        whiteouts: true,
+    };
+    apply_tar(layer, root, &opts).map(|_| ())
+}
+
+/// How [`apply_tar`] treats entries.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyOptions {
+    /// Set owners (from the entries, or `owner`); needs root.
+    pub chown: bool,
+    /// One owner for everything (ADD --chown of an archive).
+    pub owner: Option<(u32, u32)>,
+    /// `.wh.` names are whiteouts (image layers), not files (a user's archive).
+    pub whiteouts: bool,
+}
+
+/// Applies a tar (gzip'd or plain) to `root`; returns the paths it wrote.
+pub fn apply_tar(
+    layer: impl Read,
+    root: &Path,
+    opts: &ApplyOptions,
+) -> Result<BTreeSet<PathBuf>, UnpackError> {
+    let chown = opts.chown;
     let mut buf = BufReader::new(layer);
     let gz = buf.fill_buf()?.starts_with(&[0x1f, 0x8b]);
     let reader: Box<dyn Read> = if gz {
@@ -139,7 +165,7 @@ pub fn apply_layer(layer: impl Read, root: &Path, chown: bool) -> Result<(), Unp
             return Err(UnpackError::OutsideRoot { entry: name });
         }
 
-        if file_name == ".wh..wh..opq" {
+        if opts.whiteouts && file_name == ".wh..wh..opq" {
             let dir = dest.parent().unwrap_or(root);
             if let Ok(rd) = fs::read_dir(dir) {
                 for child in rd.flatten() {
@@ -151,7 +177,7 @@ pub fn apply_layer(layer: impl Read, root: &Path, chown: bool) -> Result<(), Unp
             }
             continue;
         }
-        if let Some(hidden) = file_name.strip_prefix(".wh.") {
+        if let Some(hidden) = file_name.strip_prefix(".wh.").filter(|_| opts.whiteouts) {
             let target = dest.with_file_name(hidden);
             remove_any(&target).map_err(fail)?;
             continue;
@@ -236,7 +262,10 @@ pub fn apply_layer(layer: impl Read, root: &Path, chown: bool) -> Result<(), Unp
             _ => continue, // pax headers and the like carry no file
         }
         if chown {
-            let (uid, gid) = (h.uid().map_err(fail)? as u32, h.gid().map_err(fail)? as u32);
+            let (uid, gid) = match opts.owner {
+                Some(ids) => ids,
+                None => (h.uid().map_err(fail)? as u32, h.gid().map_err(fail)? as u32),
+            };
             nix::unistd::fchownat(
                 nix::fcntl::AT_FDCWD,
                 &dest,
@@ -266,7 +295,7 @@ pub fn apply_layer(layer: impl Read, root: &Path, chown: bool) -> Result<(), Unp
     for (d, t) in dir_times.into_iter().rev() {
         let _ = filetime::set_file_times(&d, t, t);
     }
-    Ok(())
+    Ok(written)
 }
 
 #[cfg(test)]

@@ -1,0 +1,399 @@
+//! `slipway-builder build`: a whole build on one machine, the way the operator runs it on a
+//! cluster. Plan; resolve and fetch every external image; run each stage as
+//! `slipway-builder stage` in a runc container rooted in its base image (independent stages
+//! at the same time); assemble the final image (base layers + stage layers, config with
+//! history, OCI manifest); push it to every destination. Nothing is pushed unless every
+//! stage succeeded.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use crate::plan::{self, Base, Plan, PlanOptions};
+use crate::registry::{ImageToPush, Registry};
+use crate::runtime::{self, Container, IN_BIN, IN_WORKSPACE};
+use crate::workspace::{self, ImageInfo, StageResult, Workspace};
+
+pub struct BuildOptions {
+    pub context: PathBuf,
+    pub dockerfile: Option<PathBuf>,
+    pub destinations: Vec<String>,
+    pub target: Option<String>,
+    pub build_args: Vec<(String, String)>,
+    pub insecure_registries: Vec<String>,
+    /// Secret files by id, for `RUN --mount=type=secret`.
+    pub secrets: Vec<(String, PathBuf)>,
+    /// Where builds and caches live (blob cache, cache mounts, workspaces).
+    pub state_dir: PathBuf,
+    pub keep_workspace: bool,
+    /// At most this many stages at once (0: as many as are ready).
+    pub max_parallel: usize,
+}
+
+pub struct BuildOutput {
+    pub digest: String,
+    pub pushed: Vec<String>,
+}
+
+/// The error of a build, said once: where and what.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Input(String),
+    #[error("{0}")]
+    Registry(#[from] crate::registry::RegistryError),
+    #[error("{0}")]
+    Stage(String),
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn io(ctx: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> BuildError {
+    move |e| BuildError::Setup(format!("{ctx}: {e}"))
+}
+
+/// This very binary, which must be static to run inside any base image.
+fn engine_binary() -> Result<PathBuf, BuildError> {
+    let exe = std::env::current_exe().map_err(io("locating slipway-builder"))?;
+    let bytes = fs::read(&exe).map_err(io(exe.display()))?;
+    if is_dynamic_elf(&bytes) {
+        return Err(BuildError::Setup(format!(
+            "{} is dynamically linked and cannot run inside base images; build it with \
+             scripts/build-engine.sh (a static binary)",
+            exe.display()
+        )));
+    }
+    Ok(exe)
+}
+
+/// An ELF with a PT_INTERP program header needs a dynamic loader.
+pub fn is_dynamic_elf(b: &[u8]) -> bool {
+    if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 {
+        return false;
+    }
+    let u64at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
+    let u16at = |o: usize| u16::from_le_bytes(b[o..o + 2].try_into().unwrap_or([0; 2]));
+    let phoff = u64at(32) as usize;
+    let phentsize = u16at(54) as usize;
+    let phnum = u16at(56) as usize;
+    (0..phnum).any(|i| {
+        let o = phoff + i * phentsize;
+        o + 4 <= b.len() && u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or([0; 4])) == 3
+    })
+}
+
+pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
+    let engine = engine_binary()?;
+    let dockerfile = opts
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| opts.context.join("Dockerfile"));
+    let text = fs::read(&dockerfile)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .map_err(|e| BuildError::Input(format!("{}: {e}", dockerfile.display())))?;
+    let plan = plan::plan(
+        &text,
+        &PlanOptions {
+            target: opts.target.clone(),
+            build_args: opts.build_args.clone(),
+        },
+    )
+    .map_err(|e| {
+        BuildError::Input(match e.line() {
+            Some(l) => format!("{}:{l}: {e}", dockerfile.display()),
+            None => format!("{}: {e}", dockerfile.display()),
+        })
+    })?;
+    for w in &plan.warnings {
+        eprintln!("warning: {w}");
+    }
+    let context = fs::canonicalize(&opts.context)
+        .map_err(|e| BuildError::Input(format!("context {}: {e}", opts.context.display())))?;
+
+    // The workspace, laid out as stage containers see it.
+    let builds = opts.state_dir.join("builds");
+    fs::create_dir_all(&builds).map_err(io(builds.display()))?;
+    let ws_dir = builds.join(format!("{}-{}", std::process::id(), now_nanos()));
+    let ws = Workspace::new(&ws_dir);
+    fs::create_dir_all(ws.context()).map_err(io(ws_dir.display()))?;
+    let secrets_dir = ws_dir.join("secrets-src");
+    fs::create_dir_all(&secrets_dir).map_err(io(secrets_dir.display()))?;
+    for (id, src) in &opts.secrets {
+        fs::copy(src, secrets_dir.join(id))
+            .map_err(|e| BuildError::Input(format!("--secret id={id}: {}: {e}", src.display())))?;
+    }
+    let result = (|| {
+        workspace::write_json(&ws.plan(), &plan).map_err(BuildError::Setup)?;
+        fs::write(ws.dockerfile(), &text).map_err(io("writing the Dockerfile"))?;
+        // `<Dockerfile>.dockerignore` wins over the context's `.dockerignore`, as in BuildKit.
+        let [specific, _] = crate::dockerignore::candidates(&context, &dockerfile);
+        if let Ok(t) = fs::read(&specific) {
+            fs::write(ws.root.join("Dockerfile.dockerignore"), t)
+                .map_err(io("writing the .dockerignore"))?;
+        }
+        let registry = Registry::new(&opts.insecure_registries, &opts.state_dir.join("blobs"))
+            .map_err(BuildError::Setup)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(io("starting the runtime"))?;
+        let images = rt.block_on(pull_all(&registry, &plan, &ws))?;
+        run_stages(opts, &plan, &ws, &context, &engine, &secrets_dir, &images)?;
+        let image = assemble(&plan, &ws, &images)?;
+        let mut pushed = Vec::new();
+        let mut digest = String::new();
+        for d in &opts.destinations {
+            digest = rt.block_on(registry.push(d, &image))?;
+            eprintln!("pushed {d}@{digest}");
+            pushed.push(d.clone());
+        }
+        if opts.destinations.is_empty() {
+            digest = crate::registry::sha256_bytes(&crate::registry::manifest_json(
+                &image.config,
+                &crate::registry::sha256_bytes(&image.config),
+                &image.layers,
+            ));
+        }
+        Ok(BuildOutput { digest, pushed })
+    })();
+    if !opts.keep_workspace {
+        let _ = fs::remove_dir_all(&ws_dir);
+    } else {
+        eprintln!("workspace kept at {}", ws_dir.display());
+    }
+    result
+}
+
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// Every external image the needed stages build on or copy from, fetched once.
+async fn pull_all(
+    registry: &Registry,
+    plan: &Plan,
+    ws: &Workspace,
+) -> Result<BTreeMap<String, ImageInfo>, BuildError> {
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    let mut copied: BTreeSet<String> = BTreeSet::new();
+    for s in &plan.stages {
+        if let Base::Image(n) = &s.from
+            && n != "scratch"
+        {
+            names.insert(n.clone());
+        }
+        for i in &s.images {
+            names.insert(i.clone());
+            copied.insert(i.clone());
+        }
+    }
+    let pulls = names.iter().map(|n| async move { (n.clone(), registry.pull(n).await) });
+    let mut out = BTreeMap::new();
+    for (n, r) in futures::future::join_all(pulls).await {
+        let info = r?;
+        eprintln!("resolved {n} to {}", info.pinned);
+        workspace::write_json(&ws.image_info(&n), &info).map_err(BuildError::Setup)?;
+        if copied.contains(&n) {
+            let dir = ws.image_rootfs(&n);
+            unpack_image(&info, &dir)?;
+        }
+        out.insert(n, info);
+    }
+    Ok(out)
+}
+
+fn unpack_image(info: &ImageInfo, dir: &Path) -> Result<(), BuildError> {
+    fs::create_dir_all(dir).map_err(io(dir.display()))?;
+    for l in &info.layers {
+        let f = fs::File::open(&l.path).map_err(io(&l.path))?;
+        crate::unpack::apply_layer(f, dir, true).map_err(|e| {
+            BuildError::Setup(format!("{}: layer {}: {e}", info.reference, l.digest))
+        })?;
+    }
+    Ok(())
+}
+
+/// The external image at the root of a stage's FROM chain.
+fn chain_root(plan: &Plan, mut index: usize) -> Option<String> {
+    loop {
+        match &plan.stage(index)?.from {
+            Base::Stage(p) => index = *p,
+            Base::Image(n) if n == "scratch" => return None,
+            Base::Image(n) => return Some(n.clone()),
+        }
+    }
+}
+
+fn run_stages(
+    opts: &BuildOptions,
+    plan: &Plan,
+    ws: &Workspace,
+    context: &Path,
+    engine: &Path,
+    secrets: &Path,
+    images: &BTreeMap<String, ImageInfo>,
+) -> Result<(), BuildError> {
+    let cache = opts.state_dir.join("run-cache");
+    fs::create_dir_all(&cache).map_err(io(cache.display()))?;
+    let max = if opts.max_parallel == 0 {
+        usize::MAX
+    } else {
+        opts.max_parallel
+    };
+    let mut done: BTreeSet<usize> = BTreeSet::new();
+    let mut running: BTreeSet<usize> = BTreeSet::new();
+    let mut failed: Option<BuildError> = None;
+    let (tx, rx) = mpsc::channel::<(usize, Result<(), BuildError>)>();
+    std::thread::scope(|scope| {
+        loop {
+            if failed.is_none() {
+                for s in &plan.stages {
+                    if running.len() >= max {
+                        break;
+                    }
+                    if done.contains(&s.index)
+                        || running.contains(&s.index)
+                        || !s.depends_on.iter().all(|d| done.contains(d))
+                    {
+                        continue;
+                    }
+                    running.insert(s.index);
+                    let tx = tx.clone();
+                    let index = s.index;
+                    let base = chain_root(plan, index).and_then(|n| images.get(&n));
+                    let cache = cache.clone();
+                    scope.spawn(move || {
+                        let r = run_one(ws, context, engine, secrets, &cache, index, base);
+                        let _ = tx.send((index, r));
+                    });
+                }
+            }
+            if running.is_empty() {
+                break;
+            }
+            let Ok((index, r)) = rx.recv() else { break };
+            running.remove(&index);
+            match r {
+                Ok(()) => {
+                    done.insert(index);
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn run_one(
+    ws: &Workspace,
+    context: &Path,
+    engine: &Path,
+    secrets: &Path,
+    cache: &Path,
+    index: usize,
+    base: Option<&ImageInfo>,
+) -> Result<(), BuildError> {
+    let dir = ws.root.join("containers").join(index.to_string());
+    let rootfs = dir.join("rootfs");
+    fs::create_dir_all(&rootfs).map_err(io(rootfs.display()))?;
+    if let Some(info) = base {
+        unpack_image(info, &rootfs)?;
+    }
+    let c = Container {
+        id: format!(
+            "slipway-{}-{index}",
+            ws.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        ),
+        rootfs: &rootfs,
+        engine,
+        workspace: &ws.root,
+        context,
+        cache,
+        secrets,
+        args: vec![
+            IN_BIN.into(),
+            "stage".into(),
+            "--plan".into(),
+            format!("{IN_WORKSPACE}/plan.json"),
+            "--stage".into(),
+            index.to_string(),
+            "--workspace".into(),
+            IN_WORKSPACE.into(),
+        ],
+    };
+    let code = runtime::run(&c, &dir.join("bundle")).map_err(BuildError::Setup)?;
+    let _ = fs::remove_dir_all(&dir);
+    if code != 0 {
+        let msg = fs::read_to_string(ws.stage_dir(index).join("error.txt"))
+            .unwrap_or_else(|_| format!("stage #{index}: the stage container exited with {code}"));
+        return Err(BuildError::Stage(msg.trim().to_string()));
+    }
+    Ok(())
+}
+
+/// The final image: the target's chain root layers, then the stage layers.
+fn assemble(
+    plan: &Plan,
+    ws: &Workspace,
+    images: &BTreeMap<String, ImageInfo>,
+) -> Result<ImageToPush, BuildError> {
+    let r: StageResult =
+        workspace::read_json(&ws.stage_result(plan.target_index)).map_err(BuildError::Setup)?;
+    let base = r.base.as_ref().and_then(|b| images.get(b));
+    let mut config = match base {
+        Some(b) => b.config.clone(),
+        None => serde_json::json!({
+            "architecture": crate::plan::host_arch(),
+            "os": "linux",
+        }),
+    };
+    let mut layers = Vec::new();
+    if let Some(b) = base {
+        for l in &b.layers {
+            layers.push((l.clone(), PathBuf::from(&l.path)));
+        }
+    }
+    for l in &r.layers {
+        layers.push((l.clone(), ws.layer_path(l)));
+    }
+    let obj = config
+        .as_object_mut()
+        .ok_or_else(|| BuildError::Setup("base image config is not an object".into()))?;
+    for k in ["container", "container_config", "docker_version", "created", "moby.buildkit.buildinfo.v1"] {
+        obj.remove(k);
+    }
+    obj.insert(
+        "config".into(),
+        serde_json::to_value(&r.config).map_err(|e| BuildError::Setup(e.to_string()))?,
+    );
+    if !r.author.is_empty() {
+        obj.insert("author".into(), r.author.clone().into());
+    }
+    obj.insert(
+        "rootfs".into(),
+        serde_json::json!({
+            "type": "layers",
+            "diff_ids": layers.iter().map(|(l, _)| l.diff_id.clone()).collect::<Vec<_>>(),
+        }),
+    );
+    obj.insert(
+        "history".into(),
+        serde_json::to_value(&r.history).map_err(|e| BuildError::Setup(e.to_string()))?,
+    );
+    let config = serde_json::to_vec(&config).map_err(|e| BuildError::Setup(e.to_string()))?;
+    Ok(ImageToPush {
+        config,
+        layers,
+        base: base.map(|b| b.pinned.clone()),
+    })
+}

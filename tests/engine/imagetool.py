@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""Reads images back for the engine tests, from an OCI layout that skopeo wrote.
+
+  imagetool.py unpack OCI_DIR ROOTFS        apply the layers (whiteouts honoured) as root
+  imagetool.py tree OCI_DIR                 the flattened file tree, one JSON line per path:
+                                            type, mode, uid, gid, size, sha256, link (no mtimes)
+  imagetool.py config OCI_DIR               the runtime config fields the fidelity test compares
+  imagetool.py runspec OCI_DIR ROOTFS BUNDLE  a runc config.json that runs the image as Docker would
+  imagetool.py layers OCI_DIR               per layer: digest, then its entries (whiteouts too)
+"""
+import gzip
+import hashlib
+import json
+import os
+import stat
+import sys
+import tarfile
+
+
+def manifest(oci):
+    with open(os.path.join(oci, "index.json")) as f:
+        idx = json.load(f)
+    desc = idx["manifests"][0]
+    return blob_json(oci, desc["digest"])
+
+
+def blob_path(oci, digest):
+    algo, hexd = digest.split(":", 1)
+    return os.path.join(oci, "blobs", algo, hexd)
+
+
+def blob_json(oci, digest):
+    with open(blob_path(oci, digest)) as f:
+        return json.load(f)
+
+
+def open_layer(oci, desc):
+    p = blob_path(oci, desc["digest"])
+    with open(p, "rb") as f:
+        magic = f.read(2)
+    raw = gzip.open(p, "rb") if magic == b"\x1f\x8b" else open(p, "rb")
+    return tarfile.open(fileobj=raw, mode="r|")
+
+
+def norm(name):
+    name = name.lstrip("./").rstrip("/") if name not in (".", "./") else ""
+    while name.startswith("./"):
+        name = name[2:]
+    return name
+
+
+def flatten(oci):
+    """path -> entry dict, after applying every layer in order."""
+    tree = {}
+    for desc in manifest(oci)["layers"]:
+        added = set()
+        tf = open_layer(oci, desc)
+        for m in tf:
+            name = norm(m.name)
+            if not name:
+                continue
+            d, base = os.path.split(name)
+            if base == ".wh..wh..opq":
+                prefix = d + "/"
+                for k in [k for k in tree if k.startswith(prefix) and k not in added]:
+                    del tree[k]
+                continue
+            if base.startswith(".wh."):
+                gone = os.path.join(d, base[4:])
+                for k in [k for k in tree if k == gone or k.startswith(gone + "/")]:
+                    del tree[k]
+                continue
+            e = {"mode": oct(m.mode & 0o7777), "uid": m.uid, "gid": m.gid}
+            if m.isdir():
+                e["type"] = "dir"
+            elif m.issym():
+                e["type"] = "symlink"
+                e["link"] = m.linkname
+            elif m.islnk():
+                target = tree.get(norm(m.linkname), {})
+                e = dict(target)
+                e["hardlink"] = True
+            elif m.isfile():
+                e["type"] = "file"
+                e["size"] = m.size
+                f = tf.extractfile(m)
+                e["sha256"] = hashlib.sha256(f.read()).hexdigest()
+            elif m.isfifo():
+                e["type"] = "fifo"
+            elif m.ischr() or m.isblk():
+                e["type"] = "chr" if m.ischr() else "blk"
+                e["dev"] = [m.devmajor, m.devminor]
+            else:
+                continue
+            if e.get("type") != "dir" and name in tree and tree[name].get("type") == "dir":
+                for k in [k for k in tree if k.startswith(name + "/")]:
+                    del tree[k]
+            tree[name] = e
+            added.add(name)
+    return tree
+
+
+def cmd_tree(oci):
+    for path in sorted(flatten(oci)):
+        e = dict(flatten_cache[path])
+        e.pop("hardlink", None)
+        print(json.dumps({"path": path, **e}, sort_keys=True))
+
+
+def cmd_config(oci):
+    cfg = blob_json(oci, manifest(oci)["config"]["digest"]).get("config", {}) or {}
+    keys = ["Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes",
+            "Labels", "StopSignal", "Healthcheck", "Shell", "OnBuild"]
+    out = {}
+    for k in keys:
+        v = cfg.get(k)
+        if v in (None, "", [], {}):
+            continue
+        out[k] = v
+    print(json.dumps(out, sort_keys=True, indent=1))
+
+
+def cmd_unpack(oci, root):
+    os.makedirs(root, exist_ok=True)
+    for desc in manifest(oci)["layers"]:
+        tf = open_layer(oci, desc)
+        for m in tf:
+            name = norm(m.name)
+            if not name:
+                continue
+            d, base = os.path.split(name)
+            if base == ".wh..wh..opq":
+                target = os.path.join(root, d)
+                for c in os.listdir(target):
+                    remove(os.path.join(target, c))
+                continue
+            if base.startswith(".wh."):
+                remove(os.path.join(root, d, base[4:]))
+                continue
+            dest = os.path.join(root, name)
+            if os.path.lexists(dest) and not (m.isdir() and os.path.isdir(dest)):
+                remove(dest)
+            m.name = name
+            if m.islnk():
+                m.linkname = norm(m.linkname)
+            tf.extract(m, root, set_attrs=True, numeric_owner=True, filter="fully_trusted")
+
+
+def remove(p):
+    if os.path.islink(p) or not os.path.isdir(p):
+        if os.path.lexists(p):
+            os.unlink(p)
+    else:
+        import shutil
+        shutil.rmtree(p)
+
+
+def cmd_runspec(oci, root, bundle):
+    cfg = blob_json(oci, manifest(oci)["config"]["digest"]).get("config", {}) or {}
+    args = (cfg.get("Entrypoint") or []) + (cfg.get("Cmd") or [])
+    env = cfg.get("Env") or ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    user = cfg.get("User") or "0"
+    uid, gid = 0, 0
+    u, _, g = user.partition(":")
+    passwd = {}
+    try:
+        with open(os.path.join(root, "etc/passwd")) as f:
+            for line in f:
+                p = line.strip().split(":")
+                if len(p) >= 4:
+                    passwd[p[0]] = (int(p[2]), int(p[3]))
+    except OSError:
+        pass
+    if u.isdigit():
+        uid = int(u)
+    elif u in passwd:
+        uid, gid = passwd[u]
+    if g.isdigit():
+        gid = int(g)
+    caps = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+            "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+            "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
+    spec = {
+        "ociVersion": "1.0.2",
+        "process": {"terminal": False, "user": {"uid": uid, "gid": gid}, "args": args,
+                    "env": env, "cwd": cfg.get("WorkingDir") or "/",
+                    "capabilities": {"bounding": caps, "effective": caps, "permitted": caps}},
+        "root": {"path": os.path.abspath(root), "readonly": False},
+        "hostname": "image-test",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+        ],
+        "linux": {"namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount")]},
+    }
+    os.makedirs(bundle, exist_ok=True)
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(spec, f, indent=1)
+
+
+def cmd_layers(oci):
+    for desc in manifest(oci)["layers"]:
+        print("layer", desc["digest"])
+        for m in open_layer(oci, desc):
+            kind = "d" if m.isdir() else "l" if m.issym() else "h" if m.islnk() else "f"
+            print(" ", kind, norm(m.name), m.uid, m.gid, oct(m.mode & 0o7777))
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "tree":
+        flatten_cache = flatten(args[0])
+        cmd_tree(args[0])
+    elif cmd == "config":
+        cmd_config(args[0])
+    elif cmd == "unpack":
+        cmd_unpack(*args)
+    elif cmd == "runspec":
+        cmd_runspec(*args)
+    elif cmd == "layers":
+        cmd_layers(args[0])
+    else:
+        sys.exit(__doc__)

@@ -28,6 +28,16 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== tier 1: unit and front-end tests"
 cargo test --workspace --no-fail-fast 2>&1 | tee "$logs/unit.log"
 
+engine_status=0
+if [[ ${SLIPWAY_ENGINE:-1} == 0 ]]; then
+  echo "== tier 2 skipped: SLIPWAY_ENGINE=0"
+elif [[ $(id -u) != 0 ]]; then
+  echo "== tier 2 skipped: runc and buildah need root"
+else
+  echo "== tier 2: the engine (local builds in runc, a loopback registry, buildah for fidelity)"
+  tests/engine/run.sh 2>&1 | tee "$logs/engine.log" || engine_status=1
+fi
+
 e2e_status=0
 if [[ ${SLIPWAY_E2E:-1} == 0 ]]; then
   echo "== tier 3 skipped: SLIPWAY_E2E=0"
@@ -59,7 +69,8 @@ echo "== summary"
   grep -hE '^test result:' "$logs/unit.log" | awk '
     { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
     END { printf "unit %d %d %d\n", p, f, s }'
+  [[ -f $logs/engine.log ]] && grep -hE '^engine: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$logs/engine.log" | tail -1 | awk '{ printf "engine %d %d %d\n", $2, $4, $6 }'
   [[ -f $logs/e2e.log ]] && grep -hE '^e2e: [0-9]+ passed, [0-9]+ failed' "$logs/e2e.log" | tail -1 | awk '{ printf "e2e %d %d 0\n", $2, $4 }'
-} | awk '{ print $1 ": " $2 " passed, " $3 " failed"; p += $2; f += $3; s += $4 }
+} | awk '{ print $1 ": " $2 " passed, " $3 " failed, " $4 " skipped"; p += $2; f += $3; s += $4 }
          END { printf "%d passed, %d failed, %d skipped\n", p, f, s }'
-exit $e2e_status
+(( e2e_status == 0 && engine_status == 0 ))

@@ -621,9 +621,14 @@ impl Engine<'_> {
             let body = body_of(file);
             if body.starts_with("#!") {
                 // A script with its own interpreter: written out and executed.
-                let dir = self.run_files_dir();
+                // BuildKit runs it as /dev/pipes/<name>; /dev is the container's own tmpfs.
+                let dir = if self.root == Path::new("/") && self.skip.contains(Path::new("/dev")) {
+                    PathBuf::from("/dev/pipes")
+                } else {
+                    self.run_files_dir()
+                };
                 fs::create_dir_all(&dir).map_err(|e| self.fail(cmd, e.to_string()))?;
-                let path = dir.join(format!("{}-{}", self.step, sanitize(&file.name)));
+                let path = dir.join(sanitize(&file.name));
                 fs::write(&path, body).map_err(|e| self.fail(cmd, e.to_string()))?;
                 use std::os::unix::fs::PermissionsExt;
                 fs::set_permissions(&path, fs::Permissions::from_mode(0o755))

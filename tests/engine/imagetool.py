@@ -7,6 +7,9 @@
   imagetool.py config OCI_DIR               the runtime config fields the fidelity test compares
   imagetool.py runspec OCI_DIR ROOTFS BUNDLE  a runc config.json that runs the image as Docker would
   imagetool.py layers OCI_DIR               per layer: digest, then its entries (whiteouts too)
+  imagetool.py compare OURS THEIRS [KNOWN]  file trees and runtime configs equal, except the
+                                            documented differences listed in the KNOWN file
+                                            (lines `path <p>` or `config <Field>`, # comments)
 """
 import gzip
 import hashlib
@@ -201,6 +204,62 @@ def cmd_runspec(oci, root, bundle):
         json.dump(spec, f, indent=1)
 
 
+def config_of(oci):
+    cfg = blob_json(oci, manifest(oci)["config"]["digest"]).get("config", {}) or {}
+    keys = ["Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes",
+            "Labels", "StopSignal", "Healthcheck", "Shell"]
+    out = {k: cfg.get(k) for k in keys if cfg.get(k) not in (None, "", [], {})}
+    labels = {k: v for k, v in (out.get("Labels") or {}).items() if k != "io.buildah.version"}
+    if labels:
+        out["Labels"] = labels
+    else:
+        out.pop("Labels", None)
+    return out
+
+
+BUILDAH_PLACEHOLDERS = {"dev", "proc", "sys", "run", "etc", "etc/hostname", "etc/hosts",
+                        "etc/resolv.conf", "run/.containerenv"}
+
+
+def cmd_compare(ours, theirs, known_file=None):
+    known_paths, known_config = set(), set()
+    if known_file and os.path.exists(known_file):
+        with open(known_file) as f:
+            for line in f:
+                line = line.split("#", 1)[0].strip()
+                if line.startswith("path "):
+                    known_paths.add(line[5:].strip())
+                elif line.startswith("config "):
+                    known_config.add(line[7:].strip())
+    a, b = flatten(ours), flatten(theirs)
+    bad = 0
+    for p in sorted(set(a) | set(b)):
+        if p in known_paths or any(p.startswith(k + "/") for k in known_paths):
+            continue
+        # buildah leaves the mount points of its RUN containers behind (empty directories
+        # and files); BuildKit and Slipway do not.
+        e = b.get(p, {})
+        if (p not in a and p in BUILDAH_PLACEHOLDERS
+                and (e.get("type") == "dir" or e.get("size") == 0)):
+            continue
+        ea, eb = dict(a.get(p, {})), dict(b.get(p, {}))
+        ea.pop("hardlink", None)
+        eb.pop("hardlink", None)
+        if ea != eb:
+            bad += 1
+            print(f"tree {p}: slipway {ea or 'absent'} / buildah {eb or 'absent'}")
+    ca, cb = config_of(ours), config_of(theirs)
+    for k in sorted(set(ca) | set(cb)):
+        if k in known_config:
+            continue
+        if ca.get(k) != cb.get(k):
+            bad += 1
+            print(f"config {k}: slipway {ca.get(k)!r} / buildah {cb.get(k)!r}")
+    print(f"compared {len(set(a) | set(b))} paths and {len(set(ca) | set(cb))} config fields: "
+          f"{bad} differences")
+    sys.exit(1 if bad else 0)
+
+
 def cmd_layers(oci):
     for desc in manifest(oci)["layers"]:
         print("layer", desc["digest"])
@@ -220,6 +279,8 @@ if __name__ == "__main__":
         cmd_unpack(*args)
     elif cmd == "runspec":
         cmd_runspec(*args)
+    elif cmd == "compare":
+        cmd_compare(*args)
     elif cmd == "layers":
         cmd_layers(args[0])
     else:

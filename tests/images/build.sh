@@ -7,6 +7,7 @@
 #   build.sh REGISTRY debian    debootstrap --variant=minbase bookworm (from Debian's mirror)
 #   build.sh REGISTRY golang    debian + golang-go
 #   build.sh REGISTRY node      debian + nodejs npm
+#   build.sh REGISTRY node-slim debian + nodejs (the runtime of the Node.js example)
 # The Debian root filesystems are cached as tars under $SLIPWAY_CACHE/images.
 # Images land at REGISTRY/slipway-test/<name>:latest (pause: REGISTRY/slipway-test/pause:3.10).
 set -euo pipefail
@@ -79,6 +80,7 @@ case "$name" in
   debian) debian_root; args=(--cmd '["bash"]') ;;
   golang) debian_root golang-go ca-certificates; args=(--cmd '["bash"]') ;;
   node) debian_root nodejs npm; args=(--cmd '["node"]') ;;
+  node-slim) debian_root nodejs; args=(--cmd '["node"]') ;;
   *) echo "unknown image $name" >&2; exit 2 ;;
 esac
 

@@ -1,0 +1,3 @@
+const greeting = require("greeting");
+console.log(greeting("multi-stage Node.js build"));
+console.log("node " + process.version);

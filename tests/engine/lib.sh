@@ -1,0 +1,89 @@
+# Shared by the engine tier's scripts: the loopback registry, the base images, the static
+# engine binary, and pass/fail bookkeeping.
+ENGINE_REGISTRY=${SLIPWAY_ENGINE_REGISTRY:-127.0.0.1:5055}
+CACHE=${SLIPWAY_CACHE:-/var/cache/slipway}
+REG_DIR=$CACHE/engine-registry
+repo=${repo:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+passed=0 failed=0 skipped=0
+REG_PID=
+
+log() { printf '%s\n' "$*" >&2; }
+
+engine_packages() {
+  local pkgs=(runc docker-registry skopeo buildah busybox-static debootstrap python3 curl) missing=()
+  for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+  fi
+}
+
+start_registry() {
+  if curl -sf "http://$ENGINE_REGISTRY/v2/" >/dev/null; then return 0; fi
+  mkdir -p "$REG_DIR/data"
+  cat > "$REG_DIR/config.yml" <<YAML
+version: 0.1
+log: {level: warn}
+storage: {filesystem: {rootdirectory: $REG_DIR/data}, delete: {enabled: true}}
+http: {addr: $ENGINE_REGISTRY}
+YAML
+  docker-registry serve "$REG_DIR/config.yml" >"$REG_DIR/log" 2>&1 &
+  REG_PID=$!
+  for _ in $(seq 50); do
+    curl -sf "http://$ENGINE_REGISTRY/v2/" >/dev/null && return 0
+    sleep 0.2
+  done
+  log "registry did not start: $(tail -5 "$REG_DIR/log")"
+  return 1
+}
+
+# Base images are rebuilt when the script that builds them changes.
+ensure_images() {
+  local stamp want
+  want=$(sha256sum "$repo/tests/images/build.sh" "$repo/tests/images/mkimage.py" | sha256sum | cut -c1-16)
+  for name in "$@"; do
+    stamp=$REG_DIR/stamp-$name
+    if [[ "$(cat "$stamp" 2>/dev/null)" == "$want" ]] &&
+       skopeo inspect --tls-verify=false "docker://$ENGINE_REGISTRY/slipway-test/$name:latest" >/dev/null 2>&1; then
+      continue
+    fi
+    log "building base image $name"
+    "$repo/tests/images/build.sh" "$ENGINE_REGISTRY" "$name" >&2 || return 1
+    echo "$want" > "$stamp"
+  done
+}
+
+engine_setup() {
+  [[ $(id -u) == 0 ]] || { log "the engine tier needs root"; return 1; }
+  engine_packages || return 1
+  ENGINE=$("$repo/scripts/build-engine.sh") || return 1
+  start_registry || return 1
+  ensure_images busybox debian golang node node-slim || return 1
+  WORK=$(mktemp -d /var/tmp/slipway-engine-tests.XXXXXX)
+  ENGINE_STATE=$WORK/state
+  export ENGINE WORK ENGINE_STATE
+}
+
+engine_teardown() {
+  if [[ -n $REG_PID ]]; then kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null; fi
+  [[ -n ${WORK:-} && -z ${SLIPWAY_KEEP_WORK:-} ]] && rm -rf "$WORK"
+}
+
+run_test() { # NAME FUNCTION [ARGS...]
+  local name=$1 start out rc; shift
+  start=$(date +%s)
+  out=$("$@" 2>&1); rc=$?
+  if ((rc == 0)); then
+    passed=$((passed + 1)); echo "ok   $name ($(( $(date +%s) - start ))s)"
+  else
+    failed=$((failed + 1)); echo "FAIL $name ($(( $(date +%s) - start ))s)"
+    sed 's/^/     /' <<<"$out" | tail -40
+  fi
+}
+
+skip_test() { skipped=$((skipped + 1)); echo "skip $1: $2"; }
+
+engine_summary() {
+  echo "engine: $passed passed, $failed failed, $skipped skipped"
+  ((failed == 0))
+}

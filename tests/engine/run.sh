@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The engine tier: real local builds with `slipway-builder build` (stages in runc containers),
+# pushed to a real registry (Debian's docker-registry on a loopback port this script starts),
+# read back with skopeo, run with runc, and compared with buildah 1.28 building the same
+# Dockerfile. Needs root. Prints `engine: N passed, N failed, N skipped`.
+#   SLIPWAY_ENGINE_ONLY=pattern   run only the tests whose names match
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+# shellcheck source=tests/engine/lib.sh
+source "$here/lib.sh"
+
+engine_setup || { echo "engine: 0 passed, 1 failed, 0 skipped"; exit 1; }
+trap engine_teardown EXIT
+
+R=$ENGINE_REGISTRY
+only=${SLIPWAY_ENGINE_ONLY:-}
+want() { [[ -z $only || $1 == *$only* ]]; }
+
+# build NAME CONTEXT [extra args...]: builds and pushes to $R/engine-tests/NAME:latest.
+build() {
+  local name=$1 ctx=$2; shift 2
+  "$ENGINE" build --context "$ctx" --destination "$R/engine-tests/$name:latest" \
+    --insecure-registry "$R" --build-arg "BASE_REGISTRY=$R" \
+    --state-dir "$ENGINE_STATE" "$@"
+}
+
+# check_run NAME EXPECTED_FILE: runs the pushed image and compares its output.
+check_run() {
+  local name=$1 expect=$2 out
+  out=$("$here/run-image.sh" "$R/engine-tests/$name:latest" "$WORK/oci-$name" 2>&1)
+  if [[ "$out" != "$(cat "$expect")" ]]; then
+    echo "--- expected"; cat "$expect"; echo "--- got"; echo "$out"
+    return 1
+  fi
+}
+
+case_args() { # DIR: extra build args of a case
+  local d=$1
+  if [[ -f $d/build-args ]]; then
+    while read -r a; do [[ -n $a ]] && printf -- '--build-arg\0%s\0' "$a"; done < "$d/build-args"
+  fi
+  if [[ -f $d/secrets ]]; then
+    while IFS='=' read -r id value; do
+      [[ -z $id ]] && continue
+      printf '%s\n' "$value" > "$WORK/secret-$id"
+      printf -- '--secret\0id=%s,src=%s\0' "$id" "$WORK/secret-$id"
+    done < "$d/secrets"
+  fi
+}
+
+fidelity() { # NAME DIR: buildah builds the same Dockerfile; trees and configs must match.
+  local name=$1 d=$2 args=()
+  if [[ -f $d/build-args ]]; then while read -r a; do [[ -n $a ]] && args+=(--build-arg "$a"); done < "$d/build-args"; fi
+  buildah bud --isolation chroot --format docker --tls-verify=false --layers=false -q \
+    --build-arg "BASE_REGISTRY=$R" "${args[@]}" -t "localhost/slipway-fidelity/$name" "$d" >"$WORK/buildah-$name.log" 2>&1 \
+    || { tail -20 "$WORK/buildah-$name.log"; return 1; }
+  rm -rf "$WORK/buildah-oci-$name"
+  buildah push -q "localhost/slipway-fidelity/$name" "oci:$WORK/buildah-oci-$name:latest" >/dev/null 2>&1 \
+    || { echo "buildah push failed"; return 1; }
+  buildah rmi -f "localhost/slipway-fidelity/$name" >/dev/null 2>&1
+  python3 "$here/imagetool.py" compare "$WORK/oci-$name" "$WORK/buildah-oci-$name" "$d/fidelity-known"
+}
+
+# --- the article's examples --------------------------------------------------------------
+if want example-go; then
+  t_example_go() {
+    build example-go "$repo/examples/go" || return 1
+    check_run example-go <(printf 'Hello from the multi-stage Go build!\nbuilt with go1.19.8\n')
+  }
+  run_test example-go t_example_go
+  t_example_go_tester() {
+    local out
+    out=$(build example-go-tester "$repo/examples/go" --target tester 2>&1) || { echo "$out" | tail -20; return 1; }
+    grep -q '^\[tester\] ok  *example.com/myapp' <<<"$out" || { echo "$out" | tail -20; echo "no go test output"; return 1; }
+  }
+  run_test example-go-tester t_example_go_tester
+fi
+if want example-node; then
+  t_example_node() {
+    build example-node "$repo/examples/node" || return 1
+    local out
+    out=$("$here/run-image.sh" "$R/engine-tests/example-node:latest" "$WORK/oci-example-node" 2>&1)
+    [[ $out == "Hello from the multi-stage Node.js build!"$'\n'"node v"* ]] || { echo "got: $out"; return 1; }
+  }
+  run_test example-node t_example_node
+fi
+
+# --- one Dockerfile per instruction and flag ---------------------------------------------
+for d in "$here"/cases/*/; do
+  name=$(basename "$d")
+  want "$name" || continue
+  t_case() {
+    local args=()
+    while IFS= read -r -d '' a; do args+=("$a"); done < <(case_args "$d")
+    build "$name" "$d" "${args[@]}" >"$WORK/build-$name.log" 2>&1 || { tail -20 "$WORK/build-$name.log"; return 1; }
+    check_run "$name" "$d/expect"
+  }
+  run_test "case-$name" t_case
+  if [[ -f $d/no-fidelity ]]; then
+    skip_test "fidelity-$name" "$(cat "$d/no-fidelity")"
+  elif [[ -d $WORK/oci-$name ]]; then
+    run_test "fidelity-$name" fidelity "$name" "$d"
+  fi
+done
+if want fidelity-examples; then
+  for ex in go node; do
+    [[ -d $WORK/oci-example-$ex ]] || continue
+    run_test "fidelity-example-$ex" fidelity "example-$ex" "$repo/examples/$ex"
+  done
+fi
+
+# --- failures ------------------------------------------------------------------------------
+if want failures; then
+  source "$here/failures.sh"
+fi
+
+engine_summary

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::OciDistributionError;
+use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
@@ -37,10 +37,39 @@ fn describe(e: &OciDistributionError) -> String {
             Some(s) => format!("HTTP {s}: {r}"),
             None => format!("{r}"),
         },
+        OciDistributionError::RegistryError { envelope, .. } => {
+            let status = envelope
+                .errors
+                .first()
+                .map(|e| spec_status(&e.code))
+                .unwrap_or("HTTP error");
+            let what: Vec<String> = envelope
+                .errors
+                .iter()
+                .map(|e| format!("{:?}: {}", e.code, e.message))
+                .collect();
+            format!("{status}: {}", what.join("; "))
+        }
         OciDistributionError::ImageManifestNotFoundError(m) => {
             format!("HTTP 404 manifest unknown: {m}")
         }
         other => other.to_string(),
+    }
+}
+
+/// The status the distribution spec gives each error code (oci-client keeps only the code).
+fn spec_status(code: &OciErrorCode) -> &'static str {
+    use OciErrorCode::*;
+    match code {
+        BlobUnknown | BlobUploadUnknown | ManifestUnknown | ManifestBlobUnknown | NameUnknown
+        | NotFound => "HTTP 404",
+        BlobUploadInvalid | DigestInvalid | ManifestInvalid | ManifestUnverified | NameInvalid
+        | SizeInvalid | TagInvalid => "HTTP 400",
+        Unauthorized => "HTTP 401",
+        Denied => "HTTP 403",
+        Unsupported => "HTTP 405",
+        Toomanyrequests => "HTTP 429",
+        Other(_) => "HTTP error",
     }
 }
 

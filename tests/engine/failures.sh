@@ -59,9 +59,12 @@ printf 'FROM %s/slipway-test/does-not-exist:latest\nRUN true\n' "$R" > "$F/base/
 run_test fail-missing-base expect_failure fail-base "$F/base" \
   "registry $R: pull $R/slipway-test/does-not-exist:latest: .*HTTP 404"
 
-printf 'FROM %s/slipway-test/busybox:latest\nRUN true\nCOPY\nRUN <<EOF\n' "$R" > "$F/parse/Dockerfile"
+printf 'FROM %s/slipway-test/busybox:latest\nRUN true\nCOPY onlyone\n' "$R" > "$F/parse/Dockerfile"
 run_test fail-invalid-dockerfile expect_failure fail-parse "$F/parse" \
-  'Dockerfile:3: COPY requires at least two arguments'
+  'Dockerfile:3: COPY: COPY requires at least two arguments'
+printf 'FROM %s/slipway-test/busybox:latest\nRUN <<EOF\necho never closed\n' "$R" > "$F/parse/Dockerfile"
+run_test fail-unterminated-heredoc expect_failure fail-parse "$F/parse" \
+  'Dockerfile:2: unterminated heredoc'
 
 # A registry that refuses writes (read-only maintenance mode), on its own loopback port.
 RO=127.0.0.1:5056

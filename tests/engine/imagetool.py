@@ -7,7 +7,8 @@
   imagetool.py config OCI_DIR               the runtime config fields the fidelity test compares
   imagetool.py runspec OCI_DIR ROOTFS BUNDLE  a runc config.json that runs the image as Docker would
   imagetool.py layers OCI_DIR               per layer: digest, then its entries (whiteouts too)
-  imagetool.py compare OURS THEIRS [KNOWN]  file trees and runtime configs equal, except the
+  imagetool.py compare OURS THEIRS [KNOWN [OURS_CONFIG THEIRS_CONFIG]]
+                                            file trees and runtime configs equal, except the
                                             documented differences listed in the KNOWN file
                                             (lines `path <p>` or `config <Field>`, # comments)
 """
@@ -204,10 +205,14 @@ def cmd_runspec(oci, root, bundle):
         json.dump(spec, f, indent=1)
 
 
-def config_of(oci):
-    cfg = blob_json(oci, manifest(oci)["config"]["digest"]).get("config", {}) or {}
+def config_of(oci, raw=None):
+    if raw:
+        with open(raw) as f:
+            cfg = json.load(f).get("config", {}) or {}
+    else:
+        cfg = blob_json(oci, manifest(oci)["config"]["digest"]).get("config", {}) or {}
     keys = ["Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes",
-            "Labels", "StopSignal", "Healthcheck", "Shell"]
+            "Labels", "StopSignal", "Healthcheck", "Shell", "OnBuild"]
     out = {k: cfg.get(k) for k in keys if cfg.get(k) not in (None, "", [], {})}
     labels = {k: v for k, v in (out.get("Labels") or {}).items() if k != "io.buildah.version"}
     if labels:
@@ -221,7 +226,7 @@ BUILDAH_PLACEHOLDERS = {"dev", "proc", "sys", "run", "etc", "etc/hostname", "etc
                         "etc/resolv.conf", "run/.containerenv"}
 
 
-def cmd_compare(ours, theirs, known_file=None):
+def cmd_compare(ours, theirs, known_file=None, ours_config=None, theirs_config=None):
     known_paths, known_config = set(), set()
     if known_file and os.path.exists(known_file):
         with open(known_file) as f:
@@ -248,7 +253,7 @@ def cmd_compare(ours, theirs, known_file=None):
         if ea != eb:
             bad += 1
             print(f"tree {p}: slipway {ea or 'absent'} / buildah {eb or 'absent'}")
-    ca, cb = config_of(ours), config_of(theirs)
+    ca, cb = config_of(ours, ours_config), config_of(theirs, theirs_config)
     for k in sorted(set(ca) | set(cb)):
         if k in known_config:
             continue

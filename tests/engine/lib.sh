@@ -70,13 +70,13 @@ engine_teardown() {
 }
 
 run_test() { # NAME FUNCTION [ARGS...]
-  local name=$1 start out rc; shift
+  local _t=$1 start out rc; shift
   start=$(date +%s)
   out=$("$@" 2>&1); rc=$?
   if ((rc == 0)); then
-    passed=$((passed + 1)); echo "ok   $name ($(( $(date +%s) - start ))s)"
+    passed=$((passed + 1)); echo "ok   $_t ($(( $(date +%s) - start ))s)"
   else
-    failed=$((failed + 1)); echo "FAIL $name ($(( $(date +%s) - start ))s)"
+    failed=$((failed + 1)); echo "FAIL $_t ($(( $(date +%s) - start ))s)"
     sed 's/^/     /' <<<"$out" | tail -40
   fi
 }

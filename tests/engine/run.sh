@@ -3,7 +3,7 @@
 # pushed to a real registry (Debian's docker-registry on a loopback port this script starts),
 # read back with skopeo, run with runc, and compared with buildah 1.28 building the same
 # Dockerfile. Needs root. Prints `engine: N passed, N failed, N skipped`.
-#   SLIPWAY_ENGINE_ONLY=pattern   run only the tests whose names match
+#   SLIPWAY_ENGINE_ONLY=regex     run only the tests whose names match (grep -E)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -15,7 +15,7 @@ trap engine_teardown EXIT
 
 R=$ENGINE_REGISTRY
 only=${SLIPWAY_ENGINE_ONLY:-}
-want() { [[ -z $only || $1 == *$only* ]]; }
+want() { [[ -z $only ]] || grep -Eq -- "$only" <<<"$1"; }
 
 # build NAME CONTEXT [extra args...]: builds and pushes to $R/engine-tests/NAME:latest.
 build() {
@@ -55,11 +55,17 @@ fidelity() { # NAME DIR: buildah builds the same Dockerfile; trees and configs m
   buildah bud --isolation chroot --format docker --tls-verify=false --layers=false -q \
     --build-arg "BASE_REGISTRY=$R" "${args[@]}" -t "localhost/slipway-fidelity/$name" "$d" >"$WORK/buildah-$name.log" 2>&1 \
     || { tail -20 "$WORK/buildah-$name.log"; return 1; }
-  rm -rf "$WORK/buildah-oci-$name"
-  buildah push -q "localhost/slipway-fidelity/$name" "oci:$WORK/buildah-oci-$name:latest" >/dev/null 2>&1 \
-    || { echo "buildah push failed"; return 1; }
+  # Through the registry in Docker's format: an OCI layout would drop Healthcheck, Shell and
+  # OnBuild from buildah's config. The trees come from OCI layouts, the configs raw.
+  buildah push -q --format docker --tls-verify=false "localhost/slipway-fidelity/$name" \
+    "docker://$R/buildah-fidelity/$name:latest" >/dev/null 2>&1 || { echo "buildah push failed"; return 1; }
   buildah rmi -f "localhost/slipway-fidelity/$name" >/dev/null 2>&1
-  python3 "$here/imagetool.py" compare "$WORK/oci-$name" "$WORK/buildah-oci-$name" "$d/fidelity-known"
+  rm -rf "$WORK/buildah-oci-$name"
+  skopeo copy -q --src-tls-verify=false "docker://$R/buildah-fidelity/$name:latest" "oci:$WORK/buildah-oci-$name:latest" || return 1
+  skopeo inspect --tls-verify=false --config --raw "docker://$R/buildah-fidelity/$name:latest" > "$WORK/buildah-config-$name.json" || return 1
+  skopeo inspect --tls-verify=false --config --raw "docker://$R/engine-tests/$name:latest" > "$WORK/config-$name.json" || return 1
+  python3 "$here/imagetool.py" compare "$WORK/oci-$name" "$WORK/buildah-oci-$name" "$d/fidelity-known" \
+    "$WORK/config-$name.json" "$WORK/buildah-config-$name.json"
 }
 
 # --- the article's examples --------------------------------------------------------------

@@ -98,8 +98,13 @@ pub fn extract_into(
     let shown = src.display().to_string();
     let h = head(src).map_err(|e| format!("{shown}: {e}"))?;
     let c = detect(&h).ok_or_else(|| format!("{shown}: not an archive"))?;
-    let dir = make_dirs(root, dest.trim_start_matches('/'), owner.unwrap_or((0, 0)), out)
-        .map_err(|e| format!("{dest}: {e}"))?;
+    let dir = make_dirs(
+        root,
+        dest.trim_start_matches('/'),
+        owner.unwrap_or((0, 0)),
+        out,
+    )
+    .map_err(|e| format!("{dest}: {e}"))?;
     let reader = decompressed(src, c).map_err(|e| format!("{shown}: {e}"))?;
     let opts = ApplyOptions {
         chown: true,

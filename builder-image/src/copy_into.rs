@@ -276,7 +276,10 @@ mod tests {
         symlink("usr/lib", root.path().join("lib")).expect("ln");
 
         let m = Matcher::new(&["src/*.log"]).expect("patterns");
-        let me = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+        let me = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
         let opts = CopyOptions {
             owner: Owner::Set(me.0, me.1),
             chmod: None,

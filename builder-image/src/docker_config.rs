@@ -94,9 +94,18 @@ mod tests {
             }, "credsStore": "desktop"}"#,
         )
         .expect("parse");
-        assert_eq!(c.credentials("docker.io"), Some(("user".into(), "pass".into())));
-        assert_eq!(c.credentials("127.0.0.1:5000"), Some(("ci".into(), "s3cret".into())));
-        assert_eq!(c.credentials("reg.example:443"), Some(("a".into(), "b:c".into())));
+        assert_eq!(
+            c.credentials("docker.io"),
+            Some(("user".into(), "pass".into()))
+        );
+        assert_eq!(
+            c.credentials("127.0.0.1:5000"),
+            Some(("ci".into(), "s3cret".into()))
+        );
+        assert_eq!(
+            c.credentials("reg.example:443"),
+            Some(("a".into(), "b:c".into()))
+        );
         assert_eq!(c.credentials("quay.io"), None);
     }
 }

@@ -128,7 +128,10 @@ fn add_tree<W: io::Write>(
     let mut n = 1;
     let m = fs::symlink_metadata(path)?;
     if m.is_dir() {
-        let mut children: Vec<_> = fs::read_dir(path)?.flatten().map(|e| e.file_name()).collect();
+        let mut children: Vec<_> = fs::read_dir(path)?
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         children.sort();
         for c in children {
             let child_name = format!("{name}/{}", c.to_string_lossy());
@@ -181,7 +184,11 @@ mod tests {
         let out = r.join("exports.tar");
         let n = write_exports(
             r,
-            &["/lib/libx.so".into(), "/app/dist/*.js".into(), "/nope".into()],
+            &[
+                "/lib/libx.so".into(),
+                "/app/dist/*.js".into(),
+                "/nope".into(),
+            ],
             &BTreeSet::new(),
             &out,
         )

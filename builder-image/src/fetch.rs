@@ -72,10 +72,7 @@ pub fn download(url: &str, checksum: Option<&str>) -> Result<Download, String> {
             .get("last-modified")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
+        let bytes = resp.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
         Ok::<_, String>((bytes.to_vec(), modified))
     })?;
     if let Some(c) = checksum {
@@ -123,7 +120,10 @@ mod tests {
 
     #[test]
     fn names_checksums_and_dates() {
-        assert_eq!(url_file_name("https://h/x/y/app.tar.gz?sig=1"), "app.tar.gz");
+        assert_eq!(
+            url_file_name("https://h/x/y/app.tar.gz?sig=1"),
+            "app.tar.gz"
+        );
         assert_eq!(url_file_name("https://h/dir/"), "dir");
         assert_eq!(url_file_name("https://h"), "download");
         let hello = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";

@@ -4,8 +4,8 @@
 pub mod archive;
 pub mod copy_into;
 pub mod copy_sources;
-pub mod dockerfile;
 pub mod docker_config;
+pub mod dockerfile;
 pub mod dockerignore;
 pub mod exec;
 pub mod exports;

@@ -192,7 +192,9 @@ async fn pull_all(
             copied.insert(i.clone());
         }
     }
-    let pulls = names.iter().map(|n| async move { (n.clone(), registry.pull(n).await) });
+    let pulls = names
+        .iter()
+        .map(|n| async move { (n.clone(), registry.pull(n).await) });
     let mut out = BTreeMap::new();
     for (n, r) in futures::future::join_all(pulls).await {
         let info = r?;
@@ -245,43 +247,45 @@ fn run_stages(
     } else {
         opts.max_parallel
     };
+    let chains = plan.fused_chains();
     let mut done: BTreeSet<usize> = BTreeSet::new();
-    let mut running: BTreeSet<usize> = BTreeSet::new();
+    let mut running: BTreeSet<usize> = BTreeSet::new(); // chain positions
     let mut failed: Option<BuildError> = None;
     let (tx, rx) = mpsc::channel::<(usize, Result<(), BuildError>)>();
     std::thread::scope(|scope| {
         loop {
             if failed.is_none() {
-                for s in &plan.stages {
+                for (pos, chain) in chains.iter().enumerate() {
                     if running.len() >= max {
                         break;
                     }
-                    if done.contains(&s.index)
-                        || running.contains(&s.index)
-                        || !s.depends_on.iter().all(|d| done.contains(d))
-                    {
+                    let ready = chain.iter().all(|i| {
+                        plan.stage(*i).is_some_and(|s| {
+                            s.depends_on
+                                .iter()
+                                .all(|d| done.contains(d) || chain.contains(d))
+                        })
+                    });
+                    if done.contains(&chain[0]) || running.contains(&pos) || !ready {
                         continue;
                     }
-                    running.insert(s.index);
+                    running.insert(pos);
                     let tx = tx.clone();
-                    let index = s.index;
-                    let base = chain_root(plan, index).and_then(|n| images.get(&n));
+                    let base = chain_root(plan, chain[0]).and_then(|n| images.get(&n));
                     let cache = cache.clone();
                     scope.spawn(move || {
-                        let r = run_one(ws, context, engine, secrets, &cache, index, base);
-                        let _ = tx.send((index, r));
+                        let r = run_chain(ws, context, engine, secrets, &cache, chain, base);
+                        let _ = tx.send((pos, r));
                     });
                 }
             }
             if running.is_empty() {
                 break;
             }
-            let Ok((index, r)) = rx.recv() else { break };
-            running.remove(&index);
+            let Ok((pos, r)) = rx.recv() else { break };
+            running.remove(&pos);
             match r {
-                Ok(()) => {
-                    done.insert(index);
-                }
+                Ok(()) => done.extend(chains[pos].iter().copied()),
                 Err(e) => {
                     failed.get_or_insert(e);
                 }
@@ -294,25 +298,40 @@ fn run_stages(
     }
 }
 
-fn run_one(
+/// Runs a chain of stages in one container rooted in the chain's base image.
+fn run_chain(
     ws: &Workspace,
     context: &Path,
     engine: &Path,
     secrets: &Path,
     cache: &Path,
-    index: usize,
+    chain: &[usize],
     base: Option<&ImageInfo>,
 ) -> Result<(), BuildError> {
+    let index = chain[0];
+    let ca_file = std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file());
     let dir = ws.root.join("containers").join(index.to_string());
     let rootfs = dir.join("rootfs");
     fs::create_dir_all(&rootfs).map_err(io(rootfs.display()))?;
+    let started = std::time::Instant::now();
     if let Some(info) = base {
         unpack_image(info, &rootfs)?;
+        eprintln!(
+            "stage #{index}: unpacked {} in {:.1}s",
+            info.reference,
+            started.elapsed().as_secs_f64()
+        );
     }
+    let started = std::time::Instant::now();
     let c = Container {
         id: format!(
             "slipway-{}-{index}",
-            ws.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            ws.root
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
         ),
         rootfs: &rootfs,
         engine,
@@ -320,22 +339,35 @@ fn run_one(
         context,
         cache,
         secrets,
-        args: vec![
-            IN_BIN.into(),
-            "stage".into(),
-            "--plan".into(),
-            format!("{IN_WORKSPACE}/plan.json"),
-            "--stage".into(),
-            index.to_string(),
-            "--workspace".into(),
-            IN_WORKSPACE.into(),
-        ],
+        // The build's own SSL_CERT_FILE, if any, reaches ADD of https URLs in the stages.
+        ca_file: ca_file.as_deref(),
+        args: [
+            IN_BIN,
+            "stage",
+            "--plan",
+            &format!("{IN_WORKSPACE}/plan.json"),
+        ]
+        .into_iter()
+        .map(String::from)
+        .chain(
+            chain
+                .iter()
+                .flat_map(|i| ["--stage".to_string(), i.to_string()]),
+        )
+        .chain(["--workspace".to_string(), IN_WORKSPACE.to_string()])
+        .collect(),
     };
     let code = runtime::run(&c, &dir.join("bundle")).map_err(BuildError::Setup)?;
+    eprintln!(
+        "stages {chain:?}: container exited with {code} after {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     let _ = fs::remove_dir_all(&dir);
     if code != 0 {
-        let msg = fs::read_to_string(ws.stage_dir(index).join("error.txt"))
-            .unwrap_or_else(|_| format!("stage #{index}: the stage container exited with {code}"));
+        let msg = chain
+            .iter()
+            .find_map(|i| fs::read_to_string(ws.stage_dir(*i).join("error.txt")).ok())
+            .unwrap_or_else(|| format!("stage #{index}: the stage container exited with {code}"));
         return Err(BuildError::Stage(msg.trim().to_string()));
     }
     Ok(())
@@ -369,7 +401,13 @@ fn assemble(
     let obj = config
         .as_object_mut()
         .ok_or_else(|| BuildError::Setup("base image config is not an object".into()))?;
-    for k in ["container", "container_config", "docker_version", "created", "moby.buildkit.buildinfo.v1"] {
+    for k in [
+        "container",
+        "container_config",
+        "docker_version",
+        "created",
+        "moby.buildkit.buildinfo.v1",
+    ] {
         obj.remove(k);
     }
     obj.insert(

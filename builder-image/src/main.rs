@@ -44,9 +44,9 @@ enum Cmd {
     Stage {
         #[arg(long)]
         plan: PathBuf,
-        /// The stage's index in the Dockerfile.
-        #[arg(long)]
-        stage: usize,
+        /// The stage's index in the Dockerfile; repeat for a FROM-chain run in one go.
+        #[arg(long = "stage", required = true)]
+        stages: Vec<usize>,
         #[arg(long)]
         workspace: PathBuf,
     },
@@ -175,12 +175,12 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Stage {
             plan,
-            stage: index,
+            stages,
             workspace,
         } => {
             let opts = StageOptions {
                 plan,
-                stage: index,
+                stages: stages.clone(),
                 workspace: workspace.clone(),
                 secrets_dir: None,
                 cache_dir: None,
@@ -190,8 +190,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 Err(e) => {
                     // The message the build (or the operator) reports, kept in the workspace.
                     let ws = Workspace::new(&workspace);
-                    let _ = std::fs::create_dir_all(ws.stage_dir(index));
-                    let _ = std::fs::write(ws.stage_dir(index).join("error.txt"), e.to_string());
+                    for index in stages {
+                        let _ = std::fs::create_dir_all(ws.stage_dir(index));
+                        let _ =
+                            std::fs::write(ws.stage_dir(index).join("error.txt"), e.to_string());
+                    }
                     Err(e.to_string())
                 }
             }
@@ -215,7 +218,10 @@ fn run(cli: Cli) -> Result<(), String> {
                 target,
                 build_args: build_args(&raw),
                 insecure_registries,
-                secrets: secrets.iter().map(|s| secret(s)).collect::<Result<_, _>>()?,
+                secrets: secrets
+                    .iter()
+                    .map(|s| secret(s))
+                    .collect::<Result<_, _>>()?,
                 state_dir,
                 keep_workspace,
                 max_parallel,

@@ -78,6 +78,40 @@ impl Plan {
     pub fn stage(&self, index: usize) -> Option<&PlannedStage> {
         self.stages.iter().find(|s| s.index == index)
     }
+
+    /// The stages grouped into linear FROM-chains that can run one after the other in one
+    /// container (or Job): a stage joins its FROM parent's chain when nothing else waits on
+    /// the parent alone and the stage needs nothing the parent did not. Chains come in plan
+    /// order, each after the chains it depends on.
+    pub fn fused_chains(&self) -> Vec<Vec<usize>> {
+        let mut chains: Vec<Vec<usize>> = Vec::new();
+        for s in &self.stages {
+            let joins = match s.from {
+                Base::Stage(p) => {
+                    let parent = self.stage(p);
+                    let only_through_s = self.stages.iter().all(|t| {
+                        t.index == s.index
+                            || !t.depends_on.contains(&p)
+                            || t.depends_on.contains(&s.index)
+                    });
+                    let needs_nothing_more = parent.is_some_and(|pp| {
+                        s.depends_on
+                            .iter()
+                            .all(|d| *d == p || pp.depends_on.contains(d))
+                    });
+                    (only_through_s && needs_nothing_more)
+                        .then(|| chains.iter().position(|c| c.last() == Some(&p)))
+                        .flatten()
+                }
+                Base::Image(_) => None,
+            };
+            match joins {
+                Some(i) => chains[i].push(s.index),
+                None => chains.push(vec![s.index]),
+            }
+        }
+        chains
+    }
 }
 
 /// Inputs to planning besides the Dockerfile.
@@ -259,11 +293,14 @@ pub fn global_args(
             let value = match (build_args.get(&a.key), &a.value) {
                 (Some(v), _) => Some(v.clone()),
                 (None, Some(default)) => {
-                    Some(lex.process_word(default, &global).map_err(|e| PlanError::Expansion {
-                        line: span.start,
-                        instruction: "ARG".into(),
-                        message: e.0,
-                    })?)
+                    Some(
+                        lex.process_word(default, &global)
+                            .map_err(|e| PlanError::Expansion {
+                                line: span.start,
+                                instruction: "ARG".into(),
+                                message: e.0,
+                            })?,
+                    )
                 }
                 (None, None) => None,
             };

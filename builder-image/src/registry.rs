@@ -131,8 +131,8 @@ impl Registry {
             .pull_manifest_and_config(&r, &auth)
             .await
             .map_err(|e| Self::err(&r, &op, describe(&e)))?;
-        let config: serde_json::Value =
-            serde_json::from_str(&config).map_err(|e| Self::err(&r, &op, format!("config: {e}")))?;
+        let config: serde_json::Value = serde_json::from_str(&config)
+            .map_err(|e| Self::err(&r, &op, format!("config: {e}")))?;
         let diff_ids: Vec<String> = config
             .pointer("/rootfs/diff_ids")
             .and_then(|v| serde_json::from_value(v.clone()).ok())
@@ -223,7 +223,11 @@ impl Registry {
                 && b.registry() == r.registry()
                 && b.repository() != r.repository()
                 && self.client.mount_blob(&r, b, &layer.digest).await.is_ok()
-                && self.client.blob_exists(&r, &layer.digest).await.unwrap_or(false)
+                && self
+                    .client
+                    .blob_exists(&r, &layer.digest)
+                    .await
+                    .unwrap_or(false)
             {
                 continue;
             }
@@ -268,15 +272,18 @@ pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 /// Docker's gzip layer type and OCI's are the same bytes; one manifest uses one family.
 pub fn oci_layer_type(media_type: &str) -> &'static str {
     match media_type {
-        "application/vnd.docker.image.rootfs.diff.tar" | "application/vnd.oci.image.layer.v1.tar" => {
-            "application/vnd.oci.image.layer.v1.tar"
-        }
+        "application/vnd.docker.image.rootfs.diff.tar"
+        | "application/vnd.oci.image.layer.v1.tar" => "application/vnd.oci.image.layer.v1.tar",
         _ => "application/vnd.oci.image.layer.v1.tar+gzip",
     }
 }
 
 /// The OCI manifest of a config and its layers.
-pub fn manifest_json(config: &[u8], config_digest: &str, layers: &[(LayerRef, PathBuf)]) -> Vec<u8> {
+pub fn manifest_json(
+    config: &[u8],
+    config_digest: &str,
+    layers: &[(LayerRef, PathBuf)],
+) -> Vec<u8> {
     let layers: Vec<serde_json::Value> = layers
         .iter()
         .map(|(l, _)| {

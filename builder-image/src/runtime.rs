@@ -32,6 +32,7 @@ pub const IN_BIN: &str = "/.slipway/bin/slipway-builder";
 pub const IN_WORKSPACE: &str = "/.slipway/workspace";
 pub const IN_CACHE: &str = "/.slipway/cache";
 pub const IN_SECRETS: &str = "/.slipway/secrets";
+pub const IN_CA_FILE: &str = "/.slipway/ca.pem";
 
 pub struct Container<'a> {
     pub id: String,
@@ -41,6 +42,8 @@ pub struct Container<'a> {
     pub context: &'a Path,
     pub cache: &'a Path,
     pub secrets: &'a Path,
+    /// Extra CA certificates (PEM) for ADD of https URLs: `SSL_CERT_FILE` in the container.
+    pub ca_file: Option<&'a Path>,
     pub args: Vec<String>,
 }
 
@@ -78,13 +81,21 @@ pub fn spec(c: &Container) -> serde_json::Value {
     mounts.push(bind(c.context, &format!("{IN_WORKSPACE}/context"), true));
     mounts.push(bind(c.cache, IN_CACHE, false));
     mounts.push(bind(c.secrets, IN_SECRETS, true));
+    let mut env = vec![
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        "HOME=/root".to_string(),
+    ];
+    if let Some(ca) = c.ca_file {
+        mounts.push(bind(ca, IN_CA_FILE, true));
+        env.push(format!("SSL_CERT_FILE={IN_CA_FILE}"));
+    }
     json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
             "user": {"uid": 0, "gid": 0},
             "args": c.args,
-            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"],
+            "env": env,
             "cwd": "/",
             "capabilities": {
                 "bounding": caps, "effective": caps, "permitted": caps

@@ -64,7 +64,9 @@ impl StageError {
 #[derive(Debug, Clone)]
 pub struct StageOptions {
     pub plan: PathBuf,
-    pub stage: usize,
+    /// One stage, or a linear FROM-chain (each built on the one before) run in one go: the
+    /// tree of one stage is where the next starts, so nothing is unpacked twice.
+    pub stages: Vec<usize>,
     pub workspace: PathBuf,
     /// Secret files by id (`RUN --mount=type=secret`); default `/.slipway/secrets`.
     pub secrets_dir: Option<PathBuf>,
@@ -108,16 +110,41 @@ struct Engine<'a> {
     threads: usize,
 }
 
-/// Runs the stage and writes its result; returns the result.
+/// The tree one stage of a chain leaves to the next.
+pub struct Carry {
+    index: usize,
+    root: PathBuf,
+    baseline: Option<Snapshot>,
+}
+
+/// Runs the stages (a chain) and writes their results; returns the last result.
 pub fn run_stage(opts: &StageOptions) -> Result<StageResult, StageError> {
+    let mut carry = None;
+    let mut last = None;
+    for &index in &opts.stages {
+        let (r, c) = run_one(opts, index, carry.take())?;
+        carry = Some(c);
+        last = Some(r);
+    }
+    last.ok_or_else(|| StageError::Setup {
+        stage: "stage".into(),
+        message: "no stage given".into(),
+    })
+}
+
+fn run_one(
+    opts: &StageOptions,
+    index: usize,
+    carry: Option<Carry>,
+) -> Result<(StageResult, Carry), StageError> {
     let setup = |stage: &str, message: String| StageError::Setup {
         stage: stage.to_string(),
         message,
     };
     let plan: Plan = workspace::read_json(&opts.plan).map_err(|m| setup("plan", m))?;
     let ps = plan
-        .stage(opts.stage)
-        .ok_or_else(|| setup(&format!("stage #{}", opts.stage), "not in the plan".into()))?;
+        .stage(index)
+        .ok_or_else(|| setup(&format!("stage #{index}"), "not in the plan".into()))?;
     let label = label(ps);
     let ws = Workspace::new(&opts.workspace);
     let text = fs::read_to_string(ws.dockerfile())
@@ -172,7 +199,7 @@ pub fn run_stage(opts: &StageOptions) -> Result<StageResult, StageError> {
         threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         ws,
     };
-    e.start().map_err(|m| setup(&label, m))?;
+    e.start(carry).map_err(|m| setup(&label, m))?;
     let stage = &df.stages[ps.index];
     let triggers = e.triggers()?;
     e.steps = triggers.len() + stage.commands.len() + 1;
@@ -187,7 +214,11 @@ pub fn run_stage(opts: &StageOptions) -> Result<StageResult, StageError> {
 
 impl Engine<'_> {
     fn say(&self, what: &str) {
-        let name = self.ps.name.clone().unwrap_or_else(|| self.ps.index.to_string());
+        let name = self
+            .ps
+            .name
+            .clone()
+            .unwrap_or_else(|| self.ps.index.to_string());
         eprintln!("[{name} {}/{}] {what}", self.step + 1, self.steps);
     }
 
@@ -202,7 +233,7 @@ impl Engine<'_> {
 
     /// The stage's starting point: the parent stage's result, the base image's config, or
     /// an empty scratch tree.
-    fn start(&mut self) -> Result<(), String> {
+    fn start(&mut self, carry: Option<Carry>) -> Result<(), String> {
         let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         self.skip = snapshot::mount_points(&mountinfo);
         self.skip.insert(PathBuf::from(ENGINE_DIR));
@@ -213,12 +244,23 @@ impl Engine<'_> {
         match &self.ps.from {
             Base::Stage(parent) => {
                 let r: StageResult = workspace::read_json(&self.ws.stage_result(*parent))?;
-                if r.base.is_none() {
+                let carried = carry.filter(|c| c.index == *parent);
+                let was_carried = carried.is_some();
+                if let Some(c) = carried {
+                    // The parent ran just before in this process: its tree is already here.
+                    if c.root != Path::new("/") {
+                        self.root = c.root;
+                        self.skip.clear();
+                    }
+                    self.baseline = c.baseline;
+                } else if r.base.is_none() {
                     self.use_scratch_root(scratch_root)?;
                 }
-                for l in &r.layers {
+                let applied: &[LayerRef] = if was_carried { &[] } else { &r.layers };
+                for l in applied {
                     let path = self.ws.layer_path(l);
-                    let f = fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                    let f =
+                        fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
                     crate::unpack::apply_layer(f, &self.root, true)
                         .map_err(|e| format!("applying {}: {e}", l.digest))?;
                 }
@@ -270,8 +312,8 @@ impl Engine<'_> {
     fn triggers(&self) -> Result<Vec<Command>, StageError> {
         let on_build: Vec<String> = match &self.ps.from {
             Base::Stage(p) => {
-                let r: StageResult = workspace::read_json(&self.ws.stage_result(*p))
-                    .map_err(|m| self.setup(m))?;
+                let r: StageResult =
+                    workspace::read_json(&self.ws.stage_result(*p)).map_err(|m| self.setup(m))?;
                 r.config.on_build
             }
             Base::Image(n) if n == "scratch" => vec![],
@@ -458,7 +500,11 @@ impl Engine<'_> {
 
     // ---- layers -------------------------------------------------------------------------
 
-    fn next_layer(&mut self, cmd: &Command, write: impl FnOnce(&mut LayerWriter<io::BufWriter<fs::File>>) -> io::Result<()>) -> Result<(), StageError> {
+    fn next_layer(
+        &mut self,
+        cmd: &Command,
+        write: impl FnOnce(&mut LayerWriter<io::BufWriter<fs::File>>) -> io::Result<()>,
+    ) -> Result<(), StageError> {
         let dir = self.ws.stage_layers(self.ps.index);
         let tmp = dir.join(format!("layer-{}.tmp", self.layers.len()));
         let io_err = |e: io::Error| self.fail(cmd, format!("writing layer: {e}"));
@@ -522,7 +568,10 @@ impl Engine<'_> {
 
     fn run(&mut self, cmd: &Command, run: &Run) -> Result<(), StageError> {
         if run.security == "insecure" {
-            return Err(self.fail(cmd, "--security=insecure is not allowed: stages run unprivileged"));
+            return Err(self.fail(
+                cmd,
+                "--security=insecure is not allowed: stages run unprivileged",
+            ));
         }
         let argv = self.run_argv(cmd, run)?;
         // The environment: the image's Env, then ARGs that no ENV overrides.
@@ -728,27 +777,31 @@ impl Engine<'_> {
                     dir
                 }
                 "tmpfs" => {
-                    let dir = self.run_files_dir().join(format!("tmpfs-{}-{i}", self.step));
+                    let dir = self
+                        .run_files_dir()
+                        .join(format!("tmpfs-{}-{i}", self.step));
                     let _ = fs::remove_dir_all(&dir);
                     fs::create_dir_all(&dir).map_err(|e| self.fail(cmd, e.to_string()))?;
                     dir
                 }
                 "secret" => {
-                    let id = m
-                        .id
-                        .clone()
-                        .or_else(|| {
-                            m.target
-                                .as_deref()
-                                .and_then(|t| t.rsplit('/').next())
-                                .map(str::to_string)
-                        })
-                        .unwrap_or_default();
+                    let id =
+                        m.id.clone()
+                            .or_else(|| {
+                                m.target
+                                    .as_deref()
+                                    .and_then(|t| t.rsplit('/').next())
+                                    .map(str::to_string)
+                            })
+                            .unwrap_or_default();
                     let src = self.secrets_dir.join(&id);
                     let data = match fs::read(&src) {
                         Ok(d) => d,
                         Err(_) if m.required => {
-                            return Err(self.fail(cmd, format!("secret {id} is required but was not provided")));
+                            return Err(self.fail(
+                                cmd,
+                                format!("secret {id} is required but was not provided"),
+                            ));
                         }
                         Err(_) => continue,
                     };
@@ -770,7 +823,10 @@ impl Engine<'_> {
                         Some(m.uid.unwrap_or(0).into()),
                         Some(m.gid.unwrap_or(0).into()),
                     );
-                    let t = m.target.clone().unwrap_or_else(|| format!("/run/secrets/{id}"));
+                    let t = m
+                        .target
+                        .clone()
+                        .unwrap_or_else(|| format!("/run/secrets/{id}"));
                     let link_to = PathBuf::from(self.visible_path(&file));
                     placed.push(
                         run_mounts::place(&self.root, &t, &link_to)
@@ -815,7 +871,11 @@ impl Engine<'_> {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| self.fail(cmd, format!("starting the command: {e}")))?;
-        let name = self.ps.name.clone().unwrap_or_else(|| self.ps.index.to_string());
+        let name = self
+            .ps
+            .name
+            .clone()
+            .unwrap_or_else(|| self.ps.index.to_string());
         let pump = |r: Box<dyn Read + Send>, to_err: bool, name: String| {
             std::thread::spawn(move || {
                 for line in BufReader::new(r).split(b'\n').map_while(Result::ok) {
@@ -850,7 +910,12 @@ impl Engine<'_> {
     // ---- COPY / ADD ----------------------------------------------------------------------
 
     /// The tree a `--from` names: a stage's unpacked exports, or an external image's rootfs.
-    fn copy_from_root(&mut self, cmd: &Command, from: &str, by_name_only: bool) -> Result<PathBuf, StageError> {
+    fn copy_from_root(
+        &mut self,
+        cmd: &Command,
+        from: &str,
+        by_name_only: bool,
+    ) -> Result<PathBuf, StageError> {
         let lower = from.to_lowercase();
         let by_name = self
             .df
@@ -881,7 +946,10 @@ impl Engine<'_> {
             None => {
                 let dir = self.ws.image_rootfs(from);
                 if !dir.is_dir() {
-                    return Err(self.fail(cmd, format!("--from={from}: the image was not unpacked into the workspace")));
+                    return Err(self.fail(
+                        cmd,
+                        format!("--from={from}: the image was not unpacked into the workspace"),
+                    ));
                 }
                 Ok(dir)
             }
@@ -903,8 +971,18 @@ impl Engine<'_> {
             (None, true) => Owner::Set(0, 0),
             (None, false) => Owner::Keep,
         };
-        let w = self.copy_sources(cmd, &c.paths, &src_root, from_context, owner, chmod, &c.exclude, false)?;
-        self.image.copy(copy_history("COPY", &c.paths, c.from.as_deref()));
+        let w = self.copy_sources(
+            cmd,
+            &c.paths,
+            &src_root,
+            from_context,
+            owner,
+            chmod,
+            &c.exclude,
+            false,
+        )?;
+        self.image
+            .copy(copy_history("COPY", &c.paths, c.from.as_deref()));
         self.commit_written(cmd, &w)
     }
 
@@ -987,7 +1065,8 @@ impl Engine<'_> {
             .map_err(|e| self.fail(cmd, format!(".dockerignore or --exclude: {e}")))?;
         let wd = self.workdir().to_string();
         let mut w = Written::default();
-        let canonical = fs::canonicalize(src_root).map_err(|e| self.fail(cmd, format!("{}: {e}", src_root.display())))?;
+        let canonical = fs::canonicalize(src_root)
+            .map_err(|e| self.fail(cmd, format!("{}: {e}", src_root.display())))?;
         let dest_abs = dockerignore::clean(&if dest.starts_with('/') {
             dest.clone()
         } else {
@@ -1011,8 +1090,16 @@ impl Engine<'_> {
                 Owner::Set(u, g) => (u, g),
                 Owner::Keep => (0, 0),
             };
-            copy_into::write_file(&self.root, &target, data.as_bytes(), chmod.unwrap_or(0o644), ids, None, &mut w)
-                .map_err(|e| self.fail(cmd, format!("{target}: {e}")))?;
+            copy_into::write_file(
+                &self.root,
+                &target,
+                data.as_bytes(),
+                chmod.unwrap_or(0o644),
+                ids,
+                None,
+                &mut w,
+            )
+            .map_err(|e| self.fail(cmd, format!("{target}: {e}")))?;
         }
         if sources.is_empty() {
             return Ok(w);
@@ -1036,8 +1123,20 @@ impl Engine<'_> {
                     .map_err(|m| self.fail(cmd, m))?;
                 continue;
             }
-            copy_into::copy_source(&self.root, &item.source, item.is_dir, &item.dest, &opts, &mut w)
-                .map_err(|e| self.fail(cmd, format!("{} -> {}: {e}", item.source.display(), item.dest)))?;
+            copy_into::copy_source(
+                &self.root,
+                &item.source,
+                item.is_dir,
+                &item.dest,
+                &opts,
+                &mut w,
+            )
+            .map_err(|e| {
+                self.fail(
+                    cmd,
+                    format!("{} -> {}: {e}", item.source.display(), item.dest),
+                )
+            })?;
         }
         Ok(w)
     }
@@ -1057,7 +1156,8 @@ impl Engine<'_> {
             Some(c) => Some(self.expand(cmd, c)?),
             None => None,
         };
-        let dl = crate::fetch::download(&url, checksum.as_deref()).map_err(|m| self.fail(cmd, m))?;
+        let dl =
+            crate::fetch::download(&url, checksum.as_deref()).map_err(|m| self.fail(cmd, m))?;
         let dest = self.expand(cmd, &a.paths.dest)?;
         let wd = self.workdir().to_string();
         let mut target = dockerignore::clean(&if dest.starts_with('/') {
@@ -1073,14 +1173,22 @@ impl Engine<'_> {
             Owner::Keep => (0, 0),
         };
         let mut w = Written::default();
-        copy_into::write_file(&self.root, &target, &dl.data, chmod.unwrap_or(0o600), ids, dl.mtime, &mut w)
-            .map_err(|e| self.fail(cmd, format!("{target}: {e}")))?;
+        copy_into::write_file(
+            &self.root,
+            &target,
+            &dl.data,
+            chmod.unwrap_or(0o600),
+            ids,
+            dl.mtime,
+            &mut w,
+        )
+        .map_err(|e| self.fail(cmd, format!("{target}: {e}")))?;
         Ok(w)
     }
 
     // ---- end of the stage -------------------------------------------------------------
 
-    fn finish(self) -> Result<StageResult, String> {
+    fn finish(self) -> Result<(StageResult, Carry), String> {
         if !self.ps.exports.is_empty() {
             let out = self.ws.stage_exports(self.ps.index);
             crate::exports::write_exports(&self.root, &self.ps.exports, &self.skip, &out)
@@ -1111,7 +1219,12 @@ impl Engine<'_> {
         };
         let _ = fs::remove_dir_all(self.ws.stage_work(self.ps.index));
         workspace::write_json(&self.ws.stage_result(self.ps.index), &result)?;
-        Ok(result)
+        let carry = Carry {
+            index: self.ps.index,
+            root: self.root,
+            baseline: self.baseline,
+        };
+        Ok((result, carry))
     }
 }
 
@@ -1127,7 +1240,13 @@ fn body_of(f: &InlineFile) -> String {
 
 fn sanitize(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -1157,8 +1276,6 @@ fn copy_history(kw: &str, paths: &instructions::SourcesAndDest, from: Option<&st
     parts.join(" ")
 }
 
-
 fn paths_chown_given(cmd: &Command) -> bool {
     matches!(&cmd.instruction, Instruction::Add(a) if a.chown.is_some())
 }
-

@@ -298,3 +298,29 @@ fn plan_json_has_the_documented_shape() {
     let back: Plan = serde_json::from_value(v).expect("round-trips");
     assert_eq!(back, p);
 }
+
+#[test]
+fn linear_from_chains_are_fused() {
+    let go = "FROM golang AS base\nRUN a\nFROM base AS builder\nRUN b\nFROM builder AS tester\nRUN c\nFROM alpine\nCOPY --from=builder /app /app\n";
+    let p = plan(go, &PlanOptions::default()).expect("plan");
+    // base joins builder (nothing else needs base alone); the final stage copies from
+    // builder, so it runs after the chain, in its own container.
+    assert_eq!(p.fused_chains(), vec![vec![0, 1], vec![3]]);
+    let t = plan(
+        go,
+        &PlanOptions {
+            target: Some("tester".into()),
+            ..Default::default()
+        },
+    )
+    .expect("plan");
+    assert_eq!(t.fused_chains(), vec![vec![0, 1, 2]]);
+    // Two children of one parent: no fusion, both wait for it.
+    let fan = "FROM x AS p\nRUN a\nFROM p AS c1\nRUN b\nFROM p AS c2\nRUN c\nFROM scratch\nCOPY --from=c1 /a /a\nCOPY --from=c2 /b /b\n";
+    let f = plan(fan, &PlanOptions::default()).expect("plan");
+    assert_eq!(f.fused_chains(), vec![vec![0], vec![1], vec![2], vec![3]]);
+    // A child that also copies from another stage waits for it: not fused.
+    let extra = "FROM x AS p\nRUN a\nFROM y AS other\nRUN o\nFROM p\nCOPY --from=other /o /o\n";
+    let e = plan(extra, &PlanOptions::default()).expect("plan");
+    assert_eq!(e.fused_chains(), vec![vec![0], vec![1], vec![2]]);
+}

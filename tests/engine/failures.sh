@@ -1,21 +1,6 @@
 # Sourced by run.sh: builds that must fail, each with one clear message naming the place,
 # and never a pushed image.
 
-# expect_failure NAME CONTEXT PATTERN [build args...]: the build fails, its error output
-# matches PATTERN (grep -E), and nothing was pushed.
-expect_failure() {
-  local name=$1 ctx=$2 pattern=$3 out rc; shift 3
-  out=$(build "$name" "$ctx" "$@" 2>&1); rc=$?
-  if ((rc == 0)); then echo "the build succeeded"; return 1; fi
-  if ! grep -Eq -- "$pattern" <<<"$out"; then
-    echo "no line matches: $pattern"; echo "$out" | tail -15; return 1
-  fi
-  if skopeo inspect --tls-verify=false "docker://$R/engine-tests/$name:latest" >/dev/null 2>&1; then
-    echo "an image was pushed"; return 1
-  fi
-  grep -Eq 'panicked|RUST_BACKTRACE' <<<"$out" && { echo "panic:"; echo "$out"; return 1; }
-  echo "$out" | grep -E -- "$pattern" | head -1
-}
 
 F=$WORK/failures
 mkdir -p "$F"/{run,outside/ctx,symlink,tar,base,parse,push}

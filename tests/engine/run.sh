@@ -35,6 +35,22 @@ check_run() {
   fi
 }
 
+# expect_failure NAME CONTEXT PATTERN [build args...]: the build fails, its error output
+# matches PATTERN (grep -E), and nothing was pushed.
+expect_failure() {
+  local name=$1 ctx=$2 pattern=$3 out rc; shift 3
+  out=$(build "$name" "$ctx" "$@" 2>&1); rc=$?
+  if ((rc == 0)); then echo "the build succeeded"; return 1; fi
+  if ! grep -Eq -- "$pattern" <<<"$out"; then
+    echo "no line matches: $pattern"; echo "$out" | tail -15; return 1
+  fi
+  if skopeo inspect --tls-verify=false "docker://$R/engine-tests/$name:latest" >/dev/null 2>&1; then
+    echo "an image was pushed"; return 1
+  fi
+  grep -Eq 'panicked|RUST_BACKTRACE' <<<"$out" && { echo "panic:"; echo "$out"; return 1; }
+  echo "$out" | grep -E -- "$pattern" | head -1
+}
+
 case_args() { # DIR: extra build args of a case
   local d=$1
   if [[ -f $d/build-args ]]; then
@@ -75,10 +91,12 @@ if want example-go; then
     check_run example-go <(printf 'Hello from the multi-stage Go build!\nbuilt with go1.19.8\n')
   }
   run_test example-go t_example_go
+fi
+if want example-go-tester; then
   t_example_go_tester() {
     local out
     out=$(build example-go-tester "$repo/examples/go" --target tester 2>&1) || { echo "$out" | tail -20; return 1; }
-    grep -q '^\[tester\] ok  *example.com/myapp' <<<"$out" || { echo "$out" | tail -20; echo "no go test output"; return 1; }
+    grep -Eq '^\[tester\] ok[[:space:]]+example.com/myapp' <<<"$out" || { echo "$out" | tail -20; echo "no go test output"; return 1; }
   }
   run_test example-go-tester t_example_go_tester
 fi
@@ -114,6 +132,70 @@ if want fidelity-examples; then
     [[ -d $WORK/oci-example-$ex ]] || continue
     run_test "fidelity-example-$ex" fidelity "example-$ex" "$repo/examples/$ex"
   done
+fi
+
+# --- independent stages run at the same time ----------------------------------------------
+if want parallel-stages; then
+  t_parallel() {
+    build parallel "$here/fanout" >"$WORK/build-parallel.log" 2>&1 || { tail -20 "$WORK/build-parallel.log"; return 1; }
+    local out
+    out=$("$here/run-image.sh" "$R/engine-tests/parallel:latest" 2>&1) || { echo "$out"; return 1; }
+    echo "$out"
+    # Every stage started before any stage ended: all four ran side by side.
+    awk '{ if (NR == 1 || $2 > maxs) maxs = $2; if (NR == 1 || $3 < mine) mine = $3; n++ }
+         END { exit !(n == 4 && maxs < mine) }' <<<"$out"
+  }
+  run_test parallel-stages t_parallel
+  t_max_parallel() {
+    build parallel-1 "$here/fanout" --max-parallel 1 >"$WORK/build-parallel-1.log" 2>&1 || return 1
+    local out
+    out=$("$here/run-image.sh" "$R/engine-tests/parallel-1:latest" 2>&1) || { echo "$out"; return 1; }
+    echo "$out"
+    # With --max-parallel 1 no two stages overlap.
+    sort -k2 -n <<<"$out" | awk 'NR > 1 && $2 < prev_end { exit 1 } { prev_end = $3 }'
+  }
+  run_test max-parallel-1 t_max_parallel
+fi
+
+# --- ADD of an https URL, from a server on loopback with a CA made here ---------------------
+if want add-url; then
+  U=$WORK/url; mkdir -p "$U/www" "$U/ctx" "$U/bad"
+  echo "downloaded over https" > "$U/www/file.txt"
+  (
+    cd "$U"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=slipway-test-ca 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' > ext
+    openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 -extfile ext 2>/dev/null
+  )
+  python3 - "$U" <<'PY' >"$U/server.log" 2>&1 &
+import functools, http.server, ssl, sys
+d = sys.argv[1]
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=d + "/www")
+srv = http.server.HTTPServer(("127.0.0.1", 5057), h)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(d + "/srv.pem", d + "/srv.key")
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+PY
+  url_pid=$!
+  for _ in $(seq 50); do curl -sf --cacert "$U/ca.pem" https://127.0.0.1:5057/file.txt >/dev/null && break; sleep 0.2; done
+  sum=$(sha256sum "$U/www/file.txt" | cut -d' ' -f1)
+  cat > "$U/ctx/Dockerfile" <<DF
+FROM $R/slipway-test/busybox:latest
+ADD --checksum=sha256:$sum https://127.0.0.1:5057/file.txt /dl/
+ADD https://127.0.0.1:5057/file.txt /dl/renamed.txt
+CMD ["/bin/sh", "-c", "stat -c '%n %a %u:%g' /dl/file.txt /dl/renamed.txt; cat /dl/file.txt"]
+DF
+  t_add_url() {
+    SSL_CERT_FILE=$U/ca.pem build add-url "$U/ctx" >"$WORK/build-add-url.log" 2>&1 || { tail -20 "$WORK/build-add-url.log"; return 1; }
+    check_run add-url <(printf '/dl/file.txt 600 0:0\n/dl/renamed.txt 600 0:0\ndownloaded over https\n')
+  }
+  run_test add-https-url t_add_url
+  printf 'FROM %s/slipway-test/busybox:latest\nADD --checksum=sha256:%s https://127.0.0.1:5057/file.txt /dl/\n' "$R" "$(printf '0%.0s' $(seq 64))" > "$U/bad/Dockerfile"
+  t_bad_sum() { SSL_CERT_FILE=$U/ca.pem expect_failure fail-add-checksum "$U/bad" 'Dockerfile:2: ADD: https://127.0.0.1:5057/file.txt: checksum mismatch'; }
+  run_test fail-add-url-checksum t_bad_sum
+  kill "$url_pid" 2>/dev/null; wait "$url_pid" 2>/dev/null
 fi
 
 # --- failures ------------------------------------------------------------------------------

@@ -116,6 +116,7 @@ for d in "$here"/cases/*/; do
   want "$name" || continue
   t_case() {
     local args=()
+    if [[ -x $d/prepare ]]; then (cd "$d" && ./prepare) || return 1; fi
     while IFS= read -r -d '' a; do args+=("$a"); done < <(case_args "$d")
     build "$name" "$d" "${args[@]}" >"$WORK/build-$name.log" 2>&1 || { tail -20 "$WORK/build-$name.log"; return 1; }
     check_run "$name" "$d/expect"
@@ -127,6 +128,16 @@ for d in "$here"/cases/*/; do
     run_test "fidelity-$name" fidelity "$name" "$d"
   fi
 done
+# ONBUILD triggers recorded in a pushed image run when another build uses it as its base.
+if want onbuild-from-image && [[ -d $WORK/oci-metadata ]]; then
+  t_onbuild_image() {
+    mkdir -p "$WORK/onbuild-image"
+    printf 'FROM %s/engine-tests/metadata:latest\nENTRYPOINT []\nCMD ["cat", "/onbuild.txt"]\n' "$R" > "$WORK/onbuild-image/Dockerfile"
+    build onbuild-image "$WORK/onbuild-image" >"$WORK/build-onbuild-image.log" 2>&1 || { tail -20 "$WORK/build-onbuild-image.log"; return 1; }
+    check_run onbuild-image <(echo triggered)
+  }
+  run_test onbuild-from-image t_onbuild_image
+fi
 if want fidelity-examples; then
   for ex in go node; do
     [[ -d $WORK/oci-example-$ex ]] || continue

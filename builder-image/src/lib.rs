@@ -20,6 +20,7 @@ pub mod run_mounts;
 pub mod runtime;
 pub mod snapshot;
 pub mod stage;
+pub mod stage_root;
 pub mod unpack;
 pub mod users;
 pub mod workspace;

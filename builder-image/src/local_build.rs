@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use crate::plan::{self, Base, Plan, PlanOptions};
 use crate::registry::{ImageToPush, Registry};
 use crate::runtime::{self, Container, IN_BIN, IN_WORKSPACE};
+use crate::stage_root::StageRoot;
 use crate::workspace::{self, ImageInfo, StageResult, Workspace};
 
 pub struct BuildOptions {
@@ -210,14 +211,7 @@ async fn pull_all(
 }
 
 fn unpack_image(info: &ImageInfo, dir: &Path) -> Result<(), BuildError> {
-    fs::create_dir_all(dir).map_err(io(dir.display()))?;
-    for l in &info.layers {
-        let f = fs::File::open(&l.path).map_err(io(&l.path))?;
-        crate::unpack::apply_layer(f, dir, true).map_err(|e| {
-            BuildError::Setup(format!("{}: layer {}: {e}", info.reference, l.digest))
-        })?;
-    }
-    Ok(())
+    crate::stage_root::unpack_image(info, dir).map_err(BuildError::Setup)
 }
 
 /// The external image at the root of a stage's FROM chain.
@@ -242,6 +236,16 @@ fn run_stages(
 ) -> Result<(), BuildError> {
     let cache = opts.state_dir.join("run-cache");
     fs::create_dir_all(&cache).map_err(io(cache.display()))?;
+    let trees = opts.state_dir.join("base-trees");
+    fs::create_dir_all(&trees).map_err(io(trees.display()))?;
+    let host = Host {
+        ws,
+        context,
+        engine,
+        secrets,
+        cache,
+        trees,
+    };
     let max = if opts.max_parallel == 0 {
         usize::MAX
     } else {
@@ -272,9 +276,9 @@ fn run_stages(
                     running.insert(pos);
                     let tx = tx.clone();
                     let base = chain_root(plan, chain[0]).and_then(|n| images.get(&n));
-                    let cache = cache.clone();
+                    let host = &host;
                     scope.spawn(move || {
-                        let r = run_chain(ws, context, engine, secrets, &cache, chain, base);
+                        let r = run_chain(host, chain, base);
                         let _ = tx.send((pos, r));
                     });
                 }
@@ -298,32 +302,28 @@ fn run_stages(
     }
 }
 
+/// What every stage container of a build shares.
+struct Host<'a> {
+    ws: &'a Workspace,
+    context: &'a Path,
+    engine: &'a Path,
+    secrets: &'a Path,
+    /// Cache mounts (`RUN --mount=type=cache`).
+    cache: PathBuf,
+    /// Unpacked base images, by digest.
+    trees: PathBuf,
+}
+
 /// Runs a chain of stages in one container rooted in the chain's base image.
-fn run_chain(
-    ws: &Workspace,
-    context: &Path,
-    engine: &Path,
-    secrets: &Path,
-    cache: &Path,
-    chain: &[usize],
-    base: Option<&ImageInfo>,
-) -> Result<(), BuildError> {
+fn run_chain(h: &Host, chain: &[usize], base: Option<&ImageInfo>) -> Result<(), BuildError> {
+    let (ws, context, engine, secrets, cache) = (h.ws, h.context, h.engine, h.secrets, &h.cache);
     let index = chain[0];
     let ca_file = std::env::var_os("SSL_CERT_FILE")
         .map(PathBuf::from)
         .filter(|p| p.is_file());
     let dir = ws.root.join("containers").join(index.to_string());
-    let rootfs = dir.join("rootfs");
-    fs::create_dir_all(&rootfs).map_err(io(rootfs.display()))?;
-    let started = std::time::Instant::now();
-    if let Some(info) = base {
-        unpack_image(info, &rootfs)?;
-        eprintln!(
-            "stage #{index}: unpacked {} in {:.1}s",
-            info.reference,
-            started.elapsed().as_secs_f64()
-        );
-    }
+    let root = StageRoot::prepare(&h.trees, &dir, base).map_err(BuildError::Setup)?;
+    let rootfs = root.rootfs.clone();
     let started = std::time::Instant::now();
     let c = Container {
         id: format!(
@@ -357,12 +357,13 @@ fn run_chain(
         .chain(["--workspace".to_string(), IN_WORKSPACE.to_string()])
         .collect(),
     };
-    let code = runtime::run(&c, &dir.join("bundle")).map_err(BuildError::Setup)?;
+    let code = runtime::run(&c, &dir.join("bundle"));
+    root.release();
+    let code = code.map_err(BuildError::Setup)?;
     eprintln!(
         "stages {chain:?}: container exited with {code} after {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    let _ = fs::remove_dir_all(&dir);
     if code != 0 {
         let msg = chain
             .iter()

@@ -40,7 +40,7 @@ YAML
 # Base images are rebuilt when the script that builds them changes.
 ensure_images() {
   local stamp want
-  want=$(sha256sum "$repo/tests/images/build.sh" "$repo/tests/images/mkimage.py" | sha256sum | cut -c1-16)
+  want=$(cat "$repo/tests/images/build.sh" "$repo/tests/images/mkimage.py" | sha256sum | cut -c1-16)
   for name in "$@"; do
     stamp=$REG_DIR/stamp-$name
     if [[ "$(cat "$stamp" 2>/dev/null)" == "$want" ]] &&

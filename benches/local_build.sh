@@ -3,7 +3,7 @@
 # examples/go, examples/node and benches/fanout (four independent stages). Each build ends
 # with the image pushed to the same loopback registry. Prints per build the median wall time
 # of RUNS runs (default 3) and the ratio buildah / slipway (above 1: Slipway is faster).
-#   sudo benches/local_build.sh [RUNS]
+#   sudo benches/local_build.sh [RUNS]     (BENCH_BUILDS="go node fanout" picks builds)
 # buildah: `bud --isolation chroot --format docker --layers=false`, then `push`; base images
 # come from its local storage after the first pull, as Slipway's come from its blob cache.
 # Both are also timed with the fan-out's stages in parallel where they can be: Slipway always,
@@ -34,8 +34,9 @@ buildah_build() { # NAME DIR [extra bud flags]
 }
 
 printf '%-10s %10s %10s %10s %8s %8s\n' build slipway_s buildah_s buildah4_s ratio ratio4
-for b in go:examples/go node:examples/node fanout:benches/fanout; do
-  name=${b%%:*} dir=$repo/${b#*:}
+declare -A dirs=([go]=examples/go [node]=examples/node [fanout]=benches/fanout)
+for name in ${BENCH_BUILDS:-go node fanout}; do
+  dir=$repo/${dirs[$name]}
   # Warm-up: base images fetched by both, once, outside the timings.
   slipway "$name" "$dir" >/dev/null 2>&1; buildah_build "$name" "$dir" >/dev/null 2>&1
   s=() o=() o4=()

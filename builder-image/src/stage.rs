@@ -362,17 +362,28 @@ impl Engine<'_> {
             .map_err(|e| self.fail(cmd, e.0))
     }
 
+    /// ENV and LABEL pairs, all expanded against the variables before the instruction.
+    fn expand_pairs(
+        &self,
+        cmd: &Command,
+        pairs: &[instructions::KeyValue],
+    ) -> Result<Vec<instructions::KeyValue>, StageError> {
+        pairs
+            .iter()
+            .map(|p| {
+                Ok(instructions::KeyValue {
+                    key: self.expand(cmd, &p.key)?,
+                    value: self.expand(cmd, &p.value)?,
+                    no_delim: p.no_delim,
+                })
+            })
+            .collect()
+    }
+
     fn dispatch(&mut self, cmd: &Command) -> Result<(), StageError> {
         match &cmd.instruction {
             Instruction::Env { pairs } => {
-                let mut expanded = Vec::new();
-                for p in pairs {
-                    expanded.push(instructions::KeyValue {
-                        key: self.expand(cmd, &p.key)?,
-                        value: self.expand(cmd, &p.value)?,
-                        no_delim: p.no_delim,
-                    });
-                }
+                let expanded = self.expand_pairs(cmd, pairs)?;
                 for p in &expanded {
                     self.vars.set(&p.key, &p.value);
                 }
@@ -399,14 +410,7 @@ impl Engine<'_> {
                 self.image.arg(&shown);
             }
             Instruction::Label { pairs } => {
-                let mut expanded = Vec::new();
-                for p in pairs {
-                    expanded.push(instructions::KeyValue {
-                        key: self.expand(cmd, &p.key)?,
-                        value: self.expand(cmd, &p.value)?,
-                        no_delim: p.no_delim,
-                    });
-                }
+                let expanded = self.expand_pairs(cmd, pairs)?;
                 self.image.label(&expanded);
             }
             Instruction::Maintainer { name } => self.image.maintainer(name),

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use slipway_builder::plan::Plan;
 
+mod api;
 mod schedule;
 
 #[derive(Parser)]
@@ -26,6 +27,8 @@ enum Cmd {
     /// Connect to the cluster (KUBECONFIG or in-cluster) and report its version.
     /// The reconcile loop is not implemented yet.
     Run,
+    /// Print the ImageBuild CustomResourceDefinition (the manifest in crds/).
+    Crd,
     /// Print the waves of stage Jobs a plan (JSON from `slipway-builder plan`) runs in.
     Schedule {
         plan: PathBuf,
@@ -50,6 +53,10 @@ async fn run(cli: Cli) -> Result<(), String> {
                 v.major, v.minor, v.git_version
             );
             Err("the ImageBuild controller is not implemented yet".into())
+        }
+        Cmd::Crd => {
+            print!("{}", api::crd_json());
+            Ok(())
         }
         Cmd::Schedule { plan, max_parallel } => {
             let text =

@@ -1,0 +1,268 @@
+//! The `ImageBuild` API, `build.slipway.dev/v1alpha1`, as Rust types: the CRD in `crds/` is
+//! generated from them (`slipway-operator crd`), and a test fails when the two differ.
+
+use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements, SecretKeySelector};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// An image to build from a Dockerfile and push.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema)]
+#[kube(
+    group = "build.slipway.dev",
+    version = "v1alpha1",
+    kind = "ImageBuild",
+    namespaced,
+    shortname = "ib",
+    status = "ImageBuildStatus",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Image","type":"string","jsonPath":".status.image.ref"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Duration","type":"string","jsonPath":".status.duration"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageBuildSpec {
+    /// Where the build context comes from: exactly one of inline, configMap, git, tarball.
+    pub source: Source,
+    /// The Dockerfile's path in the context (default `Dockerfile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
+    /// The stage to build (default: the last one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub build_args: Vec<BuildArg>,
+    pub output: Output,
+    /// Secrets of type dockerconfigjson the kubelet uses to pull base images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pull_secrets: Vec<LocalObjectReference>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<WorkspaceSpec>,
+    /// Requests and limits of every build container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// The longest the build may take, as a Go duration (`30m`, `1h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// At most this many stage Jobs at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_parallel_stages: Option<u32>,
+    /// Secrets for `RUN --mount=type=secret,id=...`, mounted only into the stages that ask.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<BuildSecret>,
+    /// A PersistentVolumeClaim kept for `RUN --mount=type=cache` (else an empty directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_volume: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "[has(self.inline), has(self.configMap), has(self.git), has(self.tarball)].filter(x, x).size() == 1",
+    "message": "exactly one of inline, configMap, git or tarball must be set"
+}]))]
+pub struct Source {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<InlineSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tarball: Option<TarballSource>,
+}
+
+/// The Dockerfile and small context files written in the resource itself.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InlineSource {
+    pub dockerfile: String,
+    /// Context files by relative path.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, String>,
+}
+
+/// A tar or tar.gz of the context in a ConfigMap's binaryData.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapSource {
+    pub name: String,
+    /// Default `context.tar.gz`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GitSource {
+    pub url: String,
+    /// A branch, tag or commit (default: the remote's HEAD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// The context's directory in the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_dir: Option<String>,
+    /// A Secret with a token, basic auth (username, password) or an ssh key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalObjectReference>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TarballSource {
+    /// An https URL of a tar or tar.gz of the context.
+    pub url: String,
+    /// Its sha256, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildArg {
+    pub name: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Output {
+    /// Where to push, `registry/repository:tag`.
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// More tags of the same repository.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional_tags: Vec<String>,
+    /// A dockerconfigjson Secret with push credentials; only the push pod sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_secret: Option<LocalObjectReference>,
+    /// Speak plain HTTP to the output registry.
+    #[serde(default)]
+    pub insecure_registry: bool,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// Default `10Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildSecret {
+    /// The id `RUN --mount=type=secret,id=...` names.
+    pub id: String,
+    pub secret_ref: SecretKeySelector,
+}
+
+/// What the controller reports.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageBuildStatus {
+    /// Pending, Preparing, Building, Pushing, Succeeded or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// Wall time of the build, for the printer column (`1m23s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<PushedImage>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StageStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub index: u32,
+    pub phase: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+pub struct PushedImage {
+    /// The reference pushed, as the spec names it.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// The manifest digest the registry holds.
+    pub digest: String,
+}
+
+/// The CRD as the manifest in `crds/` holds it.
+pub fn crd_json() -> String {
+    use kube::CustomResourceExt;
+    let mut s = serde_json::to_string_pretty(&ImageBuild::crd()).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crds_directory_matches_the_code() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../crds/imagebuilds.build.slipway.dev.json"
+        );
+        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            on_disk == crd_json(),
+            "crds/ is out of date: run `cargo run -p slipway-operator -- crd > crds/imagebuilds.build.slipway.dev.json`"
+        );
+    }
+
+    #[test]
+    fn crd_carries_status_columns_and_validation() {
+        let v: serde_json::Value = serde_json::from_str(&crd_json()).expect("json");
+        let version = &v["spec"]["versions"][0];
+        assert_eq!(v["spec"]["names"]["shortNames"][0], "ib");
+        assert_eq!(v["spec"]["scope"], "Namespaced");
+        assert!(version["subresources"]["status"].is_object());
+        let cols: Vec<&str> = version["additionalPrinterColumns"]
+            .as_array()
+            .expect("columns")
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(cols, ["Phase", "Image", "Age", "Duration"]);
+        let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let required: Vec<&str> = spec["required"]
+            .as_array()
+            .expect("required")
+            .iter()
+            .filter_map(|r| r.as_str())
+            .collect();
+        assert!(required.contains(&"source") && required.contains(&"output"));
+        let rules = &spec["properties"]["source"]["x-kubernetes-validations"][0]["rule"];
+        assert!(rules.as_str().is_some_and(|r| r.contains("size() == 1")));
+        assert_eq!(
+            spec["properties"]["output"]["required"][0],
+            serde_json::json!("image")
+        );
+    }
+}

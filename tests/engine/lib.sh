@@ -65,8 +65,10 @@ engine_setup() {
 }
 
 engine_teardown() {
-  if [[ -n $REG_PID ]]; then kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null; fi
-  [[ -n ${WORK:-} && -z ${SLIPWAY_KEEP_WORK:-} ]] && rm -rf "$WORK"
+  # Safe under `set -e` (the scripts that source this file use it): a killed registry's
+  # wait status must not stop the clean-up.
+  if [[ -n $REG_PID ]]; then kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null || true; fi
+  if [[ -n ${WORK:-} && -z ${SLIPWAY_KEEP_WORK:-} ]]; then rm -rf "$WORK"; fi
 }
 
 run_test() { # NAME FUNCTION [ARGS...]

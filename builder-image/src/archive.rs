@@ -32,43 +32,11 @@ pub fn detect(head: &[u8]) -> Option<Compression> {
     }
 }
 
-fn head(path: &Path) -> io::Result<Vec<u8>> {
-    let mut f = fs::File::open(path)?;
-    let mut buf = vec![0u8; 512];
-    let mut n = 0;
-    while n < buf.len() {
-        let r = f.read(&mut buf[n..])?;
-        if r == 0 {
-            break;
-        }
-        n += r;
-    }
-    buf.truncate(n);
+/// Up to `n` bytes from the start of `r` (fewer only at its end).
+fn read_up_to(r: &mut impl Read, n: usize) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(n);
+    r.take(n as u64).read_to_end(&mut buf)?;
     Ok(buf)
-}
-
-/// A compressed file counts only if what it holds is a tar.
-pub fn is_archive(path: &Path) -> bool {
-    let Ok(h) = head(path) else { return false };
-    match detect(&h) {
-        None => false,
-        Some(Compression::None) => true,
-        Some(c) => decompressed(path, c)
-            .and_then(|mut r| {
-                let mut inner = vec![0u8; 512];
-                let mut n = 0;
-                while n < inner.len() {
-                    let k = r.read(&mut inner[n..])?;
-                    if k == 0 {
-                        break;
-                    }
-                    n += k;
-                }
-                inner.truncate(n);
-                Ok(detect(&inner) == Some(Compression::None))
-            })
-            .unwrap_or(false),
-    }
 }
 
 fn decompressed(path: &Path, c: Compression) -> io::Result<Box<dyn Read>> {
@@ -87,17 +55,32 @@ fn decompressed(path: &Path, c: Compression) -> io::Result<Box<dyn Read>> {
     })
 }
 
-/// Unpacks the archive at `src` into the in-image directory `dest`.
+/// The tar stream of the file at `path` when it is a tar, plain or compressed (a compressed
+/// file counts only if what it holds is a tar); `None` for any other file. Decompression
+/// starts once, and the same stream is then unpacked.
+pub fn open_tar(path: &Path) -> io::Result<Option<Box<dyn Read>>> {
+    let head = read_up_to(&mut fs::File::open(path)?, 512)?;
+    let Some(c) = detect(&head) else {
+        return Ok(None);
+    };
+    let mut r = decompressed(path, c)?;
+    let inner = read_up_to(&mut r, 512)?;
+    if detect(&inner) != Some(Compression::None) {
+        return Ok(None);
+    }
+    Ok(Some(Box::new(io::Cursor::new(inner).chain(r))))
+}
+
+/// Unpacks a tar stream (from [`open_tar`]; `shown` names it) into the in-image directory
+/// `dest`.
 pub fn extract_into(
     root: &Path,
-    src: &Path,
+    tar: impl Read,
+    shown: &str,
     dest: &str,
     owner: Option<(u32, u32)>,
     out: &mut Written,
 ) -> Result<(), String> {
-    let shown = src.display().to_string();
-    let h = head(src).map_err(|e| format!("{shown}: {e}"))?;
-    let c = detect(&h).ok_or_else(|| format!("{shown}: not an archive"))?;
     let dir = make_dirs(
         root,
         dest.trim_start_matches('/'),
@@ -105,14 +88,12 @@ pub fn extract_into(
         out,
     )
     .map_err(|e| format!("{dest}: {e}"))?;
-    let reader = decompressed(src, c).map_err(|e| format!("{shown}: {e}"))?;
     let opts = ApplyOptions {
         chown: true,
         owner,
         whiteouts: false,
     };
-    // The tar is plain by now; apply_tar would also take gzip, which is fine.
-    let written = apply_tar(reader, &dir, &opts).map_err(|e| format!("{shown}: {e}"))?;
+    let written = apply_tar(tar, &dir, &opts).map_err(|e| format!("{shown}: {e}"))?;
     for p in written {
         out.record(root, &p);
     }

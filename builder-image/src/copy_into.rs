@@ -22,6 +22,17 @@ pub enum Owner {
     Keep,
 }
 
+impl Owner {
+    /// The owner of what a copy makes itself (missing parents, inline files): the `--chown`
+    /// owner, else root.
+    pub fn of_new(self) -> (u32, u32) {
+        match self {
+            Owner::Set(u, g) => (u, g),
+            Owner::Keep => (0, 0),
+        }
+    }
+}
+
 pub struct CopyOptions<'a> {
     pub owner: Owner,
     /// `--chmod`, applied to every file and directory copied.
@@ -69,13 +80,14 @@ pub fn make_dirs(
     let mut real = root.to_path_buf();
     for part in dest_rel.split('/').filter(|p| !p.is_empty()) {
         cur.push(part);
-        real = scoped_path(root, &cur)?;
         // Follow a symlink at this level too (a directory link in the image).
         let resolved = crate::exports::resolve_in_root(root, &cur.to_string_lossy())?;
         if resolved.is_dir() {
             real = resolved;
             continue;
         }
+        // Not a directory: whatever is at this very name (a file, a dangling link) goes.
+        real = scoped_path(root, &cur)?;
         if fs::symlink_metadata(&real).is_ok() {
             fs::remove_file(&real)?;
         }
@@ -143,10 +155,7 @@ pub fn copy_source(
     opts: &CopyOptions,
     out: &mut Written,
 ) -> io::Result<()> {
-    let parent_owner = match opts.owner {
-        Owner::Set(u, g) => (u, g),
-        Owner::Keep => (0, 0),
-    };
+    let parent_owner = opts.owner.of_new();
     let dest_rel = dest.trim_start_matches('/');
     if is_dir {
         let dir = make_dirs(root, dest_rel, parent_owner, out)?;

@@ -203,15 +203,11 @@ async fn pull_all(
         workspace::write_json(&ws.image_info(&n), &info).map_err(BuildError::Setup)?;
         if copied.contains(&n) {
             let dir = ws.image_rootfs(&n);
-            unpack_image(&info, &dir)?;
+            crate::stage_root::unpack_image(&info, &dir).map_err(BuildError::Setup)?;
         }
         out.insert(n, info);
     }
     Ok(out)
-}
-
-fn unpack_image(info: &ImageInfo, dir: &Path) -> Result<(), BuildError> {
-    crate::stage_root::unpack_image(info, dir).map_err(BuildError::Setup)
 }
 
 /// The external image at the root of a stage's FROM chain.

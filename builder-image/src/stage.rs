@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 
 use crate::copy_into::{self, CopyOptions, Owner, Written};
-use crate::dockerfile::instructions::{
-    self, Add, Command, Copy, Dockerfile, InlineFile, Instruction, Run,
-};
+use crate::dockerfile::instructions::{self, Add, Command, Copy, Dockerfile, Instruction, Run};
 use crate::dockerfile::lexer::{Lex, Vars};
 use crate::dockerfile::parser;
 use crate::dockerignore::{self, Matcher};
@@ -74,6 +72,15 @@ pub struct StageOptions {
     pub cache_dir: Option<PathBuf>,
 }
 
+/// What ADD does with a local tar archive among its sources.
+#[derive(Debug, Clone, Copy)]
+enum Archives {
+    /// Copy it as a file (COPY, `ADD --unpack=false`).
+    Copy,
+    /// Unpack it: owners from the archive, or `--chown` for every entry.
+    Unpack { chown: Option<(u32, u32)> },
+}
+
 /// A stage label for messages: `stage "builder" (#1)`.
 fn label(ps: &PlannedStage) -> String {
     match &ps.name {
@@ -95,6 +102,10 @@ struct Engine<'a> {
     vars: Vars,
     args: Vec<(String, String)>,
     global: Vars,
+    /// The external image at the root of the stage's FROM chain; `None` for scratch.
+    base: Option<String>,
+    /// The base's ONBUILD triggers (the stage's own config no longer carries them).
+    on_build: Vec<String>,
     layers: Vec<LayerRef>,
     /// The last walk of the tree (taken lazily before the first RUN).
     baseline: Option<Snapshot>,
@@ -117,38 +128,27 @@ pub struct Carry {
     baseline: Option<Snapshot>,
 }
 
-/// Runs the stages (a chain) and writes their results; returns the last result.
-pub fn run_stage(opts: &StageOptions) -> Result<StageResult, StageError> {
-    let mut carry = None;
-    let mut last = None;
-    for &index in &opts.stages {
-        let (r, c) = run_one(opts, index, carry.take())?;
-        carry = Some(c);
-        last = Some(r);
-    }
-    last.ok_or_else(|| StageError::Setup {
-        stage: "stage".into(),
-        message: "no stage given".into(),
-    })
+/// What every stage of a chain shares: the plan and the Dockerfile, read and parsed once.
+struct Loaded {
+    plan: Plan,
+    df: Dockerfile,
+    lex: Lex,
+    global: Vars,
 }
 
-fn run_one(
-    opts: &StageOptions,
-    index: usize,
-    carry: Option<Carry>,
-) -> Result<(StageResult, Carry), StageError> {
-    let setup = |stage: &str, message: String| StageError::Setup {
-        stage: stage.to_string(),
+fn load(opts: &StageOptions) -> Result<Loaded, StageError> {
+    let plan: Plan = workspace::read_json(&opts.plan).map_err(|message| StageError::Setup {
+        stage: "plan".into(),
         message,
-    };
-    let plan: Plan = workspace::read_json(&opts.plan).map_err(|m| setup("plan", m))?;
-    let ps = plan
-        .stage(index)
-        .ok_or_else(|| setup(&format!("stage #{index}"), "not in the plan".into()))?;
-    let label = label(ps);
+    })?;
+    // Messages name the chain's first stage: the one a failure here stops.
+    let first = opts.stages.first().and_then(|i| plan.stage(*i));
+    let label = first.map_or_else(|| "stage".to_string(), label);
     let ws = Workspace::new(&opts.workspace);
-    let text = fs::read_to_string(ws.dockerfile())
-        .map_err(|e| setup(&label, format!("{}: {e}", ws.dockerfile().display())))?;
+    let text = fs::read_to_string(ws.dockerfile()).map_err(|e| StageError::Setup {
+        stage: label.clone(),
+        message: format!("{}: {e}", ws.dockerfile().display()),
+    })?;
     let parsed = parser::parse(&text).map_err(|e| StageError::Instruction {
         stage: label.clone(),
         line: e.start_line,
@@ -164,20 +164,65 @@ fn run_one(
     let lex = Lex::new(parsed.escape);
     let target_name = plan.stage(plan.target_index).and_then(|s| s.name.clone());
     let (global, _) = plan::global_args(&df, &lex, &plan.build_args, target_name.as_deref())
-        .map_err(|e| setup(&label, e.to_string()))?;
+        .map_err(|e| StageError::Setup {
+            stage: label,
+            message: e.to_string(),
+        })?;
+    Ok(Loaded {
+        plan,
+        df,
+        lex,
+        global,
+    })
+}
+
+/// Runs the stages (a chain) and writes their results; returns the last result.
+pub fn run_stage(opts: &StageOptions) -> Result<StageResult, StageError> {
+    let loaded = load(opts)?;
+    let mut carry = None;
+    let mut last = None;
+    for &index in &opts.stages {
+        let (r, c) = run_one(opts, &loaded, index, carry.take())?;
+        carry = Some(c);
+        last = Some(r);
+    }
+    last.ok_or_else(|| StageError::Setup {
+        stage: "stage".into(),
+        message: "no stage given".into(),
+    })
+}
+
+fn run_one(
+    opts: &StageOptions,
+    loaded: &Loaded,
+    index: usize,
+    carry: Option<Carry>,
+) -> Result<(StageResult, Carry), StageError> {
+    let setup = |stage: &str, message: String| StageError::Setup {
+        stage: stage.to_string(),
+        message,
+    };
+    let (plan, df) = (&loaded.plan, &loaded.df);
+    let ps = plan
+        .stage(index)
+        .ok_or_else(|| setup(&format!("stage #{index}"), "not in the plan".into()))?;
+    let label = label(ps);
+    let ws = Workspace::new(&opts.workspace);
 
     let engine_dir = Path::new(ENGINE_DIR);
     let mut e = Engine {
-        plan: &plan,
-        df: &df,
-        lex,
+        plan,
+        df,
+        lex: loaded.lex,
         ps,
         label: label.clone(),
         root: PathBuf::from("/"),
         image: StageImage::default(),
         vars: Vars::new(),
         args: Vec::new(),
-        global,
+        global: loaded.global.clone(),
+        base: None,
+        on_build: Vec::new(),
         layers: Vec::new(),
         baseline: None,
         skip: BTreeSet::new(),
@@ -264,6 +309,8 @@ impl Engine<'_> {
                     crate::unpack::apply_layer(f, &self.root, true)
                         .map_err(|e| format!("applying {}: {e}", l.digest))?;
                 }
+                self.base = r.base;
+                self.on_build = r.config.on_build.clone();
                 self.image = StageImage::from_base(r.config, r.history);
                 self.image.author = r.author;
                 self.layers = r.layers;
@@ -289,6 +336,8 @@ impl Engine<'_> {
                     let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
                     self.vars.set(k, v);
                 }
+                self.base = Some(name.clone());
+                self.on_build = config.on_build.clone();
                 self.image = StageImage::from_base(config, info.history());
                 self.image.author = info
                     .config
@@ -310,32 +359,16 @@ impl Engine<'_> {
 
     /// The base's ONBUILD triggers, run before the stage's own instructions.
     fn triggers(&self) -> Result<Vec<Command>, StageError> {
-        let on_build: Vec<String> = match &self.ps.from {
-            Base::Stage(p) => {
-                let r: StageResult =
-                    workspace::read_json(&self.ws.stage_result(*p)).map_err(|m| self.setup(m))?;
-                r.config.on_build
-            }
-            Base::Image(n) if n == "scratch" => vec![],
-            Base::Image(n) => {
-                let info: ImageInfo =
-                    workspace::read_json(&self.ws.image_info(n)).map_err(|m| self.setup(m))?;
-                info.config
-                    .pointer("/config/OnBuild")
-                    .and_then(|v| serde_json::from_value(v.clone()).ok())
-                    .unwrap_or_default()
-            }
-        };
         let line = self.df.stages[self.ps.index].span.start;
         let mut out = Vec::new();
-        for expr in on_build {
+        for expr in &self.on_build {
             let err = |message: String| StageError::Instruction {
                 stage: self.label.clone(),
                 line,
                 instruction: "ONBUILD trigger".into(),
                 message,
             };
-            let parsed = parser::parse(&expr).map_err(|e| err(e.message))?;
+            let parsed = parser::parse(expr).map_err(|e| err(e.message))?;
             for node in &parsed.ast.children {
                 let mut c = instructions::parse_command(node).map_err(err)?;
                 c.span = instructions::Span {
@@ -346,13 +379,6 @@ impl Engine<'_> {
             }
         }
         Ok(out)
-    }
-
-    fn setup(&self, message: String) -> StageError {
-        StageError::Setup {
-            stage: self.label.clone(),
-            message,
-        }
     }
 
     /// Variables for expansion: ARG values, with ENV (the config) winning.
@@ -671,7 +697,7 @@ impl Engine<'_> {
         if let (Some(h), [file]) = (whole, c.files.as_slice())
             && h.name == file.name
         {
-            let body = body_of(file);
+            let body = file.data.clone();
             if body.starts_with("#!") {
                 // A script with its own interpreter: written out and executed.
                 // BuildKit runs it as /dev/pipes/<name>; /dev is the container's own tmpfs.
@@ -983,7 +1009,7 @@ impl Engine<'_> {
             owner,
             chmod,
             &c.exclude,
-            false,
+            Archives::Copy,
         )?;
         self.image
             .copy(copy_history("COPY", &c.paths, c.from.as_deref()));
@@ -991,12 +1017,10 @@ impl Engine<'_> {
     }
 
     fn add(&mut self, cmd: &Command, a: &Add) -> Result<(), StageError> {
-        let owner = self.chown(cmd, a.chown.as_deref())?;
+        let chown = self.chown(cmd, a.chown.as_deref())?;
         let chmod = self.chmod(cmd, a.chmod.as_deref())?;
-        let owner = match owner {
-            Some((u, g)) => Owner::Set(u, g),
-            None => Owner::Set(0, 0),
-        };
+        let (u, g) = chown.unwrap_or((0, 0));
+        let owner = Owner::Set(u, g);
         let ctx = self.ws.context();
         let w = if a.paths.sources.iter().any(|s| is_url(s)) {
             self.add_urls(cmd, a, owner, chmod)?
@@ -1004,8 +1028,14 @@ impl Engine<'_> {
             if a.checksum.is_some() {
                 return Err(self.fail(cmd, "--checksum is only supported for URL sources"));
             }
-            let unpack = a.unpack.unwrap_or(true);
-            self.copy_sources(cmd, &a.paths, &ctx, true, owner, chmod, &a.exclude, unpack)?
+            let archives = if a.unpack.unwrap_or(true) {
+                Archives::Unpack { chown }
+            } else {
+                Archives::Copy
+            };
+            self.copy_sources(
+                cmd, &a.paths, &ctx, true, owner, chmod, &a.exclude, archives,
+            )?
         };
         self.image.copy(copy_history("ADD", &a.paths, None));
         self.commit_written(cmd, &w)
@@ -1046,7 +1076,7 @@ impl Engine<'_> {
         owner: Owner,
         chmod: Option<u32>,
         exclude: &[String],
-        unpack_archives: bool,
+        archives: Archives,
     ) -> Result<Written, StageError> {
         let dest = self.expand(cmd, &paths.dest)?;
         let mut sources = Vec::new();
@@ -1080,26 +1110,22 @@ impl Engine<'_> {
             let data = if f.expand {
                 let mut raw = self.lex;
                 raw.skip_process_quotes = true;
-                raw.process_word(&body_of(f), &self.vars)
+                raw.process_word(&f.data, &self.vars)
                     .map_err(|e| self.fail(cmd, e.0))?
             } else {
-                body_of(f)
+                f.data.clone()
             };
             let target = if dest.ends_with('/') || paths.contents.len() + paths.sources.len() > 1 {
                 format!("{dest_abs}/{}", f.name)
             } else {
                 dest_abs.clone()
             };
-            let ids = match owner {
-                Owner::Set(u, g) => (u, g),
-                Owner::Keep => (0, 0),
-            };
             copy_into::write_file(
                 &self.root,
                 &target,
                 data.as_bytes(),
                 chmod.unwrap_or(0o644),
-                ids,
+                owner.of_new(),
                 None,
                 &mut w,
             )
@@ -1116,16 +1142,18 @@ impl Engine<'_> {
             ignore: Some((&combined, &canonical)),
         };
         for item in items {
-            if unpack_archives && !item.is_dir && crate::archive::is_archive(&item.source) {
-                // An archive unpacks into the destination directory.
-                let dir = dest_abs.clone();
-                let ids = match owner {
-                    Owner::Set(u, g) if paths_chown_given(cmd) => Some((u, g)),
-                    _ => None,
-                };
-                crate::archive::extract_into(&self.root, &item.source, &dir, ids, &mut w)
-                    .map_err(|m| self.fail(cmd, m))?;
-                continue;
+            if let Archives::Unpack { chown } = archives
+                && !item.is_dir
+            {
+                let shown = item.source.display().to_string();
+                let tar = crate::archive::open_tar(&item.source)
+                    .map_err(|e| self.fail(cmd, format!("{shown}: {e}")))?;
+                if let Some(tar) = tar {
+                    // An archive unpacks into the destination directory.
+                    crate::archive::extract_into(&self.root, tar, &shown, &dest_abs, chown, &mut w)
+                        .map_err(|m| self.fail(cmd, m))?;
+                    continue;
+                }
             }
             copy_into::copy_source(
                 &self.root,
@@ -1172,10 +1200,7 @@ impl Engine<'_> {
         if dest.ends_with('/') {
             target = format!("{target}/{}", dl.file_name);
         }
-        let ids = match owner {
-            Owner::Set(u, g) => (u, g),
-            Owner::Keep => (0, 0),
-        };
+        let ids = owner.of_new();
         let mut w = Written::default();
         copy_into::write_file(
             &self.root,
@@ -1198,18 +1223,10 @@ impl Engine<'_> {
             crate::exports::write_exports(&self.root, &self.ps.exports, &self.skip, &out)
                 .map_err(|e| format!("writing exports: {e}"))?;
         }
-        let base = match &self.ps.from {
-            Base::Stage(p) => {
-                let r: StageResult = workspace::read_json(&self.ws.stage_result(*p))?;
-                r.base
-            }
-            Base::Image(n) if n == "scratch" => None,
-            Base::Image(n) => Some(n.clone()),
-        };
         let result = StageResult {
             index: self.ps.index,
             name: self.ps.name.clone(),
-            base,
+            base: self.base.clone(),
             config: self.image.config.clone(),
             author: self.image.author.clone(),
             history: self.image.history.clone(),
@@ -1236,10 +1253,6 @@ fn change_path(c: &Change) -> &str {
     match c {
         Change::Upsert(p) | Change::Delete(p) | Change::Replaced(p) => p,
     }
-}
-
-fn body_of(f: &InlineFile) -> String {
-    f.data.clone()
 }
 
 fn sanitize(s: &str) -> String {
@@ -1278,8 +1291,4 @@ fn copy_history(kw: &str, paths: &instructions::SourcesAndDest, from: Option<&st
     parts.extend(paths.contents.iter().map(|f| format!("<<{}", f.name)));
     parts.push(paths.dest.clone());
     parts.join(" ")
-}
-
-fn paths_chown_given(cmd: &Command) -> bool {
-    matches!(&cmd.instruction, Instruction::Add(a) if a.chown.is_some())
 }

@@ -68,8 +68,13 @@ case_args() { # DIR: extra build args of a case
 fidelity() { # NAME DIR: buildah builds the same Dockerfile; trees and configs must match.
   local name=$1 d=$2 args=()
   if [[ -f $d/build-args ]]; then while read -r a; do [[ -n $a ]] && args+=(--build-arg "$a"); done < "$d/build-args"; fi
-  buildah bud --isolation chroot --format docker --tls-verify=false --layers=false -q \
-    --build-arg "BASE_REGISTRY=$R" "${args[@]}" -t "localhost/slipway-fidelity/$name" "$d" >"$WORK/buildah-$name.log" 2>&1 \
+  bud() {
+    buildah bud --isolation chroot --format docker --tls-verify=false --layers=false -q \
+      --build-arg "BASE_REGISTRY=$R" "${args[@]}" -t "localhost/slipway-fidelity/$name" "$d" >"$WORK/buildah-$name.log" 2>&1
+  }
+  # buildah 1.28's chroot runner now and then fails to seal its memfd copy of itself
+  # (EBUSY); that is the peer tripping, not the comparison: it gets one more try.
+  bud || { grep -q 'sealing memfd' "$WORK/buildah-$name.log" && bud; } \
     || { tail -20 "$WORK/buildah-$name.log"; return 1; }
   # Through the registry in Docker's format: an OCI layout would drop Healthcheck, Shell and
   # OnBuild from buildah's config. The trees come from OCI layouts, the configs raw.

@@ -9,6 +9,9 @@ use std::path::PathBuf;
 use base64::Engine;
 use serde::Deserialize;
 
+/// A directory of more Docker config files (mounted Secrets), read after `DOCKER_CONFIG`.
+pub const AUTH_DIR_ENV: &str = "SLIPWAY_AUTH_DIR";
+
 #[derive(Debug, Default, Deserialize)]
 pub struct DockerConfig {
     #[serde(default)]
@@ -45,15 +48,30 @@ impl DockerConfig {
         std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
     }
 
-    /// The config file, or no credentials when there is none.
+    /// The config file, or no credentials when there is none; then every `*.json` in
+    /// `$SLIPWAY_AUTH_DIR` (the dockerconfigjson Secrets a build pod mounts), first one wins.
     pub fn load() -> Result<Self, String> {
-        let Some(p) = Self::path() else {
-            return Ok(Self::default());
-        };
-        match std::fs::read(&p) {
-            Ok(b) => Self::parse(&b).map_err(|e| format!("{}: {e}", p.display())),
-            Err(_) => Ok(Self::default()),
+        let mut files: Vec<PathBuf> = Self::path().into_iter().collect();
+        if let Some(dir) = std::env::var_os(AUTH_DIR_ENV) {
+            let mut more: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            more.sort();
+            files.extend(more);
         }
+        let mut out = Self::default();
+        for p in files {
+            let Ok(b) = std::fs::read(&p) else { continue };
+            let c = Self::parse(&b).map_err(|e| format!("{}: {e}", p.display()))?;
+            for (k, v) in c.auths {
+                out.auths.entry(k).or_insert(v);
+            }
+        }
+        Ok(out)
     }
 
     pub fn parse(bytes: &[u8]) -> Result<Self, String> {

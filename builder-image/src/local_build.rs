@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use crate::plan::{self, Base, Plan, PlanOptions};
-use crate::registry::{ImageToPush, Registry};
+use crate::registry::Registry;
 use crate::runtime::{self, Container, IN_BIN, IN_WORKSPACE};
 use crate::stage_root::StageRoot;
-use crate::workspace::{self, ImageInfo, StageResult, Workspace};
+use crate::workspace::{self, ImageInfo, Workspace};
 
 pub struct BuildOptions {
     pub context: PathBuf,
@@ -142,7 +142,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
             .map_err(io("starting the runtime"))?;
         let images = rt.block_on(pull_all(&registry, &plan, &ws))?;
         run_stages(opts, &plan, &ws, &context, &engine, &secrets_dir, &images)?;
-        let image = assemble(&plan, &ws, &images)?;
+        let image = crate::push::assemble(&plan, &ws, &images).map_err(BuildError::Setup)?;
         let mut pushed = Vec::new();
         let mut digest = String::new();
         for d in &opts.destinations {
@@ -210,17 +210,6 @@ async fn pull_all(
     Ok(out)
 }
 
-/// The external image at the root of a stage's FROM chain.
-fn chain_root(plan: &Plan, mut index: usize) -> Option<String> {
-    loop {
-        match &plan.stage(index)?.from {
-            Base::Stage(p) => index = *p,
-            Base::Image(n) if n == "scratch" => return None,
-            Base::Image(n) => return Some(n.clone()),
-        }
-    }
-}
-
 fn run_stages(
     opts: &BuildOptions,
     plan: &Plan,
@@ -271,7 +260,8 @@ fn run_stages(
                     }
                     running.insert(pos);
                     let tx = tx.clone();
-                    let base = chain_root(plan, chain[0]).and_then(|n| images.get(&n));
+                    let base =
+                        crate::graph::root_image(plan, chain[0]).and_then(|n| images.get(&n));
                     let host = &host;
                     scope.spawn(move || {
                         let r = run_chain(host, chain, base);
@@ -368,67 +358,4 @@ fn run_chain(h: &Host, chain: &[usize], base: Option<&ImageInfo>) -> Result<(), 
         return Err(BuildError::Stage(msg.trim().to_string()));
     }
     Ok(())
-}
-
-/// The final image: the target's chain root layers, then the stage layers.
-fn assemble(
-    plan: &Plan,
-    ws: &Workspace,
-    images: &BTreeMap<String, ImageInfo>,
-) -> Result<ImageToPush, BuildError> {
-    let r: StageResult =
-        workspace::read_json(&ws.stage_result(plan.target_index)).map_err(BuildError::Setup)?;
-    let base = r.base.as_ref().and_then(|b| images.get(b));
-    let mut config = match base {
-        Some(b) => b.config.clone(),
-        None => serde_json::json!({
-            "architecture": crate::plan::host_arch(),
-            "os": "linux",
-        }),
-    };
-    let mut layers = Vec::new();
-    if let Some(b) = base {
-        for l in &b.layers {
-            layers.push((l.clone(), PathBuf::from(&l.path)));
-        }
-    }
-    for l in &r.layers {
-        layers.push((l.clone(), ws.layer_path(l)));
-    }
-    let obj = config
-        .as_object_mut()
-        .ok_or_else(|| BuildError::Setup("base image config is not an object".into()))?;
-    for k in [
-        "container",
-        "container_config",
-        "docker_version",
-        "created",
-        "moby.buildkit.buildinfo.v1",
-    ] {
-        obj.remove(k);
-    }
-    obj.insert(
-        "config".into(),
-        serde_json::to_value(&r.config).map_err(|e| BuildError::Setup(e.to_string()))?,
-    );
-    if !r.author.is_empty() {
-        obj.insert("author".into(), r.author.clone().into());
-    }
-    obj.insert(
-        "rootfs".into(),
-        serde_json::json!({
-            "type": "layers",
-            "diff_ids": layers.iter().map(|(l, _)| l.diff_id.clone()).collect::<Vec<_>>(),
-        }),
-    );
-    obj.insert(
-        "history".into(),
-        serde_json::to_value(&r.history).map_err(|e| BuildError::Setup(e.to_string()))?,
-    );
-    let config = serde_json::to_vec(&config).map_err(|e| BuildError::Setup(e.to_string()))?;
-    Ok(ImageToPush {
-        config,
-        layers,
-        base: base.map(|b| b.pinned.clone()),
-    })
 }

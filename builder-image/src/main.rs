@@ -6,8 +6,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use slipway_builder::dockerfile::{instructions, parser};
 use slipway_builder::exec::{self, ExecSpec};
+use slipway_builder::git::GitSpec;
+use slipway_builder::graph::{PodResult, Reason};
 use slipway_builder::local_build::{self, BuildOptions};
 use slipway_builder::plan::{self, PlanOptions};
+use slipway_builder::prepare::{self, PrepareOptions, SourceSpec};
+use slipway_builder::push::{self, PushOptions};
+use slipway_builder::source;
 use slipway_builder::stage::{self, StageOptions};
 use slipway_builder::workspace::Workspace;
 
@@ -79,6 +84,56 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         max_parallel: usize,
     },
+    /// A cluster build's first pod: fetch the source into the workspace, plan, resolve the
+    /// base images; report the graph of stage Jobs (termination message and log).
+    Prepare {
+        #[arg(long)]
+        workspace: PathBuf,
+        /// The Dockerfile's path in the context.
+        #[arg(long, default_value = "Dockerfile")]
+        dockerfile: String,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+        build_args: Vec<String>,
+        #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+        insecure_registries: Vec<String>,
+        /// The context is inline: JSON {dockerfile, files} in $SLIPWAY_INLINE_SOURCE.
+        #[arg(long)]
+        inline: bool,
+        /// The context is this tar(.gz) file (a mounted ConfigMap key).
+        #[arg(long)]
+        context_tar: Option<PathBuf>,
+        /// How to name the tar file in errors.
+        #[arg(long, default_value = "the context archive")]
+        context_tar_name: String,
+        /// The context is this https tarball.
+        #[arg(long)]
+        tarball_url: Option<String>,
+        #[arg(long)]
+        tarball_sha256: Option<String>,
+        /// The context is this git repository.
+        #[arg(long)]
+        git_url: Option<String>,
+        #[arg(long)]
+        git_revision: Option<String>,
+        #[arg(long)]
+        git_context_dir: Option<String>,
+        /// A directory with username and password (or token) files for git over https.
+        #[arg(long)]
+        git_auth_dir: Option<PathBuf>,
+    },
+    /// A cluster build's last pod: assemble the image from the workspace and push it.
+    Push {
+        #[arg(long)]
+        workspace: PathBuf,
+        #[arg(long = "destination", short = 'd', required = true)]
+        destinations: Vec<String>,
+        #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+        insecure_registries: Vec<String>,
+    },
+    /// Copy this (static) binary into DIR: the init container of a stage pod.
+    Install { dir: PathBuf },
     /// Internal: how the engine starts a RUN command as the stage's user.
     #[command(name = "__exec", hide = true)]
     Exec {
@@ -111,6 +166,13 @@ fn located(file: &Path, line: Option<usize>, message: impl std::fmt::Display) ->
         Some(l) => format!("{}:{l}: {message}", file.display()),
         None => format!("{}: {message}", file.display()),
     }
+}
+
+fn fs_read_trimmed(p: &Path) -> Option<String> {
+    std::fs::read_to_string(p)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 fn read(file: &Path) -> Result<String, String> {
@@ -186,8 +248,19 @@ fn run(cli: Cli) -> Result<(), String> {
                 cache_dir: None,
             };
             match stage::run_stage(&opts) {
-                Ok(_) => Ok(()),
+                Ok(r) => {
+                    PodResult::Stage {
+                        layers: r.layers.len(),
+                    }
+                    .report();
+                    Ok(())
+                }
                 Err(e) => {
+                    PodResult::Failed {
+                        reason: Reason::StageFailed,
+                        message: e.to_string(),
+                    }
+                    .report();
                     // The message the build (or the operator) reports, kept in the workspace.
                     let ws = Workspace::new(&workspace);
                     for index in stages {
@@ -228,6 +301,116 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             let out = local_build::build(&opts).map_err(|e| e.to_string())?;
             println!("{}", out.digest);
+            Ok(())
+        }
+        Cmd::Prepare {
+            workspace,
+            dockerfile,
+            target,
+            build_args: raw,
+            insecure_registries,
+            inline,
+            context_tar,
+            context_tar_name,
+            tarball_url,
+            tarball_sha256,
+            git_url,
+            git_revision,
+            git_context_dir,
+            git_auth_dir,
+        } => {
+            let source = if inline {
+                let json = std::env::var(source::INLINE_ENV).unwrap_or_default();
+                SourceSpec::Inline(
+                    serde_json::from_str(&json)
+                        .map_err(|e| format!("${}: {e}", source::INLINE_ENV))?,
+                )
+            } else if let Some(path) = context_tar {
+                SourceSpec::Tar {
+                    path,
+                    shown: context_tar_name,
+                }
+            } else if let Some(url) = tarball_url {
+                SourceSpec::Tarball {
+                    url,
+                    sha256: tarball_sha256,
+                }
+            } else if let Some(url) = git_url {
+                let credentials = git_auth_dir.and_then(|d| {
+                    let read = |f: &str| fs_read_trimmed(&d.join(f));
+                    match (read("username"), read("password"), read("token")) {
+                        (u, Some(p), _) => Some((u.unwrap_or_else(|| "git".into()), p)),
+                        (u, None, Some(t)) => Some((u.unwrap_or_else(|| "git".into()), t)),
+                        _ => None,
+                    }
+                });
+                SourceSpec::Git(GitSpec {
+                    url,
+                    revision: git_revision,
+                    context_dir: git_context_dir,
+                    credentials,
+                })
+            } else {
+                return Err(
+                    "prepare: no source (--inline, --context-tar, --tarball-url or --git-url)"
+                        .into(),
+                );
+            };
+            let opts = PrepareOptions {
+                workspace,
+                source,
+                dockerfile,
+                target,
+                build_args: build_args(&raw),
+                insecure_registries,
+            };
+            let result = match prepare::prepare(&opts) {
+                Ok(g) => PodResult::Graph(g),
+                Err(e) => PodResult::Failed {
+                    reason: e.reason,
+                    message: e.message,
+                },
+            };
+            result.report();
+            match result {
+                PodResult::Failed { message, .. } => Err(message),
+                _ => Ok(()),
+            }
+        }
+        Cmd::Push {
+            workspace,
+            destinations,
+            insecure_registries,
+        } => {
+            let opts = PushOptions {
+                workspace,
+                destinations: destinations.clone(),
+                insecure_registries,
+            };
+            match push::push(&opts) {
+                Ok(digest) => {
+                    PodResult::Pushed {
+                        digest: digest.clone(),
+                        refs: destinations,
+                    }
+                    .report();
+                    Ok(())
+                }
+                Err(message) => {
+                    PodResult::Failed {
+                        reason: Reason::PushFailed,
+                        message: message.clone(),
+                    }
+                    .report();
+                    Err(message)
+                }
+            }
+        }
+        Cmd::Install { dir } => {
+            let exe = std::env::current_exe().map_err(|e| format!("locating myself: {e}"))?;
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let to = dir.join("slipway-builder");
+            std::fs::copy(&exe, &to).map_err(|e| format!("{}: {e}", to.display()))?;
             Ok(())
         }
         Cmd::Exec { args } => {

@@ -57,6 +57,12 @@ pub struct PlannedStage {
     /// External images this stage copies or mounts from (`COPY --from=image`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<String>,
+    /// Secret ids its RUN commands mount (`--mount=type=secret`): the only secrets its Job sees.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+    /// Whether a RUN mounts a cache (`--mount=type=cache`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cache_mounts: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,6 +327,8 @@ struct Resolved {
     /// (stage, path) pairs this stage copies from other stages.
     copies: Vec<(usize, String)>,
     images: BTreeSet<String>,
+    secrets: BTreeSet<String>,
+    cache_mounts: bool,
     declared_args: BTreeSet<String>,
     /// ENV and ARG values at the end of the stage (inherited by stages built on it).
     env: Vars,
@@ -475,6 +483,8 @@ impl<'a> Planner<'a> {
                     line: stage.span.start,
                     platform: r.platform.clone(),
                     images: r.images.iter().cloned().collect(),
+                    secrets: r.secrets.iter().cloned().collect(),
+                    cache_mounts: r.cache_mounts,
                 }
             })
             .collect();
@@ -536,6 +546,8 @@ impl<'a> Planner<'a> {
             needs: BTreeSet::new(),
             copies: Vec::new(),
             images: BTreeSet::new(),
+            secrets: BTreeSet::new(),
+            cache_mounts: false,
             declared_args: BTreeSet::new(),
             env: Vars::new(),
             need_lines: BTreeMap::new(),
@@ -695,6 +707,20 @@ impl<'a> Planner<'a> {
                         lex.process_word(v, env).map_err(|e| e.0)
                     })
                     .map_err(|message| PlanError::Mount { line, message })?;
+                    match m.kind.as_str() {
+                        // BuildKit: the id defaults to the target's base name.
+                        "secret" => {
+                            let id = m.id.clone().or_else(|| {
+                                m.target
+                                    .as_deref()
+                                    .and_then(|t| t.rsplit('/').next())
+                                    .map(str::to_string)
+                            });
+                            r.secrets.extend(id);
+                        }
+                        "cache" => r.cache_mounts = true,
+                        _ => {}
+                    }
                     let Some(from) = &m.from else { continue };
                     // RUN --mount finds stages by name only (BuildKit), never by index.
                     match self.find_stage(from) {

@@ -119,11 +119,20 @@ impl Registry {
 
     /// Resolves `name` for this platform and caches its layers; returns what stages need.
     pub async fn pull(&self, name: &str) -> Result<ImageInfo, RegistryError> {
-        let r: Reference = name.parse().map_err(|e| RegistryError {
-            registry: "?".into(),
-            operation: format!("parse {name}"),
-            message: format!("{e}"),
-        })?;
+        let mut info = self.resolve(name).await?;
+        let r = parse_ref(name)?;
+        for l in &mut info.layers {
+            let path = self.fetch_blob(&r, &descriptor(l)).await?;
+            l.path = path.display().to_string();
+        }
+        Ok(info)
+    }
+
+    /// Resolves `name` for this platform to its digest, config and layer list, without
+    /// downloading layers (their `path` stays empty): what a cluster build's prepare step
+    /// needs, since the kubelet pulls the base images of stage pods itself.
+    pub async fn resolve(&self, name: &str) -> Result<ImageInfo, RegistryError> {
+        let r = parse_ref(name)?;
         let auth = self.auth(&r);
         let op = format!("pull {}", r.whole());
         let (manifest, digest, config) = self
@@ -144,17 +153,18 @@ impl Registry {
                 "the config's diff_ids do not match the manifest's layers",
             ));
         }
-        let mut layers = Vec::new();
-        for (l, diff_id) in manifest.layers.iter().zip(diff_ids) {
-            let path = self.fetch_blob(&r, l).await?;
-            layers.push(LayerRef {
-                path: path.display().to_string(),
+        let layers = manifest
+            .layers
+            .iter()
+            .zip(diff_ids)
+            .map(|(l, diff_id)| LayerRef {
+                path: String::new(),
                 digest: l.digest.clone(),
                 diff_id,
                 size: l.size as u64,
                 media_type: l.media_type.clone(),
-            });
-        }
+            })
+            .collect();
         Ok(ImageInfo {
             reference: name.to_string(),
             pinned: format!("{}/{}@{digest}", r.registry(), r.repository()),
@@ -197,11 +207,7 @@ impl Registry {
 
     /// Pushes the image to `dest`; returns the manifest digest.
     pub async fn push(&self, dest: &str, image: &ImageToPush) -> Result<String, RegistryError> {
-        let r: Reference = dest.parse().map_err(|e| RegistryError {
-            registry: "?".into(),
-            operation: format!("parse {dest}"),
-            message: format!("{e}"),
-        })?;
+        let r = parse_ref(dest)?;
         let auth = self.auth(&r);
         let op = format!("push {}", r.whole());
         self.client
@@ -231,6 +237,27 @@ impl Registry {
             {
                 continue;
             }
+            // A base layer the prepare step only resolved: fetched from the base's registry.
+            let fetched;
+            let path = if path.as_os_str().is_empty() || !path.exists() {
+                let b = base
+                    .as_ref()
+                    .ok_or_else(|| Self::err(&r, &bop, "a layer with no file and no base image"))?;
+                self.client
+                    .auth(b, &self.auth(b), RegistryOperation::Pull)
+                    .await
+                    .map_err(|e| {
+                        Self::err(
+                            b,
+                            &format!("pull {}: authenticate", b.whole()),
+                            describe(&e),
+                        )
+                    })?;
+                fetched = self.fetch_blob(b, &descriptor(layer)).await?;
+                &fetched
+            } else {
+                path
+            };
             let file = tokio::fs::File::open(path)
                 .await
                 .map_err(|e| Self::err(&r, &bop, format!("{}: {e}", path.display())))?;
@@ -263,6 +290,23 @@ impl Registry {
             .await
             .map_err(|e| Self::err(&r, &format!("{op}: manifest"), describe(&e)))?;
         Ok(digest)
+    }
+}
+
+fn parse_ref(name: &str) -> Result<Reference, RegistryError> {
+    name.parse().map_err(|e| RegistryError {
+        registry: "?".into(),
+        operation: format!("parse {name}"),
+        message: format!("{e}"),
+    })
+}
+
+fn descriptor(l: &LayerRef) -> OciDescriptor {
+    OciDescriptor {
+        media_type: l.media_type.clone(),
+        digest: l.digest.clone(),
+        size: l.size as i64,
+        ..Default::default()
     }
 }
 

@@ -187,7 +187,7 @@ pub struct ImageBuildStatus {
     pub image: Option<PushedImage>,
 }
 
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StageStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -202,7 +202,7 @@ pub struct StageStatus {
     pub completion_time: Option<Time>,
 }
 
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct PushedImage {
     /// The reference pushed, as the spec names it.
     #[serde(rename = "ref")]

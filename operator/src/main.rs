@@ -1,6 +1,5 @@
-//! `slipway-operator`: the ImageBuild controller. The controller itself arrives with the
-//! operator issue; today the binary checks its cluster connection and shows how a plan
-//! made by `slipway-builder plan` would be scheduled.
+//! `slipway-operator`: the ImageBuild controller (`run`), the CRD (`crd`), and a look at how a
+//! plan's stages would be scheduled (`schedule`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +8,9 @@ use clap::{Parser, Subcommand};
 use slipway_builder::plan::Plan;
 
 mod api;
+mod controller;
+mod progress;
+mod render;
 mod schedule;
 
 #[derive(Parser)]
@@ -24,9 +26,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Connect to the cluster (KUBECONFIG or in-cluster) and report its version.
-    /// The reconcile loop is not implemented yet.
-    Run,
+    /// Run the controller against the cluster (KUBECONFIG, else in-cluster), until SIGTERM.
+    Run {
+        /// The builder image: the static slipway-builder at /slipway-builder.
+        #[arg(long)]
+        builder_image: String,
+        /// A registry every build speaks plain HTTP to (base images and push); repeatable.
+        #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+        insecure_registries: Vec<String>,
+        /// The workspace volume's size when an ImageBuild does not say.
+        #[arg(long, default_value = "10Gi")]
+        default_workspace_size: String,
+        /// Log as JSON lines.
+        #[arg(long)]
+        json_logs: bool,
+    },
     /// Print the ImageBuild CustomResourceDefinition (the manifest in crds/).
     Crd,
     /// Print the waves of stage Jobs a plan (JSON from `slipway-builder plan`) runs in.
@@ -40,7 +54,20 @@ enum Cmd {
 
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Cmd::Run => {
+        Cmd::Run {
+            builder_image,
+            insecure_registries,
+            default_workspace_size,
+            json_logs,
+        } => {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            let logs = tracing_subscriber::fmt().with_env_filter(filter);
+            if json_logs {
+                logs.json().init();
+            } else {
+                logs.init();
+            }
             let client = kube::Client::try_default()
                 .await
                 .map_err(|e| format!("cluster connection: {e}"))?;
@@ -48,11 +75,18 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .apiserver_version()
                 .await
                 .map_err(|e| format!("cluster version: {e}"))?;
-            println!(
-                "connected to Kubernetes {}.{} ({})",
-                v.major, v.minor, v.git_version
+            tracing::info!(
+                "connected to Kubernetes {}.{}; builder image {builder_image}",
+                v.major,
+                v.minor
             );
-            Err("the ImageBuild controller is not implemented yet".into())
+            let settings = render::Settings {
+                builder_image,
+                insecure_registries,
+                default_workspace_size,
+            };
+            controller::run(client, settings).await;
+            Ok(())
         }
         Cmd::Crd => {
             print!("{}", api::crd_json());

@@ -1,0 +1,799 @@
+//! The objects of one build, rendered from the ImageBuild (and, for stage Jobs, the graph the
+//! prepare pod reported): pure functions, unit-tested without a cluster. Names are
+//! deterministic per generation, so a restarted controller finds its objects again.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Affinity, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, KeyToPath,
+    NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
+    PodTemplateSpec, ProjectedVolumeSource, SecretProjection, SecretVolumeSource, Volume,
+    VolumeMount, VolumeProjection, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
+use sha2::{Digest, Sha256};
+use slipway_builder::graph::StageJob;
+
+use crate::api::ImageBuild;
+
+pub const LABEL_BUILD: &str = "build.slipway.dev/build";
+pub const LABEL_GENERATION: &str = "build.slipway.dev/generation";
+pub const LABEL_STAGE: &str = "build.slipway.dev/stage";
+pub const LABEL_STEP: &str = "build.slipway.dev/step";
+/// Annotations the controller puts on the prepare Job once it has read the pod's result.
+pub const ANNOTATION_GRAPH: &str = "build.slipway.dev/graph";
+pub const ANNOTATION_NODE: &str = "build.slipway.dev/node";
+
+const ENGINE: &str = "/.slipway";
+const WORKSPACE: &str = "/.slipway/workspace";
+const BUILDER_IN_IMAGE: &str = "/slipway-builder";
+
+/// What the controller was started with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The builder image (static `slipway-builder` at `/slipway-builder`).
+    pub builder_image: String,
+    /// Registries spoken to over plain HTTP by every build (base images, push).
+    pub insecure_registries: Vec<String>,
+    pub default_workspace_size: String,
+}
+
+/// Which step of a build an object belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Prepare,
+    /// A stage Job, by its graph position and label.
+    Stage(usize, String),
+    Push,
+}
+
+/// `<build>-<generation>-<suffix>`, cut and hashed to fit a label value (63).
+pub fn object_name(build: &str, generation: i64, suffix: &str) -> String {
+    let full = format!("{build}-{generation}-{suffix}");
+    if full.len() <= 63 {
+        return full;
+    }
+    let h = hex::encode(&Sha256::digest(full.as_bytes())[..4]);
+    let keep = 63 - h.len() - 1;
+    let cut: String = full.chars().take(keep).collect();
+    format!("{}-{h}", cut.trim_end_matches('-'))
+}
+
+/// A DNS-label-safe form of a stage name.
+fn dns_label(s: &str) -> String {
+    let mut out: String = s
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    out = out.trim_matches('-').to_string();
+    if out.is_empty() { "stage".into() } else { out }
+}
+
+pub fn job_name(ib: &ImageBuild, step: &Step) -> String {
+    let (name, generation) = ident(ib);
+    match step {
+        Step::Prepare => object_name(&name, generation, "prepare"),
+        Step::Stage(pos, label) => {
+            object_name(&name, generation, &format!("s{pos}-{}", dns_label(label)))
+        }
+        Step::Push => object_name(&name, generation, "push"),
+    }
+}
+
+pub fn pvc_name(ib: &ImageBuild) -> String {
+    let (name, generation) = ident(ib);
+    object_name(&name, generation, "workspace")
+}
+
+fn ident(ib: &ImageBuild) -> (String, i64) {
+    (
+        ib.metadata.name.clone().unwrap_or_default(),
+        ib.metadata.generation.unwrap_or(1),
+    )
+}
+
+pub fn labels(ib: &ImageBuild, step: Option<&Step>) -> BTreeMap<String, String> {
+    let (name, generation) = ident(ib);
+    let mut l = BTreeMap::from([
+        (LABEL_BUILD.to_string(), name),
+        (LABEL_GENERATION.to_string(), generation.to_string()),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            "slipway".to_string(),
+        ),
+    ]);
+    if let Some(s) = step {
+        let step = match s {
+            Step::Prepare => "prepare",
+            Step::Stage(_, label) => {
+                l.insert(LABEL_STAGE.to_string(), dns_label(label));
+                "stage"
+            }
+            Step::Push => "push",
+        };
+        l.insert(LABEL_STEP.to_string(), step.to_string());
+    }
+    l
+}
+
+fn owner(ib: &ImageBuild) -> Vec<OwnerReference> {
+    ib.controller_owner_ref(&()).into_iter().collect()
+}
+
+fn meta(ib: &ImageBuild, name: String, step: Option<&Step>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: ib.metadata.namespace.clone(),
+        labels: Some(labels(ib, step)),
+        owner_references: Some(owner(ib)),
+        ..Default::default()
+    }
+}
+
+pub fn workspace_pvc(ib: &ImageBuild, s: &Settings) -> PersistentVolumeClaim {
+    let ws = ib.spec.workspace.clone().unwrap_or_default();
+    PersistentVolumeClaim {
+        metadata: meta(ib, pvc_name(ib), None),
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: ws.storage_class_name,
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(ws.size.unwrap_or_else(|| s.default_workspace_size.clone())),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..Default::default()
+    }
+}
+
+fn workspace_volume(ib: &ImageBuild) -> Volume {
+    Volume {
+        name: "workspace".into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: pvc_name(ib),
+            read_only: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The dockerconfigjson pull secrets, one file each, for manifest reads and base blobs.
+fn pull_auth(ib: &ImageBuild) -> Option<(Volume, VolumeMount, EnvVar)> {
+    if ib.spec.pull_secrets.is_empty() {
+        return None;
+    }
+    let sources = ib
+        .spec
+        .pull_secrets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| VolumeProjection {
+            secret: Some(SecretProjection {
+                name: s.name.clone(),
+                items: Some(vec![KeyToPath {
+                    key: ".dockerconfigjson".into(),
+                    path: format!("pull-{i}.json"),
+                    mode: None,
+                }]),
+                optional: Some(true),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    Some((
+        Volume {
+            name: "pull-auth".into(),
+            projected: Some(ProjectedVolumeSource {
+                sources: Some(sources),
+                default_mode: None,
+            }),
+            ..Default::default()
+        },
+        mount("pull-auth", "/.slipway/auth", true),
+        env("SLIPWAY_AUTH_DIR", "/.slipway/auth"),
+    ))
+}
+
+fn env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
+}
+
+fn insecure_args(s: &Settings, extra: Option<&str>) -> Vec<String> {
+    s.insecure_registries
+        .iter()
+        .map(String::as_str)
+        .chain(extra)
+        .flat_map(|r| ["--insecure-registry".to_string(), r.to_string()])
+        .collect()
+}
+
+/// Seconds left of the build's timeout, for `activeDeadlineSeconds`.
+pub struct Deadline(pub Option<i64>);
+
+fn job(ib: &ImageBuild, step: &Step, pod: PodSpec, deadline: &Deadline) -> Job {
+    let name = job_name(ib, step);
+    let labels = labels(ib, Some(step));
+    Job {
+        metadata: meta(ib, name, Some(step)),
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            active_deadline_seconds: deadline.0.map(|d| d.max(1)),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    image_pull_secrets: (!ib.spec.pull_secrets.is_empty())
+                        .then(|| ib.spec.pull_secrets.clone()),
+                    ..pod
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn pin(node: Option<&str>) -> Option<Affinity> {
+    let node = node?;
+    Some(Affinity {
+        node_affinity: Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_expressions: Some(vec![NodeSelectorRequirement {
+                        key: "kubernetes.io/hostname".into(),
+                        operator: "In".into(),
+                        values: Some(vec![node.to_string()]),
+                    }]),
+                    ..Default::default()
+                }],
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+fn root() -> Option<PodSecurityContext> {
+    Some(PodSecurityContext {
+        run_as_user: Some(0),
+        run_as_group: Some(0),
+        run_as_non_root: Some(false),
+        ..Default::default()
+    })
+}
+
+/// The prepare Job: the builder image fetches the source, plans and resolves base images.
+pub fn prepare_job(ib: &ImageBuild, s: &Settings, deadline: &Deadline) -> Result<Job, String> {
+    let spec = &ib.spec;
+    let mut args: Vec<String> = vec![
+        "prepare".into(),
+        "--workspace".into(),
+        WORKSPACE.into(),
+        "--dockerfile".into(),
+        spec.dockerfile
+            .clone()
+            .unwrap_or_else(|| "Dockerfile".into()),
+    ];
+    if let Some(t) = &spec.target {
+        args.extend(["--target".into(), t.clone()]);
+    }
+    for a in &spec.build_args {
+        args.extend(["--build-arg".into(), format!("{}={}", a.name, a.value)]);
+    }
+    args.extend(insecure_args(s, None));
+    let mut volumes = vec![workspace_volume(ib)];
+    let mut mounts = vec![mount("workspace", WORKSPACE, false)];
+    let mut envs = Vec::new();
+    let src = &spec.source;
+    if let Some(i) = &src.inline {
+        args.push("--inline".into());
+        let json = serde_json::json!({"dockerfile": i.dockerfile, "files": i.files});
+        envs.push(env(slipway_builder::source::INLINE_ENV, &json.to_string()));
+    } else if let Some(c) = &src.config_map {
+        let key = c.key.clone().unwrap_or_else(|| "context.tar.gz".into());
+        volumes.push(Volume {
+            name: "source".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: c.name.clone(),
+                items: Some(vec![KeyToPath {
+                    key: key.clone(),
+                    path: "context".into(),
+                    mode: None,
+                }]),
+                // A missing ConfigMap or key is reported by the prepare step, not a stuck pod.
+                optional: Some(true),
+                default_mode: None,
+            }),
+            ..Default::default()
+        });
+        mounts.push(mount("source", "/.slipway/source", true));
+        args.extend([
+            "--context-tar".into(),
+            "/.slipway/source/context".into(),
+            "--context-tar-name".into(),
+            format!("configMap {}: key {key}", c.name),
+        ]);
+    } else if let Some(g) = &src.git {
+        args.extend(["--git-url".into(), g.url.clone()]);
+        if let Some(r) = &g.revision {
+            args.extend(["--git-revision".into(), r.clone()]);
+        }
+        if let Some(d) = &g.context_dir {
+            args.extend(["--git-context-dir".into(), d.clone()]);
+        }
+        if let Some(sec) = &g.secret_ref {
+            volumes.push(Volume {
+                name: "git-auth".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(sec.name.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            mounts.push(mount("git-auth", "/.slipway/git-auth", true));
+            args.extend(["--git-auth-dir".into(), "/.slipway/git-auth".into()]);
+        }
+    } else if let Some(t) = &src.tarball {
+        args.extend(["--tarball-url".into(), t.url.clone()]);
+        if let Some(h) = &t.sha256 {
+            args.extend(["--tarball-sha256".into(), h.clone()]);
+        }
+    } else {
+        return Err("spec.source names no source".into());
+    }
+    if let Some((v, m, e)) = pull_auth(ib) {
+        volumes.push(v);
+        mounts.push(m);
+        envs.push(e);
+    }
+    let container = Container {
+        name: "prepare".into(),
+        image: Some(s.builder_image.clone()),
+        command: Some(vec![BUILDER_IN_IMAGE.into()]),
+        args: Some(args),
+        env: Some(envs),
+        volume_mounts: Some(mounts),
+        resources: spec.resources.clone(),
+        ..Default::default()
+    };
+    Ok(job(
+        ib,
+        &Step::Prepare,
+        PodSpec {
+            containers: vec![container],
+            volumes: Some(volumes),
+            security_context: root(),
+            ..Default::default()
+        },
+        deadline,
+    ))
+}
+
+/// A stage Job: the chain's base image, the engine binary copied in by an init container,
+/// as root; only the secrets its RUN commands ask for.
+pub fn stage_job(
+    ib: &ImageBuild,
+    s: &Settings,
+    pos: usize,
+    sj: &StageJob,
+    node: Option<&str>,
+    deadline: &Deadline,
+) -> Job {
+    let step = Step::Stage(pos, sj.label());
+    let mut args: Vec<String> = vec![
+        "stage".into(),
+        "--plan".into(),
+        format!("{WORKSPACE}/plan.json"),
+    ];
+    for i in &sj.stages {
+        args.extend(["--stage".into(), i.to_string()]);
+    }
+    args.extend(["--workspace".into(), WORKSPACE.into()]);
+    let mut volumes = vec![
+        workspace_volume(ib),
+        Volume {
+            name: "engine".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
+    ];
+    let mut mounts = vec![
+        mount("workspace", WORKSPACE, false),
+        // The context is read-only to RUN steps, as in the local mode.
+        VolumeMount {
+            name: "workspace".into(),
+            mount_path: format!("{WORKSPACE}/context"),
+            sub_path: Some("context".into()),
+            read_only: Some(true),
+            ..Default::default()
+        },
+        mount("engine", "/.slipway/bin", true),
+    ];
+    let wanted: Vec<_> = ib
+        .spec
+        .secrets
+        .iter()
+        .filter(|b| sj.secrets.contains(&b.id))
+        .collect();
+    if !wanted.is_empty() {
+        volumes.push(Volume {
+            name: "secrets".into(),
+            projected: Some(ProjectedVolumeSource {
+                sources: Some(
+                    wanted
+                        .iter()
+                        .map(|b| VolumeProjection {
+                            secret: Some(SecretProjection {
+                                name: b.secret_ref.name.clone(),
+                                items: Some(vec![KeyToPath {
+                                    key: b.secret_ref.key.clone(),
+                                    path: b.id.clone(),
+                                    mode: None,
+                                }]),
+                                optional: b.secret_ref.optional,
+                            }),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                default_mode: None,
+            }),
+            ..Default::default()
+        });
+        mounts.push(mount("secrets", "/.slipway/secrets", true));
+    }
+    if sj.cache_mounts {
+        volumes.push(match &ib.spec.cache_volume {
+            Some(claim) => Volume {
+                name: "cache".into(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim.clone(),
+                    read_only: None,
+                }),
+                ..Default::default()
+            },
+            None => Volume {
+                name: "cache".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            },
+        });
+        mounts.push(mount("cache", "/.slipway/cache", false));
+    }
+    let init = Container {
+        name: "engine".into(),
+        image: Some(s.builder_image.clone()),
+        command: Some(vec![BUILDER_IN_IMAGE.into()]),
+        args: Some(vec!["install".into(), "/.slipway/bin".into()]),
+        volume_mounts: Some(vec![mount("engine", "/.slipway/bin", false)]),
+        ..Default::default()
+    };
+    let container = Container {
+        name: "stage".into(),
+        image: Some(sj.image.clone().unwrap_or_else(|| s.builder_image.clone())),
+        command: Some(vec![format!("{ENGINE}/bin/slipway-builder")]),
+        args: Some(args),
+        working_dir: Some("/".into()),
+        volume_mounts: Some(mounts),
+        resources: ib.spec.resources.clone(),
+        ..Default::default()
+    };
+    job(
+        ib,
+        &step,
+        PodSpec {
+            init_containers: Some(vec![init]),
+            containers: vec![container],
+            volumes: Some(volumes),
+            security_context: root(),
+            affinity: pin(node),
+            ..Default::default()
+        },
+        deadline,
+    )
+}
+
+/// Every reference the push step writes: `output.image`, then each additional tag.
+pub fn destinations(image: &str, tags: &[String]) -> Vec<String> {
+    let repo = repository_of(image);
+    std::iter::once(image.to_string())
+        .chain(tags.iter().map(|t| format!("{repo}:{t}")))
+        .collect()
+}
+
+/// `host:port/path/name:tag` without its tag or digest.
+pub fn repository_of(image: &str) -> String {
+    let no_digest = image.split('@').next().unwrap_or(image);
+    match no_digest.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => repo.to_string(),
+        _ => no_digest.to_string(),
+    }
+}
+
+/// The registry host of an image reference, for `insecureRegistry`.
+pub fn registry_of(image: &str) -> String {
+    image.split('/').next().unwrap_or(image).to_string()
+}
+
+/// The push Job: the builder image with the push secret; nothing of the user's runs in it.
+pub fn push_job(ib: &ImageBuild, s: &Settings, node: Option<&str>, deadline: &Deadline) -> Job {
+    let out = &ib.spec.output;
+    let mut args: Vec<String> = vec!["push".into(), "--workspace".into(), WORKSPACE.into()];
+    for d in destinations(&out.image, &out.additional_tags) {
+        args.extend(["--destination".into(), d]);
+    }
+    let output_registry = registry_of(&out.image);
+    args.extend(insecure_args(
+        s,
+        out.insecure_registry.then_some(output_registry.as_str()),
+    ));
+    let mut volumes = vec![workspace_volume(ib)];
+    let mut mounts = vec![mount("workspace", WORKSPACE, false)];
+    let mut envs = Vec::new();
+    if let Some(p) = &out.push_secret {
+        volumes.push(Volume {
+            name: "push-auth".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(p.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: ".dockerconfigjson".into(),
+                    path: "config.json".into(),
+                    mode: None,
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(mount("push-auth", "/.slipway/docker", true));
+        envs.push(env("DOCKER_CONFIG", "/.slipway/docker"));
+    }
+    if let Some((v, m, e)) = pull_auth(ib) {
+        volumes.push(v);
+        mounts.push(m);
+        envs.push(e);
+    }
+    let container = Container {
+        name: "push".into(),
+        image: Some(s.builder_image.clone()),
+        command: Some(vec![BUILDER_IN_IMAGE.into()]),
+        args: Some(args),
+        env: Some(envs),
+        volume_mounts: Some(mounts),
+        ..Default::default()
+    };
+    job(
+        ib,
+        &Step::Push,
+        PodSpec {
+            containers: vec![container],
+            volumes: Some(volumes),
+            security_context: root(),
+            affinity: pin(node),
+            ..Default::default()
+        },
+        deadline,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{BuildSecret, ImageBuildSpec, InlineSource, Output, Source};
+    use k8s_openapi::api::core::v1::SecretKeySelector;
+
+    fn build() -> ImageBuild {
+        let mut ib = ImageBuild::new(
+            "web",
+            ImageBuildSpec {
+                source: Source {
+                    inline: Some(InlineSource {
+                        dockerfile: "FROM busybox\n".into(),
+                        files: BTreeMap::new(),
+                    }),
+                    ..Default::default()
+                },
+                dockerfile: None,
+                target: None,
+                build_args: vec![],
+                output: Output {
+                    image: "reg:5000/team/web:1.0".into(),
+                    additional_tags: vec!["latest".into()],
+                    push_secret: Some(k8s_openapi::api::core::v1::LocalObjectReference {
+                        name: "regcred".into(),
+                    }),
+                    insecure_registry: true,
+                },
+                pull_secrets: vec![],
+                workspace: None,
+                resources: None,
+                timeout: None,
+                max_parallel_stages: None,
+                secrets: vec![
+                    BuildSecret {
+                        id: "tok".into(),
+                        secret_ref: SecretKeySelector {
+                            name: "s1".into(),
+                            key: "token".into(),
+                            optional: None,
+                        },
+                    },
+                    BuildSecret {
+                        id: "other".into(),
+                        secret_ref: SecretKeySelector {
+                            name: "s2".into(),
+                            key: "k".into(),
+                            optional: None,
+                        },
+                    },
+                ],
+                cache_volume: None,
+            },
+        );
+        ib.metadata.namespace = Some("ns".into());
+        ib.metadata.uid = Some("uid-1".into());
+        ib.metadata.generation = Some(3);
+        ib
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            builder_image: "reg:5000/slipway/builder:1".into(),
+            insecure_registries: vec![],
+            default_workspace_size: "1Gi".into(),
+        }
+    }
+
+    #[test]
+    fn names_are_deterministic_and_fit_labels() {
+        assert_eq!(object_name("web", 3, "prepare"), "web-3-prepare");
+        let long = "a".repeat(70);
+        let n = object_name(&long, 12, "s1-build");
+        assert!(n.len() <= 63, "{n}");
+        assert_eq!(n, object_name(&long, 12, "s1-build"));
+        assert_ne!(n, object_name(&long, 12, "s2-build"));
+    }
+
+    #[test]
+    fn stage_pods_get_no_token_no_service_links_and_only_their_secrets() {
+        let ib = build();
+        let sj = StageJob {
+            stages: vec![0, 1],
+            names: vec![Some("base".into()), Some("Build".into())],
+            needs: vec![],
+            image: Some("reg:5000/golang@sha256:ab".into()),
+            secrets: vec!["tok".into()],
+            cache_mounts: false,
+        };
+        let j = stage_job(
+            &ib,
+            &settings(),
+            1,
+            &sj,
+            Some("node-a"),
+            &Deadline(Some(600)),
+        );
+        assert_eq!(j.metadata.name.as_deref(), Some("web-3-s1-build"));
+        let owner = &j.metadata.owner_references.as_ref().expect("owner")[0];
+        assert_eq!(owner.kind, "ImageBuild");
+        assert_eq!(owner.controller, Some(true));
+        let spec = j.spec.expect("spec");
+        assert_eq!(spec.backoff_limit, Some(0));
+        assert_eq!(spec.active_deadline_seconds, Some(600));
+        let pod = spec.template.spec.expect("pod");
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert_eq!(pod.enable_service_links, Some(false));
+        let c = &pod.containers[0];
+        assert_eq!(c.image.as_deref(), Some("reg:5000/golang@sha256:ab"));
+        assert_eq!(
+            c.args.as_ref().expect("args")[3..7],
+            ["--stage", "0", "--stage", "1"]
+        );
+        assert!(c.env.is_none(), "stage pods get no environment of ours");
+        let vols = pod.volumes.expect("volumes");
+        let secrets = vols.iter().find(|v| v.name == "secrets").expect("secrets");
+        let srcs = secrets
+            .projected
+            .as_ref()
+            .and_then(|p| p.sources.clone())
+            .expect("sources");
+        assert_eq!(srcs.len(), 1);
+        assert_eq!(srcs[0].secret.as_ref().map(|s| s.name.as_str()), Some("s1"));
+        assert!(!vols.iter().any(|v| v.name == "push-auth"));
+        let affinity = pod.affinity.expect("pinned");
+        let term = &affinity
+            .node_affinity
+            .and_then(|n| n.required_during_scheduling_ignored_during_execution)
+            .expect("required")
+            .node_selector_terms[0];
+        assert_eq!(
+            term.match_expressions.as_ref().expect("expr")[0].values,
+            Some(vec!["node-a".to_string()])
+        );
+        assert_eq!(
+            j.metadata.labels.as_ref().expect("labels")[LABEL_STAGE],
+            "build"
+        );
+    }
+
+    #[test]
+    fn scratch_stage_runs_the_builder_image_and_push_gets_the_secret() {
+        let ib = build();
+        let sj = StageJob {
+            stages: vec![2],
+            names: vec![None],
+            needs: vec![],
+            image: None,
+            secrets: vec![],
+            cache_mounts: true,
+        };
+        let j = stage_job(&ib, &settings(), 0, &sj, None, &Deadline(None));
+        let pod = j.spec.and_then(|s| s.template.spec).expect("pod");
+        assert_eq!(
+            pod.containers[0].image.as_deref(),
+            Some("reg:5000/slipway/builder:1")
+        );
+        let vols = pod.volumes.expect("volumes");
+        assert!(
+            vols.iter()
+                .any(|v| v.name == "cache" && v.empty_dir.is_some())
+        );
+        assert!(!vols.iter().any(|v| v.name == "secrets"));
+
+        let p = push_job(&ib, &settings(), None, &Deadline(None));
+        let pod = p.spec.and_then(|s| s.template.spec).expect("pod");
+        let args = pod.containers[0].args.clone().expect("args");
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["--destination", "reg:5000/team/web:latest"])
+        );
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["--insecure-registry", "reg:5000"])
+        );
+        assert!(
+            pod.volumes
+                .expect("v")
+                .iter()
+                .any(|v| v.name == "push-auth")
+        );
+        assert_eq!(pod.automount_service_account_token, Some(false));
+    }
+
+    #[test]
+    fn repositories_and_tags() {
+        assert_eq!(repository_of("reg:5000/a/b:1.0"), "reg:5000/a/b");
+        assert_eq!(repository_of("reg:5000/a/b"), "reg:5000/a/b");
+        assert_eq!(repository_of("a/b@sha256:00"), "a/b");
+        assert_eq!(
+            destinations("r/x:1", &["2".into()]),
+            vec!["r/x:1".to_string(), "r/x:2".to_string()]
+        );
+    }
+}

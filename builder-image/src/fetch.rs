@@ -15,6 +15,31 @@ pub fn ensure_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Where TLS clients find CA certificates on Linux (rustls-native-certs' list, and OpenSSL's
+/// variables).
+const CA_FILES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/pki/tls/cacert.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// An HTTPS client cannot even be made without CA certificates (the TLS library panics):
+/// say so instead.
+pub fn check_ca_certificates() -> Result<(), String> {
+    let env_set = ["SSL_CERT_FILE", "SSL_CERT_DIR"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|p| std::path::Path::new(&p).exists()));
+    if env_set || CA_FILES.iter().any(|f| std::path::Path::new(f).is_file()) {
+        return Ok(());
+    }
+    Err(format!(
+        "no CA certificates: none of {} exists and SSL_CERT_FILE is not set",
+        CA_FILES.join(", ")
+    ))
+}
+
 /// The file name Docker gives a URL: the last path segment, else `download`.
 pub fn url_file_name(url: &str) -> String {
     let no_query = url.split(['?', '#']).next().unwrap_or(url);
@@ -50,6 +75,7 @@ pub fn verify_checksum(data: &[u8], checksum: &str) -> Result<(), String> {
 
 pub fn download(url: &str, checksum: Option<&str>) -> Result<Download, String> {
     ensure_crypto_provider();
+    check_ca_certificates().map_err(|e| format!("{url}: {e}"))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -20,6 +20,9 @@ pub struct GitSpec {
 pub fn clone(spec: &GitSpec, dest: &Path) -> Result<(), String> {
     let err = |what: &str, e: &dyn std::fmt::Display| format!("git {}: {what}: {e}", spec.url);
     crate::fetch::ensure_crypto_provider();
+    if spec.url.starts_with("http") {
+        crate::fetch::check_ca_certificates().map_err(|e| format!("git {}: {e}", spec.url))?;
+    }
     let bare = dest.with_extension("git");
     let _ = fs::remove_dir_all(&bare);
     let mut prepare =

@@ -90,6 +90,7 @@ pub struct ImageToPush {
 impl Registry {
     pub fn new(insecure: &[String], blob_cache: &Path) -> Result<Self, String> {
         crate::fetch::ensure_crypto_provider();
+        crate::fetch::check_ca_certificates()?;
         let config = DockerConfig::load()?;
         let client = Client::new(ClientConfig {
             protocol: ClientProtocol::HttpsExcept(insecure.to_vec()),

@@ -17,7 +17,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use slipway_builder::graph::{BuildGraph, PodResult};
+use slipway_builder::graph::{BuildGraph, PodResult, Reason};
 use tracing::{info, warn};
 
 use crate::api::{ImageBuild, ImageBuildStatus};
@@ -124,10 +124,12 @@ fn job_obs(job: &Job) -> JobObs {
     }
 }
 
-/// The result a finished Job's pod reported: its termination message, else its log.
+/// The result a finished Job's pod reported: its termination message, else its log. A pod
+/// that died without one (killed, crashed) is described by its exit and last log line.
 async fn pod_result(
     pods: &Api<Pod>,
     job: &str,
+    reason: Reason,
 ) -> Result<(Option<PodResult>, Option<String>), Error> {
     let list = pods
         .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
@@ -145,9 +147,12 @@ async fn pod_result(
         .as_ref()
         .and_then(|s| s.container_statuses.clone())
         .unwrap_or_default();
-    let message = statuses
+    let terminated = statuses
         .iter()
-        .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
+        .find_map(|c| c.state.as_ref()?.terminated.clone());
+    let message = terminated
+        .as_ref()
+        .and_then(|t| t.message.clone())
         .unwrap_or_default();
     if let Some(r) = PodResult::parse(&message).filter(|_| !PodResult::in_log(&message)) {
         return Ok((Some(r), node));
@@ -156,7 +161,29 @@ async fn pod_result(
         .logs(&pod.name_any(), &LogParams::default())
         .await
         .unwrap_or_default();
-    Ok((PodResult::parse(&log), node))
+    if let Some(r) = PodResult::parse(&log) {
+        return Ok((Some(r), node));
+    }
+    let died = match &terminated {
+        Some(t) if t.exit_code != 0 => {
+            let last = log
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            Some(PodResult::Failed {
+                reason,
+                message: format!(
+                    "pod {} exited with {} ({}): {last}",
+                    pod.name_any(),
+                    t.exit_code,
+                    t.reason.clone().unwrap_or_default()
+                ),
+            })
+        }
+        _ => None,
+    };
+    Ok((died, node))
 }
 
 async fn create_job(jobs: &Api<Job>, job: Job) -> Result<(), Error> {
@@ -258,7 +285,7 @@ async fn reconcile_build(ib: &ImageBuild, ctx: &Ctx) -> Result<Action, Error> {
             .and_then(|g| serde_json::from_str::<BuildGraph>(g).ok());
         node = ann.get(render::ANNOTATION_NODE).cloned();
         if obs.state != JobState::Running && o.graph.is_none() {
-            let (result, pod_node) = pod_result(&pods, &prep_name).await?;
+            let (result, pod_node) = pod_result(&pods, &prep_name, Reason::SourceFailed).await?;
             if let Some(PodResult::Graph(g)) = &result {
                 // Kept on the Job, so the pod's result is read once.
                 let patch = serde_json::json!({"metadata": {"annotations": {
@@ -280,7 +307,7 @@ async fn reconcile_build(ib: &ImageBuild, ctx: &Ctx) -> Result<Action, Error> {
             if let Some(j) = mine.get(&jn) {
                 let mut obs = job_obs(j);
                 if matches!(obs.state, JobState::Failed { .. }) {
-                    obs.result = pod_result(&pods, &jn).await?.0;
+                    obs.result = pod_result(&pods, &jn, Reason::StageFailed).await?.0;
                 }
                 o.stages.insert(pos, obs);
             }
@@ -290,7 +317,7 @@ async fn reconcile_build(ib: &ImageBuild, ctx: &Ctx) -> Result<Action, Error> {
     if let Some(j) = mine.get(&push_name) {
         let mut obs = job_obs(j);
         if obs.state != JobState::Running {
-            obs.result = pod_result(&pods, &push_name).await?.0;
+            obs.result = pod_result(&pods, &push_name, Reason::PushFailed).await?.0;
         }
         o.push = Some(obs);
     }

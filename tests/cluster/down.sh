@@ -22,7 +22,8 @@ stop() { # component
 }
 
 # Control plane and node agents first, so nothing restarts pods while they go.
-for c in kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$c"; done
+# The operator tests/e2e/deploy.sh started, first.
+for c in slipway-operator kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$c"; done
 
 # Pod sandboxes and containers: kill their tasks, then containerd and the shims it started.
 if [[ -S $CTR_SOCK ]]; then

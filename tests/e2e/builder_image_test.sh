@@ -22,7 +22,7 @@ else
   bad "builder-image/Dockerfile plans" "$out"
 fi
 
-mkdir -p "$work/ctx" && cp "$engine" "$work/ctx/slipway-builder"
+mkdir -p "$work/ctx" && cp "$engine" "$work/ctx/slipway-builder" && cp /etc/ssl/certs/ca-certificates.crt "$work/ctx/"
 image=$R/slipway/builder:e2e-$$
 if out=$("$engine" build --context "$work/ctx" --dockerfile "$repo/builder-image/Dockerfile.local" \
       --destination "$image" --insecure-registry "$R" --state-dir "$work/state" 2>&1); then

@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# The operator end to end (e2e tier): tests/e2e/deploy.sh deploys Slipway on the local
+# cluster, then real ImageBuilds run as Jobs and push to the cluster's registry; each image
+# is run as a Pod and its output checked.
+#   - the article's Go and Node.js examples, applied from examples/ (ConfigMap sources)
+#   - an inline source whose RUN checks that the stage pod has no service-account token
+#   - a git source served by `git daemon` on the node's address (the harness's own)
+#   - a fan-out whose independent stage Jobs overlap in time
+#   - failures: a RUN exiting 3, an invalid Dockerfile
+set -uo pipefail
+: "${KUBECONFIG:?run eval \"\$(tests/cluster/up.sh)\" first}" "${SLIPWAY_REGISTRY:?}"
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+R=$SLIPWAY_REGISTRY
+NODE_IP=${R%%:*}
+ns=slipway-e2e-$$
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "ok - $1"; }
+bad() { fail=$((fail + 1)); echo "not ok - $1"; shift; for l in "$@"; do echo "#   $l"; done; }
+work=$(mktemp -d /var/tmp/slipway-operator-e2e.XXXXXX)
+GIT_PID=
+cleanup() {
+  [[ -n $GIT_PID ]] && kill "$GIT_PID" 2>/dev/null
+  kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+if ! exports=$("$here/deploy.sh" 2>"$work/deploy.log"); then
+  bad "deploy.sh deploys Slipway" "$(tail -20 "$work/deploy.log")"
+  echo "$pass passed, $fail failed"; exit 1
+fi
+eval "$exports"
+ok "deploy.sh deploys Slipway (builder image $SLIPWAY_BUILDER_IMAGE)"
+kubectl create namespace "$ns" >/dev/null
+
+status() { kubectl -n "$ns" get imagebuild "$1" -o jsonpath="$2"; }
+describe() { # NAME: what to print when a build did not do what was expected
+  echo "phase=$(status "$1" '{.status.phase}')"
+  echo "condition=$(status "$1" '{.status.conditions[0].reason}: {.status.conditions[0].message}')"
+  kubectl -n "$ns" get jobs,pods -l "build.slipway.dev/build=$1" 2>&1 | tail -8
+}
+# finished NAME SECONDS: waits until the build Succeeded or Failed (a failure then shows at
+# once instead of when `kubectl wait --for=condition=Succeeded` times out)
+finished() {
+  local phase
+  for _ in $(seq "$2"); do
+    phase=$(status "$1" '{.status.phase}' 2>/dev/null)
+    [[ $phase == Succeeded || $phase == Failed ]] && return 0
+    sleep 1
+  done
+  return 1
+}
+# wait_phase NAME PHASE SECONDS
+wait_phase() {
+  kubectl -n "$ns" wait --for=jsonpath='{.status.phase}'="$2" "imagebuild/$1" --timeout="$3s" >/dev/null 2>&1
+}
+# run_image NAME: runs the pushed image (by digest) as a Pod; prints its log
+run_image() {
+  local ref digest
+  ref=$(status "$1" '{.status.image.ref}') digest=$(status "$1" '{.status.image.digest}')
+  kubectl -n "$ns" run "run-$1" --image="${ref%:*}@$digest" --restart=Never >/dev/null
+  kubectl -n "$ns" wait --for=jsonpath='{.status.phase}'=Succeeded "pod/run-$1" --timeout=120s >/dev/null 2>&1
+  kubectl -n "$ns" logs "run-$1" 2>&1
+}
+# check_built NAME EXPECTED-OUTPUT: the build succeeded, the registry holds the digest the
+# status reports, and the image prints what it should
+check_built() {
+  local name=$1 want=$2 digest ref got
+  finished "$name" 900
+  if ! kubectl -n "$ns" wait --for=condition=Succeeded "imagebuild/$name" --timeout=10s >/dev/null 2>&1; then
+    bad "$name: condition Succeeded" "$(describe "$name")"; return
+  fi
+  ref=$(status "$name" '{.status.image.ref}') digest=$(status "$name" '{.status.image.digest}')
+  got=$(skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$ref" 2>&1)
+  if [[ $got == "$digest" ]]; then
+    ok "$name: Succeeded; $ref is $digest in the registry ($(status "$name" '{.status.duration}'))"
+  else
+    bad "$name: the registry holds the reported digest" "status: $digest" "registry: $got"
+  fi
+  got=$(run_image "$name")
+  if grep -qF -- "$want" <<<"$got"; then
+    ok "$name: the image runs as a Pod and prints: $want"
+  else
+    bad "$name: the image prints $want" "$got"
+  fi
+}
+
+# --- The article's examples, as a user applies them from examples/.
+for ex in go node; do
+  tar -czf "$work/$ex.tar.gz" -C "$repo/examples/$ex" .
+  kubectl -n "$ns" create configmap "$ex-example-context" --from-file=context.tar.gz="$work/$ex.tar.gz" >/dev/null
+  kubectl -n "$ns" apply -f "$repo/examples/$ex/imagebuild.yaml" >/dev/null
+done
+check_built go-example "Hello from the multi-stage Go build!"
+check_built node-example "Hello from the multi-stage Node.js build!"
+jobs=$(kubectl -n "$ns" get jobs -l build.slipway.dev/build=go-example -o name | sort | tr '\n' ' ')
+if [[ $jobs == *go-example-1-prepare*go-example-1-push*go-example-1-s0-builder*go-example-1-s1-*" " ]]; then
+  ok "go-example ran prepare, two stage Jobs (base+builder fused, final) and push: $jobs"
+else
+  bad "go-example's Jobs" "$jobs"
+fi
+
+# --- Inline source; the stage pod has no service-account token and no Service variables.
+cat > "$work/inline.yaml" <<YAML
+apiVersion: build.slipway.dev/v1alpha1
+kind: ImageBuild
+metadata: {name: inline}
+spec:
+  source:
+    inline:
+      dockerfile: |
+        FROM $R/slipway-test/busybox:latest
+        COPY greeting.txt /greeting.txt
+        RUN if [ -e /var/run/secrets/kubernetes.io/serviceaccount/token ]; then echo token-mounted; else echo no-token; fi > /checks.txt && \\
+            echo "service-vars=\$(env | grep -c '^KUBERNETES_' || true)" >> /checks.txt
+        CMD ["sh", "-c", "cat /greeting.txt /checks.txt"]
+      files:
+        greeting.txt: "hello from an inline source"
+  output: {image: "$R/e2e/inline:1", additionalTags: [latest], insecureRegistry: true}
+YAML
+kubectl -n "$ns" apply -f "$work/inline.yaml" >/dev/null
+check_built inline "hello from an inline source"
+out=$(kubectl -n "$ns" logs run-inline 2>&1)
+if grep -qx no-token <<<"$out" && grep -qx service-vars=0 <<<"$out"; then
+  ok "inline: RUN in the stage pod saw no service-account token and no Service variables"
+else
+  bad "inline: no token in the stage pod" "$out"
+fi
+pod_spec=$(kubectl -n "$ns" get pods -l build.slipway.dev/build=inline,build.slipway.dev/step=stage \
+  -o jsonpath='{.items[0].spec.automountServiceAccountToken} {.items[0].spec.enableServiceLinks}')
+[[ $pod_spec == "false false" ]] && ok "inline: stage pod spec has automountServiceAccountToken=false, enableServiceLinks=false" \
+  || bad "inline: stage pod spec" "$pod_spec"
+if skopeo inspect --tls-verify=false "docker://$R/e2e/inline:latest" >/dev/null 2>&1; then
+  ok "inline: additionalTags pushed ($R/e2e/inline:latest)"
+else
+  bad "inline: additional tag latest pushed"
+fi
+
+# --- Git source: a repository served by git daemon on the node's address.
+mkdir -p "$work/git/app/sub"
+(
+  cd "$work/git/app"
+  git init -q -b main
+  printf 'FROM %s/slipway-test/busybox:latest\nCOPY message.txt /\nCMD ["cat", "/message.txt"]\n' "$R" > sub/Dockerfile
+  echo "first revision" > sub/message.txt
+  git add -A && git -c user.email=e2e@slipway -c user.name=e2e commit -qm one && git tag v1
+  echo "second revision" > sub/message.txt
+  git -c user.email=e2e@slipway -c user.name=e2e commit -qam two
+)
+git daemon --reuseaddr --export-all --base-path="$work/git" --listen="$NODE_IP" --port=9418 "$work/git" \
+  >"$work/git-daemon.log" 2>&1 &
+GIT_PID=$!
+sleep 1
+cat > "$work/git.yaml" <<YAML
+apiVersion: build.slipway.dev/v1alpha1
+kind: ImageBuild
+metadata: {name: from-git}
+spec:
+  source: {git: {url: "git://$NODE_IP/app", revision: v1, contextDir: sub}}
+  output: {image: "$R/e2e/from-git:v1", insecureRegistry: true}
+YAML
+kubectl -n "$ns" apply -f "$work/git.yaml" >/dev/null
+check_built from-git "first revision"
+
+# --- Fan-out: three independent stages, then a final one; their Jobs overlap in time.
+cat > "$work/fanout.yaml" <<YAML
+apiVersion: build.slipway.dev/v1alpha1
+kind: ImageBuild
+metadata: {name: fanout}
+spec:
+  source:
+    inline:
+      dockerfile: |
+        FROM $R/slipway-test/busybox:latest AS a
+        RUN sleep 12 && echo a > /out
+        FROM $R/slipway-test/busybox:latest AS b
+        RUN sleep 12 && echo b > /out
+        FROM $R/slipway-test/busybox:latest AS c
+        RUN sleep 12 && echo c > /out
+        FROM $R/slipway-test/busybox:latest
+        COPY --from=a /out /a
+        COPY --from=b /out /b
+        COPY --from=c /out /c
+        CMD ["cat", "/a", "/b", "/c"]
+  output: {image: "$R/e2e/fanout:1", insecureRegistry: true}
+YAML
+kubectl -n "$ns" apply -f "$work/fanout.yaml" >/dev/null
+check_built fanout "c"
+times=$(kubectl -n "$ns" get jobs -l build.slipway.dev/build=fanout,build.slipway.dev/step=stage \
+  -o jsonpath='{range .items[*]}{.metadata.labels.build\.slipway\.dev/stage} {.status.startTime} {.status.completionTime}{"\n"}{end}')
+overlap=$(python3 - "$times" <<'PY'
+import sys, datetime
+rows = [l.split() for l in sys.argv[1].splitlines() if l.strip()]
+t = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+par = [(t(r[1]), t(r[2])) for r in rows if r[0] in ("a", "b", "c")]
+print("yes" if len(par) == 3 and max(s for s, _ in par) < min(e for _, e in par) else "no")
+PY
+)
+if [[ $overlap == yes ]]; then
+  ok "fanout: stage Jobs a, b, c ran at the same time (every start before every completion)"
+else
+  bad "fanout: stage Jobs overlap" "$times"
+fi
+
+# --- Failures read back from status.
+cat > "$work/fail.yaml" <<YAML
+apiVersion: build.slipway.dev/v1alpha1
+kind: ImageBuild
+metadata: {name: run-fails}
+spec:
+  source:
+    inline:
+      dockerfile: |
+        FROM $R/slipway-test/busybox:latest AS build
+        RUN echo failing && exit 3
+        FROM $R/slipway-test/busybox:latest
+        COPY --from=build / /
+  output: {image: "$R/e2e/never:1", insecureRegistry: true}
+---
+apiVersion: build.slipway.dev/v1alpha1
+kind: ImageBuild
+metadata: {name: bad-dockerfile}
+spec:
+  source:
+    inline:
+      dockerfile: |
+        FROM $R/slipway-test/busybox:latest
+        FORM nothing
+  output: {image: "$R/e2e/never:2", insecureRegistry: true}
+YAML
+kubectl -n "$ns" apply -f "$work/fail.yaml" >/dev/null
+for case in "run-fails|StageFailed|Dockerfile:2: RUN echo failing && exit 3: exit code 3" \
+            "bad-dockerfile|InvalidDockerfile|Dockerfile:2:"; do
+  IFS='|' read -r name reason text <<<"$case"
+  if wait_phase "$name" Failed 300; then
+    got=$(status "$name" '{.status.conditions[?(@.type=="Succeeded")].reason}|{.status.conditions[?(@.type=="Succeeded")].message}')
+    if [[ $got == "$reason|"*"$text"* ]]; then
+      ok "$name: Failed, $got"
+    else
+      bad "$name: condition says $reason and $text" "$got"
+    fi
+  else
+    bad "$name: phase Failed" "$(describe "$name")"
+  fi
+done
+if skopeo inspect --tls-verify=false "docker://$R/e2e/never:1" >/dev/null 2>&1; then
+  bad "run-fails: nothing pushed"
+else
+  ok "run-fails: nothing was pushed"
+fi
+echo "$pass passed, $fail failed"

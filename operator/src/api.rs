@@ -49,7 +49,7 @@ pub struct ImageBuildSpec {
     /// At most this many stage Jobs at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
-    pub max_parallel_stages: Option<u32>,
+    pub max_parallel_stages: Option<i32>,
     /// Secrets for `RUN --mount=type=secret,id=...`, mounted only into the stages that ask.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<BuildSecret>,
@@ -192,7 +192,7 @@ pub struct ImageBuildStatus {
 pub struct StageStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    pub index: u32,
+    pub index: i32,
     pub phase: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,

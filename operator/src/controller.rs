@@ -474,7 +474,7 @@ async fn publish_events(
         };
         events.push((type_, reason.to_string(), note));
     }
-    let old_stages: BTreeMap<u32, String> = if same_generation {
+    let old_stages: BTreeMap<i32, String> = if same_generation {
         old.stages
             .iter()
             .map(|s| (s.index, s.phase.clone()))

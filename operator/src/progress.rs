@@ -259,7 +259,7 @@ fn stage_statuses(o: &Observed) -> Vec<StageStatus> {
         for (k, index) in j.stages.iter().enumerate() {
             out.push(StageStatus {
                 name: j.names.get(k).cloned().flatten(),
-                index: *index as u32,
+                index: *index as i32,
                 phase: match obs.map(|s| &s.state) {
                     None => "Pending",
                     Some(JobState::Running) => "Running",

@@ -116,7 +116,7 @@ spec:
             echo "service-vars=\$(env | grep -c '^KUBERNETES_' || true)" >> /checks.txt
         CMD ["sh", "-c", "cat /greeting.txt /checks.txt"]
       files:
-        greeting.txt: "hello from an inline source"
+        greeting.txt: "hello from an inline source\n"
   output: {image: "$R/e2e/inline:1", additionalTags: [latest], insecureRegistry: true}
 YAML
 kubectl -n "$ns" apply -f "$work/inline.yaml" >/dev/null

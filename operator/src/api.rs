@@ -56,6 +56,11 @@ pub struct ImageBuildSpec {
     /// A PersistentVolumeClaim kept for `RUN --mount=type=cache` (else an empty directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_volume: Option<String>,
+    /// Seconds after the build finished when its Jobs, Pods and workspace are removed; the
+    /// ImageBuild and its status stay (default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub ttl_seconds_after_finished: Option<i32>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]

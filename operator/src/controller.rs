@@ -21,6 +21,7 @@ use slipway_builder::graph::{BuildGraph, PodResult, Reason};
 use tracing::{info, warn};
 
 use crate::api::{ImageBuild, ImageBuildStatus};
+use crate::metrics::Metrics;
 use crate::progress::{self, Create, Decision, JobObs, JobState, Observed, Phase};
 use crate::render::{self, Deadline, Settings, Step};
 
@@ -35,6 +36,7 @@ pub enum Error {
 pub struct Ctx {
     pub client: Client,
     pub settings: Settings,
+    pub metrics: Arc<Metrics>,
     recorder: Recorder,
     /// Consecutive reconcile errors per build, for the retry backoff.
     failures: Mutex<HashMap<String, u32>>,
@@ -42,8 +44,9 @@ pub struct Ctx {
 
 const DEFAULT_TIMEOUT: &str = "1h";
 const DEFAULT_PARALLEL: usize = 4;
+const DEFAULT_TTL: i64 = 3600;
 
-pub async fn run(client: Client, settings: Settings) {
+pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
     let reporter = Reporter {
         controller: "slipway-operator".into(),
         instance: std::env::var("HOSTNAME").ok(),
@@ -52,11 +55,13 @@ pub async fn run(client: Client, settings: Settings) {
         recorder: Recorder::new(client.clone(), reporter),
         client: client.clone(),
         settings,
+        metrics: metrics.clone(),
         failures: Mutex::new(HashMap::new()),
     });
     let builds = Api::<ImageBuild>::all(client.clone());
     let jobs = Api::<Job>::all(client);
     info!("watching ImageBuilds");
+    metrics.set_ready();
     Controller::new(builds, watcher::Config::default())
         .owns(
             jobs,
@@ -78,6 +83,7 @@ fn key(ib: &ImageBuild) -> String {
 }
 
 fn error_policy(ib: Arc<ImageBuild>, e: &Error, ctx: Arc<Ctx>) -> Action {
+    ctx.metrics.reconcile_failed();
     let mut f = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
     let n = f.entry(key(&ib)).or_insert(0);
     *n += 1;
@@ -199,6 +205,7 @@ fn finished(job: &Job) -> bool {
 }
 
 async fn reconcile(ib: Arc<ImageBuild>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    ctx.metrics.reconciled();
     let r = reconcile_build(&ib, &ctx).await;
     if r.is_ok() {
         ctx.failures
@@ -221,10 +228,12 @@ async fn reconcile_build(ib: &ImageBuild, ctx: &Ctx) -> Result<Action, Error> {
     let old = ib.status.clone().unwrap_or_default();
     let same_generation = old.observed_generation == Some(generation);
     let old_phase = old.phase.clone().unwrap_or_default();
-    if same_generation && (old_phase == "Succeeded" || old_phase == "Failed") {
-        return Ok(Action::await_change());
-    }
     let client = ctx.client.clone();
+    if same_generation && (old_phase == "Succeeded" || old_phase == "Failed") {
+        ctx.metrics.set_active(&key(ib), false);
+        return expire(ib, ctx, &old).await;
+    }
+    ctx.metrics.set_active(&key(ib), true);
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let builds: Api<ImageBuild> = Api::namespaced(client.clone(), &ns);
@@ -237,14 +246,22 @@ async fn reconcile_build(ib: &ImageBuild, ctx: &Ctx) -> Result<Action, Error> {
         let g = j.labels().get(render::LABEL_GENERATION).cloned();
         if g == Some(generation.to_string()) {
             mine.insert(j.name_any(), j);
-        } else if !finished(&j) {
+        } else {
             // A superseded generation's Job: the new spec builds instead.
-            info!(build = %key(ib), job = %j.name_any(), "stopping a superseded Job");
+            info!(build = %key(ib), job = %j.name_any(), "removing a superseded Job");
             delete_job(&jobs, &j.name_any()).await?;
         }
     }
 
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let claims = pvcs
+        .list(&ListParams::default().labels(&format!("{}={name}", render::LABEL_BUILD)))
+        .await?;
+    for c in claims.items {
+        if c.labels().get(render::LABEL_GENERATION) != Some(&generation.to_string()) {
+            delete_pvc(&pvcs, &c.name_any()).await?;
+        }
+    }
     let pvc = render::workspace_pvc(ib, &ctx.settings);
     match pvcs.create(&PostParams::default(), &pvc).await {
         Ok(_) => {}
@@ -363,6 +380,7 @@ async fn reconcile_build(ib: &ImageBuild, ctx: &Ctx) -> Result<Action, Error> {
 
     let status = next_status(ib, &old, same_generation, start.clone(), &d);
     publish_events(ctx, ib, &old, same_generation, &status, &d).await;
+    record_metrics(ctx, &old, same_generation, &status, &d);
     if serde_json::to_value(&status).ok() != serde_json::to_value(&old).ok() {
         let mut value = serde_json::to_value(&status).unwrap_or_default();
         // A new generation clears what the previous one reported.
@@ -381,11 +399,105 @@ async fn reconcile_build(ib: &ImageBuild, ctx: &Ctx) -> Result<Action, Error> {
     }
     if d.phase.finished() {
         info!(build = %key(ib), phase = d.phase.as_str(), reason = %d.reason, "build finished");
-        return Ok(Action::await_change());
+        ctx.metrics.set_active(&key(ib), false);
+        return Ok(Action::requeue(Duration::from_secs(ttl(ib).max(1) as u64)));
     }
     // Job events wake us; the timeout (and a missed event) is covered by a timer.
     let left = (limit - elapsed).clamp(1, 60) as u64;
     Ok(Action::requeue(Duration::from_secs(left)))
+}
+
+fn ttl(ib: &ImageBuild) -> i64 {
+    ib.spec
+        .ttl_seconds_after_finished
+        .map(i64::from)
+        .unwrap_or(DEFAULT_TTL)
+}
+
+/// A finished build: once `ttlSecondsAfterFinished` has passed, its Jobs (and so their
+/// Pods) and its workspace go; the ImageBuild and its status stay.
+async fn expire(ib: &ImageBuild, ctx: &Ctx, status: &ImageBuildStatus) -> Result<Action, Error> {
+    let done = status
+        .completion_time
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .unwrap_or_else(|| Timestamp::now().as_second());
+    let left = done + ttl(ib) - Timestamp::now().as_second();
+    if left > 0 {
+        return Ok(Action::requeue(Duration::from_secs(left as u64)));
+    }
+    let ns = ib.namespace().unwrap_or_default();
+    let selector = format!("{}={}", render::LABEL_BUILD, ib.name_any());
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+    let lp = ListParams::default().labels(&selector);
+    let (js, cs) = (jobs.list(&lp).await?, pvcs.list(&lp).await?);
+    if !js.items.is_empty() || !cs.items.is_empty() {
+        info!(build = %key(ib), "ttlSecondsAfterFinished passed: removing its Jobs and workspace");
+    }
+    for j in js.items {
+        delete_job(&jobs, &j.name_any()).await?;
+    }
+    for c in cs.items {
+        delete_pvc(&pvcs, &c.name_any()).await?;
+    }
+    Ok(Action::await_change())
+}
+
+async fn delete_pvc(pvcs: &Api<PersistentVolumeClaim>, name: &str) -> Result<(), Error> {
+    match pvcs.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn record_metrics(
+    ctx: &Ctx,
+    old: &ImageBuildStatus,
+    same_generation: bool,
+    new: &ImageBuildStatus,
+    d: &Decision,
+) {
+    let was_finished =
+        same_generation && matches!(old.phase.as_deref(), Some("Succeeded") | Some("Failed"));
+    if d.phase.finished() && !was_finished {
+        let secs = match (&new.start_time, &new.completion_time) {
+            (Some(s), Some(c)) => Some((c.0.as_second() - s.0.as_second()) as f64),
+            _ => None,
+        };
+        let result = if d.phase == Phase::Succeeded {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        ctx.metrics.build_finished(result, &d.reason, secs);
+    }
+    let old_done: Vec<&str> = if same_generation {
+        old.stages
+            .iter()
+            .filter(|s| s.phase == "Succeeded")
+            .filter_map(|s| s.job.as_deref())
+            .collect()
+    } else {
+        vec![]
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for s in &new.stages {
+        if s.phase != "Succeeded" {
+            continue;
+        }
+        let Some(job) = s.job.as_deref() else {
+            continue;
+        };
+        if old_done.contains(&job) || !seen.insert(job) {
+            continue;
+        }
+        if let (Some(a), Some(b)) = (&s.start_time, &s.completion_time) {
+            ctx.metrics
+                .stage_finished((b.0.as_second() - a.0.as_second()) as f64);
+        }
+    }
 }
 
 async fn delete_job(jobs: &Api<Job>, name: &str) -> Result<(), Error> {

@@ -9,6 +9,7 @@ use slipway_builder::plan::Plan;
 
 mod api;
 mod controller;
+mod metrics;
 mod progress;
 mod render;
 mod schedule;
@@ -40,6 +41,9 @@ enum Cmd {
         /// Log as JSON lines.
         #[arg(long)]
         json_logs: bool,
+        /// Where /metrics, /healthz and /readyz are served.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        metrics_addr: String,
     },
     /// Print the ImageBuild CustomResourceDefinition (the manifest in crds/).
     Crd,
@@ -59,6 +63,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             insecure_registries,
             default_workspace_size,
             json_logs,
+            metrics_addr,
         } => {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -85,7 +90,14 @@ async fn run(cli: Cli) -> Result<(), String> {
                 insecure_registries,
                 default_workspace_size,
             };
-            controller::run(client, settings).await;
+            let metrics = std::sync::Arc::new(metrics::Metrics::default());
+            let served = metrics.clone();
+            tokio::spawn(async move {
+                if let Err(e) = metrics::serve(served, metrics_addr.clone()).await {
+                    tracing::error!("metrics on {metrics_addr}: {e}");
+                }
+            });
+            controller::run(client, settings, metrics).await;
             Ok(())
         }
         Cmd::Crd => {

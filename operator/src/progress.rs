@@ -109,17 +109,18 @@ impl Decision {
     }
 }
 
-/// Why a failed Job failed: the reason its pod reported, else the Job's own.
-fn failure(obs: &JobObs, fallback: &str, what: &str) -> Decision {
+/// Why a failed Job failed: the build's deadline, else the reason its pod reported, else the
+/// Job's own.
+fn failure(obs: &JobObs, fallback: &str, what: &str, timeout: &str) -> Decision {
     match (&obs.result, &obs.state) {
-        (Some(PodResult::Failed { reason, message }), _) => {
-            Decision::new(Phase::Failed, reason.as_str(), message.clone())
-        }
         (_, JobState::Failed { deadline: true, .. }) => Decision::new(
             Phase::Failed,
             "Timeout",
-            format!("{what} ran out of the build's timeout"),
+            format!("{what} was stopped: the build did not finish within its timeout of {timeout}"),
         ),
+        (Some(PodResult::Failed { reason, message }), _) => {
+            Decision::new(Phase::Failed, reason.as_str(), message.clone())
+        }
         (_, JobState::Failed { message, .. }) => {
             Decision::new(Phase::Failed, fallback, format!("{what} failed: {message}"))
         }
@@ -128,7 +129,7 @@ fn failure(obs: &JobObs, fallback: &str, what: &str) -> Decision {
 }
 
 pub fn decide(observed: &Observed, max_parallel: usize, timeout: &str) -> Decision {
-    let mut d = decide_phase(observed, max_parallel);
+    let mut d = decide_phase(observed, max_parallel, timeout);
     d.stages = stage_statuses(observed);
     if observed.timed_out && !d.phase.finished() {
         let mut t = Decision::new(
@@ -142,7 +143,7 @@ pub fn decide(observed: &Observed, max_parallel: usize, timeout: &str) -> Decisi
     d
 }
 
-fn decide_phase(o: &Observed, max_parallel: usize) -> Decision {
+fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
     let Some(prep) = &o.prepare else {
         let mut d = Decision::new(Phase::Pending, "Pending", "creating the prepare Job");
         d.create.push(Create::Prepare);
@@ -156,7 +157,9 @@ fn decide_phase(o: &Observed, max_parallel: usize) -> Decision {
                 "fetching the source, planning, resolving base images",
             );
         }
-        JobState::Failed { .. } => return failure(prep, "SourceFailed", "the prepare step"),
+        JobState::Failed { .. } => {
+            return failure(prep, "SourceFailed", "the prepare step", timeout);
+        }
         JobState::Succeeded => {}
     }
     let Some(graph) = &o.graph else {
@@ -174,7 +177,7 @@ fn decide_phase(o: &Observed, max_parallel: usize) -> Decision {
                 JobState::Succeeded => done.extend(j.stages.iter().copied()),
                 JobState::Running => running += 1,
                 JobState::Failed { .. } => {
-                    return failure(obs, "StageFailed", &format!("stage {}", j.label()));
+                    return failure(obs, "StageFailed", &format!("stage {}", j.label()), timeout);
                 }
             }
         }
@@ -226,7 +229,7 @@ fn decide_phase(o: &Observed, max_parallel: usize) -> Decision {
     };
     match &push.state {
         JobState::Running => Decision::new(Phase::Pushing, "Pushing", "pushing the image"),
-        JobState::Failed { .. } => failure(push, "PushFailed", "the push step"),
+        JobState::Failed { .. } => failure(push, "PushFailed", "the push step", timeout),
         JobState::Succeeded => match &push.result {
             Some(PodResult::Pushed { digest, refs }) => {
                 let reference = refs.first().cloned().unwrap_or_default();
@@ -453,6 +456,19 @@ mod tests {
             message: "DeadlineExceeded".into(),
         }));
         assert_eq!(decide(&o, 1, "1h").reason, "Timeout");
+        // A pod stopped by the deadline reports an exit of its own: the deadline wins.
+        let mut p = obs(JobState::Failed {
+            deadline: true,
+            message: "DeadlineExceeded".into(),
+        });
+        p.result = Some(PodResult::Failed {
+            reason: Reason::SourceFailed,
+            message: "pod exited with 143".into(),
+        });
+        o.prepare = Some(p);
+        let d = decide(&o, 1, "20s");
+        assert_eq!(d.reason, "Timeout");
+        assert!(d.message.contains("20s"), "{}", d.message);
         let mut o = fanout();
         o.stages.insert(0, obs(JobState::Running));
         o.timed_out = true;

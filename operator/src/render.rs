@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
+};
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, KeyToPath,
     NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaim,
@@ -238,7 +240,20 @@ fn job(ib: &ImageBuild, step: &Step, pod: PodSpec, deadline: &Deadline) -> Job {
     Job {
         metadata: meta(ib, name, Some(step)),
         spec: Some(JobSpec {
+            // A failure of the user's step is final; a pod lost to a disruption (eviction,
+            // node pressure, preemption) is replaced without counting; the build's timeout
+            // still bounds it.
             backoff_limit: Some(0),
+            pod_failure_policy: Some(PodFailurePolicy {
+                rules: vec![PodFailurePolicyRule {
+                    action: "Ignore".into(),
+                    on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+                        type_: "DisruptionTarget".into(),
+                        status: Some("True".into()),
+                    }]),
+                    on_exit_codes: None,
+                }],
+            }),
             active_deadline_seconds: deadline.0.map(|d| d.max(1)),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
@@ -654,6 +669,7 @@ mod tests {
                     },
                 ],
                 cache_volume: None,
+                ttl_seconds_after_finished: None,
             },
         );
         ib.metadata.namespace = Some("ns".into());

@@ -75,7 +75,7 @@ else
   fi
   : > "$logf"
   setsid "$op" run --builder-image "$builder" --insecure-registry "$R" \
-    --default-workspace-size 2Gi >>"$logf" 2>&1 < /dev/null &
+    --default-workspace-size 2Gi --metrics-addr 127.0.0.1:18080 >>"$logf" 2>&1 < /dev/null &
   echo $! > "$pidf"
   echo "$want" > "$S/slipway-operator.version"
   for _ in $(seq 60); do

@@ -230,15 +230,19 @@ mod tests {
 
     #[test]
     fn crds_directory_matches_the_code() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../crds/imagebuilds.build.slipway.dev.json"
-        );
-        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(
-            on_disk == crd_json(),
-            "crds/ is out of date: run `cargo run -p slipway-operator -- crd > crds/imagebuilds.build.slipway.dev.json`"
-        );
+        // crds/ for kubectl, and the chart's copy (Helm installs charts/slipway/crds/).
+        for rel in [
+            "/../crds/imagebuilds.build.slipway.dev.json",
+            "/../charts/slipway/crds/imagebuilds.build.slipway.dev.json",
+        ] {
+            let path = format!("{}{rel}", env!("CARGO_MANIFEST_DIR"));
+            let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                on_disk == crd_json(),
+                "{rel} is out of date: run `cargo run -p slipway-operator -- crd` into \
+                 crds/ and charts/slipway/crds/"
+            );
+        }
     }
 
     #[test]

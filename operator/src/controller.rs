@@ -44,7 +44,6 @@ pub struct Ctx {
 
 const DEFAULT_TIMEOUT: &str = "1h";
 const DEFAULT_PARALLEL: usize = 4;
-const DEFAULT_TTL: i64 = 3600;
 
 pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
     let reporter = Reporter {
@@ -61,7 +60,6 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
     let builds = Api::<ImageBuild>::all(client.clone());
     let jobs = Api::<Job>::all(client);
     info!("watching ImageBuilds");
-    metrics.set_ready();
     Controller::new(builds, watcher::Config::default())
         .owns(
             jobs,
@@ -400,18 +398,20 @@ async fn reconcile_build(ib: &ImageBuild, ctx: &Ctx) -> Result<Action, Error> {
     if d.phase.finished() {
         info!(build = %key(ib), phase = d.phase.as_str(), reason = %d.reason, "build finished");
         ctx.metrics.set_active(&key(ib), false);
-        return Ok(Action::requeue(Duration::from_secs(ttl(ib).max(1) as u64)));
+        return Ok(Action::requeue(Duration::from_secs(
+            ttl(ib, &ctx.settings).max(1) as u64,
+        )));
     }
     // Job events wake us; the timeout (and a missed event) is covered by a timer.
     let left = (limit - elapsed).clamp(1, 60) as u64;
     Ok(Action::requeue(Duration::from_secs(left)))
 }
 
-fn ttl(ib: &ImageBuild) -> i64 {
+fn ttl(ib: &ImageBuild, s: &Settings) -> i64 {
     ib.spec
         .ttl_seconds_after_finished
         .map(i64::from)
-        .unwrap_or(DEFAULT_TTL)
+        .unwrap_or(s.default_ttl_seconds)
 }
 
 /// A finished build: once `ttlSecondsAfterFinished` has passed, its Jobs (and so their
@@ -422,7 +422,7 @@ async fn expire(ib: &ImageBuild, ctx: &Ctx, status: &ImageBuildStatus) -> Result
         .as_ref()
         .map(|t| t.0.as_second())
         .unwrap_or_else(|| Timestamp::now().as_second());
-    let left = done + ttl(ib) - Timestamp::now().as_second();
+    let left = done + ttl(ib, &ctx.settings) - Timestamp::now().as_second();
     if left > 0 {
         return Ok(Action::requeue(Duration::from_secs(left as u64)));
     }

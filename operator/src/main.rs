@@ -9,6 +9,7 @@ use slipway_builder::plan::Plan;
 
 mod api;
 mod controller;
+mod leader;
 mod metrics;
 mod progress;
 mod render;
@@ -41,6 +42,18 @@ enum Cmd {
         /// Log as JSON lines.
         #[arg(long)]
         json_logs: bool,
+        /// Seconds after a build finished when its Jobs and workspace are removed, when its
+        /// spec does not say (`ttlSecondsAfterFinished`).
+        #[arg(long, default_value_t = 3600)]
+        default_ttl_seconds: i64,
+        /// Reconcile only while holding a Lease (for more than one replica).
+        #[arg(long)]
+        leader_election: bool,
+        /// The Lease's namespace (default: $POD_NAMESPACE, else `default`).
+        #[arg(long)]
+        lease_namespace: Option<String>,
+        #[arg(long, default_value = "slipway-operator")]
+        lease_name: String,
         /// Where /metrics, /healthz and /readyz are served.
         #[arg(long, default_value = "0.0.0.0:8080")]
         metrics_addr: String,
@@ -64,6 +77,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             default_workspace_size,
             json_logs,
             metrics_addr,
+            default_ttl_seconds,
+            leader_election,
+            lease_namespace,
+            lease_name,
         } => {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -89,6 +106,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 builder_image,
                 insecure_registries,
                 default_workspace_size,
+                default_ttl_seconds,
             };
             let metrics = std::sync::Arc::new(metrics::Metrics::default());
             let served = metrics.clone();
@@ -97,6 +115,17 @@ async fn run(cli: Cli) -> Result<(), String> {
                     tracing::error!("metrics on {metrics_addr}: {e}");
                 }
             });
+            // Ready once connected; with several replicas, all are ready and one reconciles.
+            metrics.set_ready();
+            if leader_election {
+                let ns = lease_namespace
+                    .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                    .unwrap_or_else(|| "default".into());
+                let me = std::env::var("HOSTNAME")
+                    .unwrap_or_else(|_| format!("slipway-operator-{}", std::process::id()));
+                tracing::info!("waiting for lease {ns}/{lease_name} as {me}");
+                leader::acquire(kube::Api::namespaced(client.clone(), &ns), lease_name, me).await;
+            }
             controller::run(client, settings, metrics).await;
             Ok(())
         }

@@ -42,6 +42,8 @@ pub struct Settings {
     /// Registries spoken to over plain HTTP by every build (base images, push).
     pub insecure_registries: Vec<String>,
     pub default_workspace_size: String,
+    /// `ttlSecondsAfterFinished` when a build does not say.
+    pub default_ttl_seconds: i64,
 }
 
 /// Which step of a build an object belongs to.
@@ -683,6 +685,7 @@ mod tests {
             builder_image: "reg:5000/slipway/builder:1".into(),
             insecure_registries: vec![],
             default_workspace_size: "1Gi".into(),
+            default_ttl_seconds: 3600,
         }
     }
 

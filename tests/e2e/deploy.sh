@@ -6,12 +6,13 @@
 #   2. copies the test base images (busybox, golang, node, node-slim: built from Debian
 #      packages by tests/images/build.sh, cached in the engine tier's registry) into
 #      $SLIPWAY_REGISTRY/slipway-test/;
-#   3. installs the CRD (crds/);
-#   4. runs the operator as a local process using KUBECONFIG (PID in the cluster's state
-#      dir, stopped by tests/cluster/down.sh), restarted only when its binary or the builder
-#      image changed; waits until it watches ImageBuilds.
-# Prints `export SLIPWAY_BUILDER_IMAGE=...` for eval. The operator's log:
-# $SLIPWAY_CLUSTER_STATE/logs/slipway-operator.log.
+#   3. installs the CRD (crds/; helm installs it only once, never upgrades it);
+#   4. builds the operator image the same way (static slipway-operator, non-root);
+#   5. builds helm (pinned) from the Go module proxy once, cached under $SLIPWAY_CACHE/tools;
+#   6. installs or upgrades the chart charts/slipway into namespace slipway-system: the
+#      operator runs in-cluster with its least-privilege RBAC; waits until it is ready.
+# Prints `export SLIPWAY_BUILDER_IMAGE=... SLIPWAY_OPERATOR_IMAGE=... SLIPWAY_HELM=...` for eval.
+# Logs: kubectl -n slipway-system logs deploy/slipway-operator. SLIPWAY_HELM_ARGS adds helm flags.
 set -euo pipefail
 : "${KUBECONFIG:?run eval \"\$(tests/cluster/up.sh)\" first}" "${SLIPWAY_REGISTRY:?}"
 here=$(cd "$(dirname "$0")" && pwd)
@@ -58,32 +59,41 @@ done
 kubectl apply -f "$repo/crds/" >&2
 kubectl wait --for=condition=Established crd/imagebuilds.build.slipway.dev --timeout=60s >&2
 
-# 4. The operator.
-cargo build --quiet -p slipway-operator >&2
-op=$CARGO_TARGET_DIR/debug/slipway-operator
-want="$(sha256sum "$op" | cut -c1-16) $builder"
-pidf=$S/pids/slipway-operator.pid
-logf=$S/logs/slipway-operator.log
-mkdir -p "$S/pids" "$S/logs"
-if alive slipway-operator && [[ "$(cat "$S/slipway-operator.version" 2>/dev/null)" == "$want" ]]; then
-  log "the operator is running ($(cat "$pidf"))"
-else
-  if alive slipway-operator; then
-    log "restarting the operator"
-    kill "$(cat "$pidf")"
-    for _ in $(seq 40); do alive slipway-operator || break; sleep 0.25; done
-  fi
-  : > "$logf"
-  setsid "$op" run --builder-image "$builder" --insecure-registry "$R" \
-    --default-workspace-size 2Gi --metrics-addr 127.0.0.1:18080 >>"$logf" 2>&1 < /dev/null &
-  echo $! > "$pidf"
-  echo "$want" > "$S/slipway-operator.version"
-  for _ in $(seq 60); do
-    grep -q "watching ImageBuilds" "$logf" && break
-    alive slipway-operator || { cat "$logf" >&2; echo "the operator exited" >&2; exit 1; }
-    sleep 0.5
-  done
-  grep -q "watching ImageBuilds" "$logf" || { cat "$logf" >&2; echo "the operator did not start" >&2; exit 1; }
-  log "the operator runs ($(cat "$pidf")), log $logf"
+# 4. The operator image: the static slipway-operator on an empty base, non-root.
+opbin=$("$repo/scripts/build-engine.sh" --operator)
+optag=$(cat "$opbin" "$repo/operator/Dockerfile.local" /etc/ssl/certs/ca-certificates.crt | sha256sum | cut -c1-16)
+operator=$R/slipway/operator:$optag
+if ! skopeo inspect --tls-verify=false "docker://$operator" >/dev/null 2>&1; then
+  log "building the operator image $operator"
+  ctx=$(mktemp -d /var/tmp/slipway-operator-ctx.XXXXXX)
+  cp "$opbin" "$ctx/slipway-operator"
+  cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
+  "$engine" build --context "$ctx" --dockerfile "$repo/operator/Dockerfile.local" \
+    --destination "$operator" --insecure-registry "$R" --state-dir "$CACHE/local-builds" >&2
+  rm -rf "$ctx"
 fi
+
+# 5. Helm, pinned, built once from the Go module proxy and cached.
+HELM_VERSION=v3.22.0
+helm=$CACHE/tools/helm-$HELM_VERSION/helm
+if [[ ! -x $helm ]]; then
+  log "building helm $HELM_VERSION from the Go module proxy (once)"
+  mkdir -p "$(dirname "$helm")"
+  (cd /tmp && GOFLAGS=-mod=mod GOBIN=$(dirname "$helm") go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION") >&2
+fi
+
+# 6. The operator, in-cluster, from the chart. An operator an older deploy.sh ran as a local
+# process is stopped first (by its PID).
+if alive slipway-operator; then
+  log "stopping the local-process operator"
+  kill "$(cat "$S/pids/slipway-operator.pid")"; rm -f "$S/pids/slipway-operator.pid"
+fi
+"$helm" upgrade --install slipway "$repo/charts/slipway" --namespace slipway-system --create-namespace \
+  --set image="$operator" --set builderImage="$builder" --set "insecureRegistries={$R}" \
+  --set defaultWorkspaceSize=2Gi --set imagePullPolicy=IfNotPresent \
+  ${SLIPWAY_HELM_ARGS:-} --wait --timeout 180s >&2
+kubectl -n slipway-system rollout status deployment/slipway-operator --timeout=120s >&2
+log "the operator runs in-cluster: $operator"
+echo "export SLIPWAY_HELM=$helm"
+echo "export SLIPWAY_OPERATOR_IMAGE=$operator"
 echo "export SLIPWAY_BUILDER_IMAGE=$builder"

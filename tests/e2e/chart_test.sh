@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The Helm chart (e2e tier): helm lint; the rendered manifests checked (Recreate, non-root,
+# read-only root filesystem, no capabilities, least-privilege RBAC without secrets, leader
+# election with more than one replica); the installed operator's rights checked with
+# `kubectl auth can-i`; two replicas elect one leader through a Lease.
+set -uo pipefail
+: "${KUBECONFIG:?run eval \"\$(tests/cluster/up.sh)\" first}" "${SLIPWAY_REGISTRY:?}"
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "ok - $1"; }
+bad() { fail=$((fail + 1)); echo "not ok - $1"; shift; for l in "$@"; do echo "#   $l"; done; }
+work=$(mktemp -d /var/tmp/slipway-chart.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+if ! exports=$("$here/deploy.sh" 2>"$work/deploy.log"); then
+  bad "deploy.sh installs the chart" "$(tail -20 "$work/deploy.log")"
+  echo "$pass passed, $fail failed"; exit 1
+fi
+eval "$exports"
+helm=$SLIPWAY_HELM
+chart=$repo/charts/slipway
+
+if out=$("$helm" lint "$chart" --set image=x --set builderImage=y 2>&1); then
+  ok "helm lint: $(grep -o '[0-9]* chart(s) linted, [0-9]* chart(s) failed' <<<"$out")"
+else
+  bad "helm lint" "$out"
+fi
+if "$helm" template t "$chart" >/dev/null 2>&1; then
+  bad "the chart refuses to render without image and builderImage"
+else
+  ok "the chart refuses to render without image and builderImage"
+fi
+
+"$helm" template t "$chart" --namespace slipway-system --set image=op:1 --set builderImage=b:1 \
+  --set replicas=2 > "$work/rendered.yaml" 2>&1
+kubectl create --dry-run=client -o json -f "$work/rendered.yaml" > "$work/rendered.json" 2>"$work/kubectl.err" \
+  || bad "the rendered manifests are valid objects" "$(cat "$work/kubectl.err")"
+if out=$(python3 - "$work/rendered.json" <<'PY'
+import json, sys
+data = json.load(open(sys.argv[1]))
+items = data["items"] if data.get("kind") == "List" else [data]
+by_kind = {}
+for i in items:
+    by_kind.setdefault(i["kind"], []).append(i)
+problems = []
+dep = by_kind["Deployment"][0]
+spec = dep["spec"]["template"]["spec"]
+c = spec["containers"][0]
+if dep["spec"]["strategy"]["type"] != "Recreate": problems.append("strategy is not Recreate")
+if not spec["securityContext"].get("runAsNonRoot"): problems.append("not runAsNonRoot")
+sc = c["securityContext"]
+if not sc.get("readOnlyRootFilesystem"): problems.append("root filesystem writable")
+if sc.get("capabilities", {}).get("drop") != ["ALL"]: problems.append("capabilities not dropped")
+if sc.get("allowPrivilegeEscalation") is not False: problems.append("privilege escalation allowed")
+if "--leader-election" not in c["args"]: problems.append("2 replicas without --leader-election")
+rules = [r for role in by_kind["ClusterRole"] + by_kind["Role"] for r in role["rules"]]
+res = {(g, r): set(rule["verbs"]) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]}
+if any(r == "secrets" or r == "*" for _, r in res): problems.append("RBAC names secrets or *")
+if any("*" in v for v in res.values()): problems.append("a * verb")
+want = {("build.slipway.dev", "imagebuilds/status"), ("build.slipway.dev", "imagebuilds/finalizers"),
+        ("batch", "jobs"), ("", "persistentvolumeclaims"), ("", "pods/log"),
+        ("events.k8s.io", "events"), ("coordination.k8s.io", "leases")}
+for w in want:
+    if w not in res: problems.append(f"no rule for {w}")
+if res.get(("", "pods"), set()) - {"get", "list", "watch"}: problems.append("pods not read-only")
+if res.get(("", "pods/log"), set()) - {"get", "list", "watch"}: problems.append("pods/log not read-only")
+print("; ".join(problems) if problems else f"{len(items)} objects, {len(rules)} RBAC rules")
+sys.exit(1 if problems else 0)
+PY
+); then
+  ok "rendered chart: Recreate, non-root, read-only root, caps dropped, RBAC least privilege ($out)"
+else
+  bad "rendered chart" "$out"
+fi
+
+sa=system:serviceaccount:slipway-system:slipway-operator
+rights=""
+for check in "yes create jobs.batch -n default" "yes list pods -n default" "yes get pods/log -n default" \
+             "yes patch imagebuilds.build.slipway.dev/status -n default" "yes create persistentvolumeclaims -n default" \
+             "yes create events.events.k8s.io -n default" "yes update leases.coordination.k8s.io -n slipway-system" \
+             "no get secrets -n default" "no list secrets -n slipway-system" "no delete pods -n default" \
+             "no create pods -n default" "no update leases.coordination.k8s.io -n default"; do
+  read -r want verb what rest <<<"$check"
+  # shellcheck disable=SC2086
+  got=$(kubectl auth can-i "$verb" "$what" $rest --as="$sa" 2>/dev/null)
+  [[ $got == "$want" ]] || rights+="$verb $what $rest: $got (want $want); "
+done
+[[ -z $rights ]] && ok "the installed operator may do what builds need and nothing else (12 kubectl auth can-i checks; no secrets)" \
+  || bad "operator rights" "$rights"
+
+# Two replicas: one holds the Lease and reconciles, the other waits for it.
+SLIPWAY_HELM_ARGS="--set replicas=2" "$here/deploy.sh" >/dev/null 2>"$work/deploy2.log"
+sel=app.kubernetes.io/name=slipway-operator
+leader="" other=""
+for _ in $(seq 60); do
+  pods=$(kubectl -n slipway-system get pods -l "$sel" --field-selector=status.phase=Running -o name | cut -d/ -f2)
+  holder=$(kubectl -n slipway-system get lease slipway-operator -o jsonpath='{.spec.holderIdentity}' 2>/dev/null)
+  if [[ $(grep -c . <<<"$pods") == 2 ]] && grep -qx "$holder" <<<"$pods"; then
+    other=$(grep -vx "$holder" <<<"$pods")
+    if kubectl -n slipway-system logs "$other" 2>/dev/null | grep -q "waiting for lease" &&
+       ! kubectl -n slipway-system logs "$other" 2>/dev/null | grep -q "holding lease" &&
+       kubectl -n slipway-system logs "$holder" 2>/dev/null | grep -q "holding lease"; then
+      leader=$holder; break
+    fi
+  fi
+  sleep 2
+done
+[[ -n $leader ]] && ok "2 replicas: $leader holds the Lease and reconciles, $other waits for it" \
+  || bad "leader election" "pods: $pods" "holder: $holder" "$(tail -5 "$work/deploy2.log")"
+"$here/deploy.sh" >/dev/null 2>"$work/deploy3.log" || bad "back to one replica" "$(tail -5 "$work/deploy3.log")"
+echo "$pass passed, $fail failed"

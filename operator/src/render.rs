@@ -264,6 +264,8 @@ fn job(ib: &ImageBuild, step: &Step, pod: PodSpec, deadline: &Deadline) -> Job {
                 }),
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".into()),
+                    // A stopped build pod has nothing to save: its step reruns from the start.
+                    termination_grace_period_seconds: Some(5),
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     image_pull_secrets: (!ib.spec.pull_secrets.is_empty())

@@ -38,8 +38,14 @@ kubectl create --dry-run=client -o json -f "$work/rendered.yaml" > "$work/render
   || bad "the rendered manifests are valid objects" "$(cat "$work/kubectl.err")"
 if out=$(python3 - "$work/rendered.json" <<'PY'
 import json, sys
-data = json.load(open(sys.argv[1]))
-items = data["items"] if data.get("kind") == "List" else [data]
+# kubectl prints one JSON document per object, one after the other.
+text, items, pos, dec = open(sys.argv[1]).read(), [], 0, json.JSONDecoder()
+while pos < len(text):
+    while pos < len(text) and text[pos].isspace():
+        pos += 1
+    if pos < len(text):
+        obj, pos = dec.raw_decode(text, pos)
+        items.extend(obj["items"] if obj.get("kind") == "List" else [obj])
 by_kind = {}
 for i in items:
     by_kind.setdefault(i["kind"], []).append(i)

@@ -80,6 +80,13 @@ else
   bad "rendered chart" "$out"
 fi
 
+if "$helm" template t "$chart" --set image=op:1 --set builderImage=b:1 --set jsonLogs=true | grep -q -- '- --json-logs' &&
+   ! "$helm" template t "$chart" --set image=op:1 --set builderImage=b:1 | grep -q -- '--json-logs\|--leader-election'; then
+  ok "jsonLogs=true asks for JSON logs; the defaults log as text without leader election"
+else
+  bad "jsonLogs / defaults rendered"
+fi
+
 sa=system:serviceaccount:slipway-system:slipway-operator
 rights=""
 for check in "yes create jobs.batch -n default" "yes list pods -n default" "yes get pods/log -n default" \

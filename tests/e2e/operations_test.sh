@@ -171,12 +171,14 @@ op_ready() { # waits for a ready operator pod other than $1
   done
   return 1
 }
+# (64 MB of random bytes in the last layer keep the push going for a few seconds.)
 inline restarted "$R/e2e/restarted:1" "FROM $BB AS a
 RUN sleep 15 && echo a > /a
 FROM $BB
-COPY --from=a /a /a"
+COPY --from=a /a /a
+RUN head -c 67108864 /dev/urandom > /random"
 killed=()
-for p in Preparing Building; do
+for p in Preparing Building Pushing; do
   if until_phase restarted "$p" 120; then
     old=$(kubectl -n slipway-system get pods -l "$op_sel" -o jsonpath='{.items[0].metadata.name}')
     if [[ $p == Preparing ]]; then  # SIGTERM: a graceful shutdown
@@ -193,7 +195,7 @@ jobs=$(kubectl -n "$ns" get jobs -l build.slipway.dev/build=restarted -o name | 
 digest=$(status restarted '{.status.image.digest}')
 pushed=$(skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$R/e2e/restarted:1" 2>&1)
 pods=$(kubectl -n "$ns" get pods -l build.slipway.dev/build=restarted --no-headers | wc -l)
-if [[ $(phase restarted) == Succeeded && ${#killed[@]} == 2 \
+if [[ $(phase restarted) == Succeeded && ${#killed[@]} == 3 \
       && $jobs == "job.batch/restarted-1-prepare job.batch/restarted-1-push job.batch/restarted-1-s0-a job.batch/restarted-1-s1-1 " \
       && $digest == "$pushed" && $pods == 4 ]]; then
   ok "controller killed while ${killed[*]}: the build finished with one Job per step, one pod each, digest $digest"

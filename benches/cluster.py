@@ -15,7 +15,8 @@ It talks to the API server through `kubectl proxy` (started and stopped here) an
      apiserver_request_total for the resources the operator touches, before and after;
      that counter also holds the Job controller's and kubelet's requests for the same
      resources, so it is an upper bound);
-  4. the same Dockerfiles built with buildah locally in the same run (the peer).
+  4. the same Dockerfiles built with buildah locally in the same run (the peer): the 20
+     concurrent builds' Dockerfiles one after another, and the 6-stage one 3 times.
 """
 import argparse, json, os, re, signal, socket, statistics, subprocess, sys, threading, time
 import urllib.request
@@ -168,6 +169,13 @@ def concurrent(n):
     rss = peak_rss_kb(op[0]) if op else 0
     return ok, wall, cpu, rss, api / n
 
+def buildah_many(n):
+    """The concurrent builds' Dockerfiles, built by buildah one after another on this machine."""
+    t0 = time.time()
+    for i in range(n):
+        buildah_peer(SIX.replace("echo", f"echo {i}"), runs=1)
+    return time.time() - t0
+
 def buildah_peer(dockerfile, runs=3):
     import tempfile
     times = []
@@ -207,6 +215,9 @@ def main():
         ok, wall, cpu, rss, api = concurrent(a.concurrent)
         print(f"{a.concurrent} builds at once (6 stages each): {'all finished' if ok else 'NOT all finished'} in {wall:.1f} s; "
               f"operator CPU {cpu:.2f} s, peak RSS {rss / 1024:.1f} MB; API requests per build <= {api:.0f}")
+        many = buildah_many(a.concurrent)
+        print(f"the same {a.concurrent} Dockerfiles with buildah (bud --jobs 6 + push), one after another: "
+              f"{many:.1f} s; ratio Slipway/buildah {wall / many:.2f}")
         peer = buildah_peer(SIX)
         print(f"the 6-stage Dockerfile: one ImageBuild {d:.0f} s (status start -> completion); "
               f"buildah bud --jobs 6 + push, median of {len(peer)}: {statistics.median(peer):.1f} s; "

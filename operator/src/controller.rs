@@ -114,8 +114,12 @@ fn job_obs(job: &Job) -> JobObs {
     } else {
         JobState::Running
     };
+    // SuccessCriteriaMet and FailureTarget come before completionTime is set: their time
+    // stands in, so a stage's duration is known the first time it is seen done.
     let completion = status.completion_time.or_else(|| {
-        on("Failed")
+        on("Complete")
+            .or(on("SuccessCriteriaMet"))
+            .or(on("Failed"))
             .or(on("FailureTarget"))
             .and_then(|c| c.last_transition_time.clone())
     });

@@ -10,7 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use crate::plan::{self, Base, Plan, PlanOptions};
+use crate::plan::{self, Plan, PlanOptions};
 use crate::registry::Registry;
 use crate::runtime::{self, Container, IN_BIN, IN_WORKSPACE};
 use crate::stage_root::StageRoot;
@@ -180,19 +180,7 @@ async fn pull_all(
     plan: &Plan,
     ws: &Workspace,
 ) -> Result<BTreeMap<String, ImageInfo>, BuildError> {
-    let mut names: BTreeSet<String> = BTreeSet::new();
-    let mut copied: BTreeSet<String> = BTreeSet::new();
-    for s in &plan.stages {
-        if let Base::Image(n) = &s.from
-            && n != "scratch"
-        {
-            names.insert(n.clone());
-        }
-        for i in &s.images {
-            names.insert(i.clone());
-            copied.insert(i.clone());
-        }
-    }
+    let (names, copied) = plan.external_images();
     let pulls = names
         .iter()
         .map(|n| async move { (n.clone(), registry.pull(n).await) });

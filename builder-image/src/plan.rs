@@ -85,6 +85,25 @@ impl Plan {
         self.stages.iter().find(|s| s.index == index)
     }
 
+    /// Every external image the needed stages build on or copy from, and of those the ones
+    /// copied from (`COPY --from=image`, whose trees a build unpacks).
+    pub fn external_images(&self) -> (BTreeSet<String>, BTreeSet<String>) {
+        let mut names = BTreeSet::new();
+        let mut copied = BTreeSet::new();
+        for s in &self.stages {
+            if let Base::Image(n) = &s.from
+                && n != "scratch"
+            {
+                names.insert(n.clone());
+            }
+            for i in &s.images {
+                names.insert(i.clone());
+                copied.insert(i.clone());
+            }
+        }
+        (names, copied)
+    }
+
     /// The stages grouped into linear FROM-chains that can run one after the other in one
     /// container (or Job): a stage joins its FROM parent's chain when nothing else waits on
     /// the parent alone and the stage needs nothing the parent did not. Chains come in plan

@@ -3,12 +3,12 @@
 //! digest (base layers are not downloaded: the kubelet pulls stage pods' images), unpacks the
 //! images stages copy from, and returns the graph of stage Jobs for the controller.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
 
 use crate::graph::{BuildGraph, Reason};
-use crate::plan::{self, Base, PlanOptions};
+use crate::plan::{self, PlanOptions};
 use crate::registry::Registry;
 use crate::source::{self, Inline};
 use crate::workspace::{self, Workspace};
@@ -146,19 +146,7 @@ fn resolve_images(
     ws: &Workspace,
 ) -> Result<BTreeMap<String, workspace::ImageInfo>, PrepareError> {
     let base = fail(Reason::BaseImageNotFound);
-    let mut names = BTreeSet::new();
-    let mut copied = BTreeSet::new();
-    for s in &plan.stages {
-        if let Base::Image(n) = &s.from
-            && n != "scratch"
-        {
-            names.insert(n.clone());
-        }
-        for i in &s.images {
-            names.insert(i.clone());
-            copied.insert(i.clone());
-        }
-    }
+    let (names, copied) = plan.external_images();
     let registry = Registry::new(&opts.insecure_registries, &ws.root.join("blobs"))
         .map_err(fail(Reason::SourceFailed))?;
     let rt = tokio::runtime::Builder::new_current_thread()

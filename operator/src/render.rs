@@ -179,6 +179,40 @@ fn workspace_volume(ib: &ImageBuild) -> Volume {
     }
 }
 
+/// A container running the builder image's own binary (prepare, push).
+fn builder_container(
+    name: &str,
+    s: &Settings,
+    args: Vec<String>,
+    envs: Vec<EnvVar>,
+    mounts: Vec<VolumeMount>,
+    resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+) -> Container {
+    Container {
+        name: name.into(),
+        image: Some(s.builder_image.clone()),
+        command: Some(vec![BUILDER_IN_IMAGE.into()]),
+        args: Some(args),
+        env: Some(envs),
+        volume_mounts: Some(mounts),
+        resources,
+        ..Default::default()
+    }
+}
+
+fn add_pull_auth(
+    ib: &ImageBuild,
+    volumes: &mut Vec<Volume>,
+    mounts: &mut Vec<VolumeMount>,
+    envs: &mut Vec<EnvVar>,
+) {
+    if let Some((v, m, e)) = pull_auth(ib) {
+        volumes.push(v);
+        mounts.push(m);
+        envs.push(e);
+    }
+}
+
 /// The dockerconfigjson pull secrets, one file each, for manifest reads and base blobs.
 fn pull_auth(ib: &ImageBuild) -> Option<(Volume, VolumeMount, EnvVar)> {
     if ib.spec.pull_secrets.is_empty() {
@@ -387,21 +421,8 @@ pub fn prepare_job(ib: &ImageBuild, s: &Settings, deadline: &Deadline) -> Result
     } else {
         return Err("spec.source names no source".into());
     }
-    if let Some((v, m, e)) = pull_auth(ib) {
-        volumes.push(v);
-        mounts.push(m);
-        envs.push(e);
-    }
-    let container = Container {
-        name: "prepare".into(),
-        image: Some(s.builder_image.clone()),
-        command: Some(vec![BUILDER_IN_IMAGE.into()]),
-        args: Some(args),
-        env: Some(envs),
-        volume_mounts: Some(mounts),
-        resources: spec.resources.clone(),
-        ..Default::default()
-    };
+    add_pull_auth(ib, &mut volumes, &mut mounts, &mut envs);
+    let container = builder_container("prepare", s, args, envs, mounts, spec.resources.clone());
     Ok(job(
         ib,
         &Step::Prepare,
@@ -593,20 +614,8 @@ pub fn push_job(ib: &ImageBuild, s: &Settings, node: Option<&str>, deadline: &De
         mounts.push(mount("push-auth", "/.slipway/docker", true));
         envs.push(env("DOCKER_CONFIG", "/.slipway/docker"));
     }
-    if let Some((v, m, e)) = pull_auth(ib) {
-        volumes.push(v);
-        mounts.push(m);
-        envs.push(e);
-    }
-    let container = Container {
-        name: "push".into(),
-        image: Some(s.builder_image.clone()),
-        command: Some(vec![BUILDER_IN_IMAGE.into()]),
-        args: Some(args),
-        env: Some(envs),
-        volume_mounts: Some(mounts),
-        ..Default::default()
-    };
+    add_pull_auth(ib, &mut volumes, &mut mounts, &mut envs);
+    let container = builder_container("push", s, args, envs, mounts, None);
     job(
         ib,
         &Step::Push,

@@ -25,19 +25,27 @@ if [[ -z "${CARGO_TARGET_DIR:-}" ]]; then
   export CARGO_TARGET_DIR="${SLIPWAY_CACHE:-/var/cache/slipway}/cargo-target/$key"
 fi
 
-# 1. The builder image, tagged by the binary's content.
+# local_image BINARY DOCKERFILE NAME: a scratch image of a static binary and the host's CA
+# bundle, built with Slipway's local mode and pushed as $R/slipway/NAME:<content hash>
+# unless the registry has it; prints the reference.
+local_image() {
+  local bin=$1 dockerfile=$2 name=$3 ref ctx
+  ref=$R/slipway/$name:$(cat "$bin" "$dockerfile" /etc/ssl/certs/ca-certificates.crt | sha256sum | cut -c1-16)
+  if ! skopeo inspect --tls-verify=false "docker://$ref" >/dev/null 2>&1; then
+    log "building the $name image $ref"
+    ctx=$(mktemp -d "/var/tmp/slipway-$name-ctx.XXXXXX")
+    cp "$bin" "$ctx/$(basename "$bin")"
+    cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
+    "$engine" build --context "$ctx" --dockerfile "$dockerfile" \
+      --destination "$ref" --insecure-registry "$R" --state-dir "$CACHE/local-builds" >&2
+    rm -rf "$ctx"
+  fi
+  echo "$ref"
+}
+
+# 1. The builder image.
 engine=$("$repo/scripts/build-engine.sh")
-tag=$(cat "$engine" "$repo/builder-image/Dockerfile.local" /etc/ssl/certs/ca-certificates.crt | sha256sum | cut -c1-16)
-builder=$R/slipway/builder:$tag
-if ! skopeo inspect --tls-verify=false "docker://$builder" >/dev/null 2>&1; then
-  log "building the builder image $builder"
-  ctx=$(mktemp -d /var/tmp/slipway-builder-ctx.XXXXXX)
-  cp "$engine" "$ctx/slipway-builder"
-  cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
-  "$engine" build --context "$ctx" --dockerfile "$repo/builder-image/Dockerfile.local" \
-    --destination "$builder" --insecure-registry "$R" --state-dir "$CACHE/local-builds" >&2
-  rm -rf "$ctx"
-fi
+builder=$(local_image "$engine" "$repo/builder-image/Dockerfile.local" builder)
 
 # 2. Base images, from the engine tier's registry (built there when missing or stale).
 repo=$repo source "$repo/tests/engine/lib.sh"
@@ -60,18 +68,7 @@ kubectl apply -f "$repo/crds/" >&2
 kubectl wait --for=condition=Established crd/imagebuilds.build.slipway.dev --timeout=60s >&2
 
 # 4. The operator image: the static slipway-operator on an empty base, non-root.
-opbin=$("$repo/scripts/build-engine.sh" --operator)
-optag=$(cat "$opbin" "$repo/operator/Dockerfile.local" /etc/ssl/certs/ca-certificates.crt | sha256sum | cut -c1-16)
-operator=$R/slipway/operator:$optag
-if ! skopeo inspect --tls-verify=false "docker://$operator" >/dev/null 2>&1; then
-  log "building the operator image $operator"
-  ctx=$(mktemp -d /var/tmp/slipway-operator-ctx.XXXXXX)
-  cp "$opbin" "$ctx/slipway-operator"
-  cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
-  "$engine" build --context "$ctx" --dockerfile "$repo/operator/Dockerfile.local" \
-    --destination "$operator" --insecure-registry "$R" --state-dir "$CACHE/local-builds" >&2
-  rm -rf "$ctx"
-fi
+operator=$(local_image "$("$repo/scripts/build-engine.sh" --operator)" "$repo/operator/Dockerfile.local" operator)
 
 # 5. Helm, pinned, built once from the Go module proxy and cached.
 HELM_VERSION=v3.22.0

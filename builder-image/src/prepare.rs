@@ -53,7 +53,7 @@ fn fail(reason: Reason) -> impl Fn(String) -> PrepareError {
 
 pub fn prepare(opts: &PrepareOptions) -> Result<BuildGraph, PrepareError> {
     let ws = Workspace::new(&opts.workspace);
-    let setup = fail(Reason::SourceFailed);
+    let src = fail(Reason::SourceFailed);
     // A retried pod starts from an empty workspace.
     if let Ok(rd) = fs::read_dir(&ws.root) {
         for e in rd.flatten() {
@@ -66,9 +66,8 @@ pub fn prepare(opts: &PrepareOptions) -> Result<BuildGraph, PrepareError> {
         }
     }
     let context = ws.context();
-    fs::create_dir_all(&context).map_err(|e| setup(format!("{}: {e}", context.display())))?;
+    fs::create_dir_all(&context).map_err(|e| src(format!("{}: {e}", context.display())))?;
 
-    let src = fail(Reason::SourceFailed);
     let context = match &opts.source {
         SourceSpec::Inline(i) => {
             source::write_inline(i, &opts.dockerfile, &context).map_err(&src)?;
@@ -127,12 +126,12 @@ pub fn prepare(opts: &PrepareOptions) -> Result<BuildGraph, PrepareError> {
     for w in &plan.warnings {
         eprintln!("{}: warning: {w}", opts.dockerfile);
     }
-    workspace::write_json(&ws.plan(), &plan).map_err(&setup)?;
-    fs::write(ws.dockerfile(), &text).map_err(|e| setup(format!("Dockerfile: {e}")))?;
+    workspace::write_json(&ws.plan(), &plan).map_err(&src)?;
+    fs::write(ws.dockerfile(), &text).map_err(|e| src(format!("Dockerfile: {e}")))?;
     let [specific, _] = crate::dockerignore::candidates(&context, &df_path);
     if let Ok(t) = fs::read(&specific) {
         fs::write(ws.root.join("Dockerfile.dockerignore"), t)
-            .map_err(|e| setup(format!(".dockerignore: {e}")))?;
+            .map_err(|e| src(format!(".dockerignore: {e}")))?;
     }
 
     let images = resolve_images(opts, &plan, &ws)?;

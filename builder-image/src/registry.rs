@@ -216,6 +216,7 @@ impl Registry {
             .await
             .map_err(|e| Self::err(&r, &format!("{op}: authenticate"), describe(&e)))?;
         let base: Option<Reference> = image.base.as_deref().and_then(|b| b.parse().ok());
+        let mut base_authed = false;
         for (layer, path) in &image.layers {
             let bop = format!("{op}: blob {}", layer.digest);
             let exists = self
@@ -244,16 +245,16 @@ impl Registry {
                 let b = base
                     .as_ref()
                     .ok_or_else(|| Self::err(&r, &bop, "a layer with no file and no base image"))?;
-                self.client
-                    .auth(b, &self.auth(b), RegistryOperation::Pull)
-                    .await
-                    .map_err(|e| {
-                        Self::err(
-                            b,
-                            &format!("pull {}: authenticate", b.whole()),
-                            describe(&e),
-                        )
-                    })?;
+                if !base_authed {
+                    self.client
+                        .auth(b, &self.auth(b), RegistryOperation::Pull)
+                        .await
+                        .map_err(|e| {
+                            let op = format!("pull {}: authenticate", b.whole());
+                            Self::err(b, &op, describe(&e))
+                        })?;
+                    base_authed = true;
+                }
                 fetched = self.fetch_blob(b, &descriptor(layer)).await?;
                 &fetched
             } else {

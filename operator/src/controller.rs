@@ -259,16 +259,21 @@ async fn reconcile_build(ib: &ImageBuild, ctx: &Ctx) -> Result<Action, Error> {
     let claims = pvcs
         .list(&ListParams::default().labels(&format!("{}={name}", render::LABEL_BUILD)))
         .await?;
+    let pvc = render::workspace_pvc(ib, &ctx.settings);
+    let mut have_pvc = false;
     for c in claims.items {
         if c.labels().get(render::LABEL_GENERATION) != Some(&generation.to_string()) {
             delete_pvc(&pvcs, &c.name_any()).await?;
+        } else {
+            have_pvc |= c.metadata.name == pvc.metadata.name;
         }
     }
-    let pvc = render::workspace_pvc(ib, &ctx.settings);
-    match pvcs.create(&PostParams::default(), &pvc).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 409 => {}
-        Err(e) => return Err(e.into()),
+    if !have_pvc {
+        match pvcs.create(&PostParams::default(), &pvc).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
     }
 
     let start = if same_generation {

@@ -301,6 +301,8 @@ fn job(ib: &ImageBuild, step: &Step, pod: PodSpec, deadline: &Deadline) -> Job {
                     // A stopped build pod has nothing to save: its step reruns from the start.
                     termination_grace_period_seconds: Some(5),
                     automount_service_account_token: Some(false),
+                    // uid 0 whatever the image's USER: the engine switches to USER for RUN.
+                    security_context: root(),
                     enable_service_links: Some(false),
                     image_pull_secrets: (!ib.spec.pull_secrets.is_empty())
                         .then(|| ib.spec.pull_secrets.clone()),
@@ -429,7 +431,6 @@ pub fn prepare_job(ib: &ImageBuild, s: &Settings, deadline: &Deadline) -> Result
         PodSpec {
             containers: vec![container],
             volumes: Some(volumes),
-            security_context: root(),
             ..Default::default()
         },
         deadline,
@@ -552,7 +553,6 @@ pub fn stage_job(
             init_containers: Some(vec![init]),
             containers: vec![container],
             volumes: Some(volumes),
-            security_context: root(),
             affinity: pin(node),
             ..Default::default()
         },
@@ -622,7 +622,6 @@ pub fn push_job(ib: &ImageBuild, s: &Settings, node: Option<&str>, deadline: &De
         PodSpec {
             containers: vec![container],
             volumes: Some(volumes),
-            security_context: root(),
             affinity: pin(node),
             ..Default::default()
         },

@@ -22,9 +22,7 @@ stop() { # component
 }
 
 # Control plane and node agents first, so nothing restarts pods while they go.
-# A local-process operator (its PID in pids/, as an older deploy.sh ran it) first; the
-# in-cluster one goes with the cluster.
-for c in slipway-operator kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$c"; done
+for c in kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$c"; done
 
 # Pod sandboxes and containers: kill their tasks, then containerd and the shims it started.
 if [[ -S $CTR_SOCK ]]; then

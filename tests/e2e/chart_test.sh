@@ -7,17 +7,9 @@ set -uo pipefail
 : "${KUBECONFIG:?run eval \"\$(tests/cluster/up.sh)\" first}" "${SLIPWAY_REGISTRY:?}"
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "not ok - $1"; shift; for l in "$@"; do echo "#   $l"; done; }
-work=$(mktemp -d /var/tmp/slipway-chart.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-
-if ! exports=$("$here/deploy.sh" 2>"$work/deploy.log"); then
-  bad "deploy.sh installs the chart" "$(tail -20 "$work/deploy.log")"
-  echo "$pass passed, $fail failed"; exit 1
-fi
-eval "$exports"
+source "$here/lib.sh"
+e2e_work chart
+e2e_deploy "deploy.sh installs the chart"
 helm=$SLIPWAY_HELM
 chart=$repo/charts/slipway
 
@@ -122,4 +114,4 @@ done
 [[ -n $leader ]] && ok "2 replicas: $leader holds the Lease and reconciles, $other waits for it" \
   || bad "leader election" "pods: $pods" "holder: $holder" "$(tail -5 "$work/deploy2.log")"
 "$here/deploy.sh" >/dev/null 2>"$work/deploy3.log" || bad "back to one replica" "$(tail -5 "$work/deploy3.log")"
-echo "$pass passed, $fail failed"
+summary

@@ -57,5 +57,13 @@ else
   bad "an ImageBuild without output.image is refused" "$out"
 fi
 
+out=$(ib bad-timeout "    inline: {dockerfile: \"FROM busybox\"}" "  output: {image: registry.local/app:1}
+  timeout: soon")
+if [[ $? != 0 && $out == *"spec.timeout"* ]]; then
+  ok "an ImageBuild with a timeout that is not a duration is refused: $(grep -o 'spec.timeout[^,]*' <<<"$out" | head -1)"
+else
+  bad "an ImageBuild with timeout: soon is refused" "$out"
+fi
+
 kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1
 echo "$pass passed, $fail failed"

@@ -79,12 +79,7 @@ if [[ ! -x $helm ]]; then
   (cd /tmp && GOFLAGS=-mod=mod GOBIN=$(dirname "$helm") go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION") >&2
 fi
 
-# 6. The operator, in-cluster, from the chart. An operator an older deploy.sh ran as a local
-# process is stopped first (by its PID).
-if alive slipway-operator; then
-  log "stopping the local-process operator"
-  kill "$(cat "$S/pids/slipway-operator.pid")"; rm -f "$S/pids/slipway-operator.pid"
-fi
+# 6. The operator, in-cluster, from the chart.
 "$helm" upgrade --install slipway "$repo/charts/slipway" --namespace slipway-system --create-namespace \
   --set image="$operator" --set builderImage="$builder" --set "insecureRegistries={$R}" \
   --set defaultWorkspaceSize=2Gi --set imagePullPolicy=IfNotPresent \

@@ -11,23 +11,11 @@ source "$repo/tests/cluster/env.sh"   # NODE_IP
 R=$SLIPWAY_REGISTRY
 RO=$NODE_IP:5001            # a read-only registry this test starts on the node's address
 ns=slipway-ops-$$
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "not ok - $1"; shift; for l in "$@"; do echo "#   $l"; done; }
-work=$(mktemp -d /var/tmp/slipway-ops-e2e.XXXXXX)
+source "$here/lib.sh"
+e2e_work ops-e2e
 RO_PID=
-cleanup() {
-  [[ -n $RO_PID ]] && kill "$RO_PID" 2>/dev/null
-  kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-if ! exports=$("$here/deploy.sh" 2>"$work/deploy.log"); then
-  bad "deploy.sh deploys Slipway" "$(tail -20 "$work/deploy.log")"
-  echo "$pass passed, $fail failed"; exit 1
-fi
-eval "$exports"
+cleanup_cmds='[[ -n $RO_PID ]] && kill "$RO_PID" 2>/dev/null; kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1'
+e2e_deploy "deploy.sh deploys Slipway"
 kubectl create namespace "$ns" >/dev/null
 BB=$R/slipway-test/busybox:latest
 
@@ -247,4 +235,4 @@ else
 fi
 [[ $(curl -sf "http://$ip:8080/healthz") == ok && $(curl -sf "http://$ip:8080/readyz") == ok ]] \
   && ok "/healthz and /readyz answer ok" || bad "/healthz, /readyz"
-echo "$pass passed, $fail failed"
+summary

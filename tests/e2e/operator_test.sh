@@ -14,23 +14,11 @@ repo=$(cd "$here/../.." && pwd)
 R=$SLIPWAY_REGISTRY
 NODE_IP=${R%%:*}
 ns=slipway-e2e-$$
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-bad() { fail=$((fail + 1)); echo "not ok - $1"; shift; for l in "$@"; do echo "#   $l"; done; }
-work=$(mktemp -d /var/tmp/slipway-operator-e2e.XXXXXX)
+source "$here/lib.sh"
+e2e_work operator-e2e
 GIT_PID=
-cleanup() {
-  [[ -n $GIT_PID ]] && kill "$GIT_PID" 2>/dev/null
-  kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-if ! exports=$("$here/deploy.sh" 2>"$work/deploy.log"); then
-  bad "deploy.sh deploys Slipway" "$(tail -20 "$work/deploy.log")"
-  echo "$pass passed, $fail failed"; exit 1
-fi
-eval "$exports"
+cleanup_cmds='[[ -n $GIT_PID ]] && kill "$GIT_PID" 2>/dev/null; kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1'
+e2e_deploy "deploy.sh deploys Slipway"
 ok "deploy.sh deploys Slipway (builder image $SLIPWAY_BUILDER_IMAGE)"
 kubectl create namespace "$ns" >/dev/null
 
@@ -249,4 +237,4 @@ if skopeo inspect --tls-verify=false "docker://$R/e2e/never:1" >/dev/null 2>&1; 
 else
   ok "run-fails: nothing was pushed"
 fi
-echo "$pass passed, $fail failed"
+summary

@@ -17,7 +17,8 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use slipway_builder::graph::{BuildGraph, PodResult, Reason};
+use slipway_contract::graph::BuildGraph;
+use slipway_contract::result::{PodResult, Reason};
 use tracing::{info, warn};
 
 use crate::api::{ImageBuild, ImageBuildStatus};
@@ -372,7 +373,8 @@ async fn reconcile_build(ib: &ImageBuild, ctx: &Ctx) -> Result<Action, Error> {
                     &deadline,
                 )
             }
-            Create::Push => render::push_job(ib, &ctx.settings, node.as_deref(), &deadline),
+            Create::Push => render::push_job(ib, &ctx.settings, node.as_deref(), &deadline)
+                .map_err(Error::Invalid)?,
         };
         info!(build = %key(ib), job = ?job.metadata.name, "creating Job");
         create_job(&jobs, job).await?;

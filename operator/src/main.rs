@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use slipway_builder::plan::Plan;
+use slipway_contract::graph::BuildGraph;
+use slipway_frontend::plan::Plan;
 
 mod api;
 mod controller;
@@ -13,7 +14,6 @@ mod leader;
 mod metrics;
 mod progress;
 mod render;
-mod schedule;
 
 #[derive(Parser)]
 #[command(
@@ -138,8 +138,17 @@ async fn run(cli: Cli) -> Result<(), String> {
                 std::fs::read_to_string(&plan).map_err(|e| format!("{}: {e}", plan.display()))?;
             let plan: Plan =
                 serde_json::from_str(&text).map_err(|e| format!("{}: {e}", plan.display()))?;
-            for (n, wave) in schedule::waves(&plan, max_parallel).iter().enumerate() {
-                println!("wave {n}: stages {wave:?}");
+            // Base images are not resolved here; the Jobs and their order do not depend on it.
+            let graph = BuildGraph::new(&plan, &Default::default());
+            for (n, wave) in graph.waves(max_parallel).iter().enumerate() {
+                let jobs: Vec<String> = wave
+                    .iter()
+                    .map(|pos| {
+                        let j = &graph.jobs[*pos];
+                        format!("{} (stages {:?})", j.label(), j.stages)
+                    })
+                    .collect();
+                println!("wave {n}: {}", jobs.join(", "));
             }
             Ok(())
         }

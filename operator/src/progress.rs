@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use slipway_builder::graph::{BuildGraph, PodResult};
+use slipway_contract::graph::BuildGraph;
+use slipway_contract::result::PodResult;
 
 use crate::api::{PushedImage, StageStatus};
 
@@ -188,16 +189,14 @@ fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
         .all(|j| j.stages.iter().all(|s| done.contains(s)));
     if !all_done {
         let mut d = Decision::new(Phase::Building, "Building", "");
-        let mut room = max_parallel.max(1).saturating_sub(running);
-        for (pos, j) in graph.jobs.iter().enumerate() {
-            if room == 0 {
-                break;
-            }
-            if !o.stages.contains_key(&pos) && j.needs.iter().all(|n| done.contains(n)) {
-                d.create.push(Create::Stage(pos));
-                room -= 1;
-            }
-        }
+        let room = max_parallel.max(1).saturating_sub(running);
+        let started: BTreeSet<usize> = o.stages.keys().copied().collect();
+        d.create.extend(
+            graph
+                .ready(&done, &started, room)
+                .into_iter()
+                .map(Create::Stage),
+        );
         let busy: Vec<String> = graph
             .jobs
             .iter()
@@ -333,7 +332,8 @@ pub fn format_duration(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use slipway_builder::graph::{Reason, StageJob};
+    use slipway_contract::graph::StageJob;
+    use slipway_contract::result::Reason;
 
     fn sj(stages: &[usize], name: &str, needs: &[usize]) -> StageJob {
         StageJob {

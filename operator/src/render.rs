@@ -18,7 +18,11 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use sha2::{Digest, Sha256};
-use slipway_builder::graph::StageJob;
+use slipway_contract::graph::StageJob;
+use slipway_contract::pod::{
+    self, InstallArgs, PlanArgs, PodCommand, PrepareArgs, PushArgs, RegistryArgs, StageArgs, paths,
+};
+use slipway_frontend::reference::{Reference, ReferenceError};
 
 use crate::api::ImageBuild;
 
@@ -29,10 +33,6 @@ pub const LABEL_STEP: &str = "build.slipway.dev/step";
 /// Annotations the controller puts on the prepare Job once it has read the pod's result.
 pub const ANNOTATION_GRAPH: &str = "build.slipway.dev/graph";
 pub const ANNOTATION_NODE: &str = "build.slipway.dev/node";
-
-const ENGINE: &str = "/.slipway";
-const WORKSPACE: &str = "/.slipway/workspace";
-const BUILDER_IN_IMAGE: &str = "/slipway-builder";
 
 /// What the controller was started with.
 #[derive(Debug, Clone)]
@@ -191,7 +191,7 @@ fn builder_container(
     Container {
         name: name.into(),
         image: Some(s.builder_image.clone()),
-        command: Some(vec![BUILDER_IN_IMAGE.into()]),
+        command: Some(vec![paths::IN_BUILDER_IMAGE.into()]),
         args: Some(args),
         env: Some(envs),
         volume_mounts: Some(mounts),
@@ -245,8 +245,8 @@ fn pull_auth(ib: &ImageBuild) -> Option<(Volume, VolumeMount, EnvVar)> {
             }),
             ..Default::default()
         },
-        mount("pull-auth", "/.slipway/auth", true),
-        env("SLIPWAY_AUTH_DIR", "/.slipway/auth"),
+        mount("pull-auth", paths::PULL_AUTH, true),
+        env(pod::env::AUTH_DIR, paths::PULL_AUTH),
     ))
 }
 
@@ -258,13 +258,16 @@ fn env(name: &str, value: &str) -> EnvVar {
     }
 }
 
-fn insecure_args(s: &Settings, extra: Option<&str>) -> Vec<String> {
-    s.insecure_registries
-        .iter()
-        .map(String::as_str)
-        .chain(extra)
-        .flat_map(|r| ["--insecure-registry".to_string(), r.to_string()])
-        .collect()
+fn insecure(s: &Settings, extra: Option<&str>) -> RegistryArgs {
+    RegistryArgs {
+        insecure_registries: s
+            .insecure_registries
+            .iter()
+            .map(String::as_str)
+            .chain(extra)
+            .map(String::from)
+            .collect(),
+    }
 }
 
 /// Seconds left of the build's timeout, for `activeDeadlineSeconds`.
@@ -347,39 +350,31 @@ fn root() -> Option<PodSecurityContext> {
 /// The prepare Job: the builder image fetches the source, plans and resolves base images.
 pub fn prepare_job(ib: &ImageBuild, s: &Settings, deadline: &Deadline) -> Result<Job, String> {
     let spec = &ib.spec;
-    let mut args: Vec<String> = vec![
-        "prepare".into(),
-        "--workspace".into(),
-        WORKSPACE.into(),
-        "--dockerfile".into(),
-        spec.dockerfile
-            .clone()
-            .unwrap_or_else(|| "Dockerfile".into()),
-    ];
-    if let Some(t) = &spec.target {
-        args.extend(["--target".into(), t.clone()]);
-    }
-    for a in &spec.build_args {
-        args.extend(["--build-arg".into(), format!("{}={}", a.name, a.value)]);
-    }
-    args.extend(insecure_args(s, None));
     let mut volumes = vec![workspace_volume(ib)];
-    let mut mounts = vec![mount("workspace", WORKSPACE, false)];
+    let mut mounts = vec![mount("workspace", paths::WORKSPACE, false)];
     let mut envs = Vec::new();
     let src = &spec.source;
-    if let Some(i) = &src.inline {
-        args.push("--inline".into());
-        let json = serde_json::json!({"dockerfile": i.dockerfile, "files": i.files});
-        envs.push(env(slipway_builder::source::INLINE_ENV, &json.to_string()));
+    let source = if let Some(i) = &src.inline {
+        let inline = pod::Inline {
+            dockerfile: i.dockerfile.clone(),
+            files: i.files.clone(),
+        };
+        let json = serde_json::to_string(&inline).map_err(|e| e.to_string())?;
+        envs.push(env(pod::env::INLINE_SOURCE, &json));
+        pod::Source::Inline
     } else if let Some(c) = &src.config_map {
         let key = c.key.clone().unwrap_or_else(|| "context.tar.gz".into());
+        let archive = std::path::Path::new(paths::SOURCE_ARCHIVE);
         volumes.push(Volume {
             name: "source".into(),
             config_map: Some(ConfigMapVolumeSource {
                 name: c.name.clone(),
                 items: Some(vec![KeyToPath {
                     key: key.clone(),
-                    path: "context".into(),
+                    path: archive
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
                     mode: None,
                 }]),
                 // A missing ConfigMap or key is reported by the prepare step, not a stuck pod.
@@ -388,22 +383,13 @@ pub fn prepare_job(ib: &ImageBuild, s: &Settings, deadline: &Deadline) -> Result
             }),
             ..Default::default()
         });
-        mounts.push(mount("source", "/.slipway/source", true));
-        args.extend([
-            "--context-tar".into(),
-            "/.slipway/source/context".into(),
-            "--context-tar-name".into(),
-            format!("configMap {}: key {key}", c.name),
-        ]);
+        mounts.push(mount("source", paths::SOURCE, true));
+        pod::Source::ContextTar {
+            path: archive.to_path_buf(),
+            shown: format!("configMap {}: key {key}", c.name),
+        }
     } else if let Some(g) = &src.git {
-        args.extend(["--git-url".into(), g.url.clone()]);
-        if let Some(r) = &g.revision {
-            args.extend(["--git-revision".into(), r.clone()]);
-        }
-        if let Some(d) = &g.context_dir {
-            args.extend(["--git-context-dir".into(), d.clone()]);
-        }
-        if let Some(sec) = &g.secret_ref {
+        let auth_dir = g.secret_ref.as_ref().map(|sec| {
             volumes.push(Volume {
                 name: "git-auth".into(),
                 secret: Some(SecretVolumeSource {
@@ -412,17 +398,41 @@ pub fn prepare_job(ib: &ImageBuild, s: &Settings, deadline: &Deadline) -> Result
                 }),
                 ..Default::default()
             });
-            mounts.push(mount("git-auth", "/.slipway/git-auth", true));
-            args.extend(["--git-auth-dir".into(), "/.slipway/git-auth".into()]);
+            mounts.push(mount("git-auth", paths::GIT_AUTH, true));
+            std::path::PathBuf::from(paths::GIT_AUTH)
+        });
+        pod::Source::Git {
+            url: g.url.clone(),
+            revision: g.revision.clone(),
+            context_dir: g.context_dir.clone(),
+            auth_dir,
         }
     } else if let Some(t) = &src.tarball {
-        args.extend(["--tarball-url".into(), t.url.clone()]);
-        if let Some(h) = &t.sha256 {
-            args.extend(["--tarball-sha256".into(), h.clone()]);
+        pod::Source::Tarball {
+            url: t.url.clone(),
+            sha256: t.sha256.clone(),
         }
     } else {
         return Err("spec.source names no source".into());
-    }
+    };
+    let args = PodCommand::Prepare(PrepareArgs {
+        workspace: paths::WORKSPACE.into(),
+        dockerfile: spec
+            .dockerfile
+            .clone()
+            .unwrap_or_else(|| "Dockerfile".into()),
+        plan: PlanArgs {
+            target: spec.target.clone(),
+            build_args: spec
+                .build_args
+                .iter()
+                .map(|a| format!("{}={}", a.name, a.value))
+                .collect(),
+        },
+        registries: insecure(s, None),
+        source: source.into(),
+    })
+    .to_args();
     add_pull_auth(ib, &mut volumes, &mut mounts, &mut envs);
     let container = builder_container("prepare", s, args, envs, mounts, spec.resources.clone());
     Ok(job(
@@ -448,15 +458,7 @@ pub fn stage_job(
     deadline: &Deadline,
 ) -> Job {
     let step = Step::Stage(pos, sj.label());
-    let mut args: Vec<String> = vec![
-        "stage".into(),
-        "--plan".into(),
-        format!("{WORKSPACE}/plan.json"),
-    ];
-    for i in &sj.stages {
-        args.extend(["--stage".into(), i.to_string()]);
-    }
-    args.extend(["--workspace".into(), WORKSPACE.into()]);
+    let args = PodCommand::Stage(StageArgs::in_pod(sj.stages.clone())).to_args();
     let mut volumes = vec![
         workspace_volume(ib),
         Volume {
@@ -466,16 +468,16 @@ pub fn stage_job(
         },
     ];
     let mut mounts = vec![
-        mount("workspace", WORKSPACE, false),
+        mount("workspace", paths::WORKSPACE, false),
         // The context is read-only to RUN steps, as in the local mode.
         VolumeMount {
             name: "workspace".into(),
-            mount_path: format!("{WORKSPACE}/context"),
+            mount_path: format!("{}/context", paths::WORKSPACE),
             sub_path: Some("context".into()),
             read_only: Some(true),
             ..Default::default()
         },
-        mount("engine", "/.slipway/bin", true),
+        mount("engine", paths::BIN_DIR, true),
     ];
     let wanted: Vec<_> = ib
         .spec
@@ -508,7 +510,7 @@ pub fn stage_job(
             }),
             ..Default::default()
         });
-        mounts.push(mount("secrets", "/.slipway/secrets", true));
+        mounts.push(mount("secrets", paths::SECRETS, true));
     }
     if sj.cache_mounts {
         volumes.push(match &ib.spec.cache_volume {
@@ -526,20 +528,25 @@ pub fn stage_job(
                 ..Default::default()
             },
         });
-        mounts.push(mount("cache", "/.slipway/cache", false));
+        mounts.push(mount("cache", paths::CACHE, false));
     }
     let init = Container {
         name: "engine".into(),
         image: Some(s.builder_image.clone()),
-        command: Some(vec![BUILDER_IN_IMAGE.into()]),
-        args: Some(vec!["install".into(), "/.slipway/bin".into()]),
-        volume_mounts: Some(vec![mount("engine", "/.slipway/bin", false)]),
+        command: Some(vec![paths::IN_BUILDER_IMAGE.into()]),
+        args: Some(
+            PodCommand::Install(InstallArgs {
+                dir: paths::BIN_DIR.into(),
+            })
+            .to_args(),
+        ),
+        volume_mounts: Some(vec![mount("engine", paths::BIN_DIR, false)]),
         ..Default::default()
     };
     let container = Container {
         name: "stage".into(),
         image: Some(sj.image.clone().unwrap_or_else(|| s.builder_image.clone())),
-        command: Some(vec![format!("{ENGINE}/bin/slipway-builder")]),
+        command: Some(vec![paths::BIN.into()]),
         args: Some(args),
         working_dir: Some("/".into()),
         volume_mounts: Some(mounts),
@@ -561,41 +568,31 @@ pub fn stage_job(
 }
 
 /// Every reference the push step writes: `output.image`, then each additional tag.
-pub fn destinations(image: &str, tags: &[String]) -> Vec<String> {
-    let repo = repository_of(image);
-    std::iter::once(image.to_string())
+pub fn destinations(image: &str, tags: &[String]) -> Result<Vec<String>, ReferenceError> {
+    let repo = Reference::parse(image)?.name();
+    Ok(std::iter::once(image.to_string())
         .chain(tags.iter().map(|t| format!("{repo}:{t}")))
-        .collect()
-}
-
-/// `host:port/path/name:tag` without its tag or digest.
-pub fn repository_of(image: &str) -> String {
-    let no_digest = image.split('@').next().unwrap_or(image);
-    match no_digest.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => repo.to_string(),
-        _ => no_digest.to_string(),
-    }
-}
-
-/// The registry host of an image reference, for `insecureRegistry`.
-pub fn registry_of(image: &str) -> String {
-    image.split('/').next().unwrap_or(image).to_string()
+        .collect())
 }
 
 /// The push Job: the builder image with the push secret; nothing of the user's runs in it.
-pub fn push_job(ib: &ImageBuild, s: &Settings, node: Option<&str>, deadline: &Deadline) -> Job {
+pub fn push_job(
+    ib: &ImageBuild,
+    s: &Settings,
+    node: Option<&str>,
+    deadline: &Deadline,
+) -> Result<Job, String> {
     let out = &ib.spec.output;
-    let mut args: Vec<String> = vec!["push".into(), "--workspace".into(), WORKSPACE.into()];
-    for d in destinations(&out.image, &out.additional_tags) {
-        args.extend(["--destination".into(), d]);
-    }
-    let output_registry = registry_of(&out.image);
-    args.extend(insecure_args(
-        s,
-        out.insecure_registry.then_some(output_registry.as_str()),
-    ));
+    let invalid = |e: ReferenceError| format!("spec.output: {e}");
+    let output_registry = Reference::parse(&out.image).map_err(invalid)?.registry;
+    let args = PodCommand::Push(PushArgs {
+        workspace: paths::WORKSPACE.into(),
+        destinations: destinations(&out.image, &out.additional_tags).map_err(invalid)?,
+        registries: insecure(s, out.insecure_registry.then_some(output_registry.as_str())),
+    })
+    .to_args();
     let mut volumes = vec![workspace_volume(ib)];
-    let mut mounts = vec![mount("workspace", WORKSPACE, false)];
+    let mut mounts = vec![mount("workspace", paths::WORKSPACE, false)];
     let mut envs = Vec::new();
     if let Some(p) = &out.push_secret {
         volumes.push(Volume {
@@ -611,12 +608,12 @@ pub fn push_job(ib: &ImageBuild, s: &Settings, node: Option<&str>, deadline: &De
             }),
             ..Default::default()
         });
-        mounts.push(mount("push-auth", "/.slipway/docker", true));
-        envs.push(env("DOCKER_CONFIG", "/.slipway/docker"));
+        mounts.push(mount("push-auth", paths::PUSH_AUTH, true));
+        envs.push(env(pod::env::DOCKER_CONFIG, paths::PUSH_AUTH));
     }
     add_pull_auth(ib, &mut volumes, &mut mounts, &mut envs);
     let container = builder_container("push", s, args, envs, mounts, None);
-    job(
+    Ok(job(
         ib,
         &Step::Push,
         PodSpec {
@@ -626,7 +623,7 @@ pub fn push_job(ib: &ImageBuild, s: &Settings, node: Option<&str>, deadline: &De
             ..Default::default()
         },
         deadline,
-    )
+    ))
 }
 
 #[cfg(test)]
@@ -795,7 +792,7 @@ mod tests {
         );
         assert!(!vols.iter().any(|v| v.name == "secrets"));
 
-        let p = push_job(&ib, &settings(), None, &Deadline(None));
+        let p = push_job(&ib, &settings(), None, &Deadline(None)).expect("renders");
         let pod = p.spec.and_then(|s| s.template.spec).expect("pod");
         let args = pod.containers[0].args.clone().expect("args");
         assert!(
@@ -817,12 +814,27 @@ mod tests {
 
     #[test]
     fn repositories_and_tags() {
-        assert_eq!(repository_of("reg:5000/a/b:1.0"), "reg:5000/a/b");
-        assert_eq!(repository_of("reg:5000/a/b"), "reg:5000/a/b");
-        assert_eq!(repository_of("a/b@sha256:00"), "a/b");
+        let d = |image: &str, tags: &[&str]| {
+            destinations(
+                image,
+                &tags.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+            )
+        };
         assert_eq!(
-            destinations("r/x:1", &["2".into()]),
-            vec!["r/x:1".to_string(), "r/x:2".to_string()]
+            d("reg:5000/a/b:1.0", &["2"]),
+            Ok(vec![
+                "reg:5000/a/b:1.0".to_string(),
+                "reg:5000/a/b:2".to_string()
+            ])
         );
+        // A Docker Hub repository with a namespace: `team` is not a registry host.
+        assert_eq!(
+            d("team/web:1", &["latest"]),
+            Ok(vec![
+                "team/web:1".to_string(),
+                "docker.io/team/web:latest".to_string()
+            ])
+        );
+        assert!(d("Not A Reference", &[]).is_err());
     }
 }

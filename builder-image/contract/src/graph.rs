@@ -1,0 +1,224 @@
+//! The graph of stage Jobs a build runs, and the one scheduler over it.
+//!
+//! The prepare pod computes the graph from the plan and hands it to the controller; the
+//! controller starts Jobs as [`BuildGraph::ready`] says; local mode runs one container per Job
+//! the same way; `slipway-operator schedule` prints [`BuildGraph::waves`]. One function decides
+//! readiness for all three, so they cannot disagree.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use slipway_frontend::plan::{Base, Plan};
+
+/// The stages to run, as Jobs: one per fused FROM-chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildGraph {
+    /// The stage whose image is pushed.
+    pub target: usize,
+    pub jobs: Vec<StageJob>,
+}
+
+/// One stage Job: a chain of stages run one after the other in one pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageJob {
+    /// Stage indices, parent first.
+    pub stages: Vec<usize>,
+    /// The stages' names (`None` for an unnamed stage), in the same order.
+    pub names: Vec<Option<String>>,
+    /// Stages of other Jobs that must be done before this Job starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<usize>,
+    /// The pod's image: the chain's base pinned by digest; `None` for a FROM scratch chain
+    /// (the pod runs the builder image and the engine roots the stage in the workspace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Secret ids its RUN commands mount.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cache_mounts: bool,
+}
+
+impl StageJob {
+    /// The Job's name in status and object names: the last stage's name, or its index.
+    pub fn label(&self) -> String {
+        let last = self.stages.len().saturating_sub(1);
+        match self.names.get(last).cloned().flatten() {
+            Some(n) => n,
+            None => self
+                .stages
+                .get(last)
+                .map(|i| i.to_string())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl BuildGraph {
+    /// The Jobs of a plan whose external images are resolved: `pinned` maps each reference
+    /// as written in the Dockerfile to `registry/repository@sha256:...`.
+    pub fn new(plan: &Plan, pinned: &BTreeMap<String, String>) -> Self {
+        let jobs = plan
+            .fused_chains()
+            .into_iter()
+            .map(|chain| {
+                let stages: Vec<_> = chain.iter().filter_map(|i| plan.stage(*i)).collect();
+                let mut needs: Vec<usize> = stages
+                    .iter()
+                    .flat_map(|s| s.depends_on.iter().copied())
+                    .filter(|d| !chain.contains(d))
+                    .collect();
+                needs.sort();
+                needs.dedup();
+                let mut secrets: Vec<String> =
+                    stages.iter().flat_map(|s| s.secrets.clone()).collect();
+                secrets.sort();
+                secrets.dedup();
+                let image = match stages.first().map(|s| &s.from) {
+                    Some(Base::Image(n)) if n != "scratch" => pinned.get(n).cloned(),
+                    // A chain starts at an image or at a stage of another chain; the latter's
+                    // root image is the pod's image too.
+                    Some(Base::Stage(p)) => {
+                        root_image(plan, *p).and_then(|n| pinned.get(&n).cloned())
+                    }
+                    _ => None,
+                };
+                StageJob {
+                    names: stages.iter().map(|s| s.name.clone()).collect(),
+                    cache_mounts: stages.iter().any(|s| s.cache_mounts),
+                    stages: chain,
+                    needs,
+                    image,
+                    secrets,
+                }
+            })
+            .collect();
+        BuildGraph {
+            target: plan.target_index,
+            jobs,
+        }
+    }
+
+    /// The Jobs (by position) that may start now, in graph order, at most `room` of them: not
+    /// `started` yet, and every stage they need is in `done`.
+    pub fn ready(
+        &self,
+        done: &BTreeSet<usize>,
+        started: &BTreeSet<usize>,
+        room: usize,
+    ) -> Vec<usize> {
+        self.jobs
+            .iter()
+            .enumerate()
+            .filter(|(pos, j)| !started.contains(pos) && j.needs.iter().all(|n| done.contains(n)))
+            .map(|(pos, _)| pos)
+            .take(room)
+            .collect()
+    }
+
+    /// The Jobs (by position) grouped into waves, as the operator would start them if every
+    /// Job of a wave took as long as the others: each wave holds at most `max_parallel` Jobs
+    /// whose needs were done in earlier waves.
+    pub fn waves(&self, max_parallel: usize) -> Vec<Vec<usize>> {
+        let mut done = BTreeSet::new();
+        let mut started = BTreeSet::new();
+        let mut out = Vec::new();
+        loop {
+            let wave = self.ready(&done, &started, max_parallel.max(1));
+            if wave.is_empty() {
+                break; // everything ran, or a need outside the graph: nothing more can start
+            }
+            for pos in &wave {
+                started.insert(*pos);
+                done.extend(self.jobs[*pos].stages.iter().copied());
+            }
+            out.push(wave);
+        }
+        out
+    }
+}
+
+/// The external image at the root of a stage's FROM chain.
+pub fn root_image(plan: &Plan, mut index: usize) -> Option<String> {
+    loop {
+        match &plan.stage(index)?.from {
+            Base::Stage(p) => index = *p,
+            Base::Image(n) if n == "scratch" => return None,
+            Base::Image(n) => return Some(n.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slipway_frontend::plan::{PlanOptions, plan};
+
+    fn pinned(names: &[&str]) -> BTreeMap<String, String> {
+        names
+            .iter()
+            .map(|n| (n.to_string(), format!("{n}@sha256:00")))
+            .collect()
+    }
+
+    #[test]
+    fn jobs_follow_fused_chains_with_pinned_images_and_secrets() {
+        let df = "FROM golang AS base\nFROM base AS build\nRUN --mount=type=secret,id=tok true\n\
+                  FROM build AS test\nRUN --mount=type=cache,target=/c true\n\
+                  FROM scratch AS assets\nCOPY a /a\n\
+                  FROM busybox\nCOPY --from=build /out /\nCOPY --from=assets /a /\n";
+        let p = plan(df, &PlanOptions::default()).expect("plans");
+        let g = BuildGraph::new(&p, &pinned(&["golang", "busybox"]));
+        assert_eq!(g.target, 4);
+        let by_label: BTreeMap<String, &StageJob> = g.jobs.iter().map(|j| (j.label(), j)).collect();
+        assert_eq!(by_label["build"].stages, vec![0, 1]);
+        assert_eq!(by_label["build"].image.as_deref(), Some("golang@sha256:00"));
+        assert_eq!(by_label["build"].secrets, vec!["tok".to_string()]);
+        assert_eq!(by_label["assets"].image, None);
+        assert_eq!(by_label["4"].needs, vec![0, 1, 3]);
+        assert_eq!(by_label["4"].image.as_deref(), Some("busybox@sha256:00"));
+        // The tester is not needed by the target, so it is not planned.
+        assert!(!by_label.contains_key("test"));
+    }
+
+    #[test]
+    fn fused_chains_run_as_one_job_and_waves_count_jobs() {
+        // `a` and `d` are one Job (nothing else waits on `a` alone): 2 waves of Jobs, not the
+        // 3 waves of stages that a stage-level scheduler would print.
+        let df = "FROM busybox AS a\nFROM busybox AS b\nFROM busybox AS c\nFROM a AS d\n\
+                  FROM busybox\nCOPY --from=b /b /\nCOPY --from=c /c /\nCOPY --from=d /d /\n";
+        let p = plan(df, &PlanOptions::default()).expect("plans");
+        let g = BuildGraph::new(&p, &pinned(&["busybox"]));
+        let stages = |wave: &[usize]| -> Vec<Vec<usize>> {
+            wave.iter().map(|pos| g.jobs[*pos].stages.clone()).collect()
+        };
+        let waves = g.waves(4);
+        assert_eq!(waves.len(), 2);
+        assert_eq!(stages(&waves[0]), vec![vec![0, 3], vec![1], vec![2]]);
+        assert_eq!(stages(&waves[1]), vec![vec![4]]);
+        let two = g.waves(2);
+        assert_eq!(two.len(), 3);
+        assert_eq!(stages(&two[0]), vec![vec![0, 3], vec![1]]);
+    }
+
+    #[test]
+    fn ready_respects_needs_started_and_room() {
+        let df = "FROM busybox AS a\nFROM busybox AS b\nFROM busybox\nCOPY --from=a /a /\nCOPY --from=b /b /\n";
+        let p = plan(df, &PlanOptions::default()).expect("plans");
+        let g = BuildGraph::new(&p, &pinned(&["busybox"]));
+        let none = BTreeSet::new();
+        assert_eq!(g.ready(&none, &none, 8), vec![0, 1]);
+        assert_eq!(g.ready(&none, &none, 1), vec![0]);
+        assert_eq!(g.ready(&none, &BTreeSet::from([0]), 8), vec![1]);
+        assert!(
+            g.ready(&BTreeSet::from([0]), &BTreeSet::from([0, 1]), 8)
+                .is_empty()
+        );
+        assert_eq!(
+            g.ready(&BTreeSet::from([0, 1]), &BTreeSet::from([0, 1]), 8),
+            vec![2]
+        );
+    }
+}

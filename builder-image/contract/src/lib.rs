@@ -1,0 +1,16 @@
+//! What Slipway's operator and its build pods say to each other, in one place.
+//!
+//! The operator and the builder image ship separately; this crate is the interface between
+//! them, and both sides compile against it:
+//!
+//! - [`pod`]: how a build pod is started: the paths inside it (`/.slipway/...`), the
+//!   environment it reads, and each subcommand's arguments as clap structs that the operator
+//!   renders with `to_args()` and `slipway-builder` parses.
+//! - [`graph`]: the graph of stage Jobs the prepare pod computes from the plan, and the one
+//!   scheduler over it ([`graph::BuildGraph::ready`], [`graph::BuildGraph::waves`]) used by the
+//!   operator, local mode and `slipway-operator schedule`.
+//! - [`result`]: what each pod reports back (termination message, or a log line when large).
+
+pub mod graph;
+pub mod pod;
+pub mod result;

@@ -1,0 +1,490 @@
+//! How a build pod is started: where things are mounted inside it, the environment variables
+//! it reads, and its arguments. The operator renders these into Jobs (and local mode into runc
+//! containers) with `to_args()`; `slipway-builder` parses the very same clap structs. A path or
+//! flag of this contract is written here and nowhere else.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+use slipway_frontend::plan::PlanOptions;
+
+/// Paths inside a build pod (or a local stage container). Everything of Slipway's lives under
+/// [`paths::ROOT`], which the engine never puts in a layer.
+pub mod paths {
+    /// The engine's own folder; never in a layer.
+    pub const ROOT: &str = "/.slipway";
+    /// The static engine binary's folder (an emptyDir the init container fills).
+    pub const BIN_DIR: &str = "/.slipway/bin";
+    /// Where the builder image keeps the static engine (Dockerfile.local, Dockerfile).
+    pub const IN_BUILDER_IMAGE: &str = "/slipway-builder";
+    /// The engine binary itself, in a stage pod.
+    pub const BIN: &str = "/.slipway/bin/slipway-builder";
+    /// The build's workspace volume.
+    pub const WORKSPACE: &str = "/.slipway/workspace";
+    /// The plan in the workspace, as stage pods read it.
+    pub const PLAN: &str = "/.slipway/workspace/plan.json";
+    /// `RUN --mount=type=cache` directories, by id.
+    pub const CACHE: &str = "/.slipway/cache";
+    /// The secrets a stage's RUN steps mount, one file per id.
+    pub const SECRETS: &str = "/.slipway/secrets";
+    /// Extra CA certificates (local mode: the build's own `SSL_CERT_FILE`).
+    pub const CA_FILE: &str = "/.slipway/ca.pem";
+    /// The pull secrets (dockerconfigjson), one directory per Secret; see [`super::env::AUTH_DIR`].
+    pub const PULL_AUTH: &str = "/.slipway/auth";
+    /// The push secret, as `$DOCKER_CONFIG/config.json`.
+    pub const PUSH_AUTH: &str = "/.slipway/docker";
+    /// A ConfigMap-held context: the folder it is mounted in, and the archive in it.
+    pub const SOURCE: &str = "/.slipway/source";
+    pub const SOURCE_ARCHIVE: &str = "/.slipway/source/context";
+    /// The git credentials (`username`, `password` or `token` files).
+    pub const GIT_AUTH: &str = "/.slipway/git-auth";
+}
+
+/// Environment variables a build pod reads.
+pub mod env {
+    /// Directories of dockerconfigjson files for pulls, `:`-separated.
+    pub const AUTH_DIR: &str = "SLIPWAY_AUTH_DIR";
+    /// An inline source as JSON ([`super::Inline`]).
+    pub const INLINE_SOURCE: &str = "SLIPWAY_INLINE_SOURCE";
+    /// Where the push credentials are (Docker's own variable).
+    pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
+}
+
+/// `spec.source.inline` as the operator passes it (JSON in [`env::INLINE_SOURCE`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inline {
+    pub dockerfile: String,
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+}
+
+/// The subcommands that run in build pods, as the operator starts them.
+// One value per pod start: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum PodCommand {
+    /// A cluster build's first pod: fetch the source into the workspace, plan, resolve the
+    /// base images; report the graph of stage Jobs (termination message and log).
+    Prepare(PrepareArgs),
+    /// Run one stage of a plan, as root, inside the stage's base image (what a stage Job's
+    /// container runs). Writes the stage's layers, result and exports into the workspace.
+    Stage(StageArgs),
+    /// A cluster build's last pod: assemble the image from the workspace and push it.
+    Push(PushArgs),
+    /// Copy this (static) binary into DIR: the init container of a stage pod.
+    Install(InstallArgs),
+}
+
+impl PodCommand {
+    /// The container's argv after the binary: the subcommand and its flags.
+    pub fn to_args(&self) -> Vec<String> {
+        let (name, rest) = match self {
+            PodCommand::Prepare(a) => ("prepare", a.to_args()),
+            PodCommand::Stage(a) => ("stage", a.to_args()),
+            PodCommand::Push(a) => ("push", a.to_args()),
+            PodCommand::Install(a) => ("install", a.to_args()),
+        };
+        std::iter::once(name.to_string()).chain(rest).collect()
+    }
+}
+
+/// `--flag value` pairs for each value.
+fn repeated<'a>(flag: &'a str, values: &'a [String]) -> impl Iterator<Item = String> + 'a {
+    values
+        .iter()
+        .flat_map(move |v| [flag.to_string(), v.clone()])
+}
+
+fn optional(flag: &str, value: &Option<String>) -> Vec<String> {
+    value
+        .iter()
+        .flat_map(|v| [flag.to_string(), v.clone()])
+        .collect()
+}
+
+fn path(p: &std::path::Path) -> String {
+    p.display().to_string()
+}
+
+/// What the Dockerfile is planned with: the target and the build arguments.
+#[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanArgs {
+    /// Stage to build (default: the last one).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// KEY=VALUE, or KEY to take the value from the environment. Repeatable.
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+}
+
+impl PlanArgs {
+    /// The planner's options: `--build-arg K=V`, and a bare `K` takes its value from the
+    /// environment (or is dropped), as `docker build` does.
+    pub fn to_options(&self) -> PlanOptions {
+        PlanOptions {
+            target: self.target.clone(),
+            build_args: self
+                .build_args
+                .iter()
+                .filter_map(|a| match a.split_once('=') {
+                    Some((k, v)) => Some((k.to_string(), v.to_string())),
+                    None => std::env::var(a).ok().map(|v| (a.clone(), v)),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = optional("--target", &self.target);
+        a.extend(repeated("--build-arg", &self.build_args));
+        a
+    }
+}
+
+/// Registries spoken to over plain HTTP.
+#[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryArgs {
+    /// A registry spoken to over plain HTTP (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+}
+
+impl RegistryArgs {
+    pub fn to_args(&self) -> Vec<String> {
+        repeated("--insecure-registry", &self.insecure_registries).collect()
+    }
+}
+
+/// Where a cluster build's context comes from: exactly one of these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Files from the ImageBuild itself, as JSON in [`env::INLINE_SOURCE`].
+    Inline,
+    /// A tar(.gz) file (a mounted ConfigMap key); `shown` names it in errors.
+    ContextTar { path: PathBuf, shown: String },
+    /// An https tarball, checked against its sha256 when one is given.
+    Tarball { url: String, sha256: Option<String> },
+    /// A git repository at a revision, optionally a folder of it, with credentials from a
+    /// folder of `username`/`password`/`token` files.
+    Git {
+        url: String,
+        revision: Option<String>,
+        context_dir: Option<String>,
+        auth_dir: Option<PathBuf>,
+    },
+}
+
+/// The source flags of `prepare`; clap holds them to exactly one source.
+#[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
+#[group(skip)]
+#[command(group(
+    clap::ArgGroup::new("source")
+        .required(true)
+        .multiple(false)
+        .args(["inline", "context_tar", "tarball_url", "git_url"])
+))]
+pub struct SourceArgs {
+    /// The context is inline: JSON {dockerfile, files} in $SLIPWAY_INLINE_SOURCE.
+    #[arg(long)]
+    pub inline: bool,
+    /// The context is this tar(.gz) file (a mounted ConfigMap key).
+    #[arg(long)]
+    pub context_tar: Option<PathBuf>,
+    /// How to name the tar file in errors.
+    #[arg(long, default_value = "the context archive", requires = "context_tar")]
+    pub context_tar_name: String,
+    /// The context is this https tarball.
+    #[arg(long)]
+    pub tarball_url: Option<String>,
+    #[arg(long, requires = "tarball_url")]
+    pub tarball_sha256: Option<String>,
+    /// The context is this git repository.
+    #[arg(long)]
+    pub git_url: Option<String>,
+    #[arg(long, requires = "git_url")]
+    pub git_revision: Option<String>,
+    #[arg(long, requires = "git_url")]
+    pub git_context_dir: Option<String>,
+    /// A directory with username and password (or token) files for git over https.
+    #[arg(long, requires = "git_url")]
+    pub git_auth_dir: Option<PathBuf>,
+}
+
+const DEFAULT_TAR_NAME: &str = "the context archive";
+
+impl SourceArgs {
+    /// The one source the flags name (`None` only for flags clap would have refused).
+    pub fn source(&self) -> Option<Source> {
+        if self.inline {
+            Some(Source::Inline)
+        } else if let Some(path) = &self.context_tar {
+            Some(Source::ContextTar {
+                path: path.clone(),
+                shown: self.context_tar_name.clone(),
+            })
+        } else if let Some(url) = &self.tarball_url {
+            Some(Source::Tarball {
+                url: url.clone(),
+                sha256: self.tarball_sha256.clone(),
+            })
+        } else {
+            self.git_url.as_ref().map(|url| Source::Git {
+                url: url.clone(),
+                revision: self.git_revision.clone(),
+                context_dir: self.git_context_dir.clone(),
+                auth_dir: self.git_auth_dir.clone(),
+            })
+        }
+    }
+
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        match self.source() {
+            None => {}
+            Some(Source::Inline) => a.push("--inline".to_string()),
+            Some(Source::ContextTar { path: p, shown }) => {
+                a.extend(["--context-tar".to_string(), path(&p)]);
+                if shown != DEFAULT_TAR_NAME {
+                    a.extend(["--context-tar-name".to_string(), shown]);
+                }
+            }
+            Some(Source::Tarball { url, sha256 }) => {
+                a.extend(["--tarball-url".to_string(), url]);
+                a.extend(optional("--tarball-sha256", &sha256));
+            }
+            Some(Source::Git {
+                url,
+                revision,
+                context_dir,
+                auth_dir,
+            }) => {
+                a.extend(["--git-url".to_string(), url]);
+                a.extend(optional("--git-revision", &revision));
+                a.extend(optional("--git-context-dir", &context_dir));
+                a.extend(optional("--git-auth-dir", &auth_dir.as_deref().map(path)));
+            }
+        }
+        a
+    }
+}
+
+impl From<Source> for SourceArgs {
+    fn from(s: Source) -> Self {
+        let mut a = SourceArgs {
+            context_tar_name: DEFAULT_TAR_NAME.into(),
+            ..Default::default()
+        };
+        match s {
+            Source::Inline => a.inline = true,
+            Source::ContextTar { path, shown } => {
+                a.context_tar = Some(path);
+                a.context_tar_name = shown;
+            }
+            Source::Tarball { url, sha256 } => {
+                a.tarball_url = Some(url);
+                a.tarball_sha256 = sha256;
+            }
+            Source::Git {
+                url,
+                revision,
+                context_dir,
+                auth_dir,
+            } => {
+                a.git_url = Some(url);
+                a.git_revision = revision;
+                a.git_context_dir = context_dir;
+                a.git_auth_dir = auth_dir;
+            }
+        }
+        a
+    }
+}
+
+/// `slipway-builder prepare`.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct PrepareArgs {
+    #[arg(long)]
+    pub workspace: PathBuf,
+    /// The Dockerfile's path in the context.
+    #[arg(long, default_value = "Dockerfile")]
+    pub dockerfile: String,
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    #[command(flatten)]
+    pub registries: RegistryArgs,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+impl PrepareArgs {
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = vec![
+            "--workspace".to_string(),
+            path(&self.workspace),
+            "--dockerfile".to_string(),
+            self.dockerfile.clone(),
+        ];
+        a.extend(self.plan.to_args());
+        a.extend(self.registries.to_args());
+        a.extend(self.source.to_args());
+        a
+    }
+}
+
+/// `slipway-builder stage`.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct StageArgs {
+    #[arg(long)]
+    pub plan: PathBuf,
+    /// The stage's index in the Dockerfile; repeat for a FROM-chain run in one go.
+    #[arg(long = "stage", required = true)]
+    pub stages: Vec<usize>,
+    #[arg(long)]
+    pub workspace: PathBuf,
+}
+
+impl StageArgs {
+    /// A chain of stages as a build pod runs it: the plan and workspace at their pod paths.
+    pub fn in_pod(stages: Vec<usize>) -> Self {
+        StageArgs {
+            plan: PathBuf::from(paths::PLAN),
+            stages,
+            workspace: PathBuf::from(paths::WORKSPACE),
+        }
+    }
+
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = vec!["--plan".to_string(), path(&self.plan)];
+        a.extend(
+            self.stages
+                .iter()
+                .flat_map(|i| ["--stage".to_string(), i.to_string()]),
+        );
+        a.extend(["--workspace".to_string(), path(&self.workspace)]);
+        a
+    }
+}
+
+/// `slipway-builder push`.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct PushArgs {
+    #[arg(long)]
+    pub workspace: PathBuf,
+    #[arg(long = "destination", short = 'd', required = true)]
+    pub destinations: Vec<String>,
+    #[command(flatten)]
+    pub registries: RegistryArgs,
+}
+
+impl PushArgs {
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = vec!["--workspace".to_string(), path(&self.workspace)];
+        a.extend(repeated("--destination", &self.destinations));
+        a.extend(self.registries.to_args());
+        a
+    }
+}
+
+/// `slipway-builder install DIR`.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct InstallArgs {
+    pub dir: PathBuf,
+}
+
+impl InstallArgs {
+    pub fn to_args(&self) -> Vec<String> {
+        vec![path(&self.dir)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(subcommand)]
+        command: PodCommand,
+    }
+
+    /// What the operator renders is what the binary parses back, field for field.
+    fn round_trip(c: PodCommand) {
+        let argv = std::iter::once("slipway-builder".to_string()).chain(c.to_args());
+        let parsed = Cli::try_parse_from(argv).expect("parses").command;
+        assert_eq!(parsed, c);
+    }
+
+    fn prepare(source: Source) -> PodCommand {
+        PodCommand::Prepare(PrepareArgs {
+            workspace: PathBuf::from(paths::WORKSPACE),
+            dockerfile: "build/Dockerfile".into(),
+            plan: PlanArgs {
+                target: Some("runtime".into()),
+                build_args: vec!["A=1".into(), "B=x=y".into()],
+            },
+            registries: RegistryArgs {
+                insecure_registries: vec!["reg:5000".into()],
+            },
+            source: source.into(),
+        })
+    }
+
+    #[test]
+    fn every_pod_command_round_trips() {
+        round_trip(prepare(Source::Inline));
+        round_trip(prepare(Source::ContextTar {
+            path: PathBuf::from(paths::SOURCE_ARCHIVE),
+            shown: "configMap web: key context.tar".into(),
+        }));
+        round_trip(prepare(Source::Tarball {
+            url: "https://example.invalid/c.tgz".into(),
+            sha256: Some("ab".into()),
+        }));
+        round_trip(prepare(Source::Git {
+            url: "git://10.0.0.1/repo".into(),
+            revision: Some("v1".into()),
+            context_dir: Some("app".into()),
+            auth_dir: Some(PathBuf::from(paths::GIT_AUTH)),
+        }));
+        round_trip(PodCommand::Stage(StageArgs::in_pod(vec![0, 1])));
+        round_trip(PodCommand::Push(PushArgs {
+            workspace: PathBuf::from(paths::WORKSPACE),
+            destinations: vec![
+                "reg:5000/team/web:1".into(),
+                "reg:5000/team/web:latest".into(),
+            ],
+            registries: RegistryArgs::default(),
+        }));
+        round_trip(PodCommand::Install(InstallArgs {
+            dir: PathBuf::from(paths::BIN_DIR),
+        }));
+    }
+
+    #[test]
+    fn prepare_takes_exactly_one_source() {
+        let two = [
+            "b",
+            "prepare",
+            "--workspace",
+            "/w",
+            "--inline",
+            "--git-url",
+            "git://x/y",
+        ];
+        assert!(Cli::try_parse_from(two).is_err());
+        assert!(Cli::try_parse_from(["b", "prepare", "--workspace", "/w"]).is_err());
+    }
+
+    #[test]
+    fn the_binary_lives_in_the_bin_dir() {
+        assert_eq!(
+            std::path::Path::new(paths::BIN).parent(),
+            Some(std::path::Path::new(paths::BIN_DIR))
+        );
+        assert!(paths::PLAN.starts_with(paths::WORKSPACE));
+        assert!(paths::SOURCE_ARCHIVE.starts_with(paths::SOURCE));
+    }
+}

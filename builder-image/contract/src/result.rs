@@ -1,0 +1,113 @@
+//! What build pods hand the controller, without any API access of their own: each pod's
+//! result as one small JSON document in its termination message, or on a prefixed line of
+//! its log when it is over Kubernetes' 4 KiB limit (Tekton's "results from sidecar logs").
+//! The prepare pod reports the stage graph, a stage pod its layers or its failure, the push
+//! pod the digest. The operator reads these types; the builder writes them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::graph::BuildGraph;
+
+/// Where Kubernetes reads a container's termination message, and its size limit.
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+pub const TERMINATION_LIMIT: usize = 4096;
+/// The line prefix of the result in the pod log, for results over the limit.
+pub const LOG_PREFIX: &str = "slipway-result: ";
+
+/// Why a build pod failed, as the ImageBuild's `Succeeded` condition says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reason {
+    SourceFailed,
+    InvalidDockerfile,
+    BaseImageNotFound,
+    StageFailed,
+    PushFailed,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::SourceFailed => "SourceFailed",
+            Reason::InvalidDockerfile => "InvalidDockerfile",
+            Reason::BaseImageNotFound => "BaseImageNotFound",
+            Reason::StageFailed => "StageFailed",
+            Reason::PushFailed => "PushFailed",
+        }
+    }
+}
+
+/// A build pod's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PodResult {
+    /// The prepare pod: the Jobs to run.
+    Graph(BuildGraph),
+    /// A stage pod that finished its chain.
+    Stage {
+        layers: usize,
+    },
+    /// The push pod: the manifest digest, pushed to every reference.
+    Pushed {
+        digest: String,
+        refs: Vec<String>,
+    },
+    Failed {
+        reason: Reason,
+        message: String,
+    },
+}
+
+impl PodResult {
+    /// Writes the result where Kubernetes reads it; a result over the size limit goes to
+    /// the log instead (the controller then reads the log). Outside a pod this is a no-op
+    /// apart from the log line.
+    pub fn report(&self) {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        println!("{LOG_PREFIX}{json}");
+        let path = std::path::Path::new(TERMINATION_LOG);
+        if path.exists() {
+            let text = if json.len() <= TERMINATION_LIMIT {
+                json
+            } else {
+                serde_json::json!({"inLog": true}).to_string()
+            };
+            let _ = std::fs::write(path, text);
+        }
+    }
+
+    /// Reads a result from a termination message, or from the pod log's last result line.
+    pub fn parse(text: &str) -> Option<PodResult> {
+        if let Ok(r) = serde_json::from_str(text.trim()) {
+            return Some(r);
+        }
+        text.lines()
+            .rev()
+            .find_map(|l| l.strip_prefix(LOG_PREFIX))
+            .and_then(|j| serde_json::from_str(j).ok())
+    }
+
+    /// Whether the termination message says to read the log.
+    pub fn in_log(text: &str) -> bool {
+        serde_json::from_str::<serde_json::Value>(text.trim())
+            .is_ok_and(|v| v.get("inLog").is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_round_trip_through_message_and_log() {
+        let r = PodResult::Failed {
+            reason: Reason::StageFailed,
+            message: "stage \"build\" (#1): Dockerfile:5: RUN x: exit code 3".into(),
+        };
+        let json = serde_json::to_string(&r).expect("json");
+        assert_eq!(PodResult::parse(&json), Some(r.clone()));
+        let log = format!("noise\n{LOG_PREFIX}{json}\nmore noise\n");
+        assert_eq!(PodResult::parse(&log), Some(r));
+        assert!(PodResult::in_log(r#"{"inLog":true}"#));
+        assert_eq!(PodResult::parse("garbage"), None);
+    }
+}

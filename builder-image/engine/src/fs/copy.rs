@@ -1,0 +1,316 @@
+//! Writing COPY/ADD sources into a stage's tree. Every path written is recorded, so the layer
+//! is made from that list without walking the filesystem. Destinations are resolved inside the
+//! root (a `/lib -> usr/lib` link in the image is followed there, never out of it).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use filetime::FileTime;
+
+use crate::fs::unpack::scoped_path;
+use slipway_frontend::dockerignore::Matcher;
+
+/// Who owns what a COPY writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// `--chown`, or 0:0 for context files (Docker's rule).
+    Set(u32, u32),
+    /// Keep the source's owner (COPY --from a stage or an image).
+    Keep,
+}
+
+impl Owner {
+    /// The owner of what a copy makes itself (missing parents, inline files): the `--chown`
+    /// owner, else root.
+    pub fn of_new(self) -> (u32, u32) {
+        match self {
+            Owner::Set(u, g) => (u, g),
+            Owner::Keep => (0, 0),
+        }
+    }
+}
+
+pub struct CopyOptions<'a> {
+    pub owner: Owner,
+    /// `--chmod`, applied to every file and directory copied.
+    pub chmod: Option<u32>,
+    /// `.dockerignore`, with the (canonical) context it is relative to.
+    pub ignore: Option<(&'a Matcher, &'a Path)>,
+}
+
+/// The paths one COPY/ADD wrote, relative to the root, as they really are in it.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub paths: BTreeSet<String>,
+}
+
+impl Written {
+    pub fn record(&mut self, root: &Path, p: &Path) {
+        if let Ok(rel) = p.strip_prefix(root) {
+            let s = rel.to_string_lossy().into_owned();
+            if !s.is_empty() {
+                self.paths.insert(s);
+            }
+        }
+    }
+}
+
+fn chown(p: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    nix::unistd::fchownat(
+        nix::fcntl::AT_FDCWD,
+        p,
+        Some(uid.into()),
+        Some(gid.into()),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Creates the missing directories of `abs_dir` (inside `root`) with mode 0755 and the owner.
+pub fn make_dirs(
+    root: &Path,
+    dest_rel: &str,
+    owner: (u32, u32),
+    out: &mut Written,
+) -> io::Result<PathBuf> {
+    let mut cur = PathBuf::new();
+    let mut real = root.to_path_buf();
+    for part in dest_rel.split('/').filter(|p| !p.is_empty()) {
+        cur.push(part);
+        // Follow a symlink at this level too (a directory link in the image).
+        let resolved = crate::stage::exports::resolve_in_root(root, &cur.to_string_lossy())?;
+        if resolved.is_dir() {
+            real = resolved;
+            continue;
+        }
+        // Not a directory: whatever is at this very name (a file, a dangling link) goes.
+        real = scoped_path(root, &cur)?;
+        if fs::symlink_metadata(&real).is_ok() {
+            fs::remove_file(&real)?;
+        }
+        fs::create_dir(&real)?;
+        fs::set_permissions(&real, fs::Permissions::from_mode(0o755))?;
+        chown(&real, owner.0, owner.1)?;
+        out.record(root, &real);
+        cur = real.strip_prefix(root).unwrap_or(&cur).to_path_buf();
+    }
+    Ok(real)
+}
+
+fn ids(opts: &CopyOptions, m: &fs::Metadata) -> (u32, u32) {
+    match opts.owner {
+        Owner::Set(u, g) => (u, g),
+        Owner::Keep => (m.uid(), m.gid()),
+    }
+}
+
+/// Copies one entry (not recursing) from `src` to `dst`, replacing what is in the way.
+fn copy_entry(src: &Path, dst: &Path, opts: &CopyOptions) -> io::Result<bool> {
+    let m = fs::symlink_metadata(src)?;
+    let ft = m.file_type();
+    let existing = fs::symlink_metadata(dst).ok();
+    if let Some(e) = &existing
+        && !(e.is_dir() && ft.is_dir())
+    {
+        if e.is_dir() {
+            fs::remove_dir_all(dst)?;
+        } else {
+            fs::remove_file(dst)?;
+        }
+    }
+    let (uid, gid) = ids(opts, &m);
+    let mode = opts.chmod.unwrap_or(m.mode() & 0o7777);
+    if ft.is_dir() {
+        if !dst.is_dir() {
+            fs::create_dir(dst)?;
+        }
+    } else if ft.is_symlink() {
+        symlink(fs::read_link(src)?, dst)?;
+        chown(dst, uid, gid)?;
+        let t = FileTime::from_last_modification_time(&m);
+        filetime::set_symlink_file_times(dst, t, t)?;
+        return Ok(true);
+    } else if ft.is_file() {
+        fs::copy(src, dst)?;
+    } else {
+        return Ok(false); // sockets, fifos and devices are not copied from a context
+    }
+    chown(dst, uid, gid)?;
+    fs::set_permissions(dst, fs::Permissions::from_mode(mode))?;
+    let t = FileTime::from_last_modification_time(&m);
+    filetime::set_file_times(dst, t, t)?;
+    Ok(true)
+}
+
+/// Copies `src` (a file, or a directory whose contents go into `dst`) to the absolute
+/// in-image path `dest`, creating missing parents.
+pub fn copy_source(
+    root: &Path,
+    src: &Path,
+    is_dir: bool,
+    dest: &str,
+    opts: &CopyOptions,
+    out: &mut Written,
+) -> io::Result<()> {
+    let parent_owner = opts.owner.of_new();
+    let dest_rel = dest.trim_start_matches('/');
+    if is_dir {
+        let dir = make_dirs(root, dest_rel, parent_owner, out)?;
+        // The top directory takes the source's metadata only when the COPY made it.
+        copy_children(root, src, &dir, opts, out)
+    } else {
+        let (parent, name) = match dest_rel.rsplit_once('/') {
+            Some((p, n)) => (p, n),
+            None => ("", dest_rel),
+        };
+        let dir = make_dirs(root, parent, parent_owner, out)?;
+        let dst = dir.join(name);
+        if copy_entry(src, &dst, opts)? {
+            out.record(root, &dst);
+        }
+        Ok(())
+    }
+}
+
+fn ignored(opts: &CopyOptions, src: &Path) -> bool {
+    let Some((m, ctx)) = opts.ignore else {
+        return false;
+    };
+    match src.strip_prefix(ctx) {
+        Ok(rel) => m.matches_or_parent_matches(&rel.to_string_lossy()),
+        Err(_) => false,
+    }
+}
+
+fn copy_children(
+    root: &Path,
+    src_dir: &Path,
+    dst_dir: &Path,
+    opts: &CopyOptions,
+    out: &mut Written,
+) -> io::Result<()> {
+    let mut names: Vec<_> = fs::read_dir(src_dir)?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    for n in names {
+        let s = src_dir.join(&n);
+        if ignored(opts, &s) {
+            continue;
+        }
+        let d = dst_dir.join(&n);
+        if copy_entry(&s, &d, opts)? {
+            out.record(root, &d);
+            if fs::symlink_metadata(&s)?.is_dir() {
+                copy_children(root, &s, &d, opts, out)?;
+                // Writing children moved the directory's mtime: put the source's back.
+                let t = FileTime::from_last_modification_time(&fs::metadata(&s)?);
+                filetime::set_file_times(&d, t, t)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes an inline file (a COPY heredoc, a downloaded URL) at `dest` with `mode`.
+pub fn write_file(
+    root: &Path,
+    dest: &str,
+    data: &[u8],
+    mode: u32,
+    owner: (u32, u32),
+    mtime: Option<FileTime>,
+    out: &mut Written,
+) -> io::Result<()> {
+    let dest_rel = dest.trim_start_matches('/');
+    let (parent, name) = match dest_rel.rsplit_once('/') {
+        Some((p, n)) => (p, n),
+        None => ("", dest_rel),
+    };
+    let dir = make_dirs(root, parent, owner, out)?;
+    let dst = dir.join(name);
+    if let Ok(m) = fs::symlink_metadata(&dst) {
+        if m.is_dir() {
+            fs::remove_dir_all(&dst)?;
+        } else {
+            fs::remove_file(&dst)?;
+        }
+    }
+    fs::write(&dst, data)?;
+    chown(&dst, owner.0, owner.1)?;
+    fs::set_permissions(&dst, fs::Permissions::from_mode(mode))?;
+    if let Some(t) = mtime {
+        filetime::set_file_times(&dst, t, t)?;
+    }
+    out.record(root, &dst);
+    Ok(())
+}
+
+/// `--chmod`: octal digits (symbolic modes are not supported yet).
+pub fn parse_chmod(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("invalid --chmod={s}: only octal modes such as 0755 are supported"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chmod_octal_only() {
+        assert_eq!(parse_chmod("755"), Ok(0o755));
+        assert_eq!(parse_chmod("0640"), Ok(0o640));
+        assert!(parse_chmod("u+x").is_err());
+        assert!(parse_chmod("17777").is_err());
+    }
+
+    #[test]
+    fn copies_record_what_they_write() {
+        let ctx = tempfile::tempdir().expect("tmp");
+        let root = tempfile::tempdir().expect("tmp");
+        let c = ctx.path();
+        fs::create_dir_all(c.join("src/sub")).expect("mkdir");
+        fs::write(c.join("src/a.txt"), "a").expect("w");
+        fs::write(c.join("src/sub/b.txt"), "b").expect("w");
+        fs::write(c.join("src/skip.log"), "x").expect("w");
+        symlink("a.txt", c.join("src/link")).expect("ln");
+        // The image has /lib -> usr/lib.
+        fs::create_dir_all(root.path().join("usr/lib")).expect("mkdir");
+        symlink("usr/lib", root.path().join("lib")).expect("ln");
+
+        let m = Matcher::new(&["src/*.log"]).expect("patterns");
+        let me = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
+        let opts = CopyOptions {
+            owner: Owner::Set(me.0, me.1),
+            chmod: None,
+            ignore: Some((&m, c)),
+        };
+        let mut w = Written::default();
+        copy_source(root.path(), &c.join("src"), true, "/lib/app", &opts, &mut w).expect("copy");
+        let got: Vec<&str> = w.paths.iter().map(String::as_str).collect();
+        assert_eq!(
+            got,
+            vec![
+                "usr/lib/app",
+                "usr/lib/app/a.txt",
+                "usr/lib/app/link",
+                "usr/lib/app/sub",
+                "usr/lib/app/sub/b.txt"
+            ]
+        );
+        assert!(!root.path().join("usr/lib/app/skip.log").exists());
+        assert_eq!(
+            fs::read_link(root.path().join("usr/lib/app/link")).expect("link"),
+            Path::new("a.txt")
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! File-system primitives shared by the stage engine and the pod steps.
+
+use std::io;
+use std::path::PathBuf;
+
+pub mod archive;
+pub mod copy;
+pub mod dockerignore;
+pub mod unpack;
+
+/// An I/O error on a named path: `PATH: error`, the shape of every file error users see.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct PathError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+/// `map_err(at(&path))`: names the path an I/O error happened on.
+pub fn at(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> PathError {
+    let path = path.into();
+    move |source| PathError { path, source }
+}

@@ -1,0 +1,512 @@
+//! What a RUN changed: a parallel walk records every path's metadata, and the difference of
+//! two walks becomes the layer's entries. Nothing is content-hashed: a file whose (ctime,
+//! mtime, size, mode, uid, gid, inode) are all unchanged is unchanged. Mount points other
+//! than the root (the workspace, /proc, /etc/hosts, ...) are never walked.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use crate::layer::writer::{LayerWriter, Meta, entry_order};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+    Symlink,
+    Fifo,
+    CharDevice,
+    BlockDevice,
+    Socket,
+}
+
+/// The metadata a walk records for one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct State {
+    pub kind: Kind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+    pub dev: u64,
+    pub ino: u64,
+    pub nlink: u64,
+}
+
+impl State {
+    fn of(m: &fs::Metadata) -> Self {
+        let ft = m.file_type();
+        let kind = if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_symlink() {
+            Kind::Symlink
+        } else if ft.is_fifo() {
+            Kind::Fifo
+        } else if ft.is_char_device() {
+            Kind::CharDevice
+        } else if ft.is_block_device() {
+            Kind::BlockDevice
+        } else if ft.is_socket() {
+            Kind::Socket
+        } else {
+            Kind::File
+        };
+        let ns = |s: i64, n: i64| s as i128 * 1_000_000_000 + n as i128;
+        State {
+            kind,
+            mode: m.mode(),
+            uid: m.uid(),
+            gid: m.gid(),
+            size: m.size(),
+            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+            dev: m.dev(),
+            ino: m.ino(),
+            nlink: m.nlink(),
+        }
+    }
+}
+
+/// The state of one path (not following a symlink).
+pub fn walk_one(path: &Path) -> io::Result<State> {
+    fs::symlink_metadata(path).map(|m| State::of(&m))
+}
+
+/// Every path under a root (relative, `/`-separated, the root itself left out).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub entries: BTreeMap<String, State>,
+}
+
+/// Walks `root` with `threads` workers, skipping the paths in `skip` (absolute paths of mount
+/// points; see [`mount_points`]).
+pub fn walk(root: &Path, skip: &BTreeSet<PathBuf>, threads: usize) -> io::Result<Snapshot> {
+    struct Queue {
+        dirs: Mutex<Vec<(PathBuf, String)>>,
+        ready: Condvar,
+        busy: AtomicUsize,
+    }
+    let q = Queue {
+        dirs: Mutex::new(vec![(root.to_path_buf(), String::new())]),
+        ready: Condvar::new(),
+        busy: AtomicUsize::new(0),
+    };
+    let results: Mutex<Vec<(String, State)>> = Mutex::new(Vec::new());
+    let error: Mutex<Option<io::Error>> = Mutex::new(None);
+
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                let mut local = Vec::new();
+                loop {
+                    let next = {
+                        let mut dirs = q.dirs.lock().unwrap_or_else(|p| p.into_inner());
+                        loop {
+                            if let Some(d) = dirs.pop() {
+                                q.busy.fetch_add(1, Ordering::SeqCst);
+                                break Some(d);
+                            }
+                            if q.busy.load(Ordering::SeqCst) == 0 {
+                                break None;
+                            }
+                            dirs = q.ready.wait(dirs).unwrap_or_else(|p| p.into_inner());
+                        }
+                    };
+                    let Some((dir, rel)) = next else {
+                        q.ready.notify_all();
+                        break;
+                    };
+                    let mut found = Vec::new();
+                    match fs::read_dir(&dir) {
+                        Ok(rd) => {
+                            for e in rd.flatten() {
+                                let path = e.path();
+                                if skip.contains(&path) {
+                                    continue;
+                                }
+                                let Ok(m) = fs::symlink_metadata(&path) else {
+                                    continue;
+                                };
+                                let name = e.file_name().to_string_lossy().into_owned();
+                                let r = if rel.is_empty() {
+                                    name
+                                } else {
+                                    format!("{rel}/{name}")
+                                };
+                                let st = State::of(&m);
+                                if st.kind == Kind::Dir {
+                                    found.push((path, r.clone()));
+                                }
+                                local.push((r, st));
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            error
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .get_or_insert(e);
+                        }
+                    }
+                    let mut dirs = q.dirs.lock().unwrap_or_else(|p| p.into_inner());
+                    dirs.extend(found);
+                    q.busy.fetch_sub(1, Ordering::SeqCst);
+                    drop(dirs);
+                    q.ready.notify_all();
+                }
+                results
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(local);
+            });
+        }
+    });
+    if let Some(e) = error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let entries = results
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .collect();
+    Ok(Snapshot { entries })
+}
+
+/// Mount points listed in a `/proc/self/mountinfo` text, other than `/` (field 5, with the
+/// kernel's octal escapes decoded).
+pub fn mount_points(mountinfo: &str) -> BTreeSet<PathBuf> {
+    let unescape = |s: &str| {
+        let mut out = Vec::new();
+        let b = s.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\\'
+                && i + 4 <= b.len()
+                && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+            {
+                out.push(u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap_or(b'?'));
+                i += 4;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        PathBuf::from(String::from_utf8_lossy(&out).into_owned())
+    };
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| *p != "/")
+        .map(unescape)
+        .collect()
+}
+
+/// One difference between two walks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// New or changed: write the entry.
+    Upsert(String),
+    /// Gone: write a whiteout.
+    Delete(String),
+    /// A directory that was removed and made again: its old contents are hidden (opaque).
+    Replaced(String),
+}
+
+/// The changes from `before` to `after`, in layer order. Parents of changed entries are
+/// included so the layer carries their ownership and mode; a deletion inside a deleted or
+/// replaced directory is implied by it and left out.
+pub fn diff(before: &Snapshot, after: &Snapshot) -> Vec<Change> {
+    let mut changes: BTreeMap<String, Change> = BTreeMap::new();
+    for (path, now) in &after.entries {
+        match before.entries.get(path) {
+            None => {
+                changes.insert(path.clone(), Change::Upsert(path.clone()));
+            }
+            Some(old)
+                if old.kind == Kind::Dir
+                    && now.kind == Kind::Dir
+                    && (old.ino != now.ino || old.dev != now.dev) =>
+            {
+                changes.insert(path.clone(), Change::Replaced(path.clone()));
+            }
+            Some(old) if old != now => {
+                // nlink alone changes when another name of the same file appears or goes.
+                let same = State { nlink: 0, ..*old } == State { nlink: 0, ..*now };
+                if !same {
+                    changes.insert(path.clone(), Change::Upsert(path.clone()));
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    let gone: Vec<&String> = before
+        .entries
+        .keys()
+        .filter(|p| !after.entries.contains_key(*p))
+        .collect();
+    let hidden_by = |p: &str| -> bool {
+        let mut cur = p;
+        while let Some(i) = cur.rfind('/') {
+            cur = &cur[..i];
+            if !after.entries.contains_key(cur)
+                || matches!(changes.get(cur), Some(Change::Replaced(_)))
+            {
+                return true;
+            }
+        }
+        false
+    };
+    let deletes: Vec<String> = gone
+        .into_iter()
+        .filter(|p| !hidden_by(p))
+        .cloned()
+        .collect();
+    for d in deletes {
+        changes.insert(d.clone(), Change::Delete(d));
+    }
+    // Ancestors of every change, with their current metadata.
+    let mut parents = Vec::new();
+    for p in changes.keys() {
+        let mut cur = p.as_str();
+        while let Some(i) = cur.rfind('/') {
+            cur = &cur[..i];
+            if !changes.contains_key(cur) && after.entries.contains_key(cur) {
+                parents.push(cur.to_string());
+            }
+        }
+    }
+    for p in parents {
+        changes.entry(p.clone()).or_insert(Change::Upsert(p));
+    }
+    let mut out: Vec<Change> = changes.into_values().collect();
+    out.sort_by(|a, b| entry_order(change_path(a), change_path(b)));
+    out
+}
+
+fn change_path(c: &Change) -> &str {
+    match c {
+        Change::Upsert(p) | Change::Delete(p) | Change::Replaced(p) => p,
+    }
+}
+
+/// Writes `changes` (from [`diff`]) of the tree at `root` into a layer. Files with several
+/// links become one file entry and tar hard links to it.
+pub fn write_changes<W: io::Write>(
+    root: &Path,
+    after: &Snapshot,
+    changes: &[Change],
+    layer: &mut LayerWriter<W>,
+) -> io::Result<()> {
+    let mut first_name: HashMap<(u64, u64), String> = HashMap::new();
+    let mut opaque_children: Vec<String> = Vec::new();
+    for c in changes {
+        match c {
+            Change::Delete(p) => layer.add_whiteout(p)?,
+            Change::Upsert(p) | Change::Replaced(p) => {
+                let Some(st) = after.entries.get(p) else {
+                    continue;
+                };
+                let full = root.join(p);
+                let is_second_link = st.kind == Kind::File
+                    && st.nlink > 1
+                    && first_name.contains_key(&(st.dev, st.ino));
+                if st.kind != Kind::Socket && !is_second_link {
+                    layer.add_xattrs(&read_xattrs(&full))?;
+                }
+                let meta = Meta {
+                    mode: st.mode,
+                    uid: st.uid as u64,
+                    gid: st.gid as u64,
+                    mtime: (st.mtime_ns.max(0) / 1_000_000_000) as u64,
+                };
+                match st.kind {
+                    Kind::Dir => {
+                        layer.add_dir(p, meta)?;
+                        if matches!(c, Change::Replaced(_)) {
+                            layer.add_opaque(p)?;
+                            opaque_children.push(format!("{p}/"));
+                        }
+                    }
+                    Kind::Symlink => {
+                        let target = fs::read_link(&full)?;
+                        layer.add_symlink(p, meta, &target.to_string_lossy())?;
+                    }
+                    Kind::File => {
+                        if st.nlink > 1 {
+                            if let Some(first) = first_name.get(&(st.dev, st.ino)) {
+                                layer.add_hardlink(p, meta, first)?;
+                                continue;
+                            }
+                            first_name.insert((st.dev, st.ino), p.clone());
+                        }
+                        let f = fs::File::open(&full)?;
+                        layer.add_file(p, meta, st.size, f)?;
+                    }
+                    // Fifos and device nodes: their tar headers carry kind and numbers.
+                    Kind::Fifo | Kind::CharDevice | Kind::BlockDevice => {
+                        let m = fs::symlink_metadata(&full)?;
+                        layer.add_special(p, meta, st.kind, m.rdev())?;
+                    }
+                    Kind::Socket => {} // sockets are not carried in layers
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A path's extended attributes (not following symlinks); none where the filesystem has none.
+pub fn read_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let Ok(names) = xattr::list(path) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, Vec<u8>)> = names
+        .filter_map(|n| {
+            let value = xattr::get(path, &n).ok().flatten()?;
+            Some((n.to_string_lossy().into_owned(), value))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::read::GzDecoder;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn snap(root: &Path) -> Snapshot {
+        walk(root, &BTreeSet::new(), 2).expect("walk")
+    }
+
+    fn names(changes: &[Change]) -> Vec<String> {
+        changes
+            .iter()
+            .map(|c| match c {
+                Change::Upsert(p) => format!("+{p}"),
+                Change::Delete(p) => format!("-{p}"),
+                Change::Replaced(p) => format!("!{p}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn diff_finds_new_changed_deleted_and_replaced() {
+        let d = tempfile::tempdir().expect("tmp");
+        let r = d.path();
+        for dir in ["etc", "opt/app/lib", "var/cache/x", "keep"] {
+            fs::create_dir_all(r.join(dir)).expect("mkdir");
+        }
+        fs::write(r.join("etc/conf"), "a").expect("w");
+        fs::write(r.join("opt/app/lib/old.so"), "x").expect("w");
+        fs::write(r.join("var/cache/x/blob"), "x").expect("w");
+        fs::write(r.join("keep/same"), "same").expect("w");
+        fs::write(r.join("etc/mode"), "m").expect("w");
+        let before = snap(r);
+
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(r.join("etc/conf"), "bb").expect("w");
+        fs::set_permissions(r.join("etc/mode"), fs::Permissions::from_mode(0o600)).expect("chmod");
+        fs::remove_dir_all(r.join("var/cache")).expect("rm");
+        // Made beside the old one, so the new directory surely has another inode.
+        fs::create_dir(r.join("opt/app/lib.new")).expect("mkdir");
+        fs::write(r.join("opt/app/lib.new/new.so"), "n").expect("w");
+        fs::remove_dir_all(r.join("opt/app/lib")).expect("rm");
+        fs::rename(r.join("opt/app/lib.new"), r.join("opt/app/lib")).expect("mv");
+        fs::write(r.join("etc/new"), "n").expect("w");
+        fs::hard_link(r.join("etc/new"), r.join("etc/new-link")).expect("ln");
+        let after = snap(r);
+
+        let changes = diff(&before, &after);
+        assert_eq!(
+            names(&changes),
+            [
+                "+etc",
+                "+etc/conf",
+                "+etc/mode",
+                "+etc/new",
+                "+etc/new-link",
+                "+opt",
+                "+opt/app",
+                "!opt/app/lib",
+                "+opt/app/lib/new.so",
+                "+var",
+                "-var/cache"
+            ]
+        );
+
+        let mut w = LayerWriter::new(Vec::new(), flate2::Compression::fast());
+        write_changes(r, &after, &changes, &mut w).expect("write");
+        let (blob, _) = w.finish().expect("finish");
+        let mut ar = tar::Archive::new(GzDecoder::new(&blob[..]));
+        let listed: Vec<String> = ar
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                let e = e.expect("entry");
+                let kind = if e.header().entry_type() == tar::EntryType::Link {
+                    "link:"
+                } else {
+                    ""
+                };
+                format!("{kind}{}", e.path().expect("path").display())
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                "etc",
+                "etc/conf",
+                "etc/mode",
+                "etc/new",
+                "link:etc/new-link",
+                "opt",
+                "opt/app",
+                "opt/app/lib",
+                "opt/app/lib/.wh..wh..opq",
+                "opt/app/lib/new.so",
+                "var",
+                "var/.wh.cache"
+            ]
+        );
+    }
+
+    #[test]
+    fn unchanged_tree_gives_no_changes_and_mounts_are_skipped() {
+        let d = tempfile::tempdir().expect("tmp");
+        fs::create_dir_all(d.path().join("a/b")).expect("mkdir");
+        fs::create_dir_all(d.path().join("mnt/inside")).expect("mkdir");
+        fs::write(d.path().join("a/b/f"), "x").expect("w");
+        let s1 = snap(d.path());
+        assert!(diff(&s1, &snap(d.path())).is_empty());
+        let skip: BTreeSet<PathBuf> = [d.path().join("mnt")].into_iter().collect();
+        let s = walk(d.path(), &skip, 3).expect("walk");
+        assert!(
+            s.entries.keys().all(|k| !k.starts_with("mnt")),
+            "{:?}",
+            s.entries.keys()
+        );
+        assert_eq!(s.entries.len(), 3);
+    }
+
+    #[test]
+    fn mountinfo_parsing() {
+        let text = "22 1 0:21 / / rw - ext4 /dev/vda rw\n\
+                    23 22 0:5 / /proc rw - proc proc rw\n\
+                    24 22 0:6 /x /etc/hosts rw - ext4 /dev/vda rw\n\
+                    25 22 0:7 / /work\\040space rw - tmpfs t rw\n";
+        let m = mount_points(text);
+        let want: BTreeSet<PathBuf> = ["/proc", "/etc/hosts", "/work space"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(m, want);
+    }
+}

@@ -1,0 +1,30 @@
+//! Slipway's build engine: everything that touches files, processes and registries.
+//!
+//! In the order of a build:
+//!
+//! - [`steps`]: the pod steps. [`steps::plan`] plans into the workspace and resolves the
+//!   images (shared by the cluster's prepare pod and local mode), [`steps::prepare`] fetches
+//!   the source ([`steps::source`], [`steps::git`]) first, [`steps::push`] assembles the image
+//!   and pushes it.
+//! - [`stage`]: one stage (or a FROM-chain of stages), instruction by instruction, inside the
+//!   stage's base image: what a stage pod runs.
+//! - [`layer`]: layer tarballs ([`layer::writer`]) from a RUN's file-system diff
+//!   ([`layer::snapshot`]) or from the paths COPY wrote.
+//! - [`fs`]: file-system primitives: writing trees, archives, applying layers, the context's
+//!   `.dockerignore`.
+//! - [`registry`]: pulling and pushing with oci-client, and credentials.
+//! - [`workspace`]: the files the steps of a build share.
+//! - [`net`]: TLS set-up and HTTP downloads.
+//! - [`local`]: local mode, the same steps on one machine with the stages in runc containers.
+//!
+//! The Dockerfile front end is `slipway_frontend`; what the operator and the pods say to each
+//! other is `slipway_contract`.
+
+pub mod fs;
+pub mod layer;
+pub mod local;
+pub mod net;
+pub mod registry;
+pub mod stage;
+pub mod steps;
+pub mod workspace;

@@ -1,0 +1,318 @@
+//! `slipway-builder build`: a whole build on one machine, the way the operator runs it on a
+//! cluster. Plan; resolve and fetch every external image; run each stage as
+//! `slipway-builder stage` in a runc container rooted in its base image (independent stages
+//! at the same time); assemble the final image (base layers + stage layers, config with
+//! history, OCI manifest); push it to every destination. Nothing is pushed unless every
+//! stage succeeded.
+
+pub mod rootfs;
+pub mod runc;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use slipway_contract::graph::{BuildGraph, root_image};
+use slipway_contract::pod::{PodCommand, StageArgs, paths};
+use slipway_frontend::plan::{Plan, PlanOptions};
+
+use crate::local::rootfs::StageRoot;
+use crate::local::runc::Container;
+use crate::registry::client::Registry;
+use crate::steps;
+use crate::steps::plan::{Fetch, PlanStepError, ResolveError};
+use crate::workspace::{ImageInfo, Workspace};
+
+pub struct BuildOptions {
+    pub context: PathBuf,
+    pub dockerfile: Option<PathBuf>,
+    pub destinations: Vec<String>,
+    /// The target and build arguments.
+    pub plan: PlanOptions,
+    pub insecure_registries: Vec<String>,
+    /// Secret files by id, for `RUN --mount=type=secret`.
+    pub secrets: Vec<(String, PathBuf)>,
+    /// Where builds and caches live (blob cache, cache mounts, workspaces).
+    pub state_dir: PathBuf,
+    pub keep_workspace: bool,
+    /// At most this many stages at once (0: as many as are ready).
+    pub max_parallel: usize,
+}
+
+pub struct BuildOutput {
+    pub digest: String,
+    pub pushed: Vec<String>,
+}
+
+/// The error of a build, said once: where and what.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Input(String),
+    #[error("{0}")]
+    Registry(#[from] crate::registry::client::RegistryError),
+    #[error("{0}")]
+    Stage(String),
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn io(ctx: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> BuildError {
+    move |e| BuildError::Setup(format!("{ctx}: {e}"))
+}
+
+/// This very binary, which must be static to run inside any base image.
+fn engine_binary() -> Result<PathBuf, BuildError> {
+    let exe = std::env::current_exe().map_err(io("locating slipway-builder"))?;
+    let bytes = fs::read(&exe).map_err(io(exe.display()))?;
+    if is_dynamic_elf(&bytes) {
+        return Err(BuildError::Setup(format!(
+            "{} is dynamically linked and cannot run inside base images; build it with \
+             scripts/build-engine.sh (a static binary)",
+            exe.display()
+        )));
+    }
+    Ok(exe)
+}
+
+/// An ELF with a PT_INTERP program header needs a dynamic loader.
+pub fn is_dynamic_elf(b: &[u8]) -> bool {
+    if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 {
+        return false;
+    }
+    let u64at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
+    let u16at = |o: usize| u16::from_le_bytes(b[o..o + 2].try_into().unwrap_or([0; 2]));
+    let phoff = u64at(32) as usize;
+    let phentsize = u16at(54) as usize;
+    let phnum = u16at(56) as usize;
+    (0..phnum).any(|i| {
+        let o = phoff + i * phentsize;
+        o + 4 <= b.len() && u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or([0; 4])) == 3
+    })
+}
+
+pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
+    let engine = engine_binary()?;
+    let dockerfile = opts
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| opts.context.join("Dockerfile"));
+    let context = fs::canonicalize(&opts.context)
+        .map_err(|e| BuildError::Input(format!("context {}: {e}", opts.context.display())))?;
+
+    // The workspace, laid out as stage containers see it.
+    let builds = opts.state_dir.join("builds");
+    fs::create_dir_all(&builds).map_err(io(builds.display()))?;
+    let ws_dir = builds.join(format!("{}-{}", std::process::id(), now_nanos()));
+    let ws = Workspace::new(&ws_dir);
+    fs::create_dir_all(ws.context()).map_err(io(ws_dir.display()))?;
+    let secrets_dir = ws_dir.join("secrets-src");
+    fs::create_dir_all(&secrets_dir).map_err(io(secrets_dir.display()))?;
+    let result = (|| {
+        for (id, src) in &opts.secrets {
+            fs::copy(src, secrets_dir.join(id)).map_err(|e| {
+                BuildError::Input(format!("--secret id={id}: {}: {e}", src.display()))
+            })?;
+        }
+        let shown = dockerfile.display().to_string();
+        let plan = steps::plan::plan_into(&ws, &context, &dockerfile, &shown, &opts.plan).map_err(
+            |e| match e {
+                PlanStepError::Read { .. } | PlanStepError::Invalid { .. } => {
+                    BuildError::Input(e.to_string())
+                }
+                _ => BuildError::Setup(e.to_string()),
+            },
+        )?;
+        let registry = Registry::new(&opts.insecure_registries, &opts.state_dir.join("blobs"))
+            .map_err(BuildError::Setup)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(io("starting the runtime"))?;
+        let images = rt
+            .block_on(steps::plan::resolve_images(
+                &registry,
+                &plan,
+                &ws,
+                Fetch::Layers,
+            ))
+            .map_err(|e| match e {
+                ResolveError::Registry(r) => BuildError::Registry(r),
+                e => BuildError::Setup(e.to_string()),
+            })?;
+        let graph = BuildGraph::new(&plan, &steps::plan::pinned(&images));
+        run_jobs(
+            opts,
+            &plan,
+            &graph,
+            &ws,
+            &context,
+            &engine,
+            &secrets_dir,
+            &images,
+        )?;
+        let image = steps::push::assemble(&plan, &ws, &images)
+            .map_err(|e| BuildError::Setup(e.to_string()))?;
+        let mut pushed = Vec::new();
+        let mut digest = String::new();
+        for d in &opts.destinations {
+            digest = rt.block_on(registry.push(d, &image))?;
+            eprintln!("pushed {d}@{digest}");
+            pushed.push(d.clone());
+        }
+        if opts.destinations.is_empty() {
+            digest =
+                crate::registry::client::sha256_bytes(&crate::registry::client::manifest_json(
+                    &image.config,
+                    &crate::registry::client::sha256_bytes(&image.config),
+                    &image.layers,
+                ));
+        }
+        Ok(BuildOutput { digest, pushed })
+    })();
+    if !opts.keep_workspace {
+        let _ = fs::remove_dir_all(&ws_dir);
+    } else {
+        eprintln!("workspace kept at {}", ws_dir.display());
+    }
+    result
+}
+
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// Runs the graph's Jobs as the operator does, one container per Job, each as soon as the
+/// scheduler ([`BuildGraph::ready`]) says, at most `max_parallel` at once.
+#[allow(clippy::too_many_arguments)]
+fn run_jobs(
+    opts: &BuildOptions,
+    plan: &Plan,
+    graph: &BuildGraph,
+    ws: &Workspace,
+    context: &Path,
+    engine: &Path,
+    secrets: &Path,
+    images: &BTreeMap<String, ImageInfo>,
+) -> Result<(), BuildError> {
+    let cache = opts.state_dir.join("run-cache");
+    fs::create_dir_all(&cache).map_err(io(cache.display()))?;
+    let trees = opts.state_dir.join("base-trees");
+    fs::create_dir_all(&trees).map_err(io(trees.display()))?;
+    let host = Host {
+        ws,
+        context,
+        engine,
+        secrets,
+        cache,
+        trees,
+    };
+    let max = if opts.max_parallel == 0 {
+        usize::MAX
+    } else {
+        opts.max_parallel
+    };
+    let mut done: BTreeSet<usize> = BTreeSet::new(); // stages
+    let mut started: BTreeSet<usize> = BTreeSet::new(); // Jobs
+    let mut running = 0;
+    let mut failed: Option<BuildError> = None;
+    let (tx, rx) = mpsc::channel::<(usize, Result<(), BuildError>)>();
+    std::thread::scope(|scope| {
+        loop {
+            if failed.is_none() {
+                for pos in graph.ready(&done, &started, max.saturating_sub(running)) {
+                    started.insert(pos);
+                    running += 1;
+                    let chain = &graph.jobs[pos].stages;
+                    let tx = tx.clone();
+                    let base = root_image(plan, chain[0]).and_then(|n| images.get(&n));
+                    let host = &host;
+                    scope.spawn(move || {
+                        let r = run_chain(host, chain, base);
+                        let _ = tx.send((pos, r));
+                    });
+                }
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok((pos, r)) = rx.recv() else { break };
+            running -= 1;
+            match r {
+                Ok(()) => done.extend(graph.jobs[pos].stages.iter().copied()),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// What every stage container of a build shares.
+struct Host<'a> {
+    ws: &'a Workspace,
+    context: &'a Path,
+    engine: &'a Path,
+    secrets: &'a Path,
+    /// Cache mounts (`RUN --mount=type=cache`).
+    cache: PathBuf,
+    /// Unpacked base images, by digest.
+    trees: PathBuf,
+}
+
+/// Runs a chain of stages in one container rooted in the chain's base image.
+fn run_chain(h: &Host, chain: &[usize], base: Option<&ImageInfo>) -> Result<(), BuildError> {
+    let (ws, context, engine, secrets, cache) = (h.ws, h.context, h.engine, h.secrets, &h.cache);
+    let index = chain[0];
+    let ca_file = std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file());
+    let dir = ws.root.join("containers").join(index.to_string());
+    let root = StageRoot::prepare(&h.trees, &dir, base).map_err(BuildError::Setup)?;
+    let rootfs = root.rootfs.clone();
+    let started = std::time::Instant::now();
+    let c = Container {
+        id: format!(
+            "slipway-{}-{index}",
+            ws.root
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ),
+        rootfs: &rootfs,
+        engine,
+        workspace: &ws.root,
+        context,
+        cache,
+        secrets,
+        // The build's own SSL_CERT_FILE, if any, reaches ADD of https URLs in the stages.
+        ca_file: ca_file.as_deref(),
+        args: std::iter::once(paths::BIN.to_string())
+            .chain(PodCommand::Stage(StageArgs::in_pod(chain.to_vec())).to_args())
+            .collect(),
+    };
+    let code = runc::run(&c, &dir.join("bundle"));
+    root.release();
+    let code = code.map_err(BuildError::Setup)?;
+    eprintln!(
+        "stages {chain:?}: container exited with {code} after {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    if code != 0 {
+        let msg = chain
+            .iter()
+            .find_map(|i| fs::read_to_string(ws.stage_error(*i)).ok())
+            .unwrap_or_else(|| format!("stage #{index}: the stage container exited with {code}"));
+        return Err(BuildError::Stage(msg.trim().to_string()));
+    }
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! Running a stage in a real OCI container with runc, with the isolation a kubelet gives a
+//! pod's container: its own mount, pid, uts and ipc namespaces (the host's network, as the
+//! local mode has no pod network), the base image's tree as root, Docker's default
+//! capabilities (no CAP_SYS_ADMIN), masked /proc paths, and bind mounts for the engine binary,
+//! the workspace, the build context (read-only), the cache and secret directories.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+use slipway_contract::pod::paths;
+
+/// Docker's (and containerd's CRI) default capability set.
+pub const DEFAULT_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+pub struct Container<'a> {
+    pub id: String,
+    pub rootfs: &'a Path,
+    pub engine: &'a Path,
+    pub workspace: &'a Path,
+    pub context: &'a Path,
+    pub cache: &'a Path,
+    pub secrets: &'a Path,
+    /// Extra CA certificates (PEM) for ADD of https URLs: `SSL_CERT_FILE` in the container.
+    pub ca_file: Option<&'a Path>,
+    pub args: Vec<String>,
+}
+
+fn bind(src: &Path, dst: &str, ro: bool) -> serde_json::Value {
+    let mut opts = vec!["rbind", "nosuid", "nodev"];
+    if ro {
+        opts.push("ro");
+    }
+    json!({"destination": dst, "type": "bind", "source": src, "options": opts})
+}
+
+/// The OCI runtime config of a stage container.
+pub fn spec(c: &Container) -> serde_json::Value {
+    let caps = DEFAULT_CAPS.to_vec();
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+               "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+               "options": ["nosuid", "noexec", "nodev", "ro"]}),
+    ];
+    for f in ["/etc/resolv.conf", "/etc/hosts"] {
+        if Path::new(f).exists() {
+            mounts.push(bind(Path::new(f), f, true));
+        }
+    }
+    mounts.push(bind(c.engine, paths::BIN, true));
+    mounts.push(bind(c.workspace, paths::WORKSPACE, false));
+    mounts.push(bind(
+        c.context,
+        &format!("{}/context", paths::WORKSPACE),
+        true,
+    ));
+    mounts.push(bind(c.cache, paths::CACHE, false));
+    mounts.push(bind(c.secrets, paths::SECRETS, true));
+    let mut env = vec![
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        "HOME=/root".to_string(),
+    ];
+    if let Some(ca) = c.ca_file {
+        mounts.push(bind(ca, paths::CA_FILE, true));
+        env.push(format!("SSL_CERT_FILE={}", paths::CA_FILE));
+    }
+    json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": c.args,
+            "env": env,
+            "cwd": "/",
+            "capabilities": {
+                "bounding": caps, "effective": caps, "permitted": caps
+            },
+            "noNewPrivileges": false
+        },
+        "root": {"path": c.rootfs, "readonly": false},
+        "hostname": "slipway",
+        "mounts": mounts,
+        "linux": {
+            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
+            "resources": {"devices": [
+                {"allow": false, "access": "rwm"},
+                // Device nodes in layers can be made (mknod), not opened.
+                {"allow": true, "type": "a", "access": "m"}
+            ]},
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                "/proc/sched_debug", "/proc/scsi", "/sys/firmware"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                "/proc/sysrq-trigger"]
+        }
+    })
+}
+
+/// Runs the container to completion; returns its exit code. Output goes to ours.
+pub fn run(c: &Container, bundle: &Path) -> Result<i32, String> {
+    std::fs::create_dir_all(bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
+    let config = bundle.join("config.json");
+    let text = serde_json::to_vec_pretty(&spec(c)).map_err(|e| e.to_string())?;
+    std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
+    let state_root = PathBuf::from("/run/slipway-runc");
+    let status = Command::new("runc")
+        .arg("--root")
+        .arg(&state_root)
+        .args(["run", "--bundle"])
+        .arg(bundle)
+        .arg(&c.id)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("runc: {e} (is runc installed?)"))?;
+    // A container that failed to start may leave its state behind.
+    let _ = Command::new("runc")
+        .arg("--root")
+        .arg(&state_root)
+        .args(["delete", "--force"])
+        .arg(&c.id)
+        .stderr(Stdio::null())
+        .status();
+    Ok(status.code().unwrap_or(-1))
+}

@@ -1,0 +1,75 @@
+//! `slipway-builder build`: a whole build on this machine (local mode).
+
+use std::path::PathBuf;
+
+use slipway_contract::pod::{PlanArgs, RegistryArgs};
+use slipway_engine::local::{self, BuildOptions};
+
+use super::CommandError;
+
+/// Build a Dockerfile on this machine (stages in runc containers) and push the image.
+#[derive(clap::Args)]
+pub struct BuildArgs {
+    #[arg(long)]
+    context: PathBuf,
+    /// Default: Dockerfile in the context.
+    #[arg(long, short = 'f')]
+    dockerfile: Option<PathBuf>,
+    /// Where to push (repeatable); without one the image is built and not pushed.
+    #[arg(long = "destination", short = 'd')]
+    destinations: Vec<String>,
+    #[command(flatten)]
+    plan: PlanArgs,
+    #[command(flatten)]
+    registries: RegistryArgs,
+    /// id=ID,src=FILE: a secret for RUN --mount=type=secret (repeatable).
+    #[arg(long = "secret")]
+    secrets: Vec<String>,
+    /// Blob cache, cache mounts and workspaces.
+    #[arg(long, default_value = "/var/lib/slipway")]
+    state_dir: PathBuf,
+    #[arg(long)]
+    keep_workspace: bool,
+    /// At most this many stages at once (default: all that are ready).
+    #[arg(long, default_value_t = 0)]
+    max_parallel: usize,
+}
+
+/// `--secret id=ID,src=FILE` (also `source=`); without `src` the file is named like the id.
+fn secret(raw: &str) -> Result<(String, PathBuf), String> {
+    let bad = || format!("--secret {raw}: expected id=ID,src=FILE");
+    let mut id = None;
+    let mut src = None;
+    for field in raw.split(',') {
+        match field.split_once('=') {
+            Some(("id", v)) => id = Some(v.to_string()),
+            Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+            _ => return Err(bad()),
+        }
+    }
+    let id = id.ok_or_else(bad)?;
+    let src = src.unwrap_or_else(|| PathBuf::from(&id));
+    Ok((id, src))
+}
+
+pub fn run(a: &BuildArgs) -> Result<(), CommandError> {
+    let opts = BuildOptions {
+        context: a.context.clone(),
+        dockerfile: a.dockerfile.clone(),
+        destinations: a.destinations.clone(),
+        plan: a.plan.to_options(),
+        insecure_registries: a.registries.insecure_registries.clone(),
+        secrets: a
+            .secrets
+            .iter()
+            .map(|s| secret(s))
+            .collect::<Result<_, _>>()
+            .map_err(CommandError::Message)?,
+        state_dir: a.state_dir.clone(),
+        keep_workspace: a.keep_workspace,
+        max_parallel: a.max_parallel,
+    };
+    let out = local::build(&opts).map_err(|e| CommandError::Message(e.to_string()))?;
+    println!("{}", out.digest);
+    Ok(())
+}

@@ -1,0 +1,28 @@
+//! `slipway-builder push`: a cluster build's last pod, the only one with push credentials.
+
+use slipway_contract::pod::PushArgs;
+use slipway_contract::result::{PodResult, Reason};
+use slipway_engine::steps::push;
+
+use super::CommandError;
+
+pub fn run(a: &PushArgs) -> Result<(), CommandError> {
+    match push::push(a) {
+        Ok(digest) => {
+            PodResult::Pushed {
+                digest,
+                refs: a.destinations.clone(),
+            }
+            .report();
+            Ok(())
+        }
+        Err(e) => {
+            PodResult::Failed {
+                reason: Reason::PushFailed,
+                message: e.to_string(),
+            }
+            .report();
+            Err(CommandError::Message(e.to_string()))
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! `slipway-builder stage`: what a stage pod (or a local stage container) runs.
+
+use slipway_contract::pod::StageArgs;
+use slipway_contract::result::{PodResult, Reason};
+use slipway_engine::stage::{self, StageOptions};
+
+use super::CommandError;
+
+pub fn run(a: &StageArgs) -> Result<(), CommandError> {
+    let opts = StageOptions {
+        plan: a.plan.clone(),
+        stages: a.stages.clone(),
+        workspace: a.workspace.clone(),
+        secrets_dir: None,
+        cache_dir: None,
+    };
+    match stage::run_stage(&opts) {
+        Ok(r) => {
+            PodResult::Stage {
+                layers: r.layers.len(),
+            }
+            .report();
+            Ok(())
+        }
+        Err(e) => {
+            PodResult::Failed {
+                reason: Reason::StageFailed,
+                message: e.to_string(),
+            }
+            .report();
+            Err(CommandError::Message(e.to_string()))
+        }
+    }
+}

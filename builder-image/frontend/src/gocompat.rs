@@ -1,9 +1,10 @@
 //! Go-compatible helpers: `strconv.Quote`, `unicode.IsSpace`/`IsLetter`/`IsDigit`,
-//! `path.Clean` and `filepath.Match`.
+//! `path.Clean`, `filepath.Match` and `time.ParseDuration`.
 //!
-//! BuildKit's AST dump, lexer and `.dockerignore` rules are defined in terms of Go's standard
-//! library; matching them byte for byte needs the same functions, so these are ports (no crate
-//! implements `strconv.Quote` or `filepath.Match` exactly as Go does).
+//! BuildKit's AST dump, lexer, `.dockerignore` rules and HEALTHCHECK options are defined in
+//! terms of Go's standard library; matching them byte for byte needs the same functions, so
+//! these are ports (no crate implements `strconv.Quote` or `filepath.Match` exactly as Go does,
+//! and BuildKit shows `time.ParseDuration`'s own error messages).
 
 use unicode_general_category::{GeneralCategory as Gc, get_general_category};
 
@@ -304,6 +305,70 @@ fn get_esc(chunk: &[u8]) -> Result<(char, &[u8]), BadPattern> {
     Ok((r, rest))
 }
 
+/// A `time.ParseDuration` failure, with Go's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("time: invalid duration \"{0}\"")]
+    Invalid(String),
+    #[error("time: missing unit in duration \"{0}\"")]
+    MissingUnit(String),
+    #[error("time: unknown unit \"{unit}\" in duration \"{duration}\"")]
+    UnknownUnit { unit: String, duration: String },
+}
+
+/// Go's `time.ParseDuration`, in nanoseconds.
+pub fn parse_duration(s: &str) -> Result<i64, DurationError> {
+    let bad = || DurationError::Invalid(s.to_string());
+    let (neg, mut rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total: f64 = 0.0;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let num = &rest[..num_end];
+        if num.is_empty() || num == "." {
+            return Err(bad());
+        }
+        let value: f64 = num.parse().map_err(|_| bad())?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_end] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            "" => return Err(DurationError::MissingUnit(s.to_string())),
+            u => {
+                return Err(DurationError::UnknownUnit {
+                    unit: u.to_string(),
+                    duration: s.to_string(),
+                });
+            }
+        };
+        rest = &rest[unit_end..];
+        total += value * unit;
+    }
+    if total > i64::MAX as f64 {
+        return Err(bad());
+    }
+    let t = total.round() as i64;
+    Ok(if neg { -t } else { t })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,5 +392,24 @@ mod tests {
         ] {
             assert_eq!(clean(i), o, "{i}");
         }
+    }
+
+    #[test]
+    fn durations_like_go() {
+        assert_eq!(parse_duration("1h30m"), Ok(5_400_000_000_000));
+        assert_eq!(parse_duration("1.5s"), Ok(1_500_000_000));
+        assert_eq!(parse_duration("-2ms"), Ok(-2_000_000));
+        assert_eq!(
+            parse_duration("10").map_err(|e| e.to_string()),
+            Err("time: missing unit in duration \"10\"".into())
+        );
+        assert_eq!(
+            parse_duration("1x").map_err(|e| e.to_string()),
+            Err("time: unknown unit \"x\" in duration \"1x\"".into())
+        );
+        assert_eq!(
+            parse_duration("").map_err(|e| e.to_string()),
+            Err("time: invalid duration \"\"".into())
+        );
     }
 }

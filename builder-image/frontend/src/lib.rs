@@ -5,15 +5,17 @@
 //!
 //! - [`dockerfile::parser`]: text → AST, as BuildKit's `parser` package (directives, line
 //!   continuations, heredocs, `Node.Dump()` byte for byte).
-//! - [`dockerfile::instructions`]: AST → typed instructions and flags, as BuildKit's
-//!   `instructions` package.
+//! - [`dockerfile::instructions`]: AST → typed instructions, as BuildKit's `instructions`
+//!   package, in the same parts: flags, one parse function per instruction, `RUN --mount`
+//!   (typed [`MountKind`](dockerfile::instructions::MountKind)), RUN's network and security
+//!   modes.
 //! - [`dockerfile::shell`]: BuildKit's shell lexer (`$VAR`, `${VAR:-x}`, quoting, escapes).
 //! - [`dockerignore`]: moby/patternmatcher's `.dockerignore` rules.
-//! - [`reference`]: image references as distribution/reference parses them.
-//! - [`plan`]: which stages a target needs, in what order, with ARG/ENV scoping, the paths
-//!   later stages copy from each, and the FROM-chains that can run in one container.
+//! - [`reference`](mod@reference): image references as distribution/reference parses them.
+//! - [`plan`](mod@plan): which stages a target needs, in what order, with ARG/ENV scoping, the
+//!   paths later stages copy from each, and the FROM-chains that can run in one container.
 //! - [`gocompat`]: the Go standard-library functions BuildKit's behaviour is defined by
-//!   (`strconv.Quote`, `path.Clean`, `filepath.Match`, Unicode classes).
+//!   (`strconv.Quote`, `path.Clean`, `filepath.Match`, `time.ParseDuration`, Unicode classes).
 //!
 //! # What it guarantees, and how that is tested
 //!
@@ -24,7 +26,16 @@
 //! test (`tests/parser_never_panics.rs`) feeds arbitrary text to the parser, the planner and
 //! the lexer and checks that nothing panics. Where Slipway is deliberately stricter than
 //! BuildKit (a stage name in FROM matches case-insensitively; a FROM naming a later stage is
-//! an error), [`plan`] says so.
+//! an error), [`plan`](mod@plan) says so.
+//!
+//! Errors are typed (one `thiserror` enum per concern: [`ParseError`], [`InstructionError`],
+//! [`MountError`], [`PlanError`], ...); their messages are BuildKit's, byte for byte, wherever
+//! BuildKit has one.
+//!
+//! [`ParseError`]: dockerfile::parser::ParseError
+//! [`InstructionError`]: dockerfile::instructions::InstructionError
+//! [`MountError`]: dockerfile::instructions::MountError
+//! [`PlanError`]: plan::PlanError
 
 pub mod dockerfile;
 pub mod dockerignore;

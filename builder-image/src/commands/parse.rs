@@ -20,7 +20,7 @@ pub fn run(a: &ParseArgs) -> Result<(), CommandError> {
     let file = &a.file;
     let text = read_dockerfile(file)?;
     let parsed = parser::parse(&text)
-        .map_err(|e| CommandError::Message(located(file, Some(e.start_line), &e.message)))?;
+        .map_err(|e| CommandError::Message(located(file, Some(e.start_line), &e)))?;
     for w in &parsed.warnings {
         eprintln!(
             "{}",
@@ -35,7 +35,7 @@ pub fn run(a: &ParseArgs) -> Result<(), CommandError> {
         CommandError::Message(located(
             file,
             Some(e.line),
-            format!("{}: {}", e.instruction.to_uppercase(), e.message),
+            format!("{}: {}", e.instruction.to_uppercase(), e),
         ))
     })?;
     println!("{}", serde_json::to_string_pretty(&df)?);

@@ -26,7 +26,7 @@ use crate::stage::config::{Config, StageImage};
 use crate::stage::exec::ExecSpec;
 use crate::workspace::{self, ImageInfo, LayerRef, StageResult, Workspace};
 use slipway_frontend::dockerfile::instructions::{
-    self, Add, Command, Copy, Dockerfile, Instruction, Run,
+    self, Add, Command, Copy, Dockerfile, Instruction, MountKind, Run, SecurityMode,
 };
 use slipway_frontend::dockerfile::parser;
 use slipway_frontend::dockerfile::shell::{Lex, Vars};
@@ -161,13 +161,13 @@ fn load(opts: &StageOptions) -> Result<Loaded, StageError> {
         stage: label.clone(),
         line: e.start_line,
         instruction: "parse".into(),
-        message: e.message,
+        message: e.to_string(),
     })?;
     let df = instructions::from_ast(&parsed.ast).map_err(|e| StageError::Instruction {
         stage: label.clone(),
         line: e.line,
         instruction: e.instruction.to_uppercase(),
-        message: e.message,
+        message: e.to_string(),
     })?;
     let lex = Lex::new(parsed.escape);
     let target_name = plan.stage(plan.target_index).and_then(|s| s.name.clone());
@@ -392,9 +392,9 @@ impl Engine<'_> {
                 instruction: "ONBUILD trigger".into(),
                 message,
             };
-            let parsed = parser::parse(expr).map_err(|e| err(e.message))?;
+            let parsed = parser::parse(expr).map_err(|e| err(e.to_string()))?;
             for node in &parsed.ast.children {
-                let mut c = instructions::parse_command(node).map_err(err)?;
+                let mut c = instructions::parse_command(node).map_err(|e| err(e.to_string()))?;
                 c.span = instructions::Span {
                     start: line,
                     end: line,
@@ -621,7 +621,7 @@ impl Engine<'_> {
     // ---- RUN -----------------------------------------------------------------------------
 
     fn run(&mut self, cmd: &Command, run: &Run) -> Result<(), StageError> {
-        if run.security == "insecure" {
+        if run.security == SecurityMode::Insecure {
             return Err(self.fail(
                 cmd,
                 "--security=insecure is not allowed: stages run unprivileged",
@@ -792,20 +792,18 @@ impl Engine<'_> {
         for (i, spec) in run.mounts.iter().enumerate() {
             let vars = &self.vars;
             let lex = self.lex;
-            let m = instructions::parse_mount_with(spec, &mut |v| {
-                lex.process_word(v, vars).map_err(|e| e.0)
-            })
-            .map_err(|e| self.fail(cmd, format!("--mount: {e}")))?;
+            let m = instructions::parse_mount_with(spec, &mut |v| lex.process_word(v, vars))
+                .map_err(|e| self.fail(cmd, format!("--mount: {e}")))?;
             let target = m.target.clone().unwrap_or_default();
             let chroot = self.root != Path::new("/");
-            if chroot && m.kind != "secret" {
+            if chroot && m.kind != MountKind::Secret {
                 return Err(self.fail(
                     cmd,
                     "--mount in a stage built FROM scratch is not supported",
                 ));
             }
-            let source: PathBuf = match m.kind.as_str() {
-                "bind" => {
+            let source: PathBuf = match m.kind {
+                MountKind::Bind => {
                     let src_root = match &m.from {
                         None => self.ws.context(),
                         Some(from) => self.copy_from_root(cmd, from, true)?,
@@ -814,7 +812,7 @@ impl Engine<'_> {
                     crate::stage::exports::resolve_in_root(&src_root, &src)
                         .map_err(|e| self.fail(cmd, format!("--mount source {src}: {e}")))?
                 }
-                "cache" => {
+                MountKind::Cache => {
                     let id = m.id.clone().unwrap_or_else(|| target.clone());
                     let dir = self.cache_dir.join(mounts::cache_dir_name(&id));
                     if !dir.exists() {
@@ -830,7 +828,7 @@ impl Engine<'_> {
                     }
                     dir
                 }
-                "tmpfs" => {
+                MountKind::Tmpfs => {
                     let dir = self
                         .run_files_dir()
                         .join(format!("tmpfs-{}-{i}", self.step));
@@ -838,16 +836,8 @@ impl Engine<'_> {
                     fs::create_dir_all(&dir).map_err(|e| self.fail(cmd, e.to_string()))?;
                     dir
                 }
-                "secret" => {
-                    let id =
-                        m.id.clone()
-                            .or_else(|| {
-                                m.target
-                                    .as_deref()
-                                    .and_then(|t| t.rsplit('/').next())
-                                    .map(str::to_string)
-                            })
-                            .unwrap_or_default();
+                MountKind::Secret => {
+                    let id = m.secret_id().unwrap_or_default().to_string();
                     let src = self.secrets_dir.join(&id);
                     let data = match fs::read(&src) {
                         Ok(d) => d,
@@ -888,8 +878,8 @@ impl Engine<'_> {
                     );
                     continue;
                 }
-                other => {
-                    return Err(self.fail(cmd, format!("--mount type={other} is not supported")));
+                MountKind::Ssh => {
+                    return Err(self.fail(cmd, "--mount type=ssh is not supported"));
                 }
             };
             if target.is_empty() {

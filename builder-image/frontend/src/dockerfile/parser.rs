@@ -1,12 +1,14 @@
-//! Dockerfile text to a loose AST of [`Node`]s, as BuildKit's `parser` package does it.
+//! Dockerfile text to a loose AST of [`Node`]s: a port of BuildKit's `parser` package
+//! (`frontend/dockerfile/parser/{parser,line_parsers,directives}.go`), kept in one file to be
+//! read side by side with it.
 //!
 //! This layer knows the line syntax only: parser directives, comments, line continuation,
 //! heredocs, flags and each instruction's argument form. What the instructions mean is
-//! [`super::instructions`]'s business. Source: `frontend/dockerfile/parser/*.go`.
+//! [`super::instructions`]'s business.
 
 use std::fmt::Write as _;
 
-use super::shell::{Lex, NoEnv};
+use super::shell::{Lex, LexError, NoEnv};
 use crate::gocompat::{is_space, quote, trim_left_space, trim_space};
 
 /// One node of the AST. The root's children are the instructions; an instruction's `next`
@@ -52,23 +54,63 @@ pub struct Warning {
     pub message: String,
 }
 
-/// A parse error with the 1-based line range it refers to.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
+/// A parse error with the 1-based line range it refers to. It reads as its [`SyntaxError`]
+/// alone; the caller adds the file and line.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
     pub start_line: usize,
     pub end_line: usize,
-    pub message: String,
+    pub kind: SyntaxError,
 }
 
 impl ParseError {
-    fn at(start: usize, end: usize, message: impl Into<String>) -> Self {
+    fn at(start: usize, end: usize, kind: SyntaxError) -> Self {
         ParseError {
             start_line: start,
             end_line: end.max(start),
-            message: message.into(),
+            kind,
         }
     }
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.kind.fmt(f)
+    }
+}
+
+// The message is the kind's, so the kind is not repeated as a source: its own source is.
+impl std::error::Error for ParseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.kind.source()
+    }
+}
+
+/// What is wrong with the text, with BuildKit's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyntaxError {
+    #[error("dockerfile line greater than max allowed size of {}", MAX_LINE - 1)]
+    LineTooLong,
+    #[error("only one {0} parser directive can be used")]
+    RepeatedDirective(String),
+    #[error("invalid escape token '{0}' does not match ` or \\")]
+    InvalidEscape(String),
+    #[error("file with no instructions")]
+    NoInstructions,
+    /// ENV or LABEL in the `KEY value` form without a value.
+    #[error("{0} must have two arguments")]
+    NoValue(&'static str),
+    #[error("Syntax error - can't find = in {}. Must be of the form: name=value", quote(.0))]
+    NoEquals(String),
+    #[error("when using JSON array syntax, arrays must be comprised of strings only")]
+    NotStringArray,
+    #[error("unterminated heredoc")]
+    UnterminatedHeredoc,
+    /// A heredoc delimiter the shell lexer rejects.
+    #[error(transparent)]
+    HeredocName(#[from] LexError),
+    #[error("internal lexing of heredoc produced inconsistent results: {0}")]
+    InconsistentHeredoc(String),
 }
 
 /// BuildKit reads lines with a `bufio.Scanner` whose tokens are at most 64 KiB.
@@ -145,7 +187,7 @@ impl Directives {
 
     /// Looks for a parser directive in a (left-trimmed) line. Directives are only read
     /// until the first line that is not one.
-    fn possible_directive(&mut self, line: &str) -> Result<bool, String> {
+    fn possible_directive(&mut self, line: &str) -> Result<bool, SyntaxError> {
         if self.done {
             return Ok(false);
         }
@@ -163,18 +205,14 @@ impl Directives {
             return Ok(false);
         }
         if self.seen.contains(&key) {
-            return Err(format!("only one {key} parser directive can be used"));
+            return Err(SyntaxError::RepeatedDirective(key));
         }
         self.seen.push(key.clone());
         if key == "escape" {
             match value {
                 "`" => self.escape = '`',
                 "\\" => self.escape = '\\',
-                _ => {
-                    return Err(format!(
-                        "invalid escape token '{value}' does not match ` or \\"
-                    ));
-                }
+                _ => return Err(SyntaxError::InvalidEscape(value.to_string())),
             }
         }
         Ok(true)
@@ -254,16 +292,7 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
     let mut current = 0usize;
     let mut i = 0usize;
 
-    let too_long = |n: usize| {
-        ParseError::at(
-            n,
-            n,
-            format!(
-                "dockerfile line greater than max allowed size of {}",
-                MAX_LINE - 1
-            ),
-        )
-    };
+    let too_long = |n: usize| ParseError::at(n, n, SyntaxError::LineTooLong);
 
     while i < lines.len() {
         let raw = lines[i];
@@ -283,7 +312,7 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
             }
         }
         let (line, directive) = process_line(&mut d, raw, true)
-            .map_err(|m| ParseError::at(current + 1, current + 1, m))?;
+            .map_err(|e| ParseError::at(current + 1, current + 1, e))?;
         if directive {
             comments.pop();
         }
@@ -302,7 +331,7 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
                 return Err(too_long(current + 1));
             }
             let (line, _) = process_line(&mut d, raw, false)
-                .map_err(|m| ParseError::at(current + 1, current + 1, m))?;
+                .map_err(|e| ParseError::at(current + 1, current + 1, e))?;
             current += 1;
             if is_comment(raw) {
                 continue;
@@ -323,11 +352,11 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
         }
 
         let mut child = node_from_line(&buf, d.escape, comments.clone())
-            .map_err(|m| ParseError::at(start_line, current, m))?;
+            .map_err(|e| ParseError::at(start_line, current, e))?;
 
         if child.can_contain_heredoc() && buf.contains("<<") {
             for mut heredoc in
-                heredocs_from_line(&buf).map_err(|m| ParseError::at(start_line, current, m))?
+                heredocs_from_line(&buf).map_err(|e| ParseError::at(start_line, current, e))?
             {
                 let mut terminated = false;
                 let mut content = std::mem::take(&mut heredoc.content);
@@ -346,7 +375,11 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
                     content.push_str(raw);
                 }
                 if !terminated {
-                    return Err(ParseError::at(start_line, current, "unterminated heredoc"));
+                    return Err(ParseError::at(
+                        start_line,
+                        current,
+                        SyntaxError::UnterminatedHeredoc,
+                    ));
                 }
                 heredoc.content = content;
                 child.heredocs.push(heredoc);
@@ -365,7 +398,7 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
         return Err(ParseError::at(
             current.max(1),
             current.max(1),
-            "file with no instructions",
+            SyntaxError::NoInstructions,
         ));
     };
     root.start_line = start;
@@ -380,7 +413,7 @@ fn process_line<'a>(
     d: &mut Directives,
     raw: &'a str,
     strip_left: bool,
-) -> Result<(&'a str, bool), String> {
+) -> Result<(&'a str, bool), SyntaxError> {
     let mut token = trim_newline(raw);
     if strip_left {
         token = trim_left_space(token);
@@ -391,7 +424,7 @@ fn process_line<'a>(
 
 /// Splits an instruction line into keyword, flags and arguments and parses the arguments
 /// with the instruction's argument parser (`newNodeFromLine`).
-fn node_from_line(line: &str, escape: char, comments: Vec<String>) -> Result<Node, String> {
+fn node_from_line(line: &str, escape: char, comments: Vec<String>) -> Result<Node, SyntaxError> {
     let (cmd, rest) = split_ws_once(trim_space(line));
     let (flags, args) = match rest {
         Some(rest) => {
@@ -640,7 +673,11 @@ fn key_value(key: &str, value: &str, sep: &str) -> [Node; 3] {
 }
 
 /// ENV and LABEL: the legacy `KEY value...` form or `k=v` pairs (`parseNameVal`).
-fn parse_name_val(rest: &str, keyword: &str, escape: char) -> Result<Vec<Node>, String> {
+fn parse_name_val(
+    rest: &str,
+    keyword: &'static str,
+    escape: char,
+) -> Result<Vec<Node>, SyntaxError> {
     let words = parse_words(rest, escape);
     let Some(first) = words.first() else {
         return Ok(vec![]);
@@ -651,16 +688,13 @@ fn parse_name_val(rest: &str, keyword: &str, escape: char) -> Result<Vec<Node>, 
             Some(v) if !v.is_empty() || rest.len() > key.len() => {
                 Ok(key_value(key, v, "").to_vec())
             }
-            _ => Err(format!("{keyword} must have two arguments")),
+            _ => Err(SyntaxError::NoValue(keyword)),
         };
     }
     let mut out = Vec::new();
     for w in &words {
         let Some((k, v)) = w.split_once('=') else {
-            return Err(format!(
-                "Syntax error - can't find = in {}. Must be of the form: name=value",
-                quote(w)
-            ));
+            return Err(SyntaxError::NoEquals(w.clone()));
         };
         out.extend(key_value(k, v, "="));
     }
@@ -688,32 +722,29 @@ fn parse_json(rest: &str) -> Result<Vec<Node>, JsonError> {
         .collect()
 }
 
-const NOT_STRING_ARRAY: &str =
-    "when using JSON array syntax, arrays must be comprised of strings only";
-
 /// RUN/CMD/ENTRYPOINT/SHELL: a JSON string array, else the whole rest as one argument.
-fn parse_maybe_json(rest: &str) -> Result<(Vec<Node>, bool), String> {
+fn parse_maybe_json(rest: &str) -> Result<(Vec<Node>, bool), SyntaxError> {
     if rest.is_empty() {
         return Ok((vec![], false));
     }
     match parse_json(rest) {
         Ok(nodes) => Ok((nodes, true)),
-        Err(JsonError::NotStrings) => Err(NOT_STRING_ARRAY.into()),
+        Err(JsonError::NotStrings) => Err(SyntaxError::NotStringArray),
         Err(JsonError::Invalid) => Ok((vec![leaf(rest)], false)),
     }
 }
 
 /// ADD/COPY/VOLUME: a JSON string array, else whitespace-separated words.
-fn parse_maybe_json_to_list(rest: &str) -> Result<(Vec<Node>, bool), String> {
+fn parse_maybe_json_to_list(rest: &str) -> Result<(Vec<Node>, bool), SyntaxError> {
     match parse_json(rest) {
         Ok(nodes) => Ok((nodes, true)),
-        Err(JsonError::NotStrings) => Err(NOT_STRING_ARRAY.into()),
+        Err(JsonError::NotStrings) => Err(SyntaxError::NotStringArray),
         Err(JsonError::Invalid) => Ok((split_ws_all(rest).into_iter().map(leaf).collect(), false)),
     }
 }
 
 /// HEALTHCHECK: a type word (`CMD`, `NONE`), then the command as in RUN.
-fn parse_health_config(rest: &str) -> Result<(Vec<Node>, bool), String> {
+fn parse_health_config(rest: &str) -> Result<(Vec<Node>, bool), SyntaxError> {
     let sep = rest.find(is_space).unwrap_or(rest.len());
     if sep == 0 {
         return Ok((vec![], false));
@@ -726,7 +757,7 @@ fn parse_health_config(rest: &str) -> Result<(Vec<Node>, bool), String> {
 }
 
 /// `^(\d*)<<(-?)\s*([^<]*)$`: a heredoc redirection word.
-pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
+pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, SyntaxError> {
     let digits = word
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(word.len());
@@ -747,16 +778,14 @@ pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
     // of the word was quoted and the content must not be expanded.
     let mut lex = Lex::new('\\');
     lex.skip_unset_env = true;
-    let words = lex.process_words(rest, &NoEnv).map_err(|e| e.0)?;
+    let words = lex.process_words(rest, &NoEnv)?;
     if words.len() != 1 {
         return Ok(None);
     }
     lex.raw_quotes = true;
-    let raw = lex.process_words(rest, &NoEnv).map_err(|e| e.0)?;
+    let raw = lex.process_words(rest, &NoEnv)?;
     if raw.len() != words.len() {
-        return Err(format!(
-            "internal lexing of heredoc produced inconsistent results: {rest}"
-        ));
+        return Err(SyntaxError::InconsistentHeredoc(rest.to_string()));
     }
     let quotes = |s: &str| s.chars().filter(|c| *c == '\'' || *c == '"').count();
     Ok(Some(Heredoc {
@@ -768,7 +797,7 @@ pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
     }))
 }
 
-fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
+fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, SyntaxError> {
     let mut lex = Lex::new('\\');
     lex.raw_quotes = true;
     lex.raw_escapes = true;
@@ -858,9 +887,10 @@ mod tests {
     fn unterminated_heredoc_is_an_error() {
         let e = parse("FROM a\nCOPY <<EOF /x\nhello\n").expect_err("unterminated");
         assert_eq!(
-            (e.start_line, e.message.as_str()),
-            (2, "unterminated heredoc")
+            (e.start_line, &e.kind),
+            (2, &SyntaxError::UnterminatedHeredoc)
         );
+        assert_eq!(e.to_string(), "unterminated heredoc");
     }
 
     #[test]
@@ -871,8 +901,15 @@ mod tests {
         let p = parse("# hello\n# escape=`\nFROM a\nRUN x \\\n y\n").expect("parses");
         assert_eq!(p.escape, '\\');
         let e = parse("# escape=`\n# escape=\\\nFROM a").expect_err("repeated directive");
-        assert_eq!(e.message, "only one escape parser directive can be used");
-        assert!(parse("# escape=x\nFROM a").is_err());
+        assert_eq!(
+            e.to_string(),
+            "only one escape parser directive can be used"
+        );
+        let e = parse("# escape=x\nFROM a").expect_err("bad escape");
+        assert_eq!(
+            e.to_string(),
+            "invalid escape token 'x' does not match ` or \\"
+        );
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! Shell word splitting and variable expansion, as BuildKit's `shell.Lex` does it.
+//! Shell word splitting and variable expansion: a port of BuildKit's shell lexer
+//! (`frontend/dockerfile/shell/lex.go`, `shell.Lex`), kept in one file to be read side by side
+//! with it.
 //!
 //! This is not a shell: it expands `$VAR`, `${VAR}` and the `${VAR<op>word}` forms BuildKit
 //! supports, processes quotes and the escape token, and splits words. The rules (and a few
-//! quirks, kept on purpose so that Dockerfiles expand exactly as under `docker build`) follow
-//! `frontend/dockerfile/shell/lex.go`.
+//! quirks, kept on purpose so that Dockerfiles expand exactly as under `docker build`) are
+//! BuildKit's.
 
 use std::collections::BTreeSet;
 

@@ -1,0 +1,136 @@
+//! The stage plan: which stages a build needs, in what order, what each builds on and what
+//! later stages copy out of it. It is computed once (the prepare step, or `slipway-builder
+//! plan`) and read by the operator, which schedules one Job per stage, and by the engine.
+//! The serde types here are the contract between them; the operator imports them.
+//!
+//! Variable scoping follows BuildKit (`dockerfile2llb/convert.go`, see [`args`]): ARGs before
+//! the first FROM are global and reach FROM lines; a stage sees one only when it redeclares
+//! it; a `--build-arg` overrides defaults; ENV and ARG values accumulate in the stage's
+//! environment in order, and a stage built on another inherits its environment.
+//!
+//! Where Slipway is deliberately stricter than BuildKit: a stage name in FROM matches
+//! case-insensitively, and a FROM naming a later stage is an error
+//! ([`PlanError::FromLaterStage`]).
+//!
+//! The parts: `planner` follows each stage's base, environment and needs instruction by
+//! instruction; `order` derives transitive needs, the build order, exports and the fused
+//! FROM-chains; [`args`] holds the predefined ARGs and the global scope; `error` holds
+//! [`PlanError`].
+
+pub mod args;
+mod error;
+mod order;
+mod planner;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::dockerfile::instructions;
+use crate::dockerfile::parser;
+use crate::dockerfile::shell::Lex;
+
+pub use args::{DEFAULT_PATH, PROXY_ARGS, global_args, host_arch, predefined_args};
+pub use error::{PlanError, TriggerError};
+
+/// What a stage builds on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Base {
+    /// An earlier stage, by index.
+    Stage(usize),
+    /// An image reference as written (after ARG expansion), or `scratch`.
+    Image(String),
+}
+
+/// A stage named or numbered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StageRef {
+    Index(usize),
+    Name(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedStage {
+    /// Position in the Dockerfile, from 0.
+    pub index: usize,
+    /// The `AS` name, lower-cased.
+    pub name: Option<String>,
+    pub from: Base,
+    /// Every stage that must be built before this one, sorted.
+    pub depends_on: Vec<usize>,
+    /// Absolute paths (glob patterns allowed) that other needed stages copy or mount from
+    /// this one; sorted.
+    pub exports: Vec<String>,
+    /// Line of the FROM instruction.
+    pub line: usize,
+    /// `--platform` after expansion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// External images this stage copies or mounts from (`COPY --from=image`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    /// Secret ids its RUN commands mount (`--mount=type=secret`): the only secrets its Job sees.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+    /// Whether a RUN mounts a cache (`--mount=type=cache`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cache_mounts: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// The target stage: its name, or its index when it has none.
+    pub target: StageRef,
+    pub target_index: usize,
+    /// The needed stages, each after every stage it depends on.
+    pub stages: Vec<PlannedStage>,
+    /// The `--build-arg` values the plan was made with.
+    #[serde(default)]
+    pub build_args: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    pub fn stage(&self, index: usize) -> Option<&PlannedStage> {
+        self.stages.iter().find(|s| s.index == index)
+    }
+
+    /// Every external image the needed stages build on or copy from, and of those the ones
+    /// copied from (`COPY --from=image`, whose trees a build unpacks).
+    pub fn external_images(&self) -> (BTreeSet<String>, BTreeSet<String>) {
+        let mut names = BTreeSet::new();
+        let mut copied = BTreeSet::new();
+        for s in &self.stages {
+            if let Base::Image(n) = &s.from
+                && n != "scratch"
+            {
+                names.insert(n.clone());
+            }
+            for i in &s.images {
+                names.insert(i.clone());
+                copied.insert(i.clone());
+            }
+        }
+        (names, copied)
+    }
+}
+
+/// Inputs to planning besides the Dockerfile.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    pub target: Option<String>,
+    /// `--build-arg` values; a later value for the same name wins.
+    pub build_args: Vec<(String, String)>,
+}
+
+/// Parses and plans a Dockerfile.
+pub fn plan(text: &str, opts: &PlanOptions) -> Result<Plan, PlanError> {
+    let parsed = parser::parse(text)?;
+    let df = instructions::from_ast(&parsed.ast)?;
+    planner::Planner::new(df, Lex::new(parsed.escape), opts)?.run()
+}

@@ -389,3 +389,60 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     }
     Ok(format!("sha256:{}", hex::encode(h.finalize())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(media_type: &str, n: u8, size: u64) -> (LayerRef, PathBuf) {
+        let l = LayerRef {
+            path: format!("l{n}"),
+            digest: format!("sha256:{}", hex::encode([n; 32])),
+            diff_id: format!("sha256:{}", hex::encode([n + 100; 32])),
+            size,
+            media_type: media_type.into(),
+        };
+        (l, PathBuf::from(format!("/x/l{n}")))
+    }
+
+    /// Pinned on the `json!` serialization this replaced (keys sorted, no null fields): the
+    /// same inputs must keep giving the same manifest bytes, so the same digest.
+    #[test]
+    fn manifest_bytes_are_pinned() {
+        let config = br#"{"architecture":"amd64","os":"linux"}"#;
+        let layers = [
+            layer("application/vnd.docker.image.rootfs.diff.tar.gzip", 1, 1234),
+            layer("application/vnd.oci.image.layer.v1.tar", 2, 10),
+            layer("application/vnd.docker.image.rootfs.diff.tar", 3, 0),
+            layer(
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+                4,
+                5_000_000_000,
+            ),
+        ];
+        let m = manifest_json(config, &sha256_bytes(config), &layers);
+        let want = concat!(
+            r#"{"config":{"digest":"sha256:9d99a75171aea000c711b34c0e5e3f28d3d537dd99d110eafbfbc2bd8e52c2bf","#,
+            r#""mediaType":"application/vnd.oci.image.config.v1+json","size":37},"layers":["#,
+            r#"{"digest":"sha256:0101010101010101010101010101010101010101010101010101010101010101","#,
+            r#""mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","size":1234},"#,
+            r#"{"digest":"sha256:0202020202020202020202020202020202020202020202020202020202020202","#,
+            r#""mediaType":"application/vnd.oci.image.layer.v1.tar","size":10},"#,
+            r#"{"digest":"sha256:0303030303030303030303030303030303030303030303030303030303030303","#,
+            r#""mediaType":"application/vnd.oci.image.layer.v1.tar","size":0},"#,
+            r#"{"digest":"sha256:0404040404040404040404040404040404040404040404040404040404040404","#,
+            r#""mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","size":5000000000}],"#,
+            r#""mediaType":"application/vnd.oci.image.manifest.v1+json","schemaVersion":2}"#,
+        );
+        assert_eq!(String::from_utf8_lossy(&m), want);
+        assert_eq!(
+            sha256_bytes(&m),
+            "sha256:855866bd151d9f8376764f3c7c6414560e2d87eed7b6279383b890ac3d984d1b"
+        );
+        let m = manifest_json(config, &sha256_bytes(config), &[]);
+        assert_eq!(
+            sha256_bytes(&m),
+            "sha256:74d4bbce0ab7e5f5352de3596eb5e25ea0d175a85b1d6b0ff9fbc7e37758ffb0"
+        );
+    }
+}

@@ -353,3 +353,36 @@ fn run_chain(h: &Host, chain: &[usize], base: Option<&ImageInfo>) -> Result<(), 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_errors_keep_their_messages() {
+        let e = BuildError::DynamicEngine(PathBuf::from("/usr/bin/slipway-builder"));
+        assert_eq!(
+            e.to_string(),
+            "/usr/bin/slipway-builder is dynamically linked and cannot run inside base images; \
+             build it with scripts/build-engine.sh (a static binary)"
+        );
+        let e = BuildError::Secret {
+            id: "npm".into(),
+            src: PathBuf::from("/no/such"),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        };
+        assert_eq!(e.to_string(), "--secret id=npm: /no/such: entity not found");
+        let e = BuildError::Runtime(RuntimeError(io::Error::other("no threads")));
+        assert_eq!(e.to_string(), "starting the runtime: no threads");
+        let e = BuildError::ContainerExit {
+            index: 2,
+            code: 137,
+        };
+        assert_eq!(
+            e.to_string(),
+            "stage #2: the stage container exited with 137"
+        );
+        let e = BuildError::from(RuncError::Runc(io::Error::from(io::ErrorKind::NotFound)));
+        assert_eq!(e.to_string(), "runc: entity not found (is runc installed?)");
+    }
+}

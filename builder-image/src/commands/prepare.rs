@@ -15,10 +15,10 @@ pub fn run(a: &PrepareArgs) -> Result<(), CommandError> {
         Err(e) => {
             PodResult::Failed {
                 reason: e.reason,
-                message: e.message.clone(),
+                message: e.to_string(),
             }
             .report();
-            Err(CommandError::Message(e.message))
+            Err(CommandError::Message(e.to_string()))
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod runc;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -17,11 +18,14 @@ use slipway_contract::graph::{BuildGraph, root_image};
 use slipway_contract::pod::{PodCommand, StageArgs, paths};
 use slipway_frontend::plan::{Plan, PlanOptions};
 
-use crate::local::rootfs::StageRoot;
-use crate::local::runc::Container;
-use crate::registry::client::Registry;
+use crate::local::rootfs::{RootfsError, StageRoot};
+use crate::local::runc::{Container, RuncError};
+use crate::net::RuntimeError;
+use crate::registry::client::{Registry, RegistryError, SetupError};
+use crate::registry::manifest::{manifest_json, sha256_bytes};
 use crate::steps;
 use crate::steps::plan::{Fetch, PlanStepError, ResolveError};
+use crate::steps::push::PushError;
 use crate::workspace::{ImageInfo, Workspace};
 
 pub struct BuildOptions {
@@ -48,18 +52,60 @@ pub struct BuildOutput {
 /// The error of a build, said once: where and what.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("{0}")]
-    Input(String),
-    #[error("{0}")]
-    Registry(#[from] crate::registry::client::RegistryError),
-    #[error("{0}")]
-    Stage(String),
-    #[error("{0}")]
-    Setup(String),
+    #[error("context {}: {source}", path.display())]
+    Context {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("--secret id={id}: {}: {source}", src.display())]
+    Secret {
+        id: String,
+        src: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Something of the build's own set-up (`what`: the file or the step).
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{} is dynamically linked and cannot run inside base images; build it with \
+         scripts/build-engine.sh (a static binary)",
+        .0.display()
+    )]
+    DynamicEngine(PathBuf),
+    #[error(transparent)]
+    Plan(#[from] PlanStepError),
+    #[error(transparent)]
+    RegistrySetup(#[from] SetupError),
+    #[error("starting the runtime: {0}")]
+    Runtime(#[source] RuntimeError),
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Root(#[from] RootfsError),
+    #[error(transparent)]
+    Runc(#[from] RuncError),
+    /// A stage failed: its own one-line message, as it wrote it into the workspace.
+    #[error("{message}")]
+    Stage { message: String },
+    #[error("stage #{index}: the stage container exited with {code}")]
+    ContainerExit { index: usize, code: i32 },
+    #[error(transparent)]
+    Assemble(#[from] PushError),
 }
 
-fn io(ctx: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> BuildError {
-    move |e| BuildError::Setup(format!("{ctx}: {e}"))
+fn io(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> BuildError {
+    move |source| BuildError::Io {
+        what: what.to_string(),
+        source,
+    }
 }
 
 /// This very binary, which must be static to run inside any base image.
@@ -67,11 +113,7 @@ fn engine_binary() -> Result<PathBuf, BuildError> {
     let exe = std::env::current_exe().map_err(io("locating slipway-builder"))?;
     let bytes = fs::read(&exe).map_err(io(exe.display()))?;
     if is_dynamic_elf(&bytes) {
-        return Err(BuildError::Setup(format!(
-            "{} is dynamically linked and cannot run inside base images; build it with \
-             scripts/build-engine.sh (a static binary)",
-            exe.display()
-        )));
+        return Err(BuildError::DynamicEngine(exe));
     }
     Ok(exe)
 }
@@ -98,8 +140,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
         .dockerfile
         .clone()
         .unwrap_or_else(|| opts.context.join("Dockerfile"));
-    let context = fs::canonicalize(&opts.context)
-        .map_err(|e| BuildError::Input(format!("context {}: {e}", opts.context.display())))?;
+    let context = fs::canonicalize(&opts.context).map_err(|source| BuildError::Context {
+        path: opts.context.clone(),
+        source,
+    })?;
 
     // The workspace, laid out as stage containers see it.
     let builds = opts.state_dir.join("builds");
@@ -111,37 +155,22 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
     fs::create_dir_all(&secrets_dir).map_err(io(secrets_dir.display()))?;
     let result = (|| {
         for (id, src) in &opts.secrets {
-            fs::copy(src, secrets_dir.join(id)).map_err(|e| {
-                BuildError::Input(format!("--secret id={id}: {}: {e}", src.display()))
+            fs::copy(src, secrets_dir.join(id)).map_err(|source| BuildError::Secret {
+                id: id.clone(),
+                src: src.clone(),
+                source,
             })?;
         }
         let shown = dockerfile.display().to_string();
-        let plan = steps::plan::plan_into(&ws, &context, &dockerfile, &shown, &opts.plan).map_err(
-            |e| match e {
-                PlanStepError::Read { .. } | PlanStepError::Invalid { .. } => {
-                    BuildError::Input(e.to_string())
-                }
-                _ => BuildError::Setup(e.to_string()),
-            },
-        )?;
-        let registry = Registry::new(&opts.insecure_registries, &opts.state_dir.join("blobs"))
-            .map_err(BuildError::Setup)?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(io("starting the runtime"))?;
-        let images = rt
-            .block_on(steps::plan::resolve_images(
-                &registry,
-                &plan,
-                &ws,
-                Fetch::Layers,
-            ))
-            .map_err(|e| match e {
-                ResolveError::Registry(r) => BuildError::Registry(r),
-                e => BuildError::Setup(e.to_string()),
-            })?;
+        let plan = steps::plan::plan_into(&ws, &context, &dockerfile, &shown, &opts.plan)?;
+        let registry = Registry::new(&opts.insecure_registries, &opts.state_dir.join("blobs"))?;
+        let images = crate::net::block_on(steps::plan::resolve_images(
+            &registry,
+            &plan,
+            &ws,
+            Fetch::Layers,
+        ))
+        .map_err(BuildError::Runtime)??;
         let graph = BuildGraph::new(&plan, &steps::plan::pinned(&images));
         run_jobs(
             opts,
@@ -153,24 +182,29 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
             &secrets_dir,
             &images,
         )?;
-        let image = steps::push::assemble(&plan, &ws, &images)
-            .map_err(|e| BuildError::Setup(e.to_string()))?;
-        let mut pushed = Vec::new();
-        let mut digest = String::new();
-        for d in &opts.destinations {
-            digest = rt.block_on(registry.push(d, &image))?;
-            eprintln!("pushed {d}@{digest}");
-            pushed.push(d.clone());
-        }
+        let image = steps::push::assemble(&plan, &ws, &images)?;
         if opts.destinations.is_empty() {
-            digest =
-                crate::registry::client::sha256_bytes(&crate::registry::client::manifest_json(
-                    &image.config,
-                    &crate::registry::client::sha256_bytes(&image.config),
-                    &image.layers,
-                ));
+            let digest = sha256_bytes(&manifest_json(
+                &image.config,
+                &sha256_bytes(&image.config),
+                &image.layers,
+            ));
+            return Ok(BuildOutput {
+                digest,
+                pushed: Vec::new(),
+            });
         }
-        Ok(BuildOutput { digest, pushed })
+        crate::net::block_on(async {
+            let mut pushed = Vec::new();
+            let mut digest = String::new();
+            for d in &opts.destinations {
+                digest = registry.push(d, &image).await?;
+                eprintln!("pushed {d}@{digest}");
+                pushed.push(d.clone());
+            }
+            Ok(BuildOutput { digest, pushed })
+        })
+        .map_err(BuildError::Runtime)?
     })();
     if !opts.keep_workspace {
         let _ = fs::remove_dir_all(&ws_dir);
@@ -277,7 +311,7 @@ fn run_chain(h: &Host, chain: &[usize], base: Option<&ImageInfo>) -> Result<(), 
         .map(PathBuf::from)
         .filter(|p| p.is_file());
     let dir = ws.root.join("containers").join(index.to_string());
-    let root = StageRoot::prepare(&h.trees, &dir, base).map_err(BuildError::Setup)?;
+    let root = StageRoot::prepare(&h.trees, &dir, base)?;
     let rootfs = root.rootfs.clone();
     let started = std::time::Instant::now();
     let c = Container {
@@ -302,17 +336,53 @@ fn run_chain(h: &Host, chain: &[usize], base: Option<&ImageInfo>) -> Result<(), 
     };
     let code = runc::run(&c, &dir.join("bundle"));
     root.release();
-    let code = code.map_err(BuildError::Setup)?;
+    let code = code?;
     eprintln!(
         "stages {chain:?}: container exited with {code} after {:.1}s",
         started.elapsed().as_secs_f64()
     );
     if code != 0 {
-        let msg = chain
+        return Err(chain
             .iter()
             .find_map(|i| fs::read_to_string(ws.stage_error(*i)).ok())
-            .unwrap_or_else(|| format!("stage #{index}: the stage container exited with {code}"));
-        return Err(BuildError::Stage(msg.trim().to_string()));
+            .map_or(BuildError::ContainerExit { index, code }, |m| {
+                BuildError::Stage {
+                    message: m.trim().to_string(),
+                }
+            }));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_errors_keep_their_messages() {
+        let e = BuildError::DynamicEngine(PathBuf::from("/usr/bin/slipway-builder"));
+        assert_eq!(
+            e.to_string(),
+            "/usr/bin/slipway-builder is dynamically linked and cannot run inside base images; \
+             build it with scripts/build-engine.sh (a static binary)"
+        );
+        let e = BuildError::Secret {
+            id: "npm".into(),
+            src: PathBuf::from("/no/such"),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        };
+        assert_eq!(e.to_string(), "--secret id=npm: /no/such: entity not found");
+        let e = BuildError::Runtime(RuntimeError(io::Error::other("no threads")));
+        assert_eq!(e.to_string(), "starting the runtime: no threads");
+        let e = BuildError::ContainerExit {
+            index: 2,
+            code: 137,
+        };
+        assert_eq!(
+            e.to_string(),
+            "stage #2: the stage container exited with 137"
+        );
+        let e = BuildError::from(RuncError::Runc(io::Error::from(io::ErrorKind::NotFound)));
+        assert_eq!(e.to_string(), "runc: entity not found (is runc installed?)");
+    }
 }

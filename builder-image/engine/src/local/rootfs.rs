@@ -9,7 +9,18 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags};
 
+use crate::fs::unpack::ImageUnpackError;
+use crate::fs::{PathError, at};
 use crate::workspace::ImageInfo;
+
+/// Why a stage's root could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error(transparent)]
+    Io(#[from] PathError),
+    #[error(transparent)]
+    Unpack(#[from] ImageUnpackError),
+}
 
 pub struct StageRoot {
     pub rootfs: PathBuf,
@@ -17,12 +28,8 @@ pub struct StageRoot {
     mounted: bool,
 }
 
-fn err(p: &Path) -> impl FnOnce(std::io::Error) -> String + '_ {
-    move |e| format!("{}: {e}", p.display())
-}
-
 /// The unpacked tree of an image, made once per digest under `cache`.
-pub fn cached_tree(cache: &Path, info: &ImageInfo) -> Result<PathBuf, String> {
+pub fn cached_tree(cache: &Path, info: &ImageInfo) -> Result<PathBuf, RootfsError> {
     let hex = info.digest.trim_start_matches("sha256:");
     let tree = cache.join(hex);
     if tree.join(".complete").exists() {
@@ -31,8 +38,8 @@ pub fn cached_tree(cache: &Path, info: &ImageInfo) -> Result<PathBuf, String> {
     // Unpacked beside and renamed into place, so a half-written tree is never used.
     let tmp = cache.join(format!("{hex}.{}.partial", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
-    crate::fs::unpack::unpack_image(info, &tmp.join("tree")).map_err(|e| e.to_string())?;
-    fs::write(tmp.join(".complete"), b"").map_err(err(&tmp))?;
+    crate::fs::unpack::unpack_image(info, &tmp.join("tree"))?;
+    fs::write(tmp.join(".complete"), b"").map_err(at(&tmp))?;
     if fs::rename(&tmp, &tree).is_err() {
         // Another stage made it first.
         let _ = fs::remove_dir_all(&tmp);
@@ -43,9 +50,13 @@ pub fn cached_tree(cache: &Path, info: &ImageInfo) -> Result<PathBuf, String> {
 impl StageRoot {
     /// A root for a stage container in `dir`: an overlay over the base's cached tree, an
     /// unpacked copy when overlays are not available, an empty directory for scratch.
-    pub fn prepare(cache: &Path, dir: &Path, base: Option<&ImageInfo>) -> Result<Self, String> {
+    pub fn prepare(
+        cache: &Path,
+        dir: &Path,
+        base: Option<&ImageInfo>,
+    ) -> Result<Self, RootfsError> {
         let rootfs = dir.join("rootfs");
-        fs::create_dir_all(&rootfs).map_err(err(&rootfs))?;
+        fs::create_dir_all(&rootfs).map_err(at(&rootfs))?;
         let mut root = StageRoot {
             rootfs,
             dir: dir.to_path_buf(),
@@ -54,8 +65,8 @@ impl StageRoot {
         let Some(info) = base else { return Ok(root) };
         let lower = cached_tree(cache, info)?;
         let (upper, work) = (dir.join("upper"), dir.join("work"));
-        fs::create_dir_all(&upper).map_err(err(&upper))?;
-        fs::create_dir_all(&work).map_err(err(&work))?;
+        fs::create_dir_all(&upper).map_err(at(&upper))?;
+        fs::create_dir_all(&work).map_err(at(&work))?;
         let opts = format!(
             "lowerdir={},upperdir={},workdir={}",
             lower.display(),
@@ -75,7 +86,7 @@ impl StageRoot {
                     "overlay mount failed ({e}); unpacking {} instead",
                     info.reference
                 );
-                crate::fs::unpack::unpack_image(info, &root.rootfs).map_err(|e| e.to_string())?;
+                crate::fs::unpack::unpack_image(info, &root.rootfs)?;
             }
         }
         Ok(root)

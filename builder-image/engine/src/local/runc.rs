@@ -10,6 +10,8 @@ use std::process::{Command, Stdio};
 use serde_json::json;
 use slipway_contract::pod::paths;
 
+use crate::fs::{PathError, at};
+
 /// Docker's (and containerd's CRI) default capability set.
 pub const DEFAULT_CAPS: [&str; 14] = [
     "CAP_CHOWN",
@@ -119,12 +121,23 @@ pub fn spec(c: &Container) -> serde_json::Value {
     })
 }
 
+/// Why a stage container could not be run.
+#[derive(Debug, thiserror::Error)]
+pub enum RuncError {
+    #[error(transparent)]
+    Io(#[from] PathError),
+    #[error("{0}")]
+    Spec(#[source] serde_json::Error),
+    #[error("runc: {0} (is runc installed?)")]
+    Runc(#[source] std::io::Error),
+}
+
 /// Runs the container to completion; returns its exit code. Output goes to ours.
-pub fn run(c: &Container, bundle: &Path) -> Result<i32, String> {
-    std::fs::create_dir_all(bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
+pub fn run(c: &Container, bundle: &Path) -> Result<i32, RuncError> {
+    std::fs::create_dir_all(bundle).map_err(at(bundle))?;
     let config = bundle.join("config.json");
-    let text = serde_json::to_vec_pretty(&spec(c)).map_err(|e| e.to_string())?;
-    std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
+    let text = serde_json::to_vec_pretty(&spec(c)).map_err(RuncError::Spec)?;
+    std::fs::write(&config, text).map_err(at(&config))?;
     let state_root = PathBuf::from("/run/slipway-runc");
     let status = Command::new("runc")
         .arg("--root")
@@ -134,7 +147,7 @@ pub fn run(c: &Container, bundle: &Path) -> Result<i32, String> {
         .arg(&c.id)
         .stdin(Stdio::null())
         .status()
-        .map_err(|e| format!("runc: {e} (is runc installed?)"))?;
+        .map_err(RuncError::Runc)?;
     // A container that failed to start may leave its state behind.
     let _ = Command::new("runc")
         .arg("--root")

@@ -1,42 +1,80 @@
-//! Registry credentials from the Docker config file (`$DOCKER_CONFIG/config.json`, else
-//! `~/.docker/config.json`), as `docker login`, kaniko and Kubernetes dockerconfigjson secrets
-//! write it: `auths.<registry>.auth` (base64 `user:password`) or `username`/`password`.
-//! Credential helpers are not run.
+//! Registry credentials from Docker config files, read as Docker reads them by the
+//! docker_credential crate: `auths.<registry>` (base64 `auth`, or `username`/`password`),
+//! `credHelpers.<registry>` and `credsStore` (the `docker-credential-<name>` programs).
+//! The files are `$DOCKER_CONFIG/config.json` (else `~/.docker/config.json`), then every
+//! `*.json` in the directory [`env::AUTH_DIR`] names (the dockerconfigjson Secrets a build pod
+//! mounts), in name order; the first file with a credential for a registry wins.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use base64::Engine;
+use docker_credential::{CredentialRetrievalError, DockerCredential};
 use serde::Deserialize;
+use slipway_contract::pod::env;
 
-/// A directory of more Docker config files (mounted Secrets), read after `DOCKER_CONFIG`.
-pub const AUTH_DIR_ENV: &str = "SLIPWAY_AUTH_DIR";
-
-#[derive(Debug, Default, Deserialize)]
+/// The Docker config files in the order they are asked.
+#[derive(Debug, Default)]
 pub struct DockerConfig {
-    #[serde(default)]
-    auths: BTreeMap<String, AuthEntry>,
+    files: Vec<ConfigFile>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct AuthEntry {
-    #[serde(default)]
-    auth: String,
-    #[serde(default)]
-    username: String,
-    #[serde(default)]
-    password: String,
+#[derive(Debug)]
+struct ConfigFile {
+    path: PathBuf,
+    bytes: Vec<u8>,
 }
 
-/// `https://index.docker.io/v1/`, `http://host:5000`, `host:5000/` all name a registry host.
-fn host_of(key: &str) -> String {
-    let k = key
-        .trim_start_matches("https://")
-        .trim_start_matches("http://");
-    let host = k.split('/').next().unwrap_or(k);
-    match host {
-        "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io".into(),
-        h => h.to_string(),
+/// A config file that is not a Docker config.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct AuthError {
+    pub path: PathBuf,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+/// A credential that a config file names but that could not be had (a helper that failed or
+/// is missing, an `auth` that is not base64 `user:password`).
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct CredentialError {
+    pub path: PathBuf,
+    #[source]
+    pub source: CredentialRetrievalError,
+}
+
+/// The shape docker_credential reads, checked when the files are loaded: that crate only
+/// says "Unable to read config", and a broken Secret should say where and why at once.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // read for its shape only
+struct Shape {
+    auths: Option<BTreeMap<String, AuthShape>>,
+    creds_store: Option<String>,
+    cred_helpers: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)] // read for its shape only
+struct AuthShape {
+    auth: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    identitytoken: Option<String>,
+}
+
+/// Docker Hub as `docker login` keys it, and as credential helpers expect to be asked.
+const DOCKER_HUB_SERVER: &str = "https://index.docker.io/v1/";
+
+/// The server names to ask a config file for a registry host. Docker Hub is asked as
+/// `https://index.docker.io/v1/` first (credential helpers and stores know it by that name),
+/// then as `docker.io`, which matches an `auths` key of any spelling of Docker Hub.
+fn servers(registry: &str) -> Vec<&str> {
+    match registry {
+        "docker.io" | "index.docker.io" | "registry-1.docker.io" => {
+            vec![DOCKER_HUB_SERVER, "docker.io"]
+        }
+        host => vec![host],
     }
 }
 
@@ -49,11 +87,20 @@ impl DockerConfig {
     }
 
     /// The config file, or no credentials when there is none; then every `*.json` in
-    /// `$SLIPWAY_AUTH_DIR` (the dockerconfigjson Secrets a build pod mounts), first one wins.
-    pub fn load() -> Result<Self, String> {
-        let mut files: Vec<PathBuf> = Self::path().into_iter().collect();
-        if let Some(dir) = std::env::var_os(AUTH_DIR_ENV) {
-            let mut more: Vec<PathBuf> = std::fs::read_dir(&dir)
+    /// `$SLIPWAY_AUTH_DIR`.
+    pub fn load() -> Result<Self, AuthError> {
+        Self::load_from(
+            Self::path().as_deref(),
+            std::env::var_os(env::AUTH_DIR).as_deref().map(Path::new),
+        )
+    }
+
+    /// [`Self::load`] from the given config file and directory. Files that cannot be read
+    /// are skipped; a file that is not a Docker config is an error.
+    pub fn load_from(config: Option<&Path>, auth_dir: Option<&Path>) -> Result<Self, AuthError> {
+        let mut paths: Vec<PathBuf> = config.into_iter().map(Path::to_path_buf).collect();
+        if let Some(dir) = auth_dir {
+            let mut more: Vec<PathBuf> = std::fs::read_dir(dir)
                 .map(|rd| {
                     rd.filter_map(|e| e.ok().map(|e| e.path()))
                         .filter(|p| p.extension().is_some_and(|x| x == "json"))
@@ -61,69 +108,44 @@ impl DockerConfig {
                 })
                 .unwrap_or_default();
             more.sort();
-            files.extend(more);
+            paths.extend(more);
         }
-        let mut out = Self::default();
-        for p in files {
-            let Ok(b) = std::fs::read(&p) else { continue };
-            let c = Self::parse(&b).map_err(|e| format!("{}: {e}", p.display()))?;
-            for (k, v) in c.auths {
-                out.auths.entry(k).or_insert(v);
+        let mut files = Vec::new();
+        for path in paths {
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            if let Err(source) = serde_json::from_slice::<Shape>(&bytes) {
+                return Err(AuthError { path, source });
+            }
+            files.push(ConfigFile { path, bytes });
+        }
+        Ok(DockerConfig { files })
+    }
+
+    /// The credential for a registry host (`docker.io`, `host:port`), from the first file
+    /// that has one; `None` when no file has one. A credential that a file names but that
+    /// cannot be had is an error only when no later file has one either.
+    pub fn credential(&self, registry: &str) -> Result<Option<DockerCredential>, CredentialError> {
+        let mut failed = None;
+        for f in &self.files {
+            for server in servers(registry) {
+                match docker_credential::get_credential_from_reader(f.bytes.as_slice(), server) {
+                    Ok(c) => return Ok(Some(c)),
+                    Err(CredentialRetrievalError::NoCredentialConfigured) => {}
+                    Err(source) => {
+                        failed.get_or_insert(CredentialError {
+                            path: f.path.clone(),
+                            source,
+                        });
+                    }
+                }
             }
         }
-        Ok(out)
-    }
-
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())
-    }
-
-    /// (user, password) for a registry host.
-    pub fn credentials(&self, registry: &str) -> Option<(String, String)> {
-        let want = host_of(registry);
-        let e = self
-            .auths
-            .iter()
-            .find(|(k, _)| host_of(k) == want)
-            .map(|(_, e)| e)?;
-        if !e.auth.is_empty() {
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(e.auth.trim())
-                .ok()?;
-            let text = String::from_utf8(raw).ok()?;
-            let (u, p) = text.split_once(':')?;
-            return Some((u.to_string(), p.to_string()));
-        }
-        (!e.username.is_empty()).then(|| (e.username.clone(), e.password.clone()))
+        failed.map_or(Ok(None), Err)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credentials_by_registry_host() {
-        let c = DockerConfig::parse(
-            br#"{"auths": {
-                "https://index.docker.io/v1/": {"auth": "dXNlcjpwYXNz"},
-                "127.0.0.1:5000": {"username": "ci", "password": "s3cret"},
-                "http://reg.example:443/": {"auth": "YTpiOmM="}
-            }, "credsStore": "desktop"}"#,
-        )
-        .expect("parse");
-        assert_eq!(
-            c.credentials("docker.io"),
-            Some(("user".into(), "pass".into()))
-        );
-        assert_eq!(
-            c.credentials("127.0.0.1:5000"),
-            Some(("ci".into(), "s3cret".into()))
-        );
-        assert_eq!(
-            c.credentials("reg.example:443"),
-            Some(("a".into(), "b:c".into()))
-        );
-        assert_eq!(c.credentials("quay.io"), None);
-    }
-}
+#[path = "auth_tests.rs"]
+mod tests;

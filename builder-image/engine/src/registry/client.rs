@@ -1,81 +1,40 @@
 //! Talking to OCI registries (oci-client): resolving an image to its digest, config and layers
 //! (blobs kept in a local cache by digest), and pushing a built image: blobs the registry
 //! already has are skipped, base layers are mounted from the base's repository when it is on
-//! the same registry, and the manifest goes last. Every error names the registry, the
-//! operation and, when there is one, the HTTP status. Credentials come from the Docker config
-//! file; plain HTTP only for registries named insecure.
+//! the same registry, and the manifest goes last. Transient failures (HTTP 429 and 5xx, broken
+//! connections) are retried a bounded number of times ([`crate::net::retry`]). Every error
+//! names the registry, the operation and, when there is one, the HTTP status. Credentials come
+//! from the Docker config files ([`crate::registry::auth`]); plain HTTP only for registries
+//! named insecure.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-use futures::StreamExt;
+use backon::Retryable;
+use bytes::Bytes;
+use docker_credential::DockerCredential;
+use futures::TryStreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::manifest::OciDescriptor;
+use oci_client::errors::OciDistributionError;
+use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciDescriptor};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
-use sha2::{Digest, Sha256};
+use tokio_util::io::ReaderStream;
 
+use crate::net::retry;
 use crate::registry::auth::DockerConfig;
+pub use crate::registry::error::{RegistryError, RegistryErrorKind, SetupError};
+use crate::registry::manifest::{manifest_json, sha256_bytes, sha256_file};
 use crate::workspace::{ImageInfo, LayerRef};
 
-#[derive(Debug, thiserror::Error)]
-#[error("registry {registry}: {operation}: {message}")]
-pub struct RegistryError {
-    pub registry: String,
-    pub operation: String,
-    pub message: String,
-}
-
-/// The HTTP status in an oci-client error, when it carries one.
-fn describe(e: &OciDistributionError) -> String {
-    match e {
-        OciDistributionError::ServerError { code, message, .. } => {
-            format!("HTTP {code}: {message}")
-        }
-        OciDistributionError::UnauthorizedError { url } => format!("HTTP 401 Unauthorized ({url})"),
-        OciDistributionError::RequestError(r) => match r.status() {
-            Some(s) => format!("HTTP {s}: {r}"),
-            None => format!("{r}"),
-        },
-        OciDistributionError::RegistryError { envelope, .. } => {
-            let status = envelope
-                .errors
-                .first()
-                .map(|e| spec_status(&e.code))
-                .unwrap_or("HTTP error");
-            let what: Vec<String> = envelope
-                .errors
-                .iter()
-                .map(|e| format!("{:?}: {}", e.code, e.message))
-                .collect();
-            format!("{status}: {}", what.join("; "))
-        }
-        OciDistributionError::ImageManifestNotFoundError(m) => {
-            format!("HTTP 404 manifest unknown: {m}")
-        }
-        other => other.to_string(),
-    }
-}
-
-/// The status the distribution spec gives each error code (oci-client keeps only the code).
-fn spec_status(code: &OciErrorCode) -> &'static str {
-    use OciErrorCode::*;
-    match code {
-        BlobUnknown | BlobUploadUnknown | ManifestUnknown | ManifestBlobUnknown | NameUnknown
-        | NotFound => "HTTP 404",
-        BlobUploadInvalid | DigestInvalid | ManifestInvalid | ManifestUnverified | NameInvalid
-        | SizeInvalid | TagInvalid => "HTTP 400",
-        Unauthorized => "HTTP 401",
-        Denied => "HTTP 403",
-        Unsupported => "HTTP 405",
-        Toomanyrequests => "HTTP 429",
-        Other(_) => "HTTP error",
-    }
-}
+use RegistryErrorKind::Protocol;
 
 pub struct Registry {
     client: Client,
     config: DockerConfig,
+    /// Credentials by registry host, looked up (and credential helpers run) once.
+    auths: Mutex<HashMap<String, RegistryAuth>>,
     blob_cache: PathBuf,
 }
 
@@ -87,8 +46,47 @@ pub struct ImageToPush {
     pub base: Option<String>,
 }
 
+fn err(r: &Reference, operation: &str, kind: RegistryErrorKind) -> RegistryError {
+    RegistryError {
+        registry: r.registry().to_string(),
+        operation: operation.to_string(),
+        kind,
+    }
+}
+
+fn parse_ref(name: &str) -> Result<Reference, RegistryError> {
+    crate::registry::reference::parse(name).map_err(|e| RegistryError {
+        registry: "?".into(),
+        operation: format!("parse {name}"),
+        kind: RegistryErrorKind::Reference(e),
+    })
+}
+
+/// Runs `attempt` again while it fails transiently, at most [`retry::ATTEMPTS`] times; the
+/// last error is returned as `registry HOST: OPERATION: ...`.
+async fn retrying<T, Fut>(
+    r: &Reference,
+    operation: &str,
+    attempt: impl FnMut() -> Fut,
+) -> Result<T, RegistryError>
+where
+    Fut: Future<Output = Result<T, RegistryErrorKind>>,
+{
+    attempt
+        .retry(retry::policy())
+        .when(RegistryErrorKind::transient)
+        .notify(|e, d| {
+            retry::notice(
+                &format_args!("registry {}: {operation}: {e}", r.registry()),
+                d,
+            )
+        })
+        .await
+        .map_err(|kind| err(r, operation, kind))
+}
+
 impl Registry {
-    pub fn new(insecure: &[String], blob_cache: &Path) -> Result<Self, String> {
+    pub fn new(insecure: &[String], blob_cache: &Path) -> Result<Self, SetupError> {
         crate::net::ensure_crypto_provider();
         crate::net::check_ca_certificates()?;
         let config = DockerConfig::load()?;
@@ -99,23 +97,35 @@ impl Registry {
         Ok(Registry {
             client,
             config,
+            auths: Mutex::default(),
             blob_cache: blob_cache.to_path_buf(),
         })
     }
 
+    /// The credentials for `r`'s registry. One that cannot be had (a credential helper that
+    /// fails, an identity token) is said on stderr, and the registry is tried anonymously,
+    /// which is enough for public images.
     fn auth(&self, r: &Reference) -> RegistryAuth {
-        match self.config.credentials(r.registry()) {
-            Some((u, p)) => RegistryAuth::Basic(u, p),
-            None => RegistryAuth::Anonymous,
-        }
-    }
-
-    fn err(r: &Reference, operation: &str, e: impl std::fmt::Display) -> RegistryError {
-        RegistryError {
-            registry: r.registry().to_string(),
-            operation: operation.to_string(),
-            message: e.to_string(),
-        }
+        let host = r.registry();
+        let mut auths = self.auths.lock().unwrap_or_else(|e| e.into_inner());
+        auths
+            .entry(host.to_string())
+            .or_insert_with(|| match self.config.credential(host) {
+                Ok(Some(DockerCredential::UsernamePassword(u, p))) => RegistryAuth::Basic(u, p),
+                Ok(Some(DockerCredential::IdentityToken(_))) => {
+                    eprintln!(
+                        "warning: registry {host}: credentials: identity tokens are not \
+                         supported; trying anonymously"
+                    );
+                    RegistryAuth::Anonymous
+                }
+                Ok(None) => RegistryAuth::Anonymous,
+                Err(e) => {
+                    eprintln!("warning: registry {host}: credentials: {e}; trying anonymously");
+                    RegistryAuth::Anonymous
+                }
+            })
+            .clone()
     }
 
     /// Resolves `name` for this platform and caches its layers; returns what stages need.
@@ -136,23 +146,21 @@ impl Registry {
         let r = parse_ref(name)?;
         let auth = self.auth(&r);
         let op = format!("pull {}", r.whole());
-        let (manifest, digest, config) = self
-            .client
-            .pull_manifest_and_config(&r, &auth)
-            .await
-            .map_err(|e| Self::err(&r, &op, describe(&e)))?;
+        let (manifest, digest, config) = retrying(&r, &op, || async {
+            self.client
+                .pull_manifest_and_config(&r, &auth)
+                .await
+                .map_err(Protocol)
+        })
+        .await?;
         let config: serde_json::Value = serde_json::from_str(&config)
-            .map_err(|e| Self::err(&r, &op, format!("config: {e}")))?;
+            .map_err(|e| err(&r, &op, RegistryErrorKind::Config(e)))?;
         let diff_ids: Vec<String> = config
             .pointer("/rootfs/diff_ids")
             .and_then(|v| serde_json::from_value(v.clone()).ok())
             .unwrap_or_default();
         if diff_ids.len() != manifest.layers.len() {
-            return Err(Self::err(
-                &r,
-                &op,
-                "the config's diff_ids do not match the manifest's layers",
-            ));
+            return Err(err(&r, &op, RegistryErrorKind::DiffIds));
         }
         let layers = manifest
             .layers
@@ -178,31 +186,33 @@ impl Registry {
     /// A blob in the cache, downloaded and checked once.
     async fn fetch_blob(&self, r: &Reference, l: &OciDescriptor) -> Result<PathBuf, RegistryError> {
         let op = format!("fetch blob {}", l.digest);
+        let fail = |kind| err(r, &op, kind);
+        let io = |e| fail(RegistryErrorKind::Io(e));
         let hex = l
             .digest
             .strip_prefix("sha256:")
-            .ok_or_else(|| Self::err(r, &op, "only sha256 digests are supported"))?;
+            .ok_or_else(|| fail(RegistryErrorKind::NotSha256))?;
         let path = self.blob_cache.join("sha256").join(hex);
         if path.exists() {
             return Ok(path);
         }
         let dir = self.blob_cache.join("sha256");
-        std::fs::create_dir_all(&dir).map_err(|e| Self::err(r, &op, e))?;
+        std::fs::create_dir_all(&dir).map_err(io)?;
         let tmp = dir.join(format!("{hex}.{}.partial", std::process::id()));
-        let mut f = tokio::fs::File::create(&tmp)
-            .await
-            .map_err(|e| Self::err(r, &op, e))?;
-        self.client
-            .pull_blob(r, l, &mut f)
-            .await
-            .map_err(|e| Self::err(r, &op, describe(&e)))?;
-        drop(f);
-        let got = sha256_file(&tmp).map_err(|e| Self::err(r, &op, e))?;
+        // Every try starts the file over.
+        retrying(r, &op, || async {
+            let mut f = tokio::fs::File::create(&tmp)
+                .await
+                .map_err(RegistryErrorKind::Io)?;
+            self.client.pull_blob(r, l, &mut f).await.map_err(Protocol)
+        })
+        .await?;
+        let got = sha256_file(&tmp).map_err(io)?;
         if got != l.digest {
             let _ = std::fs::remove_file(&tmp);
-            return Err(Self::err(r, &op, format!("content has digest {got}")));
+            return Err(fail(RegistryErrorKind::Digest(got)));
         }
-        std::fs::rename(&tmp, &path).map_err(|e| Self::err(r, &op, e))?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
         Ok(path)
     }
 
@@ -211,20 +221,18 @@ impl Registry {
         let r = parse_ref(dest)?;
         let auth = self.auth(&r);
         let op = format!("push {}", r.whole());
-        self.client
-            .auth(&r, &auth, RegistryOperation::Push)
-            .await
-            .map_err(|e| Self::err(&r, &format!("{op}: authenticate"), describe(&e)))?;
-        let base: Option<Reference> = image.base.as_deref().and_then(|b| b.parse().ok());
+        retrying(&r, &format!("{op}: authenticate"), || async {
+            self.client
+                .auth(&r, &auth, RegistryOperation::Push)
+                .await
+                .map_err(Protocol)
+        })
+        .await?;
+        let base: Option<Reference> = image.base.as_deref().and_then(|b| parse_ref(b).ok());
         let mut base_authed = false;
         for (layer, path) in &image.layers {
             let bop = format!("{op}: blob {}", layer.digest);
-            let exists = self
-                .client
-                .blob_exists(&r, &layer.digest)
-                .await
-                .map_err(|e| Self::err(&r, &bop, describe(&e)))?;
-            if exists {
+            if self.blob_exists(&r, &bop, &layer.digest).await? {
                 continue;
             }
             if let Some(b) = &base
@@ -244,15 +252,16 @@ impl Registry {
             let path = if path.as_os_str().is_empty() || !path.exists() {
                 let b = base
                     .as_ref()
-                    .ok_or_else(|| Self::err(&r, &bop, "a layer with no file and no base image"))?;
+                    .ok_or_else(|| err(&r, &bop, RegistryErrorKind::NoLayerSource))?;
                 if !base_authed {
-                    self.client
-                        .auth(b, &self.auth(b), RegistryOperation::Pull)
-                        .await
-                        .map_err(|e| {
-                            let op = format!("pull {}: authenticate", b.whole());
-                            Self::err(b, &op, describe(&e))
-                        })?;
+                    let b_auth = self.auth(b);
+                    retrying(b, &format!("pull {}: authenticate", b.whole()), || async {
+                        self.client
+                            .auth(b, &b_auth, RegistryOperation::Pull)
+                            .await
+                            .map_err(Protocol)
+                    })
+                    .await?;
                     base_authed = true;
                 }
                 fetched = self.fetch_blob(b, &descriptor(layer)).await?;
@@ -260,47 +269,63 @@ impl Registry {
             } else {
                 path
             };
-            let file = tokio::fs::File::open(path)
-                .await
-                .map_err(|e| Self::err(&r, &bop, format!("{}: {e}", path.display())))?;
-            let stream = tokio_file_stream(file);
-            self.client
-                .push_blob_stream(&r, stream, &layer.digest, Some(layer.size))
-                .await
-                .map_err(|e| Self::err(&r, &bop, describe(&e)))?;
+            // The file is opened again for every try: a failed upload restarts from byte 0.
+            retrying(&r, &bop, || async {
+                let file = tokio::fs::File::open(path).await.map_err(|source| {
+                    RegistryErrorKind::File {
+                        path: path.to_path_buf(),
+                        source,
+                    }
+                })?;
+                let stream = ReaderStream::with_capacity(file, 4 << 20)
+                    .map_err(OciDistributionError::IoError);
+                self.client
+                    .push_blob_stream(&r, stream, &layer.digest, Some(layer.size))
+                    .await
+                    .map_err(Protocol)
+            })
+            .await?;
         }
-        let config_digest = format!("sha256:{}", hex::encode(Sha256::digest(&image.config)));
-        if !self
-            .client
-            .blob_exists(&r, &config_digest)
-            .await
-            .map_err(|e| Self::err(&r, &format!("{op}: config"), describe(&e)))?
-        {
-            self.client
-                .push_blob(&r, image.config.clone(), &config_digest)
-                .await
-                .map_err(|e| Self::err(&r, &format!("{op}: config"), describe(&e)))?;
+        let config_digest = sha256_bytes(&image.config);
+        let cop = format!("{op}: config");
+        if !self.blob_exists(&r, &cop, &config_digest).await? {
+            let config = Bytes::from(image.config.clone());
+            retrying(&r, &cop, || async {
+                self.client
+                    .push_blob(&r, config.clone(), &config_digest)
+                    .await
+                    .map_err(Protocol)
+            })
+            .await?;
         }
-        let manifest = manifest_json(&image.config, &config_digest, &image.layers);
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&manifest)));
-        self.client
-            .push_manifest_raw(
-                &r,
-                manifest,
-                reqwest::header::HeaderValue::from_static(MANIFEST_MEDIA_TYPE),
-            )
-            .await
-            .map_err(|e| Self::err(&r, &format!("{op}: manifest"), describe(&e)))?;
+        // The bytes hashed are the bytes pushed (push_manifest would serialize again).
+        let manifest = Bytes::from(manifest_json(&image.config, &config_digest, &image.layers));
+        let digest = sha256_bytes(&manifest);
+        retrying(&r, &format!("{op}: manifest"), || async {
+            self.client
+                .push_manifest_raw(
+                    &r,
+                    manifest.clone(),
+                    reqwest::header::HeaderValue::from_static(OCI_IMAGE_MEDIA_TYPE),
+                )
+                .await
+                .map_err(Protocol)
+        })
+        .await?;
         Ok(digest)
     }
-}
 
-fn parse_ref(name: &str) -> Result<Reference, RegistryError> {
-    name.parse().map_err(|e| RegistryError {
-        registry: "?".into(),
-        operation: format!("parse {name}"),
-        message: format!("{e}"),
-    })
+    async fn blob_exists(
+        &self,
+        r: &Reference,
+        operation: &str,
+        digest: &str,
+    ) -> Result<bool, RegistryError> {
+        retrying(r, operation, || async {
+            self.client.blob_exists(r, digest).await.map_err(Protocol)
+        })
+        .await
+    }
 }
 
 fn descriptor(l: &LayerRef) -> OciDescriptor {
@@ -312,80 +337,60 @@ fn descriptor(l: &LayerRef) -> OciDescriptor {
     }
 }
 
-pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
 
-/// Docker's gzip layer type and OCI's are the same bytes; one manifest uses one family.
-pub fn oci_layer_type(media_type: &str) -> &'static str {
-    match media_type {
-        "application/vnd.docker.image.rootfs.diff.tar"
-        | "application/vnd.oci.image.layer.v1.tar" => "application/vnd.oci.image.layer.v1.tar",
-        _ => "application/vnd.oci.image.layer.v1.tar+gzip",
+    use super::*;
+    use crate::net::test_server::{response, serve};
+
+    fn registry(base: &str) -> (Registry, Reference) {
+        crate::net::ensure_crypto_provider();
+        let host = base.trim_start_matches("http://").to_string();
+        let r = parse_ref(&format!("{host}/team/app:1")).expect("reference");
+        let client = Client::new(ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(vec![host]),
+            ..Default::default()
+        });
+        let registry = Registry {
+            client,
+            config: DockerConfig::default(),
+            auths: Mutex::default(),
+            blob_cache: PathBuf::new(),
+        };
+        (registry, r)
     }
-}
 
-/// The OCI manifest of a config and its layers.
-pub fn manifest_json(
-    config: &[u8],
-    config_digest: &str,
-    layers: &[(LayerRef, PathBuf)],
-) -> Vec<u8> {
-    let layers: Vec<serde_json::Value> = layers
-        .iter()
-        .map(|(l, _)| {
-            serde_json::json!({
-                "mediaType": oci_layer_type(&l.media_type),
-                "digest": l.digest,
-                "size": l.size,
-            })
-        })
-        .collect();
-    let m = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_MEDIA_TYPE,
-        "config": {
-            "mediaType": CONFIG_MEDIA_TYPE,
-            "digest": config_digest,
-            "size": config.len(),
-        },
-        "layers": layers,
-    });
-    serde_json::to_vec(&m).unwrap_or_default()
-}
-
-fn tokio_file_stream(
-    file: tokio::fs::File,
-) -> impl futures::Stream<Item = oci_client::errors::Result<bytes::Bytes>> + Send + 'static {
-    use tokio::io::AsyncReadExt;
-    futures::stream::unfold(Some(file), |state| async move {
-        let mut f = state?;
-        let mut buf = vec![0u8; 4 << 20];
-        match f.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(bytes::Bytes::from(buf)), Some(f)))
-            }
-            Err(e) => Some((Err(OciDistributionError::IoError(e)), None)),
-        }
-    })
-    .boxed()
-}
-
-pub fn sha256_bytes(b: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(b)))
-}
-
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = std::io::Read::read(&mut f, &mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
+    #[test]
+    fn a_busy_registry_is_asked_again() {
+        let (base, hits) = serve(vec![
+            response("503 Service Unavailable", "", ""),
+            response("200 OK", "", ""),
+        ]);
+        let (registry, r) = registry(&base);
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let exists = crate::net::block_on(registry.blob_exists(&r, "push", &digest))
+            .expect("runtime")
+            .expect("exists");
+        assert!(exists);
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
     }
-    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+
+    #[test]
+    fn a_refusal_is_final_and_keeps_its_shape() {
+        let (base, hits) = serve(vec![response("403 Forbidden", "", "")]);
+        let (registry, r) = registry(&base);
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let e = crate::net::block_on(registry.blob_exists(&r, "push x: blob y", &digest))
+            .expect("runtime")
+            .expect_err("refused");
+        let host = base.trim_start_matches("http://");
+        assert!(
+            e.to_string().starts_with(&format!(
+                "registry {host}: push x: blob y: HTTP 403 Forbidden"
+            )),
+            "{e}"
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
 }

@@ -1,4 +1,8 @@
-//! Registries: pulls and pushes through oci-client, and credentials.
+//! Registries: pulls and pushes through oci-client, the manifests pushed, the errors, and
+//! credentials.
 
 pub mod auth;
 pub mod client;
+pub mod error;
+pub mod manifest;
+pub mod reference;

@@ -34,7 +34,7 @@ use slipway_frontend::dockerignore::Matcher;
 use slipway_frontend::gocompat;
 use slipway_frontend::plan::{self, Base, DEFAULT_PATH, Plan, PlannedStage};
 
-pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const LAYER_MEDIA_TYPE: &str = oci_client::manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
@@ -1205,7 +1205,8 @@ impl Engine<'_> {
             Some(c) => Some(self.expand(cmd, c)?),
             None => None,
         };
-        let dl = crate::net::download(&url, checksum.as_deref()).map_err(|m| self.fail(cmd, m))?;
+        let dl = crate::net::download(&url, checksum.as_deref())
+            .map_err(|e| self.fail(cmd, e.to_string()))?;
         let dest = self.expand(cmd, &a.paths.dest)?;
         let wd = self.workdir().to_string();
         let mut target = gocompat::clean(&if dest.starts_with('/') {

@@ -4,43 +4,98 @@
 //! images stages copy from, and returns the graph of stage Jobs for the controller.
 
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use slipway_contract::graph::BuildGraph;
 use slipway_contract::pod::{Inline, PrepareArgs, Source, env};
 use slipway_contract::result::Reason;
 
-use crate::registry::client::Registry;
-use crate::steps::git::{self, GitSpec};
-use crate::steps::plan::{self, Fetch, PlanStepError};
-use crate::steps::source;
+use crate::fs::{PathError, at};
+use crate::net::RuntimeError;
+use crate::registry::client::{Registry, SetupError};
+use crate::steps::git::{self, GitError, GitSpec};
+use crate::steps::plan::{self, Fetch, PlanStepError, ResolveError};
+use crate::steps::source::{self, OutsideError, SourceError};
 use crate::workspace::Workspace;
 
 /// Why the prepare step failed, with the reason the ImageBuild's condition gets.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
+#[error("{failure}")]
 pub struct PrepareError {
     pub reason: Reason,
-    pub message: String,
+    #[source]
+    pub failure: PrepareFailure,
 }
 
-fn fail(reason: Reason) -> impl Fn(String) -> PrepareError {
-    move |message| PrepareError { reason, message }
+/// What failed in the prepare step.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareFailure {
+    #[error("prepare: no source (--inline, --context-tar, --tarball-url or --git-url)")]
+    NoSource,
+    #[error("${}: {source}", env::INLINE_SOURCE)]
+    InlineSource {
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Io(#[from] PathError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error("{shown}: not found")]
+    TarNotFound { shown: String },
+    #[error("contextDir {0}")]
+    ContextDir(#[source] OutsideError),
+    /// The repository's context directory could not be moved into place.
+    #[error("contextDir: {0}")]
+    MoveContext(#[source] io::Error),
+    #[error("the context is not a directory")]
+    NotADirectory,
+    #[error("dockerfile {0}")]
+    Dockerfile(#[source] OutsideError),
+    #[error(transparent)]
+    Plan(#[from] PlanStepError),
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+}
+
+impl PrepareFailure {
+    /// The reason the ImageBuild's condition gets.
+    pub fn reason(&self) -> Reason {
+        match self {
+            PrepareFailure::Plan(PlanStepError::Invalid { .. }) => Reason::InvalidDockerfile,
+            PrepareFailure::Runtime(_) | PrepareFailure::Resolve(_) => Reason::BaseImageNotFound,
+            _ => Reason::SourceFailed,
+        }
+    }
+}
+
+impl<E: Into<PrepareFailure>> From<E> for PrepareError {
+    fn from(e: E) -> Self {
+        let failure = e.into();
+        PrepareError {
+            reason: failure.reason(),
+            failure,
+        }
+    }
 }
 
 /// The source the pod's flags name, with what it needs from the pod's environment (the inline
 /// files) and mounts (the git credentials).
-fn source_of(args: &PrepareArgs) -> Result<ResolvedSource, String> {
+fn source_of(args: &PrepareArgs) -> Result<ResolvedSource, PrepareFailure> {
     Ok(match args.source.source() {
-        None => {
-            return Err(
-                "prepare: no source (--inline, --context-tar, --tarball-url or --git-url)".into(),
-            );
-        }
+        None => return Err(PrepareFailure::NoSource),
         Some(Source::Inline) => {
             let json = std::env::var(env::INLINE_SOURCE).unwrap_or_default();
             ResolvedSource::Inline(
-                serde_json::from_str(&json).map_err(|e| format!("${}: {e}", env::INLINE_SOURCE))?,
+                serde_json::from_str(&json)
+                    .map_err(|source| PrepareFailure::InlineSource { source })?,
             )
         }
         Some(Source::ContextTar { path, shown }) => ResolvedSource::Tar { path, shown },
@@ -67,14 +122,14 @@ enum ResolvedSource {
 }
 
 /// Fetches the source into the workspace's `context/` and returns the context directory.
-fn fetch_source(args: &PrepareArgs, ws: &Workspace) -> Result<PathBuf, String> {
+fn fetch_source(args: &PrepareArgs, ws: &Workspace) -> Result<PathBuf, PrepareFailure> {
     let context = ws.context();
-    fs::create_dir_all(&context).map_err(|e| format!("{}: {e}", context.display()))?;
+    fs::create_dir_all(&context).map_err(at(&context))?;
     match source_of(args)? {
         ResolvedSource::Inline(i) => source::write_inline(&i, &args.dockerfile, &context)?,
         ResolvedSource::Tar { path, shown } => {
             if !path.is_file() {
-                return Err(format!("{shown}: not found"));
+                return Err(PrepareFailure::TarNotFound { shown });
             }
             source::unpack_tar(&path, &shown, &context)?;
         }
@@ -86,18 +141,18 @@ fn fetch_source(args: &PrepareArgs, ws: &Workspace) -> Result<PathBuf, String> {
             git::clone(&g, &checkout)?;
             let dir = match &g.context_dir {
                 Some(d) if !d.is_empty() && d != "." => {
-                    source::inside(&checkout, d).map_err(|e| format!("contextDir {e}"))?
+                    source::inside(&checkout, d).map_err(PrepareFailure::ContextDir)?
                 }
                 _ => checkout,
             };
             // The context is the repository's directory, moved into place.
-            fs::remove_dir(&context).map_err(|e| format!("{}: {e}", context.display()))?;
-            fs::rename(&dir, &context).map_err(|e| format!("contextDir: {e}"))?;
+            fs::remove_dir(&context).map_err(at(&context))?;
+            fs::rename(&dir, &context).map_err(PrepareFailure::MoveContext)?;
             let _ = fs::remove_dir_all(ws.root.join("git"));
         }
     }
     if !context.is_dir() {
-        return Err("the context is not a directory".into());
+        return Err(PrepareFailure::NotADirectory);
     }
     Ok(context)
 }
@@ -118,41 +173,48 @@ fn empty(dir: &Path) {
 
 pub fn prepare(args: &PrepareArgs) -> Result<BuildGraph, PrepareError> {
     let ws = Workspace::new(&args.workspace);
-    let src = fail(Reason::SourceFailed);
     empty(&ws.root);
-    let context = fetch_source(args, &ws).map_err(&src)?;
-
-    let df_path =
-        source::inside(&context, &args.dockerfile).map_err(|e| src(format!("dockerfile {e}")))?;
+    let context = fetch_source(args, &ws)?;
+    let df_path = source::inside(&context, &args.dockerfile).map_err(PrepareFailure::Dockerfile)?;
     let plan = plan::plan_into(
         &ws,
         &context,
         &df_path,
         &args.dockerfile,
         &args.plan.to_options(),
-    )
-    .map_err(|e| PrepareError {
-        reason: match e {
-            PlanStepError::Invalid { .. } => Reason::InvalidDockerfile,
-            _ => Reason::SourceFailed,
-        },
-        message: e.to_string(),
-    })?;
-
-    let base = fail(Reason::BaseImageNotFound);
-    let registry = Registry::new(&args.registries.insecure_registries, &ws.root.join("blobs"))
-        .map_err(&src)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| base(e.to_string()))?;
-    let images = rt
-        .block_on(plan::resolve_images(
-            &registry,
-            &plan,
-            &ws,
-            Fetch::Manifests,
-        ))
-        .map_err(|e| base(e.to_string()))?;
+    )?;
+    let registry = Registry::new(&args.registries.insecure_registries, &ws.root.join("blobs"))?;
+    let images = crate::net::block_on(plan::resolve_images(
+        &registry,
+        &plan,
+        &ws,
+        Fetch::Manifests,
+    ))??;
     Ok(BuildGraph::new(&plan, &plan::pinned(&images)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_has_its_reason() {
+        let e = PrepareError::from(PrepareFailure::NoSource);
+        assert_eq!(e.reason, Reason::SourceFailed);
+        assert_eq!(
+            e.to_string(),
+            "prepare: no source (--inline, --context-tar, --tarball-url or --git-url)"
+        );
+        let e = PrepareError::from(PrepareFailure::Dockerfile(OutsideError("../D".into())));
+        assert_eq!(e.reason, Reason::SourceFailed);
+        assert_eq!(
+            e.to_string(),
+            r#"dockerfile "../D": not a relative path inside the context"#
+        );
+        let e = PrepareError::from(RuntimeError(io::Error::other("no threads")));
+        assert_eq!(e.reason, Reason::BaseImageNotFound);
+        assert_eq!(e.to_string(), "no threads");
+        let e = PrepareError::from(SetupError::Tls(crate::net::NoCaCertificates));
+        assert_eq!(e.reason, Reason::SourceFailed);
+    }
 }

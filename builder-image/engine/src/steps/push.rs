@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use slipway_contract::pod::PushArgs;
 use slipway_frontend::plan::Plan;
 
-use crate::registry::client::{ImageToPush, Registry, RegistryError};
+use crate::net::RuntimeError;
+use crate::registry::client::{ImageToPush, Registry, RegistryError, SetupError};
 use crate::workspace::{self, ImageInfo, StageResult, Workspace, WorkspaceError};
 
 /// Why the image could not be assembled or pushed.
@@ -21,8 +22,10 @@ pub enum PushError {
     BaseConfig,
     #[error("image config: {0}")]
     Config(#[from] serde_json::Error),
-    #[error("{0}")]
-    Setup(String),
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
 }
@@ -38,19 +41,16 @@ pub fn push(args: &PushArgs) -> Result<String, PushError> {
         images.insert(b.clone(), info);
     }
     let image = assemble(&plan, &ws, &images)?;
-    let registry = Registry::new(&args.registries.insecure_registries, &ws.root.join("blobs"))
-        .map_err(PushError::Setup)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| PushError::Setup(e.to_string()))?;
-    let mut digest = String::new();
-    for d in &args.destinations {
-        let got = rt.block_on(registry.push(d, &image))?;
-        eprintln!("pushed {d}@{got}");
-        digest = got;
-    }
-    Ok(digest)
+    let registry = Registry::new(&args.registries.insecure_registries, &ws.root.join("blobs"))?;
+    crate::net::block_on(async {
+        let mut digest = String::new();
+        for d in &args.destinations {
+            let got = registry.push(d, &image).await?;
+            eprintln!("pushed {d}@{got}");
+            digest = got;
+        }
+        Ok(digest)
+    })?
 }
 
 /// The final image: the target's chain root layers, then the stage layers.

@@ -3,75 +3,131 @@
 //! tarball checked against its sha256, or a git repository.
 
 use std::fs;
-use std::io::Read;
+use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
 use slipway_contract::pod::Inline;
 
+use crate::fs::{PathError, at};
+use crate::net::DownloadError;
+
+/// A path that would leave the context.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: not a relative path inside the context")]
+pub struct OutsideError(pub String);
+
+/// Why the context could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("inline file {0}")]
+    InlinePath(#[source] OutsideError),
+    #[error(transparent)]
+    Io(#[from] PathError),
+    /// The archive (`shown`: how the user names it) could not be read.
+    #[error("{shown}: {source}")]
+    Archive {
+        shown: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{shown}: not a tar archive (plain, gzip, bzip2 or xz)")]
+    NotATar { shown: String },
+    #[error("{shown}: {name}: {source}")]
+    Entry {
+        shown: String,
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{shown}: {name}: entry would land outside the context")]
+    EntryOutside { shown: String, name: String },
+    #[error(transparent)]
+    Download(#[from] DownloadError),
+}
+
 /// A relative path that stays inside its directory (no `..`, not absolute).
-pub fn inside(dir: &Path, rel: &str) -> Result<PathBuf, String> {
+pub fn inside(dir: &Path, rel: &str) -> Result<PathBuf, OutsideError> {
     let p = Path::new(rel);
     if rel.is_empty()
         || p.components()
             .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
     {
-        return Err(format!("{rel:?}: not a relative path inside the context"));
+        return Err(OutsideError(rel.to_string()));
     }
     Ok(dir.join(p))
 }
 
 /// Writes inline files, and the Dockerfile at `dockerfile_path`, into `context`.
-pub fn write_inline(inline: &Inline, dockerfile_path: &str, context: &Path) -> Result<(), String> {
+pub fn write_inline(
+    inline: &Inline,
+    dockerfile_path: &str,
+    context: &Path,
+) -> Result<(), SourceError> {
     let files = inline
         .files
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .chain([(dockerfile_path, inline.dockerfile.as_str())]);
     for (rel, text) in files {
-        let path = inside(context, rel).map_err(|e| format!("inline file {e}"))?;
+        let path = inside(context, rel).map_err(SourceError::InlinePath)?;
         if let Some(d) = path.parent() {
-            fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+            fs::create_dir_all(d).map_err(at(d))?;
         }
-        fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        fs::write(&path, text).map_err(at(&path))?;
     }
     Ok(())
 }
 
 /// Unpacks a tar (plain, gzip, bzip2 or xz) into `context`. Entries that would land outside
 /// it are refused by the tar reader; owners are not kept (context files are 0:0).
-pub fn unpack_tar(archive: &Path, shown: &str, context: &Path) -> Result<(), String> {
+pub fn unpack_tar(archive: &Path, shown: &str, context: &Path) -> Result<(), SourceError> {
     let stream = crate::fs::archive::open_tar(archive)
-        .map_err(|e| format!("{shown}: {e}"))?
-        .ok_or_else(|| format!("{shown}: not a tar archive (plain, gzip, bzip2 or xz)"))?;
+        .map_err(|source| SourceError::Archive {
+            shown: shown.to_string(),
+            source,
+        })?
+        .ok_or_else(|| SourceError::NotATar {
+            shown: shown.to_string(),
+        })?;
     unpack_stream(stream, shown, context)
 }
 
-fn unpack_stream(stream: Box<dyn Read>, shown: &str, context: &Path) -> Result<(), String> {
+fn unpack_stream(stream: Box<dyn Read>, shown: &str, context: &Path) -> Result<(), SourceError> {
+    let archive = |source| SourceError::Archive {
+        shown: shown.to_string(),
+        source,
+    };
     let mut t = tar::Archive::new(stream);
     t.set_preserve_permissions(true);
     t.set_preserve_ownerships(false);
     t.set_overwrite(true);
-    let entries = t.entries().map_err(|e| format!("{shown}: {e}"))?;
+    let entries = t.entries().map_err(archive)?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| format!("{shown}: {e}"))?;
+        let mut entry = entry.map_err(archive)?;
         let name = entry
             .path()
             .map(|p| p.display().to_string())
             .unwrap_or_default();
         let ok = entry
             .unpack_in(context)
-            .map_err(|e| format!("{shown}: {name}: {e}"))?;
+            .map_err(|source| SourceError::Entry {
+                shown: shown.to_string(),
+                name: name.clone(),
+                source,
+            })?;
         if !ok {
-            return Err(format!(
-                "{shown}: {name}: entry would land outside the context"
-            ));
+            return Err(SourceError::EntryOutside {
+                shown: shown.to_string(),
+                name,
+            });
         }
     }
     Ok(())
 }
 
-/// Downloads an https tarball, checks its sha256 when given, and unpacks it into `context`.
-pub fn fetch_tarball(url: &str, sha256: Option<&str>, context: &Path) -> Result<(), String> {
+/// Downloads an https tarball (streamed to a file beside the context, never held in
+/// memory), checks its sha256 when given, and unpacks it into `context`.
+pub fn fetch_tarball(url: &str, sha256: Option<&str>, context: &Path) -> Result<(), SourceError> {
     let checksum = sha256.map(|h| {
         if h.starts_with("sha256:") {
             h.to_string()
@@ -79,10 +135,10 @@ pub fn fetch_tarball(url: &str, sha256: Option<&str>, context: &Path) -> Result<
             format!("sha256:{h}")
         }
     });
-    let d = crate::net::download(url, checksum.as_deref())?;
     let tmp = context.with_extension("download");
-    fs::write(&tmp, &d.data).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    let r = unpack_tar(&tmp, url, context);
+    let r = crate::net::download_to(url, checksum.as_deref(), &tmp)
+        .map_err(SourceError::from)
+        .and_then(|_| unpack_tar(&tmp, url, context));
     let _ = fs::remove_file(&tmp);
     r
 }
@@ -110,7 +166,10 @@ mod tests {
         assert!(dir.join("build/Dockerfile").is_file());
         i.files.insert("../escape".into(), "x".into());
         let e = write_inline(&i, "Dockerfile", &dir).expect_err("refused");
-        assert!(e.contains("../escape"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            r#"inline file "../escape": not a relative path inside the context"#
+        );
         assert!(inside(&dir, "/etc/passwd").is_err());
         let _ = fs::remove_dir_all(&dir);
     }

@@ -8,7 +8,18 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use slipway_frontend::dockerfile::instructions::{CmdLine, Health, KeyValue};
-use slipway_frontend::gocompat::quote;
+use slipway_frontend::gocompat::{clean, quote};
+
+/// An EXPOSE or STOPSIGNAL value the image config cannot take (Docker's messages).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("Invalid signal: {0}")]
+    Signal(String),
+    #[error("Invalid proto: {0}")]
+    Proto(String),
+    #[error("Invalid containerPort: {0}")]
+    Port(String),
+}
 
 /// An empty JSON object (`{}`), the value type of ExposedPorts and Volumes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,6 +173,11 @@ impl StageImage {
         });
     }
 
+    /// Env sets `key`.
+    pub fn has_env(&self, key: &str) -> bool {
+        self.config.env.iter().any(|e| env_key(e) == key)
+    }
+
     /// Sets one variable in Env, replacing an earlier value in place.
     pub fn set_env(&mut self, key: &str, value: &str) {
         let entry = format!("{key}={value}");
@@ -169,7 +185,7 @@ impl StageImage {
             .config
             .env
             .iter_mut()
-            .find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
+            .find(|e| env_key(e) == key)
         {
             Some(slot) => *slot = entry,
             None => self.config.env.push(entry),
@@ -199,16 +215,21 @@ impl StageImage {
         self.commit(format!("MAINTAINER {name}"), false);
     }
 
+    /// SHELL, `/bin/sh -c` when none is set.
+    pub fn current_shell(&self) -> Vec<String> {
+        if self.config.shell.is_empty() {
+            vec!["/bin/sh".to_string(), "-c".to_string()]
+        } else {
+            self.config.shell.clone()
+        }
+    }
+
     /// The command as it runs: shell form goes through SHELL (default `/bin/sh -c`).
     pub fn with_shell(&self, cmd: &CmdLine) -> Vec<String> {
         if !cmd.prepend_shell {
             return cmd.args.clone();
         }
-        let mut v = if self.config.shell.is_empty() {
-            vec!["/bin/sh".to_string(), "-c".to_string()]
-        } else {
-            self.config.shell.clone()
-        };
+        let mut v = self.current_shell();
         v.push(cmd.args.join(" "));
         v
     }
@@ -272,9 +293,9 @@ impl StageImage {
         self.commit(format!("VOLUME [{}]", paths.join(" ")), false);
     }
 
-    pub fn stop_signal(&mut self, signal: &str) -> Result<(), String> {
+    pub fn stop_signal(&mut self, signal: &str) -> Result<(), ConfigError> {
         if !is_signal(signal) {
-            return Err(format!("Invalid signal: {signal}"));
+            return Err(ConfigError::Signal(signal.to_string()));
         }
         self.config.stop_signal = signal.to_string();
         self.commit(format!("STOPSIGNAL {signal}"), false);
@@ -291,7 +312,7 @@ impl StageImage {
     }
 
     /// EXPOSE with already expanded words: `80`, `80/udp`, `8000-8002/tcp`.
-    pub fn expose(&mut self, words: &[String]) -> Result<(), String> {
+    pub fn expose(&mut self, words: &[String]) -> Result<(), ConfigError> {
         let mut ports = Vec::new();
         for w in words {
             ports.extend(parse_port_spec(w)?);
@@ -309,17 +330,7 @@ impl StageImage {
     /// WORKDIR: a relative path is taken from the current one. Returns the new absolute
     /// directory; it is a layer (the directory is created) unless it is `/`.
     pub fn workdir(&mut self, path: &str) -> (String, bool) {
-        let joined = if path.starts_with('/') {
-            path.to_string()
-        } else {
-            let base = if self.config.working_dir.is_empty() {
-                "/"
-            } else {
-                &self.config.working_dir
-            };
-            format!("{base}/{path}")
-        };
-        let wd = slipway_frontend::gocompat::clean(&joined);
+        let wd = in_image_path(&self.config.working_dir, path);
         self.config.working_dir = wd.clone();
         let layer = wd != "/";
         self.commit(format!("WORKDIR {wd}"), layer);
@@ -355,15 +366,31 @@ impl StageImage {
     }
 }
 
+/// An in-image path from a Dockerfile argument (WORKDIR, a COPY/ADD destination): as written
+/// when absolute, else taken from `workdir` (`/` when none is set); cleaned.
+pub fn in_image_path(workdir: &str, path: &str) -> String {
+    if path.starts_with('/') {
+        clean(path)
+    } else {
+        let base = if workdir.is_empty() { "/" } else { workdir };
+        clean(&format!("{base}/{path}"))
+    }
+}
+
+/// The name of an Env entry (`K` of `K=V`; the whole entry without `=`).
+fn env_key(entry: &str) -> &str {
+    entry.split_once('=').map_or(entry, |(k, _)| k)
+}
+
 /// `80`, `80/tcp`, `8000-8002/udp` → `80/tcp` style keys, ranges expanded.
-pub fn parse_port_spec(spec: &str) -> Result<Vec<String>, String> {
-    let bad = || format!("Invalid containerPort: {spec}");
+pub fn parse_port_spec(spec: &str) -> Result<Vec<String>, ConfigError> {
+    let bad = || ConfigError::Port(spec.to_string());
     let (ports, proto) = match spec.split_once('/') {
         Some((p, proto)) => (p, proto.to_lowercase()),
         None => (spec, "tcp".to_string()),
     };
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!("Invalid proto: {proto}"));
+        return Err(ConfigError::Proto(proto));
     }
     // An ip:hostPort:containerPort form only keeps the container port.
     let ports = ports.rsplit(':').next().unwrap_or(ports);

@@ -9,7 +9,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::fs::unpack::{apply_layer, scoped_path};
+use crate::fs::unpack::{UnpackError, apply_layer, scoped_path};
+use crate::fs::{PathError, at};
 use slipway_frontend::gocompat::go_match;
 
 fn has_glob(s: &str) -> bool {
@@ -141,11 +142,27 @@ fn add_tree<W: io::Write>(
     Ok(n)
 }
 
+/// Why a stage's exports could not be unpacked.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportsError {
+    #[error(transparent)]
+    Io(#[from] PathError),
+    #[error("{}: {source}", tar.display())]
+    Unpack {
+        tar: PathBuf,
+        #[source]
+        source: UnpackError,
+    },
+}
+
 /// Unpacks a stage's export tar into `dest` with owners and modes.
-pub fn extract(tar_path: &Path, dest: &Path) -> Result<(), String> {
-    fs::create_dir_all(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
-    let f = fs::File::open(tar_path).map_err(|e| format!("{}: {e}", tar_path.display()))?;
-    apply_layer(f, dest, true).map_err(|e| format!("{}: {e}", tar_path.display()))
+pub fn extract(tar_path: &Path, dest: &Path) -> Result<(), ExportsError> {
+    fs::create_dir_all(dest).map_err(at(dest))?;
+    let f = fs::File::open(tar_path).map_err(at(tar_path))?;
+    apply_layer(f, dest, true).map_err(|source| ExportsError::Unpack {
+        tar: tar_path.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -4,13 +4,22 @@
 //! secret file outside the tree), and takes it away, with anything it moved aside put back,
 //! before the tree is snapshotted. What RUN writes through the link never reaches the layer,
 //! as with BuildKit's mounts. A program that inspects the target sees a symlink.
+//!
+//! Which source each mount kind uses is decided by [`mount_source`] from the parsed mount
+//! alone; one `Engine` method per kind then prepares that source.
 
 use std::fs;
 use std::io;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
+use slipway_frontend::dockerfile::instructions::{
+    self, Command, Mount, MountError, MountKind, Run,
+};
+
 use crate::fs::unpack::scoped_path;
+use crate::stage::run::visible_path;
+use crate::stage::{Engine, StageError, sanitize};
 
 /// One prepared mount: what to undo after the RUN.
 #[derive(Debug)]
@@ -87,6 +96,258 @@ pub fn cache_dir_name(id: &str) -> String {
         .collect();
     let h = crate::workspace::image_key(id);
     format!("{}-{h}", safe.trim_start_matches('.'))
+}
+
+/// Why a `--mount` could not be put in place.
+#[derive(Debug, thiserror::Error)]
+pub enum MountSetupError {
+    #[error("--mount: {0}")]
+    Parse(#[source] MountError),
+    #[error("--mount in a stage built FROM scratch is not supported")]
+    FromScratch,
+    #[error("--mount type=ssh is not supported")]
+    Ssh,
+    #[error("--mount source {path}: {source}")]
+    Source {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("secret {0} is required but was not provided")]
+    SecretRequired(String),
+    /// Preparing a cache, tmpfs or secret directory or file (the I/O error alone, as it
+    /// always read).
+    #[error("{0}")]
+    Prepare(#[source] io::Error),
+    #[error("--mount needs a target")]
+    NoTarget,
+    #[error("--mount target {target}: {source}")]
+    Target {
+        target: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Where a mount's link leads, decided from the parsed mount alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSource {
+    /// `path` inside the context (`from` unset) or inside the tree `from` names.
+    Bind { from: Option<String>, path: String },
+    /// A directory of the cache dir (named by [`cache_dir_name`]), made on first use.
+    Cache {
+        dir: String,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// A fresh empty directory among the run files, named `dir`.
+    Tmpfs { dir: String },
+    Secret(SecretMount),
+}
+
+/// A secret for one RUN: its value in `env`, and/or a file linked at a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretMount {
+    pub id: String,
+    /// A missing secret fails the RUN (else the mount is left out).
+    pub required: bool,
+    pub env: Option<String>,
+    /// `None` for a secret given as `env` only.
+    pub file: Option<SecretFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretFile {
+    /// The copy's file name among the run files.
+    pub name: String,
+    /// Where the link goes (`/run/secrets/<id>` by default).
+    pub target: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Where mount number `index` of RUN step `step` takes its source from. Only secrets work in
+/// a stage rooted in a directory (`chroot`): a link there could not reach anything else.
+pub fn mount_source(
+    m: &Mount,
+    chroot: bool,
+    step: usize,
+    index: usize,
+) -> Result<MountSource, MountSetupError> {
+    if chroot && m.kind != MountKind::Secret {
+        return Err(MountSetupError::FromScratch);
+    }
+    let target = m.target.clone().unwrap_or_default();
+    Ok(match m.kind {
+        MountKind::Bind => MountSource::Bind {
+            from: m.from.clone(),
+            path: m.source.clone().unwrap_or_default(),
+        },
+        MountKind::Cache => MountSource::Cache {
+            dir: cache_dir_name(m.id.as_deref().unwrap_or(&target)),
+            mode: m.mode.unwrap_or(0o755),
+            uid: m.uid.unwrap_or(0),
+            gid: m.gid.unwrap_or(0),
+        },
+        MountKind::Tmpfs => MountSource::Tmpfs {
+            dir: format!("tmpfs-{step}-{index}"),
+        },
+        MountKind::Secret => {
+            let id = m.secret_id().unwrap_or_default().to_string();
+            let file = (m.env.is_none() || m.target.is_some()).then(|| SecretFile {
+                name: sanitize(&id),
+                target: m
+                    .target
+                    .clone()
+                    .unwrap_or_else(|| format!("/run/secrets/{id}")),
+                mode: m.mode.unwrap_or(0o400),
+                uid: m.uid.unwrap_or(0),
+                gid: m.gid.unwrap_or(0),
+            });
+            MountSource::Secret(SecretMount {
+                id,
+                required: m.required,
+                env: m.env.clone(),
+                file,
+            })
+        }
+        MountKind::Ssh => return Err(MountSetupError::Ssh),
+    })
+}
+
+/// The in-image path a bind, cache or tmpfs mount is linked at: a relative target is taken
+/// from WORKDIR as set (not cleaned: [`place`] keeps the link inside the root).
+pub fn mount_target(target: Option<&str>, working_dir: &str) -> Result<String, MountSetupError> {
+    let target = target.unwrap_or_default();
+    if target.is_empty() {
+        return Err(MountSetupError::NoTarget);
+    }
+    Ok(if target.starts_with('/') {
+        target.to_string()
+    } else {
+        format!("{working_dir}/{target}")
+    })
+}
+
+impl Engine<'_> {
+    /// Puts RUN's mounts in place (one function per kind), recording what to undo in
+    /// `placed` and the secrets given as variables in `secret_env`.
+    pub(super) fn place_mounts(
+        &mut self,
+        cmd: &Command,
+        run: &Run,
+        placed: &mut Vec<Placed>,
+        secret_env: &mut Vec<(String, String)>,
+    ) -> Result<(), StageError> {
+        for (i, spec) in run.mounts.iter().enumerate() {
+            let vars = &self.vars;
+            let lex = self.lex;
+            let m = instructions::parse_mount_with(spec, &mut |v| lex.process_word(v, vars))
+                .map_err(|e| self.fail(cmd, MountSetupError::Parse(e)))?;
+            let chroot = self.root != Path::new("/");
+            let source =
+                mount_source(&m, chroot, self.step, i).map_err(|e| self.fail(cmd, e))?;
+            let path = match source {
+                MountSource::Bind { from, path } => self.bind_source(cmd, from.as_deref(), &path)?,
+                MountSource::Cache {
+                    dir,
+                    mode,
+                    uid,
+                    gid,
+                } => self.cache_source(cmd, &dir, mode, (uid, gid))?,
+                MountSource::Tmpfs { dir } => self.tmpfs_source(cmd, &dir)?,
+                MountSource::Secret(s) => {
+                    placed.extend(self.place_secret(cmd, &s, secret_env)?);
+                    continue;
+                }
+            };
+            let target = mount_target(m.target.as_deref(), &self.image.config.working_dir)
+                .map_err(|e| self.fail(cmd, e))?;
+            placed.push(place(&self.root, &target, &path).map_err(|source| {
+                self.fail(cmd, MountSetupError::Target { target, source })
+            })?);
+        }
+        Ok(())
+    }
+
+    /// A bind mount's source: `path` in the context, or in the stage or image `from` names.
+    fn bind_source(
+        &mut self,
+        cmd: &Command,
+        from: Option<&str>,
+        path: &str,
+    ) -> Result<PathBuf, StageError> {
+        let src_root = match from {
+            None => self.ws.context(),
+            Some(from) => self.copy_from_root(cmd, from, true)?,
+        };
+        crate::stage::exports::resolve_in_root(&src_root, path).map_err(|source| {
+            let path = path.to_string();
+            self.fail(cmd, MountSetupError::Source { path, source })
+        })
+    }
+
+    /// A cache mount's directory, made with its mode and owner the first time.
+    fn cache_source(
+        &self,
+        cmd: &Command,
+        name: &str,
+        mode: u32,
+        (uid, gid): (u32, u32),
+    ) -> Result<PathBuf, StageError> {
+        let dir = self.cache_dir.join(name);
+        if !dir.exists() {
+            fs::create_dir_all(&dir).map_err(|e| self.fail(cmd, MountSetupError::Prepare(e)))?;
+            let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(mode));
+            let _ = nix::unistd::chown(&dir, Some(uid.into()), Some(gid.into()));
+        }
+        Ok(dir)
+    }
+
+    /// A tmpfs mount's stand-in: an empty directory among the run files.
+    fn tmpfs_source(&self, cmd: &Command, name: &str) -> Result<PathBuf, StageError> {
+        let dir = self.run_files_dir().join(name);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).map_err(|e| self.fail(cmd, MountSetupError::Prepare(e)))?;
+        Ok(dir)
+    }
+
+    /// A secret: its value into `secret_env`, and/or a copy among the run files linked at its
+    /// target. `None` when nothing is linked (a missing optional secret, an env-only one).
+    fn place_secret(
+        &self,
+        cmd: &Command,
+        s: &SecretMount,
+        secret_env: &mut Vec<(String, String)>,
+    ) -> Result<Option<Placed>, StageError> {
+        let data = match fs::read(self.secrets_dir.join(&s.id)) {
+            Ok(d) => d,
+            Err(_) if s.required => {
+                return Err(self.fail(cmd, MountSetupError::SecretRequired(s.id.clone())));
+            }
+            Err(_) => return Ok(None),
+        };
+        if let Some(var) = &s.env {
+            secret_env.push((var.clone(), String::from_utf8_lossy(&data).into_owned()));
+        }
+        let Some(f) = &s.file else { return Ok(None) };
+        let prepare = |e| self.fail(cmd, MountSetupError::Prepare(e));
+        let dir = self.run_files_dir().join("secrets");
+        fs::create_dir_all(&dir).map_err(prepare)?;
+        let file = dir.join(&f.name);
+        fs::write(&file, &data).map_err(prepare)?;
+        fs::set_permissions(&file, fs::Permissions::from_mode(f.mode)).map_err(prepare)?;
+        let _ = nix::unistd::chown(&file, Some(f.uid.into()), Some(f.gid.into()));
+        let link_to = PathBuf::from(visible_path(&self.root, &file));
+        place(&self.root, &f.target, &link_to)
+            .map(Some)
+            .map_err(|source| {
+                let target = f.target.clone();
+                self.fail(cmd, MountSetupError::Target { target, source })
+            })
+    }
 }
 
 #[cfg(test)]

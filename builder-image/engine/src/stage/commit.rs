@@ -1,0 +1,138 @@
+//! Layers and the end of a stage: a layer file per RUN/COPY/ADD/WORKDIR (named by its digest,
+//! listed in the stage's result), the layer of exactly the paths a COPY wrote, and at the
+//! end the exports and `result.json` the stages and the push step that follow read.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+
+use slipway_frontend::dockerfile::instructions::Command;
+
+use crate::fs::copy::Written;
+use crate::layer::snapshot::{self, Change, Snapshot};
+use crate::layer::writer::LayerWriter;
+use crate::stage::{Carry, Engine, LAYER_MEDIA_TYPE, SetupError, StageError};
+use crate::workspace::{self, LayerRef, StageResult};
+
+/// Why a layer could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("writing layer: {0}")]
+    Write(#[source] io::Error),
+    /// A path a COPY/ADD/WORKDIR wrote could not be read back.
+    #[error("{path}: {source}")]
+    Walk {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Engine<'_> {
+    /// Writes the next layer with `write` and lists it in the stage's layers.
+    pub(super) fn next_layer(
+        &mut self,
+        cmd: &Command,
+        write: impl FnOnce(&mut LayerWriter<io::BufWriter<fs::File>>) -> io::Result<()>,
+    ) -> Result<(), StageError> {
+        let dir = self.ws.stage_layers(self.ps.index);
+        let tmp = dir.join(format!("layer-{}.tmp", self.layers.len()));
+        let io_err = |e: io::Error| self.fail(cmd, LayerError::Write(e));
+        let f = fs::File::create(&tmp).map_err(io_err)?;
+        let mut w = LayerWriter::new(io::BufWriter::new(f), flate2::Compression::fast());
+        write(&mut w).map_err(io_err)?;
+        let (out, d) = w.finish().map_err(io_err)?;
+        out.into_inner()
+            .map_err(|e| io_err(e.into_error()))?
+            .sync_all()
+            .map_err(io_err)?;
+        let hex = d.digest.trim_start_matches("sha256:").to_string();
+        let final_path = dir.join(format!("{hex}.tar.gz"));
+        fs::rename(&tmp, &final_path).map_err(io_err)?;
+        let rel = final_path
+            .strip_prefix(&self.ws.root)
+            .unwrap_or(&final_path)
+            .display()
+            .to_string();
+        self.layers.push(LayerRef {
+            path: rel,
+            digest: d.digest,
+            diff_id: d.diff_id,
+            size: d.size,
+            media_type: LAYER_MEDIA_TYPE.into(),
+        });
+        Ok(())
+    }
+
+    /// A layer of exactly the paths a COPY/ADD/WORKDIR wrote (and their parents), and the
+    /// baseline updated with them so the next RUN does not see them as its own.
+    pub(super) fn commit_written(&mut self, cmd: &Command, w: &Written) -> Result<(), StageError> {
+        let mut paths: BTreeSet<String> = BTreeSet::new();
+        for p in &w.paths {
+            let mut cur = p.as_str();
+            paths.insert(cur.to_string());
+            while let Some(i) = cur.rfind('/') {
+                cur = &cur[..i];
+                paths.insert(cur.to_string());
+            }
+        }
+        let mut snap = Snapshot::default();
+        for p in &paths {
+            let s = snapshot::walk_one(&self.root.join(p))
+                .map_err(|source| {
+                    let path = p.clone();
+                    self.fail(cmd, LayerError::Walk { path, source })
+                })?;
+            snap.entries.insert(p.clone(), s);
+        }
+        let mut changes: Vec<Change> = paths.iter().cloned().map(Change::Upsert).collect();
+        changes.sort_by(|a, b| crate::layer::writer::entry_order(change_path(a), change_path(b)));
+        let root = self.root.clone();
+        self.next_layer(cmd, |l| snapshot::write_changes(&root, &snap, &changes, l))?;
+        if let Some(base) = &mut self.baseline {
+            for (p, s) in snap.entries {
+                base.entries.insert(p, s);
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of the stage: its exports and its result, and the tree for the next stage of
+    /// the chain.
+    pub(super) fn finish(self) -> Result<(StageResult, Carry), SetupError> {
+        if !self.ps.exports.is_empty() {
+            let out = self.ws.stage_exports(self.ps.index);
+            crate::stage::exports::write_exports(&self.root, &self.ps.exports, &self.skip, &out)
+                .map_err(SetupError::Exports)?;
+        }
+        let result = StageResult {
+            index: self.ps.index,
+            name: self.ps.name.clone(),
+            base: self.base.clone(),
+            config: self.image.config.clone(),
+            author: self.image.author.clone(),
+            history: self.image.history.clone(),
+            layers: self.layers,
+            vars: self
+                .vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            args: self.args,
+        };
+        let _ = fs::remove_dir_all(self.ws.stage_work(self.ps.index));
+        workspace::write_json(&self.ws.stage_result(self.ps.index), &result)?;
+        let carry = Carry {
+            index: self.ps.index,
+            root: self.root,
+            baseline: self.baseline,
+        };
+        Ok((result, carry))
+    }
+}
+
+fn change_path(c: &Change) -> &str {
+    match c {
+        Change::Upsert(p) | Change::Delete(p) | Change::Replaced(p) => p,
+    }
+}

@@ -1,0 +1,428 @@
+//! COPY and ADD: sources from the context (filtered by `.dockerignore` and `--exclude`), from
+//! another stage's exports or from an image's tree, heredoc files, local archives ADD unpacks,
+//! and a URL ADD downloads; each writes one layer of exactly what it wrote. The rules (owner,
+//! destinations, which stage a `--from` names, history text) are pure functions here; the
+//! `Engine` methods do the I/O.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use slipway_frontend::dockerfile::instructions::{Add, Command, Copy, Dockerfile, SourcesAndDest};
+use slipway_frontend::dockerignore::{IgnoreError, Matcher};
+
+use crate::fs::PathError;
+use crate::fs::copy::{self as fscopy, CopyOptions, Owner, Written};
+use crate::net::DownloadError;
+use crate::stage::config::in_image_path;
+use crate::stage::copy_sources::{self, CopyError};
+use crate::stage::exports::{self, ExportsError};
+use crate::stage::users::{self, UserError};
+use crate::stage::{Engine, StageError};
+
+/// Why a COPY or ADD failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyAddError {
+    /// A stage's exports could not be unpacked for `--from`.
+    #[error(transparent)]
+    Exports(#[from] ExportsError),
+    /// Making the (empty) tree of a stage that exported nothing (the I/O error alone).
+    #[error("{0}")]
+    FromDir(#[source] io::Error),
+    #[error("--from={0}: the image was not unpacked into the workspace")]
+    NotUnpacked(String),
+    #[error("--parents is not supported yet")]
+    Parents,
+    #[error("--checksum is only supported for URL sources")]
+    Checksum,
+    #[error("ADD of a URL takes exactly one source")]
+    UrlSources,
+    #[error("--chown={spec}: {source}")]
+    Chown {
+        spec: String,
+        #[source]
+        source: UserError,
+    },
+    /// `--chmod` is not a mode (the file-system layer's message).
+    #[error("{0}")]
+    Chmod(String),
+    #[error(".dockerignore: {0}")]
+    Dockerignore(#[source] io::Error),
+    #[error(".dockerignore or --exclude: {0}")]
+    Patterns(#[source] IgnoreError),
+    /// The tree the sources are in cannot be resolved.
+    #[error(transparent)]
+    SourceRoot(PathError),
+    /// Which sources, and where they go (Docker's rules refused them).
+    #[error(transparent)]
+    Sources(#[from] CopyError),
+    /// Writing a heredoc file or a download.
+    #[error("{target}: {source}")]
+    Write {
+        target: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{archive}: {source}")]
+    Archive {
+        archive: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Unpacking an archive (the file-system layer's message).
+    #[error("{0}")]
+    Extract(String),
+    #[error("{} -> {dest}: {source}", src.display())]
+    Copy {
+        src: PathBuf,
+        dest: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Download(#[from] DownloadError),
+}
+
+/// What ADD does with a local tar archive among its sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Archives {
+    /// Copy it as a file (COPY, `ADD --unpack=false`).
+    Copy,
+    /// Unpack it: owners from the archive, or `--chown` for every entry.
+    Unpack { chown: Option<(u32, u32)> },
+}
+
+impl Archives {
+    /// ADD's rule: archives unpack unless `--unpack=false`.
+    pub fn for_add(unpack: Option<bool>, chown: Option<(u32, u32)>) -> Self {
+        if unpack.unwrap_or(true) {
+            Archives::Unpack { chown }
+        } else {
+            Archives::Copy
+        }
+    }
+}
+
+/// What one COPY or ADD copies from where, and how.
+struct CopySpec<'a> {
+    paths: &'a SourcesAndDest,
+    /// The tree the sources are in: the context, a stage's exports, an image's tree.
+    src_root: &'a Path,
+    /// The sources are the context's (so `.dockerignore` applies).
+    from_context: bool,
+    owner: Owner,
+    chmod: Option<u32>,
+    exclude: &'a [String],
+    archives: Archives,
+}
+
+/// COPY's owner: `--chown`, else root for context files and the source's own for files from
+/// a stage or an image (Docker's rule).
+pub fn copy_owner(chown: Option<(u32, u32)>, from_context: bool) -> Owner {
+    match (chown, from_context) {
+        (Some((u, g)), _) => Owner::Set(u, g),
+        (None, true) => Owner::Set(0, 0),
+        (None, false) => Owner::Keep,
+    }
+}
+
+/// The stage a `--from` names: by its `AS` name (case-insensitive), else, unless
+/// `by_name_only`, by its index. `None`: an image.
+pub fn from_stage(df: &Dockerfile, from: &str, by_name_only: bool) -> Option<usize> {
+    let lower = from.to_lowercase();
+    let by_name = df
+        .stages
+        .iter()
+        .position(|s| s.name.as_deref() == Some(lower.as_str()));
+    match by_name {
+        Some(i) => Some(i),
+        None if !by_name_only => from.parse::<usize>().ok(),
+        None => None,
+    }
+}
+
+/// The patterns sources are filtered by: `.dockerignore` for the context's, then `--exclude`.
+pub fn filter_patterns(
+    from_context: bool,
+    dockerignore: Option<&[String]>,
+    exclude: &[String],
+) -> Vec<String> {
+    let mut patterns: Vec<String> = if from_context {
+        dockerignore.map(<[String]>::to_vec).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    patterns.extend(exclude.iter().cloned());
+    patterns
+}
+
+/// Where a heredoc file lands: the destination itself, or a file named after its delimiter
+/// in it when the destination ends in `/` or there is more than one source.
+pub fn inline_target(paths: &SourcesAndDest, dest: &str, dest_abs: &str, name: &str) -> String {
+    if dest.ends_with('/') || paths.contents.len() + paths.sources.len() > 1 {
+        format!("{dest_abs}/{name}")
+    } else {
+        dest_abs.to_string()
+    }
+}
+
+/// Where a downloaded file lands: the destination, or `file_name` in it when it ends in `/`.
+pub fn url_target(workdir: &str, dest: &str, file_name: &str) -> String {
+    let target = in_image_path(workdir, dest);
+    if dest.ends_with('/') {
+        format!("{target}/{file_name}")
+    } else {
+        target
+    }
+}
+
+pub fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+/// The history text of a COPY/ADD: keyword, `--from`, sources and destination.
+pub fn copy_history(kw: &str, paths: &SourcesAndDest, from: Option<&str>) -> String {
+    let mut parts = vec![kw.to_string()];
+    if let Some(f) = from {
+        parts.push(format!("--from={f}"));
+    }
+    parts.extend(paths.sources.iter().cloned());
+    parts.extend(paths.contents.iter().map(|f| format!("<<{}", f.name)));
+    parts.push(paths.dest.clone());
+    parts.join(" ")
+}
+
+impl Engine<'_> {
+    /// The tree a `--from` names: a stage's unpacked exports, or an external image's rootfs.
+    pub(super) fn copy_from_root(
+        &mut self,
+        cmd: &Command,
+        from: &str,
+        by_name_only: bool,
+    ) -> Result<PathBuf, StageError> {
+        match from_stage(self.df, from, by_name_only) {
+            Some(i) => {
+                if let Some(p) = self.unpacked.get(&i) {
+                    return Ok(p.clone());
+                }
+                let dir = self.ws.stage_work(self.ps.index).join(format!("from-{i}"));
+                let _ = fs::remove_dir_all(&dir);
+                let tar = self.ws.stage_exports(i);
+                if tar.exists() {
+                    exports::extract(&tar, &dir)
+                        .map_err(|e| self.fail(cmd, CopyAddError::Exports(e)))?;
+                } else {
+                    fs::create_dir_all(&dir)
+                        .map_err(|e| self.fail(cmd, CopyAddError::FromDir(e)))?;
+                }
+                self.unpacked.insert(i, dir.clone());
+                Ok(dir)
+            }
+            None => {
+                let dir = self.ws.image_rootfs(from);
+                if !dir.is_dir() {
+                    return Err(self.fail(cmd, CopyAddError::NotUnpacked(from.to_string())));
+                }
+                Ok(dir)
+            }
+        }
+    }
+
+    pub(super) fn copy(&mut self, cmd: &Command, c: &Copy) -> Result<(), StageError> {
+        if c.parents {
+            return Err(self.fail(cmd, CopyAddError::Parents));
+        }
+        let chown = self.chown(cmd, c.chown.as_deref())?;
+        let chmod = self.chmod(cmd, c.chmod.as_deref())?;
+        let (src_root, from_context) = match &c.from {
+            None => (self.ws.context(), true),
+            Some(f) => (self.copy_from_root(cmd, f, false)?, false),
+        };
+        let spec = CopySpec {
+            paths: &c.paths,
+            src_root: &src_root,
+            from_context,
+            owner: copy_owner(chown, from_context),
+            chmod,
+            exclude: &c.exclude,
+            archives: Archives::Copy,
+        };
+        let w = self.copy_sources(cmd, &spec)?;
+        self.image
+            .copy(copy_history("COPY", &c.paths, c.from.as_deref()));
+        self.commit_written(cmd, &w)
+    }
+
+    pub(super) fn add(&mut self, cmd: &Command, a: &Add) -> Result<(), StageError> {
+        let chown = self.chown(cmd, a.chown.as_deref())?;
+        let chmod = self.chmod(cmd, a.chmod.as_deref())?;
+        let (u, g) = chown.unwrap_or((0, 0));
+        let owner = Owner::Set(u, g);
+        let ctx = self.ws.context();
+        let w = if a.paths.sources.iter().any(|s| is_url(s)) {
+            self.add_urls(cmd, a, owner, chmod)?
+        } else {
+            if a.checksum.is_some() {
+                return Err(self.fail(cmd, CopyAddError::Checksum));
+            }
+            let spec = CopySpec {
+                paths: &a.paths,
+                src_root: &ctx,
+                from_context: true,
+                owner,
+                chmod,
+                exclude: &a.exclude,
+                archives: Archives::for_add(a.unpack, chown),
+            };
+            self.copy_sources(cmd, &spec)?
+        };
+        self.image.copy(copy_history("ADD", &a.paths, None));
+        self.commit_written(cmd, &w)
+    }
+
+    fn chown(&self, cmd: &Command, spec: Option<&str>) -> Result<Option<(u32, u32)>, StageError> {
+        let Some(s) = spec else { return Ok(None) };
+        let s = self.expand(cmd, s)?;
+        let (p, g) = self.read_users();
+        users::chown_ids(&s, &p, &g).map(Some).map_err(|source| {
+            let spec = s.clone();
+            self.fail(cmd, CopyAddError::Chown { spec, source })
+        })
+    }
+
+    fn chmod(&self, cmd: &Command, spec: Option<&str>) -> Result<Option<u32>, StageError> {
+        let Some(s) = spec else { return Ok(None) };
+        let s = self.expand(cmd, s)?;
+        fscopy::parse_chmod(&s)
+            .map(Some)
+            .map_err(|e| self.fail(cmd, CopyAddError::Chmod(e.to_string())))
+    }
+
+    /// Copies the spec's heredoc files and sources into the tree.
+    fn copy_sources(&mut self, cmd: &Command, spec: &CopySpec) -> Result<Written, StageError> {
+        let paths = spec.paths;
+        let dest = self.expand(cmd, &paths.dest)?;
+        let mut sources = Vec::new();
+        for s in &paths.sources {
+            sources.push(self.expand(cmd, s)?);
+        }
+        if spec.from_context && self.ignore.is_none() {
+            let patterns = crate::fs::dockerignore::load(&self.ws.context(), &self.ws.dockerfile())
+                .map_err(|e| self.fail(cmd, CopyAddError::Dockerignore(e)))?;
+            self.ignore = Some(patterns);
+        }
+        // .dockerignore (context only) and --exclude filter the same way.
+        let patterns = filter_patterns(spec.from_context, self.ignore.as_deref(), spec.exclude);
+        let combined = Matcher::new(&patterns)
+            .map_err(|e| self.fail(cmd, CopyAddError::Patterns(e)))?;
+        let wd = self.workdir().to_string();
+        let mut w = Written::default();
+        let canonical = fs::canonicalize(spec.src_root)
+            .map_err(crate::fs::at(spec.src_root))
+            .map_err(|e| self.fail(cmd, CopyAddError::SourceRoot(e)))?;
+        let dest_abs = in_image_path(&wd, &dest);
+        for f in &paths.contents {
+            let data = if f.expand {
+                let mut raw = self.lex;
+                raw.skip_process_quotes = true;
+                raw.process_word(&f.data, &self.vars)
+                    .map_err(|e| self.fail(cmd, e))?
+            } else {
+                f.data.clone()
+            };
+            let target = inline_target(paths, &dest, &dest_abs, &f.name);
+            fscopy::write_file(
+                &self.root,
+                &target,
+                data.as_bytes(),
+                spec.chmod.unwrap_or(0o644),
+                spec.owner.of_new(),
+                None,
+                &mut w,
+            )
+            .map_err(|source| {
+                let target = target.clone();
+                self.fail(cmd, CopyAddError::Write { target, source })
+            })?;
+        }
+        if sources.is_empty() {
+            return Ok(w);
+        }
+        let items = copy_sources::plan_copy(&canonical, &sources, &dest, &wd, &combined)
+            .map_err(|e| self.fail(cmd, CopyAddError::Sources(e)))?;
+        let opts = CopyOptions {
+            owner: spec.owner,
+            chmod: spec.chmod,
+            ignore: Some((&combined, &canonical)),
+        };
+        for item in items {
+            if let Archives::Unpack { chown } = spec.archives
+                && !item.is_dir
+            {
+                let shown = item.source.display().to_string();
+                let tar = crate::fs::archive::open_tar(&item.source).map_err(|source| {
+                    let archive = shown.clone();
+                    self.fail(cmd, CopyAddError::Archive { archive, source })
+                })?;
+                if let Some(tar) = tar {
+                    // An archive unpacks into the destination directory.
+                    crate::fs::archive::extract_into(
+                        &self.root, tar, &shown, &dest_abs, chown, &mut w,
+                    )
+                    .map_err(|e| self.fail(cmd, CopyAddError::Extract(e.to_string())))?;
+                    continue;
+                }
+            }
+            fscopy::copy_source(
+                &self.root,
+                &item.source,
+                item.is_dir,
+                &item.dest,
+                &opts,
+                &mut w,
+            )
+            .map_err(|source| {
+                let (src, dest) = (item.source.clone(), item.dest.clone());
+                self.fail(cmd, CopyAddError::Copy { src, dest, source })
+            })?;
+        }
+        Ok(w)
+    }
+
+    /// ADD of a URL: the download written at the destination.
+    fn add_urls(
+        &mut self,
+        cmd: &Command,
+        a: &Add,
+        owner: Owner,
+        chmod: Option<u32>,
+    ) -> Result<Written, StageError> {
+        let [url] = a.paths.sources.as_slice() else {
+            return Err(self.fail(cmd, CopyAddError::UrlSources));
+        };
+        let url = self.expand(cmd, url)?;
+        let checksum = match &a.checksum {
+            Some(c) => Some(self.expand(cmd, c)?),
+            None => None,
+        };
+        let dl = crate::net::download(&url, checksum.as_deref())
+            .map_err(|e| self.fail(cmd, CopyAddError::Download(e)))?;
+        let dest = self.expand(cmd, &a.paths.dest)?;
+        let target = url_target(self.workdir(), &dest, &dl.file_name);
+        let mut w = Written::default();
+        fscopy::write_file(
+            &self.root,
+            &target,
+            &dl.data,
+            chmod.unwrap_or(0o600),
+            owner.of_new(),
+            dl.mtime,
+            &mut w,
+        )
+        .map_err(|source| {
+            let target = target.clone();
+            self.fail(cmd, CopyAddError::Write { target, source })
+        })?;
+        Ok(w)
+    }
+}

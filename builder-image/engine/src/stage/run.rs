@@ -1,0 +1,309 @@
+//! RUN: the command (shell or exec form, heredocs), its environment and user, the helper
+//! process that becomes it (`exec.rs`), its output streamed with the stage's name, and the
+//! layer of what it changed. What to run, with which environment and as whom are pure
+//! functions of the stage's state ([`argv`], [`run_env`], [`run_user`], [`exec_spec`]); the
+//! `Engine` methods here do the I/O.
+
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Stdio};
+
+use slipway_frontend::dockerfile::instructions::{CmdLine, Command, Run, SecurityMode};
+use slipway_frontend::dockerfile::parser;
+
+use crate::layer::snapshot;
+use crate::stage::config::StageImage;
+use crate::stage::exec::ExecSpec;
+use crate::stage::users::{self, ExecUser, GroupEntry, PasswdEntry, UserError};
+use crate::stage::{Engine, StageError, mounts, sanitize};
+
+/// Why a RUN could not run (its command failing is [`StageError::RunFailed`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("--security=insecure is not allowed: stages run unprivileged")]
+    Insecure,
+    #[error("USER {spec}: {source}")]
+    User {
+        spec: String,
+        #[source]
+        source: UserError,
+    },
+    #[error("walking the tree: {0}")]
+    Walk(#[source] io::Error),
+    #[error("undoing a mount: {0}")]
+    Unmount(#[source] io::Error),
+    /// Writing out a heredoc script (the I/O error alone, as it always read).
+    #[error("{0}")]
+    Script(#[source] io::Error),
+    /// Finding our own executable, the helper RUN starts as.
+    #[error("{0}")]
+    Helper(#[source] io::Error),
+    #[error("starting the command: {0}")]
+    Start(#[source] io::Error),
+    #[error("waiting for the command: {0}")]
+    Wait(#[source] io::Error),
+}
+
+/// What RUN executes, decided before anything is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Argv {
+    /// This argv, as is.
+    Exec(Vec<String>),
+    /// A heredoc with its own interpreter (`#!`): written out as a file named `file` and
+    /// executed by its path.
+    Script { file: String, body: String },
+}
+
+/// The command RUN executes, heredocs included (BuildKit's `dispatchRun` rules): exec form
+/// as written, shell form through SHELL; a whole-command heredoc is the script itself, other
+/// heredocs are appended to the shell line with their delimiters.
+pub fn argv(image: &StageImage, c: &CmdLine) -> Argv {
+    if c.files.is_empty() || !c.prepend_shell {
+        return Argv::Exec(image.with_shell(c));
+    }
+    let line = c.args.join(" ");
+    let whole = parser::parse_heredoc(line.trim()).ok().flatten();
+    if let (Some(h), [file]) = (whole, c.files.as_slice())
+        && h.name == file.name
+    {
+        let body = file.data.clone();
+        if body.starts_with("#!") {
+            return Argv::Script {
+                file: sanitize(&file.name),
+                body,
+            };
+        }
+        let mut argv = image.current_shell();
+        argv.push(body);
+        return Argv::Exec(argv);
+    }
+    let mut script = line;
+    for f in &c.files {
+        script.push('\n');
+        script.push_str(&f.data);
+        script.push_str(&f.name);
+    }
+    let mut argv = image.current_shell();
+    argv.push(script);
+    Argv::Exec(argv)
+}
+
+/// RUN's environment, and the build args its history entry lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEnv {
+    /// The image's Env, then the ARGs no ENV overrides, then `HOME` (the user's) when neither
+    /// set it.
+    pub env: Vec<(String, String)>,
+    /// The ARGs in scope that no ENV overrides.
+    pub build_args: Vec<(String, String)>,
+}
+
+/// RUN's environment from the image's config, the ARGs in scope and the user's home.
+pub fn run_env(image: &StageImage, args: &[(String, String)], home: &str) -> RunEnv {
+    let build_args: Vec<(String, String)> = args
+        .iter()
+        .filter(|(k, _)| !image.has_env(k))
+        .cloned()
+        .collect();
+    let mut env: Vec<(String, String)> = image
+        .config
+        .env
+        .iter()
+        .map(|e| {
+            let (k, v) = e.split_once('=').unwrap_or((e, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    env.extend(build_args.iter().cloned());
+    if !env.iter().any(|(k, _)| k == "HOME") {
+        env.push(("HOME".into(), home.to_string()));
+    }
+    RunEnv { env, build_args }
+}
+
+/// Who RUN executes as: USER (root when unset), as the stage's passwd and group define it.
+pub fn run_user(
+    user: &str,
+    passwd: &[PasswdEntry],
+    groups: &[GroupEntry],
+) -> Result<ExecUser, RunError> {
+    let spec = if user.is_empty() { "0" } else { user };
+    users::exec_user(spec, passwd, groups).map_err(|source| RunError::User {
+        spec: spec.to_string(),
+        source,
+    })
+}
+
+/// What the helper is told: chroot into `root` unless it is `/`, become `user`, start in
+/// `cwd`, exec `argv`.
+pub fn exec_spec(root: &Path, user: &ExecUser, cwd: &str, argv: Vec<String>) -> ExecSpec {
+    ExecSpec {
+        root: (root != Path::new("/")).then(|| root.to_path_buf()),
+        uid: user.uid,
+        gid: user.gid,
+        groups: user.groups.clone(),
+        cwd: cwd.to_string(),
+        argv,
+    }
+}
+
+/// The RUN as written (its text after the keyword), for error messages.
+pub fn run_text(original: &str) -> String {
+    let o = original.trim();
+    let rest = o
+        .split_once(char::is_whitespace)
+        .map(|(_, r)| r.trim_start())
+        .unwrap_or("");
+    rest.to_string()
+}
+
+/// A path as the RUN process sees it: inside a chroot `root`, relative to it.
+pub fn visible_path(root: &Path, p: &Path) -> String {
+    if root == Path::new("/") {
+        return p.display().to_string();
+    }
+    match p.strip_prefix(root) {
+        Ok(rel) => format!("/{}", rel.display()),
+        Err(_) => p.display().to_string(),
+    }
+}
+
+impl Engine<'_> {
+    pub(super) fn run(&mut self, cmd: &Command, run: &Run) -> Result<(), StageError> {
+        if run.security == SecurityMode::Insecure {
+            return Err(self.fail(cmd, RunError::Insecure));
+        }
+        let argv = self.run_argv(cmd, &run.cmd)?;
+        let (passwd, group) = self.read_users();
+        let user = run_user(&self.image.config.user, &passwd, &group)
+            .map_err(|e| self.fail(cmd, e))?;
+        let RunEnv {
+            mut env,
+            build_args,
+        } = run_env(&self.image, &self.args, &user.home);
+
+        if self.baseline.is_none() {
+            let s = snapshot::walk(&self.root, &self.skip, self.threads)
+                .map_err(|e| self.fail(cmd, RunError::Walk(e)))?;
+            self.baseline = Some(s);
+        }
+
+        // Mounts go in after the baseline and come out before the next walk.
+        let mut placed = Vec::new();
+        let mut secret_env = Vec::new();
+        let result = self
+            .place_mounts(cmd, run, &mut placed, &mut secret_env)
+            .and_then(|()| {
+                env.extend(secret_env);
+                let spec = exec_spec(&self.root, &user, self.workdir(), argv.clone());
+                self.spawn(cmd, &spec, &env)
+            });
+        for p in placed {
+            mounts::remove(p).map_err(|e| self.fail(cmd, RunError::Unmount(e)))?;
+        }
+        let code = result?;
+        if code != 0 {
+            return Err(StageError::RunFailed {
+                stage: self.label.clone(),
+                line: cmd.span.start,
+                command: run_text(&cmd.original),
+                code,
+            });
+        }
+        self.image.run(&argv, &build_args);
+
+        let after = snapshot::walk(&self.root, &self.skip, self.threads)
+            .map_err(|e| self.fail(cmd, RunError::Walk(e)))?;
+        let before = self.baseline.take().unwrap_or_default();
+        let changes = snapshot::diff(&before, &after);
+        let root = self.root.clone();
+        self.next_layer(cmd, |l| snapshot::write_changes(&root, &after, &changes, l))?;
+        self.baseline = Some(after);
+        Ok(())
+    }
+
+    /// The argv of [`argv`], with a `#!` heredoc script written where RUN can execute it.
+    fn run_argv(&self, cmd: &Command, c: &CmdLine) -> Result<Vec<String>, StageError> {
+        let (file, body) = match argv(&self.image, c) {
+            Argv::Exec(v) => return Ok(v),
+            Argv::Script { file, body } => (file, body),
+        };
+        // BuildKit runs it as /dev/pipes/<name>; /dev is the container's own tmpfs.
+        let dir = if self.root == Path::new("/") && self.skip.contains(Path::new("/dev")) {
+            PathBuf::from("/dev/pipes")
+        } else {
+            self.run_files_dir()
+        };
+        let script = |e| self.fail(cmd, RunError::Script(e));
+        fs::create_dir_all(&dir).map_err(script)?;
+        let path = dir.join(file);
+        fs::write(&path, body).map_err(script)?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(script)?;
+        Ok(vec![visible_path(&self.root, &path)])
+    }
+
+    /// Files RUN needs to see (heredoc scripts, tmpfs and secret stand-ins) live outside the
+    /// tree: in the workspace, or inside the scratch root's engine folder.
+    pub(super) fn run_files_dir(&self) -> PathBuf {
+        if self.root == Path::new("/") {
+            self.ws.stage_work(self.ps.index).join("run")
+        } else {
+            self.root.join(".slipway-run")
+        }
+    }
+
+    /// Runs the helper, streaming its output line by line with the stage's name.
+    fn spawn(
+        &self,
+        cmd: &Command,
+        spec: &ExecSpec,
+        env: &[(String, String)],
+    ) -> Result<i32, StageError> {
+        let exe = std::env::current_exe().map_err(|e| self.fail(cmd, RunError::Helper(e)))?;
+        let mut child = Process::new(exe)
+            .args(spec.to_args())
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.fail(cmd, RunError::Start(e)))?;
+        let name = self
+            .ps
+            .name
+            .clone()
+            .unwrap_or_else(|| self.ps.index.to_string());
+        let pump = |r: Box<dyn Read + Send>, to_err: bool, name: String| {
+            std::thread::spawn(move || {
+                for line in BufReader::new(r).split(b'\n').map_while(Result::ok) {
+                    let text = String::from_utf8_lossy(&line);
+                    if to_err {
+                        let _ = writeln!(io::stderr(), "[{name}] {text}");
+                    } else {
+                        let _ = writeln!(io::stdout(), "[{name}] {text}");
+                    }
+                }
+            })
+        };
+        let mut threads = Vec::new();
+        if let Some(o) = child.stdout.take() {
+            threads.push(pump(Box::new(o), false, name.clone()));
+        }
+        if let Some(e) = child.stderr.take() {
+            threads.push(pump(Box::new(e), true, name));
+        }
+        let status = child
+            .wait()
+            .map_err(|e| self.fail(cmd, RunError::Wait(e)))?;
+        for t in threads {
+            let _ = t.join();
+        }
+        Ok(status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    }
+}

@@ -1,0 +1,102 @@
+//! Where a stage starts: its parent's result (its tree already here when the parent ran just
+//! before in the same chain, else its layers applied), a base image's config over the tree at
+//! `/`, or an empty scratch tree in the workspace.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use slipway_contract::pod::paths;
+use slipway_frontend::dockerfile::shell::Vars;
+use slipway_frontend::plan::{Base, DEFAULT_PATH};
+
+use crate::fs::at;
+use crate::layer::snapshot;
+use crate::stage::config::{Config, StageImage};
+use crate::stage::{Carry, Engine, SetupError};
+use crate::workspace::{self, ImageInfo, LayerRef, StageResult};
+
+impl Engine<'_> {
+    /// The stage's starting point: the parent stage's result, the base image's config, or
+    /// an empty scratch tree.
+    pub(super) fn start(&mut self, carry: Option<Carry>) -> Result<(), SetupError> {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        self.skip = snapshot::mount_points(&mountinfo);
+        self.skip.insert(PathBuf::from(paths::ROOT));
+        self.skip.insert(self.ws.root.clone());
+        let scratch_root = self.ws.stage_dir(self.ps.index).join("rootfs");
+        let _ = fs::remove_dir_all(self.ws.stage_dir(self.ps.index));
+        fs::create_dir_all(self.ws.stage_layers(self.ps.index)).map_err(SetupError::Layers)?;
+        match &self.ps.from {
+            Base::Stage(parent) => {
+                let r: StageResult = workspace::read_json(&self.ws.stage_result(*parent))?;
+                let carried = carry.filter(|c| c.index == *parent);
+                let was_carried = carried.is_some();
+                if let Some(c) = carried {
+                    // The parent ran just before in this process: its tree is already here.
+                    if c.root != Path::new("/") {
+                        self.root = c.root;
+                        self.skip.clear();
+                    }
+                    self.baseline = c.baseline;
+                } else if r.base.is_none() {
+                    self.use_scratch_root(scratch_root)?;
+                }
+                let applied: &[LayerRef] = if was_carried { &[] } else { &r.layers };
+                for l in applied {
+                    let path = self.ws.layer_path(l);
+                    let f = fs::File::open(&path).map_err(at(&path))?;
+                    crate::fs::unpack::apply_layer(f, &self.root, true).map_err(|source| {
+                        SetupError::Apply {
+                            digest: l.digest.clone(),
+                            source,
+                        }
+                    })?;
+                }
+                self.base = r.base;
+                self.on_build = r.config.on_build.clone();
+                self.image = StageImage::from_base(r.config, r.history);
+                self.image.author = r.author;
+                self.layers = r.layers;
+                self.vars = Vars::from_pairs(r.vars.iter().map(|(k, v)| format!("{k}={v}")));
+                self.args = r.args;
+            }
+            Base::Image(name) if name == "scratch" => {
+                self.use_scratch_root(scratch_root)?;
+                let config = Config {
+                    env: vec![format!("PATH={DEFAULT_PATH}")],
+                    ..Default::default()
+                };
+                self.vars.set("PATH", DEFAULT_PATH);
+                self.image = StageImage::from_base(config, vec![]);
+            }
+            Base::Image(name) => {
+                let info: ImageInfo = workspace::read_json(&self.ws.image_info(name))?;
+                let mut config = info.runtime_config();
+                if !config.env.iter().any(|e| e.starts_with("PATH=")) {
+                    config.env.push(format!("PATH={DEFAULT_PATH}"));
+                }
+                for kv in &config.env {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    self.vars.set(k, v);
+                }
+                self.base = Some(name.clone());
+                self.on_build = config.on_build.clone();
+                self.image = StageImage::from_base(config, info.history());
+                self.image.author = info
+                    .config
+                    .get("author")
+                    .and_then(|a| a.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+            }
+        }
+        Ok(())
+    }
+
+    fn use_scratch_root(&mut self, dir: PathBuf) -> Result<(), SetupError> {
+        fs::create_dir_all(&dir).map_err(at(&dir))?;
+        self.root = dir;
+        self.skip.clear();
+        Ok(())
+    }
+}

@@ -78,11 +78,10 @@ impl Engine<'_> {
         }
         let mut snap = Snapshot::default();
         for p in &paths {
-            let s = snapshot::walk_one(&self.root.join(p))
-                .map_err(|source| {
-                    let path = p.clone();
-                    self.fail(cmd, LayerError::Walk { path, source })
-                })?;
+            let s = snapshot::walk_one(&self.root.join(p)).map_err(|source| {
+                let path = p.clone();
+                self.fail(cmd, LayerError::Walk { path, source })
+            })?;
             snap.entries.insert(p.clone(), s);
         }
         let mut changes: Vec<Change> = paths.iter().cloned().map(Change::Upsert).collect();

@@ -181,12 +181,7 @@ impl StageImage {
     /// Sets one variable in Env, replacing an earlier value in place.
     pub fn set_env(&mut self, key: &str, value: &str) {
         let entry = format!("{key}={value}");
-        match self
-            .config
-            .env
-            .iter_mut()
-            .find(|e| env_key(e) == key)
-        {
+        match self.config.env.iter_mut().find(|e| env_key(e) == key) {
             Some(slot) => *slot = entry,
             None => self.config.env.push(entry),
         }
@@ -546,6 +541,51 @@ mod tests {
             "RUN |1 V=1 /bin/sh -c make # buildkit"
         );
         assert!(!img.history[0].empty_layer);
+    }
+
+    #[test]
+    fn in_image_paths_from_workdir() {
+        assert_eq!(in_image_path("/app", "/etc/x"), "/etc/x");
+        assert_eq!(in_image_path("/app", "sub/../x/"), "/app/x");
+        assert_eq!(in_image_path("/app", "."), "/app");
+        assert_eq!(in_image_path("", "x"), "/x");
+        assert_eq!(in_image_path("/", "../.."), "/");
+        assert_eq!(in_image_path("/app", "/a//b/./c"), "/a/b/c");
+    }
+
+    #[test]
+    fn config_errors_read_as_docker_writes_them() {
+        let mut img = StageImage::default();
+        let err = |r: Result<(), ConfigError>| r.map_err(|e| e.to_string());
+        assert_eq!(
+            err(img.stop_signal("SIGNOPE")),
+            Err("Invalid signal: SIGNOPE".into())
+        );
+        assert_eq!(
+            err(img.expose(&["80/QUIC".into()])),
+            Err("Invalid proto: quic".into())
+        );
+        assert_eq!(
+            err(img.expose(&["90-80".into()])),
+            Err("Invalid containerPort: 90-80".into())
+        );
+        assert_eq!(
+            parse_port_spec("127.0.0.1:8080:80/udp"),
+            Ok(vec!["80/udp".to_string()])
+        );
+        assert!(img.history.is_empty());
+    }
+
+    #[test]
+    fn env_names_and_shell() {
+        let mut img = StageImage::default();
+        assert_eq!(img.current_shell(), ["/bin/sh", "-c"]);
+        img.set_env("A", "1=2");
+        img.config.env.push("BARE".into());
+        assert!(img.has_env("A") && img.has_env("BARE"));
+        assert!(!img.has_env("1") && !img.has_env("AB"));
+        img.shell(&["pwsh".into(), "-c".into()]);
+        assert_eq!(img.current_shell(), ["pwsh", "-c"]);
     }
 
     #[test]

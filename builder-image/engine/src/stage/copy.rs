@@ -313,8 +313,8 @@ impl Engine<'_> {
         }
         // .dockerignore (context only) and --exclude filter the same way.
         let patterns = filter_patterns(spec.from_context, self.ignore.as_deref(), spec.exclude);
-        let combined = Matcher::new(&patterns)
-            .map_err(|e| self.fail(cmd, CopyAddError::Patterns(e)))?;
+        let combined =
+            Matcher::new(&patterns).map_err(|e| self.fail(cmd, CopyAddError::Patterns(e)))?;
         let wd = self.workdir().to_string();
         let mut w = Written::default();
         let canonical = fs::canonicalize(spec.src_root)
@@ -424,5 +424,101 @@ impl Engine<'_> {
             self.fail(cmd, CopyAddError::Write { target, source })
         })?;
         Ok(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slipway_frontend::dockerfile::instructions::{self, Instruction};
+    use slipway_frontend::dockerfile::parser;
+
+    fn dockerfile(text: &str) -> Dockerfile {
+        let parsed = parser::parse(text).expect("parses");
+        instructions::from_ast(&parsed.ast).expect("instructions")
+    }
+
+    /// The sources and destination of the last stage's first COPY or ADD in `text`.
+    fn paths(text: &str) -> SourcesAndDest {
+        let df = dockerfile(&format!("FROM scratch\n{text}\n"));
+        match &df.stages[0].commands[0].instruction {
+            Instruction::Copy(c) => c.paths.clone(),
+            Instruction::Add(a) => a.paths.clone(),
+            other => panic!("not a COPY or ADD: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn owners_and_archives() {
+        assert_eq!(copy_owner(Some((1, 2)), false), Owner::Set(1, 2));
+        assert_eq!(copy_owner(None, true), Owner::Set(0, 0));
+        assert_eq!(copy_owner(None, false), Owner::Keep);
+        assert_eq!(
+            Archives::for_add(None, Some((5, 5))),
+            Archives::Unpack {
+                chown: Some((5, 5))
+            }
+        );
+        assert_eq!(
+            Archives::for_add(Some(true), None),
+            Archives::Unpack { chown: None }
+        );
+        assert_eq!(Archives::for_add(Some(false), Some((5, 5))), Archives::Copy);
+    }
+
+    #[test]
+    fn from_names_a_stage_or_an_image() {
+        let df =
+            dockerfile("FROM alpine AS Build\nRUN true\nFROM scratch\nCOPY --from=build /a /a\n");
+        assert_eq!(from_stage(&df, "build", false), Some(0));
+        assert_eq!(from_stage(&df, "BUILD", true), Some(0));
+        assert_eq!(from_stage(&df, "1", false), Some(1));
+        // A mount's from= names stages only by name.
+        assert_eq!(from_stage(&df, "1", true), None);
+        assert_eq!(from_stage(&df, "alpine:3.20", false), None);
+    }
+
+    #[test]
+    fn dockerignore_applies_to_the_context_only() {
+        let ignore = vec!["*.env".to_string()];
+        let exclude = vec!["*.md".to_string()];
+        assert_eq!(
+            filter_patterns(true, Some(&ignore), &exclude),
+            ["*.env", "*.md"]
+        );
+        assert_eq!(filter_patterns(true, None, &exclude), ["*.md"]);
+        assert_eq!(filter_patterns(false, Some(&ignore), &exclude), ["*.md"]);
+    }
+
+    #[test]
+    fn destinations() {
+        let one = paths("COPY <<EOF /etc/motd\nhi\nEOF");
+        assert_eq!(
+            inline_target(&one, "/etc/motd", "/etc/motd", "EOF"),
+            "/etc/motd"
+        );
+        assert_eq!(inline_target(&one, "/etc/", "/etc", "EOF"), "/etc/EOF");
+        let two = paths("COPY <<A <<B /out/\na\nA\nb\nB");
+        assert_eq!(inline_target(&two, "/out", "/out", "A"), "/out/A");
+
+        assert_eq!(url_target("/app", "dl/", "f.tgz"), "/app/dl/f.tgz");
+        assert_eq!(url_target("/app", "/x/../y", "f.tgz"), "/y");
+        assert_eq!(url_target("/", "file", "f.tgz"), "/file");
+        assert!(is_url("https://example.com/a") && is_url("http://h/a"));
+        assert!(!is_url("ftp://h/a") && !is_url("./https://x"));
+    }
+
+    #[test]
+    fn history_text() {
+        let p = paths("COPY --from=build --chown=1:1 /a /b /dest/");
+        assert_eq!(
+            copy_history("COPY", &p, Some("build")),
+            "COPY --from=build /a /b /dest/"
+        );
+        let p = paths("ADD <<EOF site.conf /etc/nginx/\nx\nEOF");
+        assert_eq!(
+            copy_history("ADD", &p, None),
+            "ADD site.conf <<EOF /etc/nginx/"
+        );
     }
 }

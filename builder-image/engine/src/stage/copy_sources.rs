@@ -132,13 +132,8 @@ pub fn plan_copy(
         }
         matched.extend(kept.into_iter().map(|k| (src.clone(), k)));
     }
-    let dest_abs = if dest.starts_with('/') {
-        dest.to_string()
-    } else {
-        format!("{}/{dest}", if workdir.is_empty() { "/" } else { workdir })
-    };
     let dest_is_dir = dest.ends_with('/') || dest == "." || dest.ends_with("/.");
-    let dest_clean = clean(&dest_abs);
+    let dest_clean = crate::stage::config::in_image_path(workdir, dest);
     if matched.len() > 1 && !dest_is_dir {
         return Err(CopyError::DestNotDir);
     }

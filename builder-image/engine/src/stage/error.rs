@@ -128,3 +128,198 @@ pub enum SetupError {
     #[error("no stage given")]
     NoStage,
 }
+
+#[cfg(test)]
+mod tests {
+    //! The texts users see, byte for byte, as the tiers' regexes (tests/engine/failures.sh,
+    //! tests/engine/run.sh, tests/e2e) and the String messages before these types expect.
+
+    use std::error::Error as _;
+
+    use super::*;
+    use crate::stage::copy_sources::CopyError;
+    use crate::stage::run::run_text;
+
+    fn at(stage: &str, line: usize, instruction: &str, f: impl Into<InstructionFailure>) -> String {
+        StageError::Instruction {
+            stage: stage.into(),
+            line,
+            instruction: instruction.into(),
+            source: Box::new(f.into()),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn run_failures() {
+        let e = StageError::RunFailed {
+            stage: r#"stage "build" (#1)"#.into(),
+            line: 5,
+            command: run_text("RUN echo failing && exit 3"),
+            code: 3,
+        };
+        assert_eq!(
+            e.to_string(),
+            r#"stage "build" (#1): Dockerfile:5: RUN echo failing && exit 3: exit code 3"#
+        );
+        assert_eq!(e.line(), Some(5));
+        assert_eq!(
+            at("stage #0", 2, "RUN", RunError::Insecure),
+            "stage #0: Dockerfile:2: RUN: --security=insecure is not allowed: stages run unprivileged"
+        );
+        assert_eq!(
+            at("stage #0", 3, "RUN", MountSetupError::Ssh),
+            "stage #0: Dockerfile:3: RUN: --mount type=ssh is not supported"
+        );
+        assert_eq!(
+            at(
+                "stage #0",
+                3,
+                "RUN",
+                MountSetupError::SecretRequired("tok".into())
+            ),
+            "stage #0: Dockerfile:3: RUN: secret tok is required but was not provided"
+        );
+        let walk = RunError::Walk(io::Error::other("boom"));
+        assert_eq!(
+            at("s", 1, "RUN", walk),
+            "s: Dockerfile:1: RUN: walking the tree: boom"
+        );
+    }
+
+    #[test]
+    fn copy_failures() {
+        assert_eq!(
+            at(
+                "stage #0",
+                2,
+                "COPY",
+                CopyAddError::Sources(CopyError::OutsideContext("../secret.txt".into()))
+            ),
+            "stage #0: Dockerfile:2: COPY: ../secret.txt: forbidden path outside the build context"
+        );
+        // What the file-system layer says about an archive is passed on as it is.
+        let extract = r#"/ctx/evil.tar: layer entry "../../evil.txt" would land outside the root"#;
+        assert_eq!(
+            at("stage #0", 2, "ADD", CopyAddError::Extract(extract.into())),
+            format!("stage #0: Dockerfile:2: ADD: {extract}")
+        );
+        let e = CopyAddError::Chown {
+            spec: "ghost".into(),
+            source: UserError::NoUser("ghost".into()),
+        };
+        assert_eq!(
+            at("s", 4, "COPY", e),
+            "s: Dockerfile:4: COPY: --chown=ghost: unable to find user ghost: no matching entries in passwd file"
+        );
+        let e = CopyAddError::Copy {
+            src: "/ctx/a".into(),
+            dest: "/a".into(),
+            source: io::Error::other("full"),
+        };
+        assert_eq!(
+            at("s", 4, "COPY", e),
+            "s: Dockerfile:4: COPY: /ctx/a -> /a: full"
+        );
+        assert_eq!(
+            at("s", 4, "COPY", CopyAddError::NotUnpacked("alpine".into())),
+            "s: Dockerfile:4: COPY: --from=alpine: the image was not unpacked into the workspace"
+        );
+    }
+
+    #[test]
+    fn dispatch_and_layer_failures() {
+        assert_eq!(
+            at("s", 7, "VOLUME", InstructionFailure::EmptyVolume),
+            "s: Dockerfile:7: VOLUME: VOLUME specified can not be an empty string"
+        );
+        assert_eq!(
+            at("s", 7, "STOPSIGNAL", ConfigError::Signal("SIGNOPE".into())),
+            "s: Dockerfile:7: STOPSIGNAL: Invalid signal: SIGNOPE"
+        );
+        assert_eq!(
+            at("s", 7, "ENV", LexError("missing '}'".into())),
+            "s: Dockerfile:7: ENV: missing '}'"
+        );
+        let e = InstructionFailure::Workdir {
+            dir: "/app".into(),
+            source: io::Error::other("read-only"),
+        };
+        assert_eq!(
+            at("s", 8, "WORKDIR", e),
+            "s: Dockerfile:8: WORKDIR: /app: read-only"
+        );
+        let e = LayerError::Write(io::Error::other("no space"));
+        assert_eq!(
+            at("s", 9, "COPY", e),
+            "s: Dockerfile:9: COPY: writing layer: no space"
+        );
+    }
+
+    #[test]
+    fn setup_failures() {
+        let setup = |stage: &str, source: SetupError| {
+            StageError::Setup {
+                stage: stage.into(),
+                source,
+            }
+            .to_string()
+        };
+        assert_eq!(
+            setup("stage #4", SetupError::NotInPlan),
+            "stage #4: not in the plan"
+        );
+        assert_eq!(setup("stage", SetupError::NoStage), "stage: no stage given");
+        let apply = SetupError::Apply {
+            digest: "sha256:ab".into(),
+            source: UnpackError::OutsideRoot {
+                entry: "../x".into(),
+            },
+        };
+        assert_eq!(
+            setup("stage #1", apply),
+            r#"stage #1: applying sha256:ab: layer entry "../x" would land outside the root"#
+        );
+        let path = crate::fs::at("/ws/stages/1/result.json")(io::Error::other("gone"));
+        assert_eq!(
+            setup("stage #1", path.into()),
+            "stage #1: /ws/stages/1/result.json: gone"
+        );
+        let exports = SetupError::Exports(io::Error::other("full"));
+        assert_eq!(
+            setup("stage #1", exports),
+            "stage #1: writing exports: full"
+        );
+    }
+
+    #[test]
+    fn sources_chain_to_the_cause() {
+        let e = StageError::Instruction {
+            stage: "s".into(),
+            line: 1,
+            instruction: "COPY".into(),
+            source: Box::new(
+                CopyAddError::Chown {
+                    spec: "ghost".into(),
+                    source: UserError::NoUser("ghost".into()),
+                }
+                .into(),
+            ),
+        };
+        let failure = e.source().expect("the instruction's failure");
+        // Transparent: the seam's error is the failure's own source chain.
+        let cause = failure.source().expect("the user lookup");
+        assert_eq!(
+            cause.to_string(),
+            "unable to find user ghost: no matching entries in passwd file"
+        );
+        assert_eq!(
+            StageError::Setup {
+                stage: "s".into(),
+                source: SetupError::NoStage
+            }
+            .line(),
+            None
+        );
+    }
+}

@@ -220,4 +220,14 @@ mod tests {
         assert!(into.path().join("app/dist/b.js").is_file());
         assert!(!into.path().join("app/dist/c.css").exists());
     }
+
+    #[test]
+    fn extract_errors_name_the_file() {
+        let d = tempfile::tempdir().expect("tmp");
+        let tar = d.path().join("missing.tar");
+        let err = extract(&tar, &d.path().join("into")).expect_err("no tar");
+        let text = err.to_string();
+        assert!(text.starts_with(&format!("{}: ", tar.display())), "{text}");
+        assert!(matches!(err, ExportsError::Io(_)));
+    }
 }

@@ -459,3 +459,29 @@ fn sanitize(s: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_file_names() {
+        let mut ps = PlannedStage {
+            index: 1,
+            name: Some("build".into()),
+            from: plan::Base::Image("alpine".into()),
+            depends_on: vec![],
+            exports: vec![],
+            line: 1,
+            platform: None,
+            images: vec![],
+            secrets: vec![],
+            cache_mounts: false,
+        };
+        assert_eq!(label(&ps), r#"stage "build" (#1)"#);
+        ps.name = None;
+        assert_eq!(label(&ps), "stage #1");
+        assert_eq!(sanitize("run.py"), "run_py");
+        assert_eq!(sanitize("a-b_C9/../x y"), "a-b_C9____x_y");
+    }
+}

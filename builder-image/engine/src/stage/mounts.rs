@@ -133,7 +133,10 @@ pub enum MountSetupError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountSource {
     /// `path` inside the context (`from` unset) or inside the tree `from` names.
-    Bind { from: Option<String>, path: String },
+    Bind {
+        from: Option<String>,
+        path: String,
+    },
     /// A directory of the cache dir (named by [`cache_dir_name`]), made on first use.
     Cache {
         dir: String,
@@ -142,7 +145,9 @@ pub enum MountSource {
         gid: u32,
     },
     /// A fresh empty directory among the run files, named `dir`.
-    Tmpfs { dir: String },
+    Tmpfs {
+        dir: String,
+    },
     Secret(SecretMount),
 }
 
@@ -247,10 +252,11 @@ impl Engine<'_> {
             let m = instructions::parse_mount_with(spec, &mut |v| lex.process_word(v, vars))
                 .map_err(|e| self.fail(cmd, MountSetupError::Parse(e)))?;
             let chroot = self.root != Path::new("/");
-            let source =
-                mount_source(&m, chroot, self.step, i).map_err(|e| self.fail(cmd, e))?;
+            let source = mount_source(&m, chroot, self.step, i).map_err(|e| self.fail(cmd, e))?;
             let path = match source {
-                MountSource::Bind { from, path } => self.bind_source(cmd, from.as_deref(), &path)?,
+                MountSource::Bind { from, path } => {
+                    self.bind_source(cmd, from.as_deref(), &path)?
+                }
                 MountSource::Cache {
                     dir,
                     mode,
@@ -265,9 +271,10 @@ impl Engine<'_> {
             };
             let target = mount_target(m.target.as_deref(), &self.image.config.working_dir)
                 .map_err(|e| self.fail(cmd, e))?;
-            placed.push(place(&self.root, &target, &path).map_err(|source| {
-                self.fail(cmd, MountSetupError::Target { target, source })
-            })?);
+            placed
+                .push(place(&self.root, &target, &path).map_err(|source| {
+                    self.fail(cmd, MountSetupError::Target { target, source })
+                })?);
         }
         Ok(())
     }
@@ -378,5 +385,130 @@ mod tests {
         remove(p).expect("remove");
         assert!(!root.join("run").exists());
         assert_eq!(cache_dir_name("/root/.cache/go-build").len(), 38);
+    }
+
+    fn source(spec: &str, chroot: bool) -> Result<MountSource, MountSetupError> {
+        let m = instructions::parse_mount(spec).expect("a valid --mount");
+        mount_source(&m, chroot, 3, 1)
+    }
+
+    #[test]
+    fn each_kind_takes_its_source() {
+        assert_eq!(
+            source("type=bind,source=go.sum,target=/src/go.sum", false).expect("bind"),
+            MountSource::Bind {
+                from: None,
+                path: "go.sum".into()
+            }
+        );
+        assert_eq!(
+            source("target=/out,from=build", false).expect("bind"),
+            MountSource::Bind {
+                from: Some("build".into()),
+                path: String::new()
+            }
+        );
+        // A cache's id defaults to its target.
+        let by_target = source("type=cache,target=/root/.cache", false).expect("cache");
+        assert_eq!(
+            by_target,
+            MountSource::Cache {
+                dir: cache_dir_name("/root/.cache"),
+                mode: 0o755,
+                uid: 0,
+                gid: 0
+            }
+        );
+        assert_eq!(
+            source("type=cache,id=go,target=/c,mode=0700,uid=5,gid=6", false).expect("cache"),
+            MountSource::Cache {
+                dir: cache_dir_name("go"),
+                mode: 0o700,
+                uid: 5,
+                gid: 6
+            }
+        );
+        assert_eq!(
+            source("type=tmpfs,target=/tmp", false).expect("tmpfs"),
+            MountSource::Tmpfs {
+                dir: "tmpfs-3-1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn secrets_as_files_or_variables() {
+        let file = |target: &str, mode| SecretFile {
+            name: "npm_token".into(),
+            target: target.into(),
+            mode,
+            uid: 0,
+            gid: 0,
+        };
+        assert_eq!(
+            source("type=secret,id=npm.token", false).expect("secret"),
+            MountSource::Secret(SecretMount {
+                id: "npm.token".into(),
+                required: false,
+                env: None,
+                file: Some(file("/run/secrets/npm.token", 0o400)),
+            })
+        );
+        // The id defaults to the target's last component.
+        let MountSource::Secret(s) =
+            source("type=secret,target=/etc/npm.token,required,mode=0440", true).expect("secret")
+        else {
+            panic!("not a secret")
+        };
+        assert_eq!((s.id.as_str(), s.required), ("npm.token", true));
+        assert_eq!(s.file, Some(file("/etc/npm.token", 0o440)));
+        // As a variable only, unless a target is given too.
+        let MountSource::Secret(s) = source("type=secret,id=tok,env=TOKEN", false).expect("secret")
+        else {
+            panic!("not a secret")
+        };
+        assert_eq!((s.env.as_deref(), s.file), (Some("TOKEN"), None));
+        let MountSource::Secret(s) =
+            source("type=secret,id=tok,env=TOKEN,target=/t", false).expect("secret")
+        else {
+            panic!("not a secret")
+        };
+        assert_eq!(s.file.map(|f| f.target), Some("/t".to_string()));
+    }
+
+    #[test]
+    fn refused_mounts_say_why() {
+        for (spec, chroot, message) in [
+            ("type=ssh", false, "--mount type=ssh is not supported"),
+            (
+                "type=cache,target=/c",
+                true,
+                "--mount in a stage built FROM scratch is not supported",
+            ),
+            (
+                "type=ssh",
+                true,
+                "--mount in a stage built FROM scratch is not supported",
+            ),
+        ] {
+            let err = source(spec, chroot).expect_err(spec);
+            assert_eq!(err.to_string(), message, "{spec}");
+        }
+    }
+
+    #[test]
+    fn targets_are_taken_from_workdir() {
+        assert_eq!(mount_target(Some("/abs"), "/app").expect("t"), "/abs");
+        assert_eq!(
+            mount_target(Some("rel/x"), "/app").expect("t"),
+            "/app/rel/x"
+        );
+        assert_eq!(mount_target(Some("rel"), "").expect("t"), "/rel");
+        for missing in [None, Some("")] {
+            assert_eq!(
+                mount_target(missing, "/app").map_err(|e| e.to_string()),
+                Err("--mount needs a target".to_string())
+            );
+        }
     }
 }

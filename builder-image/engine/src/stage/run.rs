@@ -178,8 +178,8 @@ impl Engine<'_> {
         }
         let argv = self.run_argv(cmd, &run.cmd)?;
         let (passwd, group) = self.read_users();
-        let user = run_user(&self.image.config.user, &passwd, &group)
-            .map_err(|e| self.fail(cmd, e))?;
+        let user =
+            run_user(&self.image.config.user, &passwd, &group).map_err(|e| self.fail(cmd, e))?;
         let RunEnv {
             mut env,
             build_args,
@@ -305,5 +305,183 @@ impl Engine<'_> {
         Ok(status
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stage::config::Config;
+    use slipway_frontend::dockerfile::instructions::{self, Instruction};
+
+    /// The command line of the RUN in `text` (one instruction after a FROM), as the front
+    /// end parses it.
+    fn run_line(text: &str) -> CmdLine {
+        let parsed = parser::parse(&format!("FROM scratch\n{text}\n")).expect("parses");
+        let df = instructions::from_ast(&parsed.ast).expect("instructions");
+        match &df.stages[0].commands[0].instruction {
+            Instruction::Run(r) => r.cmd.clone(),
+            other => panic!("not a RUN: {other:?}"),
+        }
+    }
+
+    fn image(env: &[&str], shell: &[&str]) -> StageImage {
+        let config = Config {
+            env: env.iter().map(|s| s.to_string()).collect(),
+            shell: shell.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        StageImage::from_base(config, vec![])
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn argv_shell_and_exec_form() {
+        let img = image(&[], &[]);
+        assert_eq!(
+            argv(&img, &run_line("RUN make all")),
+            Argv::Exec(strings(&["/bin/sh", "-c", "make all"]))
+        );
+        assert_eq!(
+            argv(&img, &run_line(r#"RUN ["/bin/echo", "a b"]"#)),
+            Argv::Exec(strings(&["/bin/echo", "a b"]))
+        );
+        let bash = image(&[], &["/bin/bash", "-eu", "-c"]);
+        assert_eq!(
+            argv(&bash, &run_line("RUN echo $0")),
+            Argv::Exec(strings(&["/bin/bash", "-eu", "-c", "echo $0"]))
+        );
+    }
+
+    #[test]
+    fn argv_heredocs() {
+        let img = image(&[], &["/bin/bash", "-c"]);
+        // The whole command is one heredoc: its body is the script, through SHELL.
+        assert_eq!(
+            argv(&img, &run_line("RUN <<EOF\necho one\necho two\nEOF")),
+            Argv::Exec(strings(&["/bin/bash", "-c", "echo one\necho two\n"]))
+        );
+        // With its own interpreter it is written out and executed by path.
+        assert_eq!(
+            argv(
+                &img,
+                &run_line("RUN <<run.py\n#!/usr/bin/python3\nprint(1)\nrun.py")
+            ),
+            Argv::Script {
+                file: "run_py".into(),
+                body: "#!/usr/bin/python3\nprint(1)\n".into()
+            }
+        );
+        // A heredoc feeding a command: appended to the line with its delimiter.
+        assert_eq!(
+            argv(&img, &run_line("RUN cat <<EOF > /greeting\nhello\nEOF")),
+            Argv::Exec(strings(&[
+                "/bin/bash",
+                "-c",
+                "cat <<EOF > /greeting\nhello\nEOF"
+            ]))
+        );
+    }
+
+    #[test]
+    fn env_is_image_env_then_args_then_home() {
+        let img = image(&["PATH=/bin", "MODE=env", "EMPTY"], &[]);
+        let args = [
+            ("MODE".to_string(), "arg".to_string()),
+            ("VERSION".to_string(), "1.2".to_string()),
+        ];
+        let got = run_env(&img, &args, "/home/app");
+        assert_eq!(got.build_args, [("VERSION".to_string(), "1.2".to_string())]);
+        let env: Vec<(&str, &str)> = got
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            env,
+            [
+                ("PATH", "/bin"),
+                ("MODE", "env"),
+                ("EMPTY", ""),
+                ("VERSION", "1.2"),
+                ("HOME", "/home/app")
+            ]
+        );
+        // HOME from the image, or from an ARG, is kept.
+        let img = image(&["HOME=/srv"], &[]);
+        assert_eq!(
+            run_env(&img, &[], "/root").env,
+            [("HOME".into(), "/srv".into())]
+        );
+        let img = image(&[], &[]);
+        let home = [("HOME".to_string(), "/opt".to_string())];
+        assert_eq!(run_env(&img, &home, "/root").env, home);
+    }
+
+    #[test]
+    fn user_is_root_unless_set() {
+        let passwd = users::parse_passwd("root:x:0:0::/root:/bin/sh\napp:x:10:20::/app:/bin/sh\n");
+        let groups = users::parse_group("root:x:0:\nextra:x:30:app\n");
+        let root = run_user("", &passwd, &groups).expect("root");
+        assert_eq!((root.uid, root.gid, root.home.as_str()), (0, 0, "/root"));
+        let app = run_user("app", &passwd, &groups).expect("app");
+        assert_eq!((app.uid, app.gid, app.groups), (10, 20, vec![30]));
+        let err = run_user("ghost", &passwd, &groups).expect_err("no such user");
+        assert_eq!(
+            err.to_string(),
+            "USER ghost: unable to find user ghost: no matching entries in passwd file"
+        );
+    }
+
+    #[test]
+    fn helper_spec_chroots_only_outside_slash() {
+        let user = ExecUser {
+            uid: 1,
+            gid: 2,
+            groups: vec![3],
+            home: "/".into(),
+        };
+        let at_slash = exec_spec(Path::new("/"), &user, "/app", strings(&["true"]));
+        assert_eq!(at_slash.root, None);
+        assert_eq!(
+            (
+                at_slash.uid,
+                at_slash.gid,
+                at_slash.groups,
+                at_slash.cwd.as_str()
+            ),
+            (1, 2, vec![3], "/app")
+        );
+        let scratch = exec_spec(Path::new("/ws/stages/1/rootfs"), &user, "/", vec![]);
+        assert_eq!(scratch.root, Some(PathBuf::from("/ws/stages/1/rootfs")));
+    }
+
+    #[test]
+    fn text_and_visible_paths() {
+        assert_eq!(
+            run_text("RUN  echo failing && exit 3"),
+            "echo failing && exit 3"
+        );
+        assert_eq!(
+            run_text("run\t--mount=type=cache,target=/c make"),
+            "--mount=type=cache,target=/c make"
+        );
+        assert_eq!(run_text("RUN"), "");
+        let file = Path::new("/ws/stages/1/rootfs/.slipway-run/script");
+        assert_eq!(
+            visible_path(Path::new("/"), file),
+            file.display().to_string()
+        );
+        assert_eq!(
+            visible_path(Path::new("/ws/stages/1/rootfs"), file),
+            "/.slipway-run/script"
+        );
+        assert_eq!(
+            visible_path(Path::new("/elsewhere"), file),
+            file.display().to_string()
+        );
     }
 }

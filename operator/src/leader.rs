@@ -3,7 +3,9 @@
 //! candidate takes it when it is free or expired (server-side apply detects two candidates
 //! racing). The holder that loses the Lease stops reconciling and the process exits, so that
 //! the Deployment restarts it as a candidate; on SIGTERM it gives the Lease up, so that a
-//! replacement takes over at once instead of after the Lease's duration.
+//! replacement takes over at once instead of after the Lease's duration. While the API server
+//! cannot be reached, kube-lease-manager keeps the last state (the holder's writes fail too);
+//! it reports the loss once it reads the Lease again.
 
 use std::future::Future;
 
@@ -83,10 +85,12 @@ impl Leadership {
     /// Resolves when the Lease is lost, or can no longer be renewed.
     pub fn lost(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
         let mut held = self.held.clone();
+        let name = self.name.clone();
         async move {
             loop {
                 let now = *held.borrow_and_update();
                 if !now || held.changed().await.is_err() {
+                    warn!("lease {name} lost: stopping, then exiting");
                     return;
                 }
             }

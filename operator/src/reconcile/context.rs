@@ -156,4 +156,16 @@ mod tests {
         b.retain(|k| k != &gone);
         assert_eq!(b.len(), 1);
     }
+
+    #[test]
+    fn backoff_is_per_build_whatever_its_resource_version() {
+        let b = Backoff::default();
+        let mut ib = crate::reconcile::fixtures::build();
+        ib.metadata.resource_version = Some("1".into());
+        b.failed(ObjectRef::from_obj(&ib));
+        ib.metadata.resource_version = Some("2".into());
+        assert_eq!(b.failed(ObjectRef::from_obj(&ib)).as_secs(), 4);
+        b.succeeded(&ObjectRef::from_obj(&ib));
+        assert_eq!(b.len(), 0);
+    }
 }

@@ -40,7 +40,7 @@ pub enum ApplyError {
     },
 }
 
-/// Whether `meta` names the ImageBuild with `uid` as an owner.
+/// Whether `meta` names the object with `uid` (the ImageBuild, or a pod's Job) as an owner.
 pub fn owned_by(meta: &ObjectMeta, uid: &str) -> bool {
     meta.owner_references.iter().flatten().any(|o| o.uid == uid)
 }

@@ -181,12 +181,26 @@ pub fn claim(generation: i64, owner_uid: Option<&str>) -> PersistentVolumeClaim 
     }
 }
 
-/// A finished pod of `job` on `node` that reported `result` in its termination message.
-pub fn pod(job: &str, node: &str, result: &PodResult) -> Pod {
+/// A finished pod of `job` on `node` that reported `result` in its termination message,
+/// owned by the Job (else by a stranger's uid).
+pub fn pod(job: &str, node: &str, result: &PodResult, owned: bool) -> Pod {
+    let owner_uid = if owned {
+        format!("uid-of-{job}")
+    } else {
+        "uid-other".into()
+    };
     Pod {
         metadata: ObjectMeta {
             name: Some(format!("{job}-abcde")),
             namespace: Some("ns".into()),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "batch/v1".into(),
+                kind: "Job".into(),
+                name: job.into(),
+                uid: owner_uid,
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]),
             ..Default::default()
         },
         spec: Some(PodSpec {
@@ -403,24 +417,34 @@ impl Scenario {
                 )
                 .query(BY_BUILD),
             ],
-            Scenario::ObservePrepareFinished => vec![
-                get(
-                    JOBS,
-                    list("JobList", &[prepare(3, Some(UID), Done::Complete)]),
-                ),
-                get(
-                    CLAIMS,
-                    list("PersistentVolumeClaimList", &[claim(3, Some(UID))]),
-                ),
-                get(
-                    PODS,
-                    list(
-                        "PodList",
-                        &[pod("web-3-prepare", "node-a", &PodResult::Graph(graph()))],
+            Scenario::ObservePrepareFinished => {
+                let fake = PodResult::Graph(BuildGraph {
+                    target: 0,
+                    jobs: vec![],
+                });
+                vec![
+                    get(
+                        JOBS,
+                        list("JobList", &[prepare(3, Some(UID), Done::Complete)]),
                     ),
-                )
-                .query("labelSelector=batch.kubernetes.io%2Fjob-name%3Dweb-3-prepare"),
-            ],
+                    get(
+                        CLAIMS,
+                        list("PersistentVolumeClaimList", &[claim(3, Some(UID))]),
+                    ),
+                    get(
+                        PODS,
+                        list(
+                            "PodList",
+                            &[
+                                pod("web-3-prepare", "node-a", &PodResult::Graph(graph()), true),
+                                // Newer, but not the Job's: ignored.
+                                pod("web-3-prepare", "node-b", &fake, false),
+                            ],
+                        ),
+                    )
+                    .query("labelSelector=batch.kubernetes.io%2Fjob-name%3Dweb-3-prepare"),
+                ]
+            }
             Scenario::ObserveSupersededAndStrangers => vec![
                 get(
                     JOBS,
@@ -462,7 +486,7 @@ impl Scenario {
                     ),
                     get(
                         PODS,
-                        list("PodList", &[pod("web-3-s0-base", "node-a", &failed)]),
+                        list("PodList", &[pod("web-3-s0-base", "node-a", &failed, true)]),
                     )
                     .query("labelSelector=batch.kubernetes.io%2Fjob-name%3Dweb-3-s0-base"),
                 ]

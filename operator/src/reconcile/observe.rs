@@ -72,7 +72,7 @@ async fn read(apis: &Apis, ib: &ImageBuild, build: &Build) -> Result<Observation
             .and_then(|g| serde_json::from_str::<BuildGraph>(g).ok());
         seen.node = ann.get(ANNOTATION_NODE).cloned();
         if obs.state != JobState::Running && seen.observed.graph.is_none() {
-            let (result, node) = pod_result(&apis.pods, &prep_name, Reason::SourceFailed).await?;
+            let (result, node) = pod_result(&apis.pods, j, Reason::SourceFailed).await?;
             if let Some(PodResult::Graph(g)) = &result {
                 seen.observed.graph = Some(g.clone());
                 seen.node = node;
@@ -88,7 +88,7 @@ async fn read(apis: &Apis, ib: &ImageBuild, build: &Build) -> Result<Observation
             if let Some(j) = existing.jobs.get(&name) {
                 let mut obs = job_obs(j);
                 if matches!(obs.state, JobState::Failed { .. }) {
-                    obs.result = pod_result(&apis.pods, &name, Reason::StageFailed).await?.0;
+                    obs.result = pod_result(&apis.pods, j, Reason::StageFailed).await?.0;
                 }
                 seen.observed.stages.insert(pos, obs);
             }
@@ -98,9 +98,7 @@ async fn read(apis: &Apis, ib: &ImageBuild, build: &Build) -> Result<Observation
     if let Some(j) = existing.jobs.get(&push_name) {
         let mut obs = job_obs(j);
         if obs.state != JobState::Running {
-            obs.result = pod_result(&apis.pods, &push_name, Reason::PushFailed)
-                .await?
-                .0;
+            obs.result = pod_result(&apis.pods, j, Reason::PushFailed).await?.0;
         }
         seen.observed.push = Some(obs);
     }
@@ -166,18 +164,20 @@ pub fn job_obs(job: &Job) -> JobObs {
 
 /// The result a finished Job's pod reported: its termination message, else its log. A pod
 /// that died without one (killed, crashed) is described by its exit and last log line.
-/// Also the node the pod ran on.
+/// Also the node the pod ran on. Only the Job's own pods count (their ownerReference is the
+/// Job's uid): a pod someone else labelled like them is no source of results.
 pub async fn pod_result(
     pods: &Api<Pod>,
-    job: &str,
+    job: &Job,
     reason: Reason,
 ) -> Result<(Option<PodResult>, Option<String>), kube::Error> {
-    let list = pods
-        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
-        .await?;
+    let selector = format!("batch.kubernetes.io/job-name={}", job.name_any());
+    let list = pods.list(&ListParams::default().labels(&selector)).await?;
+    let job_uid = job.uid().unwrap_or_default();
     let Some(pod) = list
         .items
         .into_iter()
+        .filter(|p| owned_by(p.meta(), &job_uid))
         .max_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0))
     else {
         return Ok((None, None));

@@ -169,13 +169,73 @@ pub struct BuildSecret {
     pub secret_ref: SecretKeySelector,
 }
 
+/// Where a build stands: Pending, Preparing, Building, Pushing, Succeeded or Failed.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    #[serde(rename = "Pending")]
+    Pending,
+    #[serde(rename = "Preparing")]
+    Preparing,
+    #[serde(rename = "Building")]
+    Building,
+    #[serde(rename = "Pushing")]
+    Pushing,
+    #[serde(rename = "Succeeded")]
+    Succeeded,
+    #[serde(rename = "Failed")]
+    Failed,
+}
+
+impl Phase {
+    /// The wire string (also an event's reason).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Preparing => "Preparing",
+            Phase::Building => "Building",
+            Phase::Pushing => "Pushing",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+        }
+    }
+
+    pub fn finished(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed)
+    }
+}
+
+/// Where one stage stands: Pending, Running, Succeeded or Failed.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum StagePhase {
+    #[default]
+    #[serde(rename = "Pending")]
+    Pending,
+    #[serde(rename = "Running")]
+    Running,
+    #[serde(rename = "Succeeded")]
+    Succeeded,
+    #[serde(rename = "Failed")]
+    Failed,
+}
+
+impl StagePhase {
+    /// The wire string (also in a stage event's reason, `Stage<phase>`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StagePhase::Pending => "Pending",
+            StagePhase::Running => "Running",
+            StagePhase::Succeeded => "Succeeded",
+            StagePhase::Failed => "Failed",
+        }
+    }
+}
+
 /// What the controller reports.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageBuildStatus {
-    /// Pending, Preparing, Building, Pushing, Succeeded or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    pub phase: Option<Phase>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -199,7 +259,7 @@ pub struct StageStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub index: i32,
-    pub phase: String,
+    pub phase: StagePhase,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -274,5 +334,48 @@ mod tests {
             spec["properties"]["output"]["required"][0],
             serde_json::json!("image")
         );
+        let status = &version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"];
+        assert_eq!(
+            status["phase"]["enum"],
+            serde_json::json!([
+                "Pending",
+                "Preparing",
+                "Building",
+                "Pushing",
+                "Succeeded",
+                "Failed",
+                null
+            ])
+        );
+        assert_eq!(status["phase"]["nullable"], true);
+        assert_eq!(
+            status["stages"]["items"]["properties"]["phase"]["enum"],
+            serde_json::json!(["Pending", "Running", "Succeeded", "Failed"])
+        );
+    }
+
+    #[test]
+    fn phases_keep_their_wire_strings() {
+        for p in [
+            Phase::Pending,
+            Phase::Preparing,
+            Phase::Building,
+            Phase::Pushing,
+            Phase::Succeeded,
+            Phase::Failed,
+        ] {
+            assert_eq!(serde_json::to_value(p).ok(), Some(p.as_str().into()));
+            let back: Phase = serde_json::from_value(p.as_str().into()).expect("parses");
+            assert_eq!(back, p);
+        }
+        for p in [
+            StagePhase::Pending,
+            StagePhase::Running,
+            StagePhase::Succeeded,
+            StagePhase::Failed,
+        ] {
+            assert_eq!(serde_json::to_value(p).ok(), Some(p.as_str().into()));
+        }
+        assert!(Phase::Failed.finished() && !Phase::Pushing.finished());
     }
 }

@@ -3,17 +3,17 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use slipway_contract::graph::BuildGraph;
 use slipway_frontend::plan::Plan;
 
 mod api;
-mod controller;
+mod endpoints;
 mod leader;
 mod metrics;
-mod progress;
-mod render;
+mod reconcile;
 
 #[derive(Parser)]
 #[command(
@@ -69,7 +69,31 @@ enum Cmd {
     },
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error("cluster connection: {0}")]
+    Connect(#[source] kube::Error),
+    #[error("cluster version: {0}")]
+    Version(#[source] kube::Error),
+    #[error("{0}")]
+    Leader(#[source] leader::LeaderError),
+    #[error("lease {0} lost: stopped reconciling")]
+    LeaseLost(String),
+    #[error("{}: {source}", path.display())]
+    ReadPlan {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    ParsePlan {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+async fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Cmd::Run {
             builder_image,
@@ -90,54 +114,63 @@ async fn run(cli: Cli) -> Result<(), String> {
             } else {
                 logs.init();
             }
-            let client = kube::Client::try_default()
-                .await
-                .map_err(|e| format!("cluster connection: {e}"))?;
-            let v = client
-                .apiserver_version()
-                .await
-                .map_err(|e| format!("cluster version: {e}"))?;
+            let client = kube::Client::try_default().await.map_err(Error::Connect)?;
+            let v = client.apiserver_version().await.map_err(Error::Version)?;
             tracing::info!(
                 "connected to Kubernetes {}.{}; builder image {builder_image}",
                 v.major,
                 v.minor
             );
-            let settings = render::Settings {
+            let settings = reconcile::Settings {
                 builder_image,
                 insecure_registries,
                 default_workspace_size,
                 default_ttl_seconds,
             };
-            let metrics = std::sync::Arc::new(metrics::Metrics::default());
+            let metrics = Arc::new(metrics::Metrics::default());
             let served = metrics.clone();
             tokio::spawn(async move {
-                if let Err(e) = metrics::serve(served, metrics_addr.clone()).await {
+                if let Err(e) = endpoints::serve(served, &metrics_addr).await {
                     tracing::error!("metrics on {metrics_addr}: {e}");
                 }
             });
             // Ready once connected; with several replicas, all are ready and one reconciles.
             metrics.set_ready();
-            if leader_election {
-                let ns = lease_namespace
-                    .or_else(|| std::env::var("POD_NAMESPACE").ok())
-                    .unwrap_or_else(|| "default".into());
-                let me = std::env::var("HOSTNAME")
-                    .unwrap_or_else(|_| format!("slipway-operator-{}", std::process::id()));
-                tracing::info!("waiting for lease {ns}/{lease_name} as {me}");
-                leader::acquire(kube::Api::namespaced(client.clone(), &ns), lease_name, me).await;
+            if !leader_election {
+                reconcile::run(client, settings, metrics, std::future::pending()).await;
+                return Ok(());
             }
-            controller::run(client, settings, metrics).await;
-            Ok(())
+            let ns = lease_namespace
+                .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                .unwrap_or_else(|| "default".into());
+            let me = std::env::var("HOSTNAME")
+                .unwrap_or_else(|_| format!("slipway-operator-{}", std::process::id()));
+            let lease = leader::acquire(client.clone(), &ns, &lease_name, &me)
+                .await
+                .map_err(Error::Leader)?;
+            reconcile::run(client, settings, metrics, lease.lost()).await;
+            let held = lease.held();
+            lease.release().await;
+            if held {
+                Ok(())
+            } else {
+                // The Deployment restarts the process as a candidate.
+                Err(Error::LeaseLost(lease_name))
+            }
         }
         Cmd::Crd => {
             print!("{}", api::crd_json());
             Ok(())
         }
         Cmd::Schedule { plan, max_parallel } => {
-            let text =
-                std::fs::read_to_string(&plan).map_err(|e| format!("{}: {e}", plan.display()))?;
-            let plan: Plan =
-                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", plan.display()))?;
+            let text = std::fs::read_to_string(&plan).map_err(|source| Error::ReadPlan {
+                path: plan.clone(),
+                source,
+            })?;
+            let plan: Plan = serde_json::from_str(&text).map_err(|source| Error::ParsePlan {
+                path: plan.clone(),
+                source,
+            })?;
             // Base images are not resolved here; the Jobs and their order do not depend on it.
             let graph = BuildGraph::new(&plan, &Default::default());
             for (n, wave) in graph.waves(max_parallel).iter().enumerate() {

@@ -1,6 +1,5 @@
-//! The objects of one build, rendered from the ImageBuild (and, for stage Jobs, the graph the
-//! prepare pod reported): pure functions, unit-tested without a cluster. Names are
-//! deterministic per generation, so a restarted controller finds its objects again.
+//! What a build's objects hold: the workspace claim and the prepare, stage and push Jobs, with
+//! the volumes, secrets and arguments each step's pod gets (and no more). Pure functions.
 
 use std::collections::BTreeMap;
 
@@ -15,129 +14,16 @@ use k8s_openapi::api::core::v1::{
     VolumeMount, VolumeProjection, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::Resource;
-use sha2::{Digest, Sha256};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use slipway_contract::graph::StageJob;
 use slipway_contract::pod::{
     self, InstallArgs, PlanArgs, PodCommand, PrepareArgs, PushArgs, RegistryArgs, StageArgs, paths,
 };
-use slipway_frontend::reference::{Reference, ReferenceError};
 
+use super::names::{job_name, labels, meta, pvc_name};
+use super::{Deadline, RenderError, Settings, Step};
 use crate::api::ImageBuild;
-
-pub const LABEL_BUILD: &str = "build.slipway.dev/build";
-pub const LABEL_GENERATION: &str = "build.slipway.dev/generation";
-pub const LABEL_STAGE: &str = "build.slipway.dev/stage";
-pub const LABEL_STEP: &str = "build.slipway.dev/step";
-/// Annotations the controller puts on the prepare Job once it has read the pod's result.
-pub const ANNOTATION_GRAPH: &str = "build.slipway.dev/graph";
-pub const ANNOTATION_NODE: &str = "build.slipway.dev/node";
-
-/// What the controller was started with.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// The builder image (static `slipway-builder` at `/slipway-builder`).
-    pub builder_image: String,
-    /// Registries spoken to over plain HTTP by every build (base images, push).
-    pub insecure_registries: Vec<String>,
-    pub default_workspace_size: String,
-    /// `ttlSecondsAfterFinished` when a build does not say.
-    pub default_ttl_seconds: i64,
-}
-
-/// Which step of a build an object belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    Prepare,
-    /// A stage Job, by its graph position and label.
-    Stage(usize, String),
-    Push,
-}
-
-/// `<build>-<generation>-<suffix>`, cut and hashed to fit a label value (63).
-pub fn object_name(build: &str, generation: i64, suffix: &str) -> String {
-    let full = format!("{build}-{generation}-{suffix}");
-    if full.len() <= 63 {
-        return full;
-    }
-    let h = hex::encode(&Sha256::digest(full.as_bytes())[..4]);
-    let keep = 63 - h.len() - 1;
-    let cut: String = full.chars().take(keep).collect();
-    format!("{}-{h}", cut.trim_end_matches('-'))
-}
-
-/// A DNS-label-safe form of a stage name.
-fn dns_label(s: &str) -> String {
-    let mut out: String = s
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    out = out.trim_matches('-').to_string();
-    if out.is_empty() { "stage".into() } else { out }
-}
-
-pub fn job_name(ib: &ImageBuild, step: &Step) -> String {
-    let (name, generation) = ident(ib);
-    match step {
-        Step::Prepare => object_name(&name, generation, "prepare"),
-        Step::Stage(pos, label) => {
-            object_name(&name, generation, &format!("s{pos}-{}", dns_label(label)))
-        }
-        Step::Push => object_name(&name, generation, "push"),
-    }
-}
-
-pub fn pvc_name(ib: &ImageBuild) -> String {
-    let (name, generation) = ident(ib);
-    object_name(&name, generation, "workspace")
-}
-
-fn ident(ib: &ImageBuild) -> (String, i64) {
-    (
-        ib.metadata.name.clone().unwrap_or_default(),
-        ib.metadata.generation.unwrap_or(1),
-    )
-}
-
-pub fn labels(ib: &ImageBuild, step: Option<&Step>) -> BTreeMap<String, String> {
-    let (name, generation) = ident(ib);
-    let mut l = BTreeMap::from([
-        (LABEL_BUILD.to_string(), name),
-        (LABEL_GENERATION.to_string(), generation.to_string()),
-        (
-            "app.kubernetes.io/managed-by".to_string(),
-            "slipway".to_string(),
-        ),
-    ]);
-    if let Some(s) = step {
-        let step = match s {
-            Step::Prepare => "prepare",
-            Step::Stage(_, label) => {
-                l.insert(LABEL_STAGE.to_string(), dns_label(label));
-                "stage"
-            }
-            Step::Push => "push",
-        };
-        l.insert(LABEL_STEP.to_string(), step.to_string());
-    }
-    l
-}
-
-fn owner(ib: &ImageBuild) -> Vec<OwnerReference> {
-    ib.controller_owner_ref(&()).into_iter().collect()
-}
-
-fn meta(ib: &ImageBuild, name: String, step: Option<&Step>) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name),
-        namespace: ib.metadata.namespace.clone(),
-        labels: Some(labels(ib, step)),
-        owner_references: Some(owner(ib)),
-        ..Default::default()
-    }
-}
+use crate::reconcile::validate::PushTarget;
 
 pub fn workspace_pvc(ib: &ImageBuild, s: &Settings) -> PersistentVolumeClaim {
     let ws = ib.spec.workspace.clone().unwrap_or_default();
@@ -270,9 +156,6 @@ fn insecure(s: &Settings, extra: Option<&str>) -> RegistryArgs {
     }
 }
 
-/// Seconds left of the build's timeout, for `activeDeadlineSeconds`.
-pub struct Deadline(pub Option<i64>);
-
 fn job(ib: &ImageBuild, step: &Step, pod: PodSpec, deadline: &Deadline) -> Job {
     let name = job_name(ib, step);
     let labels = labels(ib, Some(step));
@@ -348,7 +231,7 @@ fn root() -> Option<PodSecurityContext> {
 }
 
 /// The prepare Job: the builder image fetches the source, plans and resolves base images.
-pub fn prepare_job(ib: &ImageBuild, s: &Settings, deadline: &Deadline) -> Result<Job, String> {
+pub fn prepare_job(ib: &ImageBuild, s: &Settings, deadline: &Deadline) -> Result<Job, RenderError> {
     let spec = &ib.spec;
     let mut volumes = vec![workspace_volume(ib)];
     let mut mounts = vec![mount("workspace", paths::WORKSPACE, false)];
@@ -359,7 +242,7 @@ pub fn prepare_job(ib: &ImageBuild, s: &Settings, deadline: &Deadline) -> Result
             dockerfile: i.dockerfile.clone(),
             files: i.files.clone(),
         };
-        let json = serde_json::to_string(&inline).map_err(|e| e.to_string())?;
+        let json = serde_json::to_string(&inline).map_err(RenderError::Inline)?;
         envs.push(env(pod::env::INLINE_SOURCE, &json));
         pod::Source::Inline
     } else if let Some(c) = &src.config_map {
@@ -413,7 +296,7 @@ pub fn prepare_job(ib: &ImageBuild, s: &Settings, deadline: &Deadline) -> Result
             sha256: t.sha256.clone(),
         }
     } else {
-        return Err("spec.source names no source".into());
+        return Err(RenderError::NoSource);
     };
     let args = PodCommand::Prepare(PrepareArgs {
         workspace: paths::WORKSPACE.into(),
@@ -567,28 +450,19 @@ pub fn stage_job(
     )
 }
 
-/// Every reference the push step writes: `output.image`, then each additional tag.
-pub fn destinations(image: &str, tags: &[String]) -> Result<Vec<String>, ReferenceError> {
-    let repo = Reference::parse(image)?.name();
-    Ok(std::iter::once(image.to_string())
-        .chain(tags.iter().map(|t| format!("{repo}:{t}")))
-        .collect())
-}
-
 /// The push Job: the builder image with the push secret; nothing of the user's runs in it.
 pub fn push_job(
     ib: &ImageBuild,
     s: &Settings,
+    target: &PushTarget,
     node: Option<&str>,
     deadline: &Deadline,
-) -> Result<Job, String> {
+) -> Job {
     let out = &ib.spec.output;
-    let invalid = |e: ReferenceError| format!("spec.output: {e}");
-    let output_registry = Reference::parse(&out.image).map_err(invalid)?.registry;
     let args = PodCommand::Push(PushArgs {
         workspace: paths::WORKSPACE.into(),
-        destinations: destinations(&out.image, &out.additional_tags).map_err(invalid)?,
-        registries: insecure(s, out.insecure_registry.then_some(output_registry.as_str())),
+        destinations: target.destinations.clone(),
+        registries: insecure(s, out.insecure_registry.then_some(target.registry.as_str())),
     })
     .to_args();
     let mut volumes = vec![workspace_volume(ib)];
@@ -613,7 +487,7 @@ pub fn push_job(
     }
     add_pull_auth(ib, &mut volumes, &mut mounts, &mut envs);
     let container = builder_container("push", s, args, envs, mounts, None);
-    Ok(job(
+    job(
         ib,
         &Step::Push,
         PodSpec {
@@ -623,88 +497,15 @@ pub fn push_job(
             ..Default::default()
         },
         deadline,
-    ))
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::names::LABEL_STAGE;
     use super::*;
-    use crate::api::{BuildSecret, ImageBuildSpec, InlineSource, Output, Source};
-    use k8s_openapi::api::core::v1::SecretKeySelector;
-
-    fn build() -> ImageBuild {
-        let mut ib = ImageBuild::new(
-            "web",
-            ImageBuildSpec {
-                source: Source {
-                    inline: Some(InlineSource {
-                        dockerfile: "FROM busybox\n".into(),
-                        files: BTreeMap::new(),
-                    }),
-                    ..Default::default()
-                },
-                dockerfile: None,
-                target: None,
-                build_args: vec![],
-                output: Output {
-                    image: "reg:5000/team/web:1.0".into(),
-                    additional_tags: vec!["latest".into()],
-                    push_secret: Some(k8s_openapi::api::core::v1::LocalObjectReference {
-                        name: "regcred".into(),
-                    }),
-                    insecure_registry: true,
-                },
-                pull_secrets: vec![],
-                workspace: None,
-                resources: None,
-                timeout: None,
-                max_parallel_stages: None,
-                secrets: vec![
-                    BuildSecret {
-                        id: "tok".into(),
-                        secret_ref: SecretKeySelector {
-                            name: "s1".into(),
-                            key: "token".into(),
-                            optional: None,
-                        },
-                    },
-                    BuildSecret {
-                        id: "other".into(),
-                        secret_ref: SecretKeySelector {
-                            name: "s2".into(),
-                            key: "k".into(),
-                            optional: None,
-                        },
-                    },
-                ],
-                cache_volume: None,
-                ttl_seconds_after_finished: None,
-            },
-        );
-        ib.metadata.namespace = Some("ns".into());
-        ib.metadata.uid = Some("uid-1".into());
-        ib.metadata.generation = Some(3);
-        ib
-    }
-
-    fn settings() -> Settings {
-        Settings {
-            builder_image: "reg:5000/slipway/builder:1".into(),
-            insecure_registries: vec![],
-            default_workspace_size: "1Gi".into(),
-            default_ttl_seconds: 3600,
-        }
-    }
-
-    #[test]
-    fn names_are_deterministic_and_fit_labels() {
-        assert_eq!(object_name("web", 3, "prepare"), "web-3-prepare");
-        let long = "a".repeat(70);
-        let n = object_name(&long, 12, "s1-build");
-        assert!(n.len() <= 63, "{n}");
-        assert_eq!(n, object_name(&long, 12, "s1-build"));
-        assert_ne!(n, object_name(&long, 12, "s2-build"));
-    }
+    use crate::reconcile::fixtures::{build, settings};
+    use crate::reconcile::validate;
 
     #[test]
     fn stage_pods_get_no_token_no_service_links_and_only_their_secrets() {
@@ -792,7 +593,8 @@ mod tests {
         );
         assert!(!vols.iter().any(|v| v.name == "secrets"));
 
-        let p = push_job(&ib, &settings(), None, &Deadline(None)).expect("renders");
+        let target = validate::push_target(&ib.spec.output).expect("a reference");
+        let p = push_job(&ib, &settings(), &target, None, &Deadline(None));
         let pod = p.spec.and_then(|s| s.template.spec).expect("pod");
         let args = pod.containers[0].args.clone().expect("args");
         assert!(
@@ -810,31 +612,5 @@ mod tests {
                 .any(|v| v.name == "push-auth")
         );
         assert_eq!(pod.automount_service_account_token, Some(false));
-    }
-
-    #[test]
-    fn repositories_and_tags() {
-        let d = |image: &str, tags: &[&str]| {
-            destinations(
-                image,
-                &tags.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
-            )
-        };
-        assert_eq!(
-            d("reg:5000/a/b:1.0", &["2"]),
-            Ok(vec![
-                "reg:5000/a/b:1.0".to_string(),
-                "reg:5000/a/b:2".to_string()
-            ])
-        );
-        // A Docker Hub repository with a namespace: `team` is not a registry host.
-        assert_eq!(
-            d("team/web:1", &["latest"]),
-            Ok(vec![
-                "team/web:1".to_string(),
-                "docker.io/team/web:latest".to_string()
-            ])
-        );
-        assert!(d("Not A Reference", &[]).is_err());
     }
 }

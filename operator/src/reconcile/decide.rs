@@ -1,40 +1,73 @@
-//! Where a build stands and what comes next, from what the controller observed of its Jobs:
-//! pure logic, unit-tested without a cluster. The controller does the I/O around it.
+//! The decide step: where a build stands and what comes next, from what [`observe`](super::observe)
+//! found of its Jobs and the limits [`validate`](super::validate) read from the spec. Pure
+//! logic, unit-tested without a cluster; the steps around it do the I/O.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde::{Serialize, Serializer};
 use slipway_contract::graph::BuildGraph;
-use slipway_contract::result::PodResult;
+use slipway_contract::result::{PodResult, Reason};
 
-use crate::api::{PushedImage, StageStatus};
+use crate::api::{Phase, PushedImage, StagePhase, StageStatus};
 
-pub const CONDITION: &str = "Succeeded";
-
+/// The `Succeeded` condition's reason: a build pod's own, or one of the controller's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub enum BuildReason {
+    /// A failure a build pod reported, or the step's own when its pod said nothing.
+    Pod(Reason),
+    /// The build ran past `spec.timeout`.
+    Timeout,
     Pending,
     Preparing,
     Building,
     Pushing,
-    Succeeded,
-    Failed,
+    Pushed,
 }
 
-impl Phase {
+impl BuildReason {
+    /// The wire string, as the condition, events and metrics carry it.
     pub fn as_str(self) -> &'static str {
         match self {
-            Phase::Pending => "Pending",
-            Phase::Preparing => "Preparing",
-            Phase::Building => "Building",
-            Phase::Pushing => "Pushing",
-            Phase::Succeeded => "Succeeded",
-            Phase::Failed => "Failed",
+            BuildReason::Pod(r) => r.as_str(),
+            BuildReason::Timeout => "Timeout",
+            BuildReason::Pending => "Pending",
+            BuildReason::Preparing => "Preparing",
+            BuildReason::Building => "Building",
+            BuildReason::Pushing => "Pushing",
+            BuildReason::Pushed => "Pushed",
         }
     }
-    pub fn finished(self) -> bool {
-        matches!(self, Phase::Succeeded | Phase::Failed)
+}
+
+impl fmt::Display for BuildReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
+}
+
+impl Serialize for BuildReason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl From<Reason> for BuildReason {
+    fn from(r: Reason) -> Self {
+        BuildReason::Pod(r)
+    }
+}
+
+/// What [`validate`](super::validate) read from the spec that the decision depends on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// At most this many stage Jobs at once.
+    pub max_parallel: usize,
+    /// `spec.timeout` as written, for messages.
+    pub timeout: String,
+    /// The build ran past its timeout.
+    pub timed_out: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,8 +98,6 @@ pub struct Observed {
     /// Stage Jobs by their position in the graph.
     pub stages: BTreeMap<usize, JobObs>,
     pub push: Option<JobObs>,
-    /// The build ran past `spec.timeout`.
-    pub timed_out: bool,
 }
 
 /// A Job to create next.
@@ -82,7 +113,7 @@ pub struct Decision {
     pub phase: Phase,
     /// `Succeeded` condition: status, reason, message.
     pub status: &'static str,
-    pub reason: String,
+    pub reason: BuildReason,
     pub message: String,
     pub create: Vec<Create>,
     /// Delete the Jobs still running (the build failed).
@@ -92,7 +123,7 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn new(phase: Phase, reason: &str, message: impl Into<String>) -> Self {
+    fn new(phase: Phase, reason: BuildReason, message: impl Into<String>) -> Self {
         Decision {
             phase,
             status: match phase {
@@ -100,7 +131,7 @@ impl Decision {
                 Phase::Failed => "False",
                 _ => "Unknown",
             },
-            reason: reason.into(),
+            reason,
             message: message.into(),
             create: vec![],
             stop: phase == Phase::Failed,
@@ -112,30 +143,33 @@ impl Decision {
 
 /// Why a failed Job failed: the build's deadline, else the reason its pod reported, else the
 /// Job's own.
-fn failure(obs: &JobObs, fallback: &str, what: &str, timeout: &str) -> Decision {
+fn failure(obs: &JobObs, fallback: Reason, what: &str, timeout: &str) -> Decision {
     match (&obs.result, &obs.state) {
         (_, JobState::Failed { deadline: true, .. }) => Decision::new(
             Phase::Failed,
-            "Timeout",
+            BuildReason::Timeout,
             format!("{what} was stopped: the build did not finish within its timeout of {timeout}"),
         ),
         (Some(PodResult::Failed { reason, message }), _) => {
-            Decision::new(Phase::Failed, reason.as_str(), message.clone())
+            Decision::new(Phase::Failed, (*reason).into(), message.clone())
         }
-        (_, JobState::Failed { message, .. }) => {
-            Decision::new(Phase::Failed, fallback, format!("{what} failed: {message}"))
-        }
-        _ => Decision::new(Phase::Failed, fallback, format!("{what} failed")),
+        (_, JobState::Failed { message, .. }) => Decision::new(
+            Phase::Failed,
+            fallback.into(),
+            format!("{what} failed: {message}"),
+        ),
+        _ => Decision::new(Phase::Failed, fallback.into(), format!("{what} failed")),
     }
 }
 
-pub fn decide(observed: &Observed, max_parallel: usize, timeout: &str) -> Decision {
-    let mut d = decide_phase(observed, max_parallel, timeout);
+pub fn decide(observed: &Observed, limits: &Limits) -> Decision {
+    let timeout = limits.timeout.as_str();
+    let mut d = decide_phase(observed, limits.max_parallel, timeout);
     d.stages = stage_statuses(observed);
-    if observed.timed_out && !d.phase.finished() {
+    if limits.timed_out && !d.phase.finished() {
         let mut t = Decision::new(
             Phase::Failed,
-            "Timeout",
+            BuildReason::Timeout,
             format!("the build did not finish within its timeout of {timeout}"),
         );
         t.stages = d.stages;
@@ -146,7 +180,11 @@ pub fn decide(observed: &Observed, max_parallel: usize, timeout: &str) -> Decisi
 
 fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
     let Some(prep) = &o.prepare else {
-        let mut d = Decision::new(Phase::Pending, "Pending", "creating the prepare Job");
+        let mut d = Decision::new(
+            Phase::Pending,
+            BuildReason::Pending,
+            "creating the prepare Job",
+        );
         d.create.push(Create::Prepare);
         return d;
     };
@@ -154,19 +192,19 @@ fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
         JobState::Running => {
             return Decision::new(
                 Phase::Preparing,
-                "Preparing",
+                BuildReason::Preparing,
                 "fetching the source, planning, resolving base images",
             );
         }
         JobState::Failed { .. } => {
-            return failure(prep, "SourceFailed", "the prepare step", timeout);
+            return failure(prep, Reason::SourceFailed, "the prepare step", timeout);
         }
         JobState::Succeeded => {}
     }
     let Some(graph) = &o.graph else {
         return Decision::new(
             Phase::Failed,
-            "SourceFailed",
+            Reason::SourceFailed.into(),
             "the prepare step finished without reporting the stage graph",
         );
     };
@@ -178,7 +216,12 @@ fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
                 JobState::Succeeded => done.extend(j.stages.iter().copied()),
                 JobState::Running => running += 1,
                 JobState::Failed { .. } => {
-                    return failure(obs, "StageFailed", &format!("stage {}", j.label()), timeout);
+                    return failure(
+                        obs,
+                        Reason::StageFailed,
+                        &format!("stage {}", j.label()),
+                        timeout,
+                    );
                 }
             }
         }
@@ -188,7 +231,7 @@ fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
         .iter()
         .all(|j| j.stages.iter().all(|s| done.contains(s)));
     if !all_done {
-        let mut d = Decision::new(Phase::Building, "Building", "");
+        let mut d = Decision::new(Phase::Building, BuildReason::Building, "");
         let room = max_parallel.max(1).saturating_sub(running);
         let started: BTreeSet<usize> = o.stages.keys().copied().collect();
         d.create.extend(
@@ -222,19 +265,25 @@ fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
         return d;
     }
     let Some(push) = &o.push else {
-        let mut d = Decision::new(Phase::Pushing, "Pushing", "creating the push Job");
+        let mut d = Decision::new(
+            Phase::Pushing,
+            BuildReason::Pushing,
+            "creating the push Job",
+        );
         d.create.push(Create::Push);
         return d;
     };
     match &push.state {
-        JobState::Running => Decision::new(Phase::Pushing, "Pushing", "pushing the image"),
-        JobState::Failed { .. } => failure(push, "PushFailed", "the push step", timeout),
+        JobState::Running => {
+            Decision::new(Phase::Pushing, BuildReason::Pushing, "pushing the image")
+        }
+        JobState::Failed { .. } => failure(push, Reason::PushFailed, "the push step", timeout),
         JobState::Succeeded => match &push.result {
             Some(PodResult::Pushed { digest, refs }) => {
                 let reference = refs.first().cloned().unwrap_or_default();
                 let mut d = Decision::new(
                     Phase::Succeeded,
-                    "Pushed",
+                    BuildReason::Pushed,
                     format!("pushed {reference}@{digest}"),
                 );
                 d.image = Some(PushedImage {
@@ -245,7 +294,7 @@ fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
             }
             _ => Decision::new(
                 Phase::Failed,
-                "PushFailed",
+                Reason::PushFailed.into(),
                 "the push step finished without reporting a digest",
             ),
         },
@@ -263,12 +312,11 @@ fn stage_statuses(o: &Observed) -> Vec<StageStatus> {
                 name: j.names.get(k).cloned().flatten(),
                 index: *index as i32,
                 phase: match obs.map(|s| &s.state) {
-                    None => "Pending",
-                    Some(JobState::Running) => "Running",
-                    Some(JobState::Succeeded) => "Succeeded",
-                    Some(JobState::Failed { .. }) => "Failed",
-                }
-                .into(),
+                    None => StagePhase::Pending,
+                    Some(JobState::Running) => StagePhase::Running,
+                    Some(JobState::Succeeded) => StagePhase::Succeeded,
+                    Some(JobState::Failed { .. }) => StagePhase::Failed,
+                },
                 job: obs.map(|s| s.name.clone()),
                 start_time: obs.and_then(|s| s.start.clone()),
                 completion_time: obs.and_then(|s| s.completion.clone()),
@@ -278,62 +326,18 @@ fn stage_statuses(o: &Observed) -> Vec<StageStatus> {
     out
 }
 
-/// The conditions with `new` set: lastTransitionTime moves only when the status changes.
-pub fn set_condition(old: &[Condition], mut new: Condition) -> Vec<Condition> {
-    let mut out: Vec<Condition> = old
-        .iter()
-        .filter(|c| c.type_ != new.type_)
-        .cloned()
-        .collect();
-    if let Some(prev) = old.iter().find(|c| c.type_ == new.type_)
-        && prev.status == new.status
-    {
-        new.last_transition_time = prev.last_transition_time.clone();
-    }
-    out.push(new);
-    out
-}
-
-/// `30m`, `1h30m`, `90s`, `2h`: Go duration syntax, whole units.
-pub fn parse_duration(s: &str) -> Option<u64> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let mut total = 0u64;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num.parse().ok()?;
-        num.clear();
-        total += n * match c {
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => return None,
-        };
-    }
-    num.is_empty().then_some(total)
-}
-
-/// `1m23s` for the Duration column.
-pub fn format_duration(secs: i64) -> String {
-    let secs = secs.max(0);
-    match (secs / 3600, (secs % 3600) / 60, secs % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, s) => format!("{m}m{s}s"),
-        (h, m, s) => format!("{h}h{m}m{s}s"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use slipway_contract::graph::StageJob;
-    use slipway_contract::result::Reason;
+
+    fn limits(max_parallel: usize, timeout: &str) -> Limits {
+        Limits {
+            max_parallel,
+            timeout: timeout.into(),
+            timed_out: false,
+        }
+    }
 
     fn sj(stages: &[usize], name: &str, needs: &[usize]) -> StageJob {
         StageJob {
@@ -375,7 +379,7 @@ mod tests {
 
     #[test]
     fn a_new_build_creates_its_prepare_job() {
-        let d = decide(&Observed::default(), 4, "1h");
+        let d = decide(&Observed::default(), &limits(4, "1h"));
         assert_eq!(d.phase, Phase::Pending);
         assert_eq!(d.create, vec![Create::Prepare]);
         assert_eq!(d.status, "Unknown");
@@ -384,7 +388,7 @@ mod tests {
     #[test]
     fn independent_stages_start_together_up_to_the_limit() {
         let mut o = fanout();
-        let d = decide(&o, 3, "1h");
+        let d = decide(&o, &limits(3, "1h"));
         assert_eq!(d.phase, Phase::Building);
         assert_eq!(
             d.create,
@@ -393,17 +397,17 @@ mod tests {
         o.stages.insert(0, obs(JobState::Succeeded));
         o.stages.insert(1, obs(JobState::Running));
         o.stages.insert(2, obs(JobState::Running));
-        assert_eq!(decide(&o, 3, "1h").create, vec![Create::Stage(3)]);
+        assert_eq!(decide(&o, &limits(3, "1h")).create, vec![Create::Stage(3)]);
         o.stages.insert(3, obs(JobState::Succeeded));
         assert!(
-            decide(&o, 3, "1h").create.is_empty(),
+            decide(&o, &limits(3, "1h")).create.is_empty(),
             "final waits for b, c"
         );
         o.stages.insert(1, obs(JobState::Succeeded));
         o.stages.insert(2, obs(JobState::Succeeded));
-        assert_eq!(decide(&o, 3, "1h").create, vec![Create::Stage(4)]);
+        assert_eq!(decide(&o, &limits(3, "1h")).create, vec![Create::Stage(4)]);
         o.stages.insert(4, obs(JobState::Succeeded));
-        let d = decide(&o, 3, "1h");
+        let d = decide(&o, &limits(3, "1h"));
         assert_eq!((d.phase, d.create), (Phase::Pushing, vec![Create::Push]));
         let mut p = obs(JobState::Succeeded);
         p.result = Some(PodResult::Pushed {
@@ -411,7 +415,7 @@ mod tests {
             refs: vec!["r/x:1".into()],
         });
         o.push = Some(p);
-        let d = decide(&o, 3, "1h");
+        let d = decide(&o, &limits(3, "1h"));
         assert_eq!((d.phase, d.status), (Phase::Succeeded, "True"));
         assert_eq!(d.image.map(|i| i.digest), Some("sha256:ab".to_string()));
         assert_eq!(d.stages.len(), 5);
@@ -430,12 +434,12 @@ mod tests {
             message: "stage \"b\" (#1): Dockerfile:4: RUN exit 3: exit code 3".into(),
         });
         o.stages.insert(1, f);
-        let d = decide(&o, 4, "1h");
+        let d = decide(&o, &limits(4, "1h"));
         assert_eq!((d.phase, d.status), (Phase::Failed, "False"));
-        assert_eq!(d.reason, "StageFailed");
+        assert_eq!(d.reason.as_str(), "StageFailed");
         assert!(d.message.contains("exit code 3"));
         assert!(d.stop && d.create.is_empty());
-        assert_eq!(d.stages[1].phase, "Failed");
+        assert_eq!(d.stages[1].phase, StagePhase::Failed);
     }
 
     #[test]
@@ -450,12 +454,15 @@ mod tests {
             message: "Dockerfile:3: unknown instruction: FORM".into(),
         });
         o.prepare = Some(p);
-        assert_eq!(decide(&o, 1, "1h").reason, "InvalidDockerfile");
+        assert_eq!(
+            decide(&o, &limits(1, "1h")).reason,
+            BuildReason::Pod(Reason::InvalidDockerfile)
+        );
         o.prepare = Some(obs(JobState::Failed {
             deadline: true,
             message: "DeadlineExceeded".into(),
         }));
-        assert_eq!(decide(&o, 1, "1h").reason, "Timeout");
+        assert_eq!(decide(&o, &limits(1, "1h")).reason, BuildReason::Timeout);
         // A pod stopped by the deadline reports an exit of its own: the deadline wins.
         let mut p = obs(JobState::Failed {
             deadline: true,
@@ -466,44 +473,44 @@ mod tests {
             message: "pod exited with 143".into(),
         });
         o.prepare = Some(p);
-        let d = decide(&o, 1, "20s");
-        assert_eq!(d.reason, "Timeout");
+        let d = decide(&o, &limits(1, "20s"));
+        assert_eq!(d.reason, BuildReason::Timeout);
         assert!(d.message.contains("20s"), "{}", d.message);
         let mut o = fanout();
         o.stages.insert(0, obs(JobState::Running));
-        o.timed_out = true;
-        let d = decide(&o, 1, "10m");
+        let timed_out = Limits {
+            timed_out: true,
+            ..limits(1, "10m")
+        };
+        let d = decide(&o, &timed_out);
         assert_eq!((d.phase, d.reason.as_str()), (Phase::Failed, "Timeout"));
         assert!(d.message.contains("10m") && d.stop);
     }
 
     #[test]
-    fn transition_time_moves_only_with_the_status() {
-        let c = |status: &str, t: i64, msg: &str| Condition {
-            type_: CONDITION.into(),
-            status: status.into(),
-            reason: "R".into(),
-            message: msg.into(),
-            last_transition_time: Time(k8s_openapi::jiff::Timestamp::from_second(t).expect("time")),
-            observed_generation: Some(1),
-        };
-        let one = set_condition(&[], c("Unknown", 10, "a"));
-        let two = set_condition(&one, c("Unknown", 20, "b"));
-        assert_eq!(two.len(), 1);
-        assert_eq!(two[0].last_transition_time.0.as_second(), 10);
-        assert_eq!(two[0].message, "b");
-        let three = set_condition(&two, c("True", 30, "c"));
-        assert_eq!(three[0].last_transition_time.0.as_second(), 30);
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30m"), Some(1800));
-        assert_eq!(parse_duration("1h30m"), Some(5400));
-        assert_eq!(parse_duration("45s"), Some(45));
-        assert_eq!(parse_duration("soon"), None);
-        assert_eq!(parse_duration("10"), None);
-        assert_eq!(format_duration(83), "1m23s");
-        assert_eq!(format_duration(7), "7s");
+    fn reasons_keep_their_wire_strings() {
+        let all = [
+            (BuildReason::Pod(Reason::SourceFailed), "SourceFailed"),
+            (
+                BuildReason::Pod(Reason::InvalidDockerfile),
+                "InvalidDockerfile",
+            ),
+            (
+                BuildReason::Pod(Reason::BaseImageNotFound),
+                "BaseImageNotFound",
+            ),
+            (BuildReason::Pod(Reason::StageFailed), "StageFailed"),
+            (BuildReason::Pod(Reason::PushFailed), "PushFailed"),
+            (BuildReason::Timeout, "Timeout"),
+            (BuildReason::Pending, "Pending"),
+            (BuildReason::Preparing, "Preparing"),
+            (BuildReason::Building, "Building"),
+            (BuildReason::Pushing, "Pushing"),
+            (BuildReason::Pushed, "Pushed"),
+        ];
+        for (r, s) in all {
+            assert_eq!(r.to_string(), s);
+            assert_eq!(serde_json::to_value(r).ok(), Some(s.into()));
+        }
     }
 }

@@ -1,0 +1,171 @@
+//! What every reconcile shares ([`Ctx`]: the client, settings, metrics, event recorder, the
+//! controller's cache of ImageBuilds and the retry backoff), the API handles of one namespace
+//! ([`Apis`]), and the reconcile's [`Error`]: one variant per step that can fail.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client};
+
+use super::apply::ApplyError;
+use super::render::{RenderError, Settings};
+use super::validate::Invalid;
+use crate::api::ImageBuild;
+use crate::metrics::Metrics;
+
+pub struct Ctx {
+    pub client: Client,
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    /// One recorder for all reconciles, so that repeated events are aggregated.
+    pub recorder: Recorder,
+    /// The controller's cache of ImageBuilds: per-build state of a build gone from it is
+    /// dropped.
+    pub builds: Store<ImageBuild>,
+    pub backoff: Backoff,
+}
+
+impl Ctx {
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        builds: Store<ImageBuild>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "slipway-operator".into(),
+            instance: std::env::var("HOSTNAME").ok(),
+        };
+        Ctx {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            settings,
+            metrics,
+            builds,
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// The API handles of one namespace.
+pub struct Apis {
+    pub builds: Api<ImageBuild>,
+    pub jobs: Api<Job>,
+    pub pvcs: Api<PersistentVolumeClaim>,
+    pub pods: Api<Pod>,
+}
+
+impl Apis {
+    pub fn namespaced(client: &Client, ns: &str) -> Self {
+        Apis {
+            builds: Api::namespaced(client.clone(), ns),
+            jobs: Api::namespaced(client.clone(), ns),
+            pvcs: Api::namespaced(client.clone(), ns),
+            pods: Api::namespaced(client.clone(), ns),
+        }
+    }
+}
+
+/// Why a reconcile failed, by step; it is retried with [`Backoff`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Validate(#[source] Invalid),
+    /// Listing the build's Jobs and claims, or reading its pods' results.
+    #[error("kubernetes API: {0}")]
+    Observe(#[source] kube::Error),
+    #[error("{0}")]
+    Render(#[source] RenderError),
+    /// Creating, adopting or removing the build's objects.
+    #[error("{0}")]
+    Apply(#[source] ApplyError),
+    /// Writing the status.
+    #[error("kubernetes API: {0}")]
+    Status(#[source] kube::Error),
+    /// Removing a finished build's objects once its TTL passed.
+    #[error("{0}")]
+    Expire(#[source] ApplyError),
+}
+
+impl Error {
+    /// The step that failed, for logs.
+    pub fn step(&self) -> &'static str {
+        match self {
+            Error::Validate(_) => "validate",
+            Error::Observe(_) => "observe",
+            Error::Render(_) => "render",
+            Error::Apply(_) => "apply",
+            Error::Status(_) => "status",
+            Error::Expire(_) => "expire",
+        }
+    }
+}
+
+/// Consecutive reconcile errors per build, for the retry delay.
+#[derive(Default)]
+pub struct Backoff(Mutex<HashMap<ObjectRef<ImageBuild>, u32>>);
+
+impl Backoff {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<ImageBuild>, u32>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One more failure: 2 s, 4 s, 8 s ... at most 5 minutes.
+    pub fn failed(&self, build: ObjectRef<ImageBuild>) -> Duration {
+        let mut m = self.map();
+        let n = m.entry(build).or_insert(0);
+        *n += 1;
+        Duration::from_secs((1u64 << (*n).min(8)).min(300))
+    }
+
+    pub fn succeeded(&self, build: &ObjectRef<ImageBuild>) {
+        self.map().remove(build);
+    }
+
+    /// Drops the counts of builds that are gone (they are never reconciled again).
+    pub fn retain(&self, exists: impl Fn(&ObjectRef<ImageBuild>) -> bool) {
+        self.map().retain(|k, _| exists(k));
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_five_minutes_and_forgets_gone_builds() {
+        let b = Backoff::default();
+        let a = ObjectRef::<ImageBuild>::new("a").within("ns");
+        let waits: Vec<u64> = (0..10).map(|_| b.failed(a.clone()).as_secs()).collect();
+        assert_eq!(waits, [2, 4, 8, 16, 32, 64, 128, 256, 256, 256]);
+        b.succeeded(&a);
+        assert_eq!(b.failed(a.clone()).as_secs(), 2);
+        let gone = ObjectRef::<ImageBuild>::new("gone").within("ns");
+        b.failed(gone.clone());
+        assert_eq!(b.len(), 2);
+        b.retain(|k| k != &gone);
+        assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn backoff_is_per_build_whatever_its_resource_version() {
+        let b = Backoff::default();
+        let mut ib = crate::reconcile::fixtures::build();
+        ib.metadata.resource_version = Some("1".into());
+        b.failed(ObjectRef::from_obj(&ib));
+        ib.metadata.resource_version = Some("2".into());
+        assert_eq!(b.failed(ObjectRef::from_obj(&ib)).as_secs(), 4);
+        b.succeeded(&ObjectRef::from_obj(&ib));
+        assert_eq!(b.len(), 0);
+    }
+}

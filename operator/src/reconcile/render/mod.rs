@@ -1,0 +1,120 @@
+//! The render step: the objects of one build (workspace claim, prepare, stage and push Jobs),
+//! from the ImageBuild, the settings [`validate`](super::validate) read from it and, for stage
+//! Jobs, the graph the prepare pod reported. Pure functions, unit-tested without a cluster.
+//! [`names`] says what the objects are called and labelled, [`jobs`] what they hold.
+
+mod jobs;
+mod names;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+
+pub use jobs::{prepare_job, push_job, stage_job, workspace_pvc};
+pub use names::{
+    ANNOTATION_GRAPH, ANNOTATION_NODE, LABEL_BUILD, LABEL_GENERATION, job_name, pvc_name,
+};
+
+use super::context::Error;
+use super::decide::{Create, Decision};
+use super::observe::Observation;
+use super::validate::{Build, InvalidOutput};
+use crate::api::ImageBuild;
+
+/// What the controller was started with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The builder image (static `slipway-builder` at `/slipway-builder`).
+    pub builder_image: String,
+    /// Registries spoken to over plain HTTP by every build (base images, push).
+    pub insecure_registries: Vec<String>,
+    pub default_workspace_size: String,
+    /// `ttlSecondsAfterFinished` when a build does not say.
+    pub default_ttl_seconds: i64,
+}
+
+/// Which step of a build an object belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Prepare,
+    /// A stage Job, by its graph position and label.
+    Stage(usize, String),
+    Push,
+}
+
+/// Seconds left of the build's timeout, for `activeDeadlineSeconds`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deadline(pub Option<i64>);
+
+/// Why a Job the decision asks for cannot be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("spec.source names no source")]
+    NoSource,
+    /// The inline source could not be put into the prepare pod's environment.
+    #[error("{0}")]
+    Inline(#[source] serde_json::Error),
+    /// A stage Job was asked for that the prepare pod's graph does not have.
+    #[error("no graph")]
+    NoGraph,
+    /// `spec.output` is not a reference: found when the push Job is due, as the prepare and
+    /// stage Jobs do not need it.
+    #[error("{0}")]
+    Output(#[source] InvalidOutput),
+}
+
+/// The objects of this reconcile, for [`apply`](super::apply).
+#[derive(Debug)]
+pub struct Rendered {
+    /// This generation's workspace claim (created when missing).
+    pub workspace: PersistentVolumeClaim,
+    /// The Jobs the decision creates.
+    pub jobs: Vec<Job>,
+}
+
+/// The workspace claim and the Jobs the decision creates.
+pub fn render(
+    ib: &ImageBuild,
+    s: &Settings,
+    build: &Build,
+    seen: &Observation,
+    d: &Decision,
+) -> Result<Rendered, Error> {
+    objects(ib, s, build, seen, d).map_err(Error::Render)
+}
+
+fn objects(
+    ib: &ImageBuild,
+    s: &Settings,
+    build: &Build,
+    seen: &Observation,
+    d: &Decision,
+) -> Result<Rendered, RenderError> {
+    let node = seen.node.as_deref();
+    let jobs = d
+        .create
+        .iter()
+        .map(|c| match c {
+            Create::Prepare => prepare_job(ib, s, &build.deadline),
+            Create::Stage(pos) => {
+                let sj = seen
+                    .observed
+                    .graph
+                    .as_ref()
+                    .and_then(|g| g.jobs.get(*pos))
+                    .ok_or(RenderError::NoGraph)?;
+                Ok(stage_job(ib, s, *pos, sj, node, &build.deadline))
+            }
+            Create::Push => {
+                let target = build
+                    .push
+                    .as_ref()
+                    .map_err(|e| RenderError::Output(e.clone()))?;
+                Ok(push_job(ib, s, target, node, &build.deadline))
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Rendered {
+        workspace: workspace_pvc(ib, s),
+        jobs,
+    })
+}

@@ -1,0 +1,424 @@
+//! The status step: what the build reports after a decision. The next status (phase, the
+//! `Succeeded` condition, times, stages, image), the events for what changed since the last
+//! status (phase and stage transitions), the metrics of builds and stages that just finished,
+//! and the status patch (only when it changed). The first three are pure and unit-tested.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::Api;
+use kube::Resource;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use tracing::{info, warn};
+
+use super::context::{Apis, Ctx, Error};
+use super::decide::Decision;
+use super::validate::Build;
+use crate::api::{ImageBuild, ImageBuildStatus, Phase, StagePhase};
+use crate::metrics::Metrics;
+
+/// The condition type the build's outcome is reported in.
+pub const CONDITION: &str = "Succeeded";
+
+/// Reports the decision: events, metrics, then the status patch.
+pub async fn report(
+    ctx: &Ctx,
+    apis: &Apis,
+    ib: &ImageBuild,
+    build: &Build,
+    d: &Decision,
+) -> Result<(), Error> {
+    let old = ib.status.clone().unwrap_or_default();
+    let status = next_status(build, &old, d, Time(k8s_openapi::jiff::Timestamp::now()));
+    let reference = ib.object_ref(&());
+    for ev in events(build, &old, &status, d) {
+        if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
+            warn!(build = %build.key(), "event: {e}");
+        }
+    }
+    record_metrics(&ctx.metrics, build, &old, &status, d);
+    patch(&apis.builds, &build.name, &old, &status)
+        .await
+        .map_err(Error::Status)?;
+    if d.phase.finished() {
+        info!(build = %build.key(), phase = d.phase.as_str(), reason = %d.reason, "build finished");
+    }
+    Ok(())
+}
+
+/// Writes `new` when it differs from `old`.
+async fn patch(
+    builds: &Api<ImageBuild>,
+    name: &str,
+    old: &ImageBuildStatus,
+    new: &ImageBuildStatus,
+) -> Result<(), kube::Error> {
+    if serde_json::to_value(new).ok() == serde_json::to_value(old).ok() {
+        return Ok(());
+    }
+    let mut value = serde_json::to_value(new).unwrap_or_default();
+    // A new generation clears what the previous one reported.
+    if let Some(obj) = value.as_object_mut() {
+        for k in ["image", "completionTime", "duration", "stages"] {
+            obj.entry(k).or_insert(serde_json::Value::Null);
+        }
+    }
+    builds
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "status": value })),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The status after decision `d`, at `now`.
+pub fn next_status(
+    build: &Build,
+    old: &ImageBuildStatus,
+    d: &Decision,
+    now: Time,
+) -> ImageBuildStatus {
+    let same = build.same_generation;
+    let old_conditions = if same { old.conditions.clone() } else { vec![] };
+    let conditions = set_condition(
+        &old_conditions,
+        Condition {
+            type_: CONDITION.into(),
+            status: d.status.into(),
+            reason: d.reason.to_string(),
+            message: d.message.clone(),
+            last_transition_time: now.clone(),
+            observed_generation: Some(build.generation),
+        },
+    );
+    let completion = d
+        .phase
+        .finished()
+        .then(|| old.completion_time.clone().filter(|_| same).unwrap_or(now));
+    let duration = completion
+        .as_ref()
+        .map(|c| format_duration(c.0.as_second() - build.start.0.as_second()));
+    ImageBuildStatus {
+        phase: Some(d.phase),
+        conditions,
+        observed_generation: Some(build.generation),
+        start_time: Some(build.start.clone()),
+        completion_time: completion,
+        duration,
+        stages: d.stages.clone(),
+        image: d.image.clone(),
+    }
+}
+
+/// The events for what changed from `old` to `new`: the phase, then each stage.
+pub fn events(
+    build: &Build,
+    old: &ImageBuildStatus,
+    new: &ImageBuildStatus,
+    d: &Decision,
+) -> Vec<Event> {
+    let mut events = Vec::new();
+    let same = build.same_generation;
+    let old_phase = old.phase.filter(|_| same);
+    if old_phase != new.phase {
+        let (type_, reason, note) = match d.phase {
+            Phase::Pending => (
+                EventType::Normal,
+                "Started",
+                format!("generation {}", new.observed_generation.unwrap_or(1)),
+            ),
+            Phase::Failed => (
+                EventType::Warning,
+                "Failed",
+                format!("{}: {}", d.reason, d.message),
+            ),
+            Phase::Succeeded => (EventType::Normal, "Pushed", d.message.clone()),
+            p => (EventType::Normal, p.as_str(), d.message.clone()),
+        };
+        events.push((type_, reason.to_string(), note));
+    }
+    let old_stages: BTreeMap<i32, StagePhase> = if same {
+        old.stages.iter().map(|s| (s.index, s.phase)).collect()
+    } else {
+        BTreeMap::new()
+    };
+    for s in &new.stages {
+        if old_stages.get(&s.index) != Some(&s.phase) && s.phase != StagePhase::Pending {
+            let label = s.name.clone().unwrap_or_else(|| format!("#{}", s.index));
+            let type_ = if s.phase == StagePhase::Failed {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            let phase = s.phase.as_str();
+            events.push((
+                type_,
+                format!("Stage{phase}"),
+                format!("stage {label}: {phase}"),
+            ));
+        }
+    }
+    events
+        .into_iter()
+        .map(|(type_, reason, note)| Event {
+            type_,
+            reason,
+            note: Some(note.chars().take(1000).collect()),
+            action: "Build".into(),
+            secondary: None,
+        })
+        .collect()
+}
+
+/// Counts a build that just finished, and the stage Jobs that just succeeded.
+pub fn record_metrics(
+    metrics: &Metrics,
+    build: &Build,
+    old: &ImageBuildStatus,
+    new: &ImageBuildStatus,
+    d: &Decision,
+) {
+    let same = build.same_generation;
+    let was_finished = same && old.phase.is_some_and(Phase::finished);
+    if d.phase.finished() && !was_finished {
+        let secs = match (&new.start_time, &new.completion_time) {
+            (Some(s), Some(c)) => Some((c.0.as_second() - s.0.as_second()) as f64),
+            _ => None,
+        };
+        let result = if d.phase == Phase::Succeeded {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        metrics.build_finished(result, d.reason.as_str(), secs);
+    }
+    let old_done: Vec<&str> = if same {
+        old.stages
+            .iter()
+            .filter(|s| s.phase == StagePhase::Succeeded)
+            .filter_map(|s| s.job.as_deref())
+            .collect()
+    } else {
+        vec![]
+    };
+    // A fused Job reports each of its stages: it is counted once.
+    let mut seen = BTreeSet::new();
+    for s in &new.stages {
+        if s.phase != StagePhase::Succeeded {
+            continue;
+        }
+        let Some(job) = s.job.as_deref() else {
+            continue;
+        };
+        if old_done.contains(&job) || !seen.insert(job) {
+            continue;
+        }
+        if let (Some(a), Some(b)) = (&s.start_time, &s.completion_time) {
+            metrics.stage_finished((b.0.as_second() - a.0.as_second()) as f64);
+        }
+    }
+}
+
+/// The conditions with `new` set: lastTransitionTime moves only when the status changes.
+pub fn set_condition(old: &[Condition], mut new: Condition) -> Vec<Condition> {
+    let mut out: Vec<Condition> = old
+        .iter()
+        .filter(|c| c.type_ != new.type_)
+        .cloned()
+        .collect();
+    if let Some(prev) = old.iter().find(|c| c.type_ == new.type_)
+        && prev.status == new.status
+    {
+        new.last_transition_time = prev.last_transition_time.clone();
+    }
+    out.push(new);
+    out
+}
+
+/// `1m23s` for the Duration column.
+pub fn format_duration(secs: i64) -> String {
+    let secs = secs.max(0);
+    match (secs / 3600, (secs % 3600) / 60, secs % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::StageStatus;
+    use crate::reconcile::decide::{BuildReason, Create};
+    use crate::reconcile::fixtures;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(t: i64) -> Time {
+        Time(Timestamp::from_second(t).expect("time"))
+    }
+
+    fn decision(phase: Phase, reason: BuildReason, message: &str) -> Decision {
+        Decision {
+            phase,
+            status: match phase {
+                Phase::Succeeded => "True",
+                Phase::Failed => "False",
+                _ => "Unknown",
+            },
+            reason,
+            message: message.into(),
+            create: vec![],
+            stop: false,
+            stages: vec![],
+            image: None,
+        }
+    }
+
+    fn stage(index: i32, phase: StagePhase, job: &str) -> StageStatus {
+        StageStatus {
+            name: Some(format!("s{index}")),
+            index,
+            phase,
+            job: Some(job.into()),
+            start_time: Some(at(100)),
+            completion_time: Some(at(130)),
+        }
+    }
+
+    #[test]
+    fn transition_time_moves_only_with_the_status() {
+        let c = |status: &str, t: i64, msg: &str| Condition {
+            type_: CONDITION.into(),
+            status: status.into(),
+            reason: "R".into(),
+            message: msg.into(),
+            last_transition_time: at(t),
+            observed_generation: Some(1),
+        };
+        let one = set_condition(&[], c("Unknown", 10, "a"));
+        let two = set_condition(&one, c("Unknown", 20, "b"));
+        assert_eq!(two.len(), 1);
+        assert_eq!(two[0].last_transition_time.0.as_second(), 10);
+        assert_eq!(two[0].message, "b");
+        let three = set_condition(&two, c("True", 30, "c"));
+        assert_eq!(three[0].last_transition_time.0.as_second(), 30);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(format_duration(83), "1m23s");
+        assert_eq!(format_duration(7), "7s");
+        assert_eq!(format_duration(3723), "1h2m3s");
+    }
+
+    #[test]
+    fn a_finished_build_gets_its_completion_duration_and_condition() {
+        let mut b = fixtures::validated(&fixtures::build(), 100);
+        b.same_generation = true;
+        let old = ImageBuildStatus {
+            phase: Some(Phase::Pushing),
+            observed_generation: Some(3),
+            ..Default::default()
+        };
+        let d = decision(Phase::Succeeded, BuildReason::Pushed, "pushed r@sha256:ab");
+        let s = next_status(&b, &old, &d, at(183));
+        assert_eq!(s.phase, Some(Phase::Succeeded));
+        assert_eq!(s.duration.as_deref(), Some("1m23s"));
+        assert_eq!(s.completion_time, Some(at(183)));
+        let c = &s.conditions[0];
+        assert_eq!((c.type_.as_str(), c.status.as_str()), ("Succeeded", "True"));
+        assert_eq!(
+            (c.reason.as_str(), c.observed_generation),
+            ("Pushed", Some(3))
+        );
+        let v = serde_json::to_value(&s).expect("json");
+        assert_eq!(v["phase"], "Succeeded");
+    }
+
+    #[test]
+    fn events_say_what_changed() {
+        let b = fixtures::validated(&fixtures::build(), 100);
+        let old = ImageBuildStatus::default();
+        let mut d = decision(
+            Phase::Pending,
+            BuildReason::Pending,
+            "creating the prepare Job",
+        );
+        d.create = vec![Create::Prepare];
+        let new = next_status(&b, &old, &d, at(100));
+        let evs = events(&b, &old, &new, &d);
+        assert_eq!(evs.len(), 1);
+        assert_eq!(evs[0].reason, "Started");
+        assert_eq!(evs[0].note.as_deref(), Some("generation 3"));
+
+        let mut b = b;
+        b.same_generation = true;
+        let mut d = decision(
+            Phase::Failed,
+            BuildReason::Pod(slipway_contract::result::Reason::StageFailed),
+            "exit code 3",
+        );
+        d.stages = vec![
+            stage(0, StagePhase::Succeeded, "j0"),
+            stage(1, StagePhase::Failed, "j1"),
+            stage(2, StagePhase::Pending, "j2"),
+        ];
+        let old = ImageBuildStatus {
+            phase: Some(Phase::Building),
+            observed_generation: Some(3),
+            stages: vec![stage(0, StagePhase::Succeeded, "j0")],
+            ..Default::default()
+        };
+        let new = next_status(&b, &old, &d, at(200));
+        let evs: Vec<(EventType, String, Option<String>)> = events(&b, &old, &new, &d)
+            .into_iter()
+            .map(|e| (e.type_, e.reason, e.note))
+            .collect();
+        assert_eq!(
+            evs,
+            [
+                (
+                    EventType::Warning,
+                    "Failed".to_string(),
+                    Some("StageFailed: exit code 3".to_string())
+                ),
+                (
+                    EventType::Warning,
+                    "StageFailed".to_string(),
+                    Some("stage s1: Failed".to_string())
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn builds_and_stage_jobs_are_counted_once() {
+        let m = Metrics::default();
+        let mut b = fixtures::validated(&fixtures::build(), 100);
+        b.same_generation = true;
+        let old = ImageBuildStatus {
+            phase: Some(Phase::Pushing),
+            observed_generation: Some(3),
+            stages: vec![stage(0, StagePhase::Succeeded, "j0")],
+            ..Default::default()
+        };
+        let mut d = decision(Phase::Succeeded, BuildReason::Pushed, "pushed");
+        // Stages 1 and 2 ran as one fused Job.
+        d.stages = vec![
+            stage(0, StagePhase::Succeeded, "j0"),
+            stage(1, StagePhase::Succeeded, "j12"),
+            stage(2, StagePhase::Succeeded, "j12"),
+        ];
+        let new = next_status(&b, &old, &d, at(160));
+        record_metrics(&m, &b, &old, &new, &d);
+        // Finished already: not counted again.
+        record_metrics(&m, &b, &new, &new, &d);
+        let text = m.render();
+        assert!(text.contains("slipway_builds_total{result=\"succeeded\",reason=\"Pushed\"} 1"));
+        assert!(text.contains("slipway_build_duration_seconds_sum 60.0"));
+        assert!(text.contains("slipway_stage_duration_seconds_count 1\n"));
+    }
+}

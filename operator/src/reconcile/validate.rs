@@ -1,0 +1,275 @@
+//! The validate step: what the spec (and the status, for when this generation started) says
+//! the reconcile works with: the build's identity, its timeout and deadline, how many stage
+//! Jobs may run at once, and where the push step writes. No client; unit-tested.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use slipway_frontend::reference::{Reference, ReferenceError};
+
+use super::context::Error;
+use super::decide::Limits;
+use super::render::Deadline;
+use crate::api::{ImageBuild, Output};
+
+/// `spec.timeout` when the spec does not say.
+pub const DEFAULT_TIMEOUT: &str = "1h";
+/// `spec.maxParallelStages` when the spec does not say.
+pub const DEFAULT_PARALLEL: usize = 4;
+
+/// A spec the reconcile cannot work with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("ImageBuild without a namespace")]
+    NoNamespace,
+    /// Every object the API server returns has one: its children are owned by it.
+    #[error("ImageBuild without a uid")]
+    NoUid,
+    #[error("spec.timeout {0:?}: expected a duration like 30m or 1h")]
+    Timeout(String),
+}
+
+/// `spec.output` is not an image reference.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("spec.output: {0}")]
+pub struct InvalidOutput(#[source] pub ReferenceError);
+
+/// Where the push step writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushTarget {
+    /// `output.image`, then each additional tag of its repository.
+    pub destinations: Vec<String>,
+    /// The output registry's host (and port), for `output.insecureRegistry`.
+    pub registry: String,
+}
+
+/// One generation of one build, as the reconcile sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Build {
+    pub namespace: String,
+    pub name: String,
+    /// The ImageBuild's uid: the owner of every object the build adopts or removes.
+    pub uid: String,
+    pub generation: i64,
+    /// The status describes this generation (else it is the previous one's).
+    pub same_generation: bool,
+    /// When this generation started: kept in the status, else now.
+    pub start: Time,
+    /// `spec.timeout`, in seconds.
+    pub limit: i64,
+    /// Seconds since `start`.
+    pub elapsed: i64,
+    pub deadline: Deadline,
+    pub limits: Limits,
+    /// Checked here, reported when the push Job is due (as before: prepare and stage Jobs run
+    /// without it).
+    pub push: Result<PushTarget, InvalidOutput>,
+}
+
+impl Build {
+    /// `namespace/name`, for logs.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The build's settings at `now`.
+pub fn validate(ib: &ImageBuild, now: Timestamp) -> Result<Build, Error> {
+    settings(ib, now).map_err(Error::Validate)
+}
+
+fn settings(ib: &ImageBuild, now: Timestamp) -> Result<Build, Invalid> {
+    let namespace = ib.namespace().ok_or(Invalid::NoNamespace)?;
+    let uid = ib.uid().ok_or(Invalid::NoUid)?;
+    let generation = ib.metadata.generation.unwrap_or(1);
+    let status = ib.status.as_ref();
+    let same_generation = status.and_then(|s| s.observed_generation) == Some(generation);
+    let start = status
+        .filter(|_| same_generation)
+        .and_then(|s| s.start_time.clone())
+        .unwrap_or(Time(now));
+    let timeout = ib
+        .spec
+        .timeout
+        .clone()
+        .unwrap_or_else(|| DEFAULT_TIMEOUT.into());
+    let limit = parse_duration(&timeout).ok_or_else(|| Invalid::Timeout(timeout.clone()))? as i64;
+    let elapsed = now.as_second() - start.0.as_second();
+    let max_parallel = ib
+        .spec
+        .max_parallel_stages
+        .map(|n| n as usize)
+        .unwrap_or(DEFAULT_PARALLEL);
+    Ok(Build {
+        namespace,
+        name: ib.name_any(),
+        uid,
+        generation,
+        same_generation,
+        start,
+        limit,
+        elapsed,
+        deadline: Deadline(Some(limit - elapsed)),
+        limits: Limits {
+            max_parallel,
+            timeout,
+            timed_out: elapsed > limit,
+        },
+        push: push_target(&ib.spec.output),
+    })
+}
+
+/// Where `output` pushes to.
+pub fn push_target(output: &Output) -> Result<PushTarget, InvalidOutput> {
+    let registry = Reference::parse(&output.image)
+        .map_err(InvalidOutput)?
+        .registry;
+    Ok(PushTarget {
+        destinations: destinations(&output.image, &output.additional_tags)
+            .map_err(InvalidOutput)?,
+        registry,
+    })
+}
+
+/// Every reference the push step writes: `output.image`, then each additional tag.
+pub fn destinations(image: &str, tags: &[String]) -> Result<Vec<String>, ReferenceError> {
+    let repo = Reference::parse(image)?.name();
+    Ok(std::iter::once(image.to_string())
+        .chain(tags.iter().map(|t| format!("{repo}:{t}")))
+        .collect())
+}
+
+/// `30m`, `1h30m`, `90s`, `2h`: Go duration syntax, whole units (the CRD's pattern).
+pub fn parse_duration(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().ok()?;
+        num.clear();
+        total += n * match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        };
+    }
+    num.is_empty().then_some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::fixtures;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30m"), Some(1800));
+        assert_eq!(parse_duration("1h30m"), Some(5400));
+        assert_eq!(parse_duration("45s"), Some(45));
+        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("10"), None);
+    }
+
+    #[test]
+    fn repositories_and_tags() {
+        let d = |image: &str, tags: &[&str]| {
+            destinations(
+                image,
+                &tags.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            d("reg:5000/a/b:1.0", &["2"]),
+            Ok(vec![
+                "reg:5000/a/b:1.0".to_string(),
+                "reg:5000/a/b:2".to_string()
+            ])
+        );
+        // A Docker Hub repository with a namespace: `team` is not a registry host.
+        assert_eq!(
+            d("team/web:1", &["latest"]),
+            Ok(vec![
+                "team/web:1".to_string(),
+                "docker.io/team/web:latest".to_string()
+            ])
+        );
+        assert!(d("Not A Reference", &[]).is_err());
+    }
+
+    #[test]
+    fn a_new_generation_starts_now_with_the_default_limits() {
+        let now = Timestamp::from_second(1_000).expect("time");
+        let b = validate(&fixtures::build(), now).expect("valid");
+        assert_eq!(b.key(), "ns/web");
+        assert_eq!((b.generation, b.same_generation), (3, false));
+        assert_eq!((b.start.0, b.limit, b.elapsed), (now, 3600, 0));
+        assert_eq!(b.deadline, Deadline(Some(3600)));
+        assert_eq!(b.limits.max_parallel, DEFAULT_PARALLEL);
+        assert!(!b.limits.timed_out);
+        let push = b.push.expect("a reference");
+        assert_eq!(push.registry, "reg:5000");
+        assert_eq!(
+            push.destinations,
+            ["reg:5000/team/web:1.0", "reg:5000/team/web:latest"]
+        );
+    }
+
+    #[test]
+    fn the_same_generation_keeps_its_start_and_times_out() {
+        let mut ib = fixtures::build();
+        ib.spec.timeout = Some("10m".into());
+        ib.spec.max_parallel_stages = Some(2);
+        ib.status = Some(crate::api::ImageBuildStatus {
+            observed_generation: Some(3),
+            start_time: Some(Time(Timestamp::from_second(100).expect("time"))),
+            ..Default::default()
+        });
+        let b = validate(&ib, Timestamp::from_second(800).expect("time")).expect("valid");
+        assert!(b.same_generation);
+        assert_eq!((b.limit, b.elapsed), (600, 700));
+        assert_eq!(b.deadline, Deadline(Some(-100)));
+        assert!(b.limits.timed_out);
+        assert_eq!(
+            (b.limits.max_parallel, b.limits.timeout.as_str()),
+            (2, "10m")
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_built_is_named() {
+        let now = Timestamp::from_second(0).expect("time");
+        let mut ib = fixtures::build();
+        ib.spec.timeout = Some("soon".into());
+        let e = settings(&ib, now).expect_err("invalid");
+        assert_eq!(
+            e.to_string(),
+            "spec.timeout \"soon\": expected a duration like 30m or 1h"
+        );
+        let mut ib = fixtures::build();
+        ib.metadata.namespace = None;
+        assert_eq!(settings(&ib, now), Err(Invalid::NoNamespace));
+        assert_eq!(
+            validate(&ib, now)
+                .map_err(|e| e.to_string())
+                .err()
+                .as_deref(),
+            Some("ImageBuild without a namespace")
+        );
+        let mut ib = fixtures::build();
+        ib.spec.output.image = "Not A Reference".into();
+        let e = validate(&ib, now).expect("valid otherwise").push;
+        assert!(
+            e.expect_err("no reference")
+                .to_string()
+                .starts_with("spec.output: invalid reference format")
+        );
+    }
+}

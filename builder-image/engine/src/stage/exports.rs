@@ -9,8 +9,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::fs::unpack::{UnpackError, apply_layer, scoped_path};
-use crate::fs::{PathError, at};
+use crate::fs::unpack::{apply_layer, scoped_path};
 use slipway_frontend::gocompat::go_match;
 
 fn has_glob(s: &str) -> bool {
@@ -146,19 +145,19 @@ fn add_tree<W: io::Write>(
 #[derive(Debug, thiserror::Error)]
 pub enum ExportsError {
     #[error(transparent)]
-    Io(#[from] PathError),
+    Io(#[from] crate::fs::PathError),
     #[error("{}: {source}", tar.display())]
     Unpack {
         tar: PathBuf,
         #[source]
-        source: UnpackError,
+        source: crate::fs::unpack::UnpackError,
     },
 }
 
 /// Unpacks a stage's export tar into `dest` with owners and modes.
 pub fn extract(tar_path: &Path, dest: &Path) -> Result<(), ExportsError> {
-    fs::create_dir_all(dest).map_err(at(dest))?;
-    let f = fs::File::open(tar_path).map_err(at(tar_path))?;
+    fs::create_dir_all(dest).map_err(crate::fs::at(dest))?;
+    let f = fs::File::open(tar_path).map_err(crate::fs::at(tar_path))?;
     apply_layer(f, dest, true).map_err(|source| ExportsError::Unpack {
         tar: tar_path.to_path_buf(),
         source,

@@ -13,13 +13,13 @@ use std::io;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
+use crate::fs::unpack::scoped_path;
+
+use crate::stage::run::visible_path;
+use crate::stage::{Engine, StageError, sanitize};
 use slipway_frontend::dockerfile::instructions::{
     self, Command, Mount, MountError, MountKind, Run,
 };
-
-use crate::fs::unpack::scoped_path;
-use crate::stage::run::visible_path;
-use crate::stage::{Engine, StageError, sanitize};
 
 /// One prepared mount: what to undo after the RUN.
 #[derive(Debug)]

@@ -3,6 +3,7 @@
 //! root (a `/lib -> usr/lib` link in the image is followed there, never out of it).
 
 use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
@@ -41,11 +42,12 @@ pub struct CopyOptions<'a> {
     pub ignore: Option<(&'a Matcher, &'a Path)>,
 }
 
-/// The paths one COPY/ADD wrote, relative to the root, as they really are in it (raw bytes:
-/// a name need not be UTF-8).
+/// The paths one COPY/ADD wrote, relative to the root, as they really are in it: raw bytes
+/// (a name need not be UTF-8) in an `OsString`, which orders by bytes and so stays cheap for
+/// a COPY of many thousand files, as [`crate::layer::snapshot::Snapshot`]'s keys do.
 #[derive(Debug, Default)]
 pub struct Written {
-    pub paths: BTreeSet<PathBuf>,
+    pub paths: BTreeSet<OsString>,
 }
 
 impl Written {
@@ -53,7 +55,7 @@ impl Written {
         if let Ok(rel) = p.strip_prefix(root)
             && !rel.as_os_str().is_empty()
         {
-            self.paths.insert(rel.to_path_buf());
+            self.paths.insert(rel.as_os_str().to_os_string());
         }
     }
 }
@@ -347,13 +349,14 @@ mod tests {
         };
         let mut w = Written::default();
         copy_source(root.path(), &s.join("data"), true, "/copied", &opts, &mut w).expect("copy");
-        let want: BTreeSet<PathBuf> = [
+        let want: BTreeSet<OsString> = [
             raw(b"copied"),
             raw(b"copied/dir\xe9"),
             raw(b"copied/dir\xe9/caf\xe9"),
             raw(b"copied/link\xff"),
         ]
         .into_iter()
+        .map(PathBuf::into_os_string)
         .collect();
         assert_eq!(w.paths, want);
         let r = root.path();

@@ -2,13 +2,13 @@
 //! two walks becomes the layer's entries. Nothing is content-hashed: a file whose (ctime,
 //! mtime, size, mode, uid, gid, inode) are all unchanged is unchanged. Mount points other
 //! than the root (the workspace, /proc, /etc/hosts, ...) are never walked. Paths are kept as
-//! raw bytes (`PathBuf`): a name that is not UTF-8 reaches the layer as it is on disk.
+//! raw bytes: a name that is not UTF-8 reaches the layer as it is on disk.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -71,26 +71,40 @@ pub fn walk_one(path: &Path) -> io::Result<State> {
     fs::symlink_metadata(path).map(|m| State::of(&m))
 }
 
-/// Every path under a root (relative, the root itself left out).
+/// Every path under a root (relative, `/`-separated, the root itself left out). Keys are
+/// `OsString`s, which order by their bytes: `PathBuf` keys compare component by component,
+/// and that made a walk of 100k files two to three times slower.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    pub entries: BTreeMap<PathBuf, State>,
+    pub entries: BTreeMap<OsString, State>,
+}
+
+/// `rel/name` (just `name` at the top).
+fn join_rel(rel: &OsStr, name: &OsStr) -> OsString {
+    if rel.is_empty() {
+        return name.to_os_string();
+    }
+    let mut out = OsString::with_capacity(rel.len() + 1 + name.len());
+    out.push(rel);
+    out.push("/");
+    out.push(name);
+    out
 }
 
 /// Walks `root` with `threads` workers, skipping the paths in `skip` (absolute paths of mount
 /// points; see [`mount_points`]).
 pub fn walk(root: &Path, skip: &BTreeSet<PathBuf>, threads: usize) -> io::Result<Snapshot> {
     struct Queue {
-        dirs: Mutex<Vec<(PathBuf, PathBuf)>>,
+        dirs: Mutex<Vec<(PathBuf, OsString)>>,
         ready: Condvar,
         busy: AtomicUsize,
     }
     let q = Queue {
-        dirs: Mutex::new(vec![(root.to_path_buf(), PathBuf::new())]),
+        dirs: Mutex::new(vec![(root.to_path_buf(), OsString::new())]),
         ready: Condvar::new(),
         busy: AtomicUsize::new(0),
     };
-    let results: Mutex<Vec<(PathBuf, State)>> = Mutex::new(Vec::new());
+    let results: Mutex<Vec<(OsString, State)>> = Mutex::new(Vec::new());
     let error: Mutex<Option<io::Error>> = Mutex::new(None);
 
     std::thread::scope(|s| {
@@ -126,7 +140,7 @@ pub fn walk(root: &Path, skip: &BTreeSet<PathBuf>, threads: usize) -> io::Result
                                 let Ok(m) = fs::symlink_metadata(&path) else {
                                     continue;
                                 };
-                                let r = rel.join(e.file_name());
+                                let r = join_rel(&rel, &e.file_name());
                                 let st = State::of(&m);
                                 if st.kind == Kind::Dir {
                                     found.push((path, r.clone()));
@@ -216,68 +230,74 @@ impl Change {
 }
 
 /// The proper ancestors of a relative path, nearest first (`a/b/c`: `a/b`, `a`).
-fn ancestors(p: &Path) -> impl Iterator<Item = &Path> {
-    p.ancestors()
-        .skip(1)
-        .take_while(|a| !a.as_os_str().is_empty())
+fn ancestors(p: &OsStr) -> impl Iterator<Item = &OsStr> {
+    let b = p.as_bytes();
+    let mut end = b.len();
+    std::iter::from_fn(move || {
+        end = b[..end].iter().rposition(|c| *c == b'/')?;
+        Some(OsStr::from_bytes(&b[..end]))
+    })
 }
 
 /// The changes from `before` to `after`, in layer order. Parents of changed entries are
 /// included so the layer carries their ownership and mode; a deletion inside a deleted or
 /// replaced directory is implied by it and left out.
 pub fn diff(before: &Snapshot, after: &Snapshot) -> Vec<Change> {
-    let mut changes: BTreeMap<PathBuf, Change> = BTreeMap::new();
+    let mut changes: BTreeMap<OsString, Change> = BTreeMap::new();
+    let change = |p: &OsString, make: fn(PathBuf) -> Change| (p.clone(), make(p.into()));
     for (path, now) in &after.entries {
         match before.entries.get(path) {
             None => {
-                changes.insert(path.clone(), Change::Upsert(path.clone()));
+                let (k, c) = change(path, Change::Upsert);
+                changes.insert(k, c);
             }
             Some(old)
                 if old.kind == Kind::Dir
                     && now.kind == Kind::Dir
                     && (old.ino != now.ino || old.dev != now.dev) =>
             {
-                changes.insert(path.clone(), Change::Replaced(path.clone()));
+                let (k, c) = change(path, Change::Replaced);
+                changes.insert(k, c);
             }
             Some(old) if old != now => {
                 // nlink alone changes when another name of the same file appears or goes.
                 let same = State { nlink: 0, ..*old } == State { nlink: 0, ..*now };
                 if !same {
-                    changes.insert(path.clone(), Change::Upsert(path.clone()));
+                    let (k, c) = change(path, Change::Upsert);
+                    changes.insert(k, c);
                 }
             }
             Some(_) => {}
         }
     }
-    let gone: Vec<&PathBuf> = before
+    let gone: Vec<&OsString> = before
         .entries
         .keys()
         .filter(|p| !after.entries.contains_key(*p))
         .collect();
-    let hidden_by = |p: &Path| -> bool {
+    let hidden_by = |p: &OsStr| -> bool {
         ancestors(p).any(|a| {
             !after.entries.contains_key(a) || matches!(changes.get(a), Some(Change::Replaced(_)))
         })
     };
-    let deletes: Vec<PathBuf> = gone
-        .into_iter()
-        .filter(|p| !hidden_by(p))
-        .cloned()
-        .collect();
+    let deletes: Vec<&OsString> = gone.into_iter().filter(|p| !hidden_by(p)).collect();
     for d in deletes {
-        changes.insert(d.clone(), Change::Delete(d));
+        let (k, c) = change(d, Change::Delete);
+        changes.insert(k, c);
     }
     // Ancestors of every change, with their current metadata.
     let mut parents = Vec::new();
     for p in changes.keys() {
         for a in ancestors(p) {
             if !changes.contains_key(a) && after.entries.contains_key(a) {
-                parents.push(a.to_path_buf());
+                parents.push(a.to_os_string());
             }
         }
     }
     for p in parents {
-        changes.entry(p.clone()).or_insert(Change::Upsert(p));
+        changes
+            .entry(p.clone())
+            .or_insert_with(|| Change::Upsert(p.into()));
     }
     let mut out: Vec<Change> = changes.into_values().collect();
     out.sort_by(|a, b| entry_order(a.path(), b.path()));
@@ -289,9 +309,9 @@ pub fn diff(before: &Snapshot, after: &Snapshot) -> Vec<Change> {
 /// baseline) and the changes in layer order.
 pub fn of_written(
     root: &Path,
-    written: &BTreeSet<PathBuf>,
+    written: &BTreeSet<OsString>,
 ) -> Result<(Snapshot, Vec<Change>), PathError> {
-    let mut paths: BTreeSet<&Path> = BTreeSet::new();
+    let mut paths: BTreeSet<&OsStr> = BTreeSet::new();
     for p in written {
         paths.insert(p);
         paths.extend(ancestors(p));
@@ -299,11 +319,11 @@ pub fn of_written(
     let mut snap = Snapshot::default();
     for p in &paths {
         let s = walk_one(&root.join(p)).map_err(at(p))?;
-        snap.entries.insert(p.to_path_buf(), s);
+        snap.entries.insert(p.to_os_string(), s);
     }
     let mut changes: Vec<Change> = paths
         .into_iter()
-        .map(|p| Change::Upsert(p.to_path_buf()))
+        .map(|p| Change::Upsert(p.into()))
         .collect();
     changes.sort_by(|a, b| entry_order(a.path(), b.path()));
     Ok((snap, changes))
@@ -322,7 +342,7 @@ pub fn write_changes<W: io::Write>(
         match c {
             Change::Delete(p) => layer.add_whiteout(p)?,
             Change::Upsert(p) | Change::Replaced(p) => {
-                let Some(st) = after.entries.get(p) else {
+                let Some(st) = after.entries.get(p.as_os_str()) else {
                     continue;
                 };
                 let full = root.join(p);
@@ -509,7 +529,11 @@ mod tests {
         std::os::unix::fs::symlink(raw(b"dir\xe9/caf\xe9"), r.join(raw(b"link\xff"))).expect("ln");
         fs::remove_file(r.join(raw(b"keep/old\xe9"))).expect("rm");
         let after = snap(r);
-        assert!(after.entries.contains_key(&raw(b"dir\xe9/caf\xe9")));
+        assert!(
+            after
+                .entries
+                .contains_key(raw(b"dir\xe9/caf\xe9").as_os_str())
+        );
 
         let changes = diff(&before, &after);
         let want: Vec<Change> = vec![
@@ -575,20 +599,27 @@ mod tests {
 
     #[test]
     fn written_paths_bring_their_parents() {
+        let up: Vec<&OsStr> = ancestors(OsStr::new("a/b/c")).collect();
+        assert_eq!(up, ["a/b", "a"]);
+        assert_eq!(ancestors(OsStr::new("a")).count(), 0);
+        assert_eq!(join_rel(OsStr::new(""), OsStr::new("a")), "a");
+        assert_eq!(join_rel(OsStr::new("a/b"), OsStr::new("c")), "a/b/c");
         let d = tempfile::tempdir().expect("tmp");
         let r = d.path();
         fs::create_dir_all(r.join("usr/lib/app")).expect("mkdir");
         fs::write(r.join("usr/lib/app/a"), "a").expect("w");
         fs::write(r.join("top"), "t").expect("w");
-        let written: BTreeSet<PathBuf> =
-            ["usr/lib/app/a", "top"].iter().map(PathBuf::from).collect();
+        let written: BTreeSet<OsString> = ["usr/lib/app/a", "top"]
+            .iter()
+            .map(OsString::from)
+            .collect();
         let (s, changes) = of_written(r, &written).expect("states");
         assert_eq!(
             names(&changes),
             ["+top", "+usr", "+usr/lib", "+usr/lib/app", "+usr/lib/app/a"]
         );
         assert_eq!(s.entries.len(), 5);
-        let gone: BTreeSet<PathBuf> = [PathBuf::from("usr/nope")].into_iter().collect();
+        let gone: BTreeSet<OsString> = [OsString::from("usr/nope")].into_iter().collect();
         let e = of_written(r, &gone).expect_err("missing");
         assert!(e.to_string().starts_with("usr/nope: "), "{e}");
     }
@@ -604,7 +635,7 @@ mod tests {
         let skip: BTreeSet<PathBuf> = [d.path().join("mnt")].into_iter().collect();
         let s = walk(d.path(), &skip, 3).expect("walk");
         assert!(
-            s.entries.keys().all(|k| !k.starts_with("mnt")),
+            s.entries.keys().all(|k| !Path::new(k).starts_with("mnt")),
             "{:?}",
             s.entries.keys()
         );

@@ -20,7 +20,7 @@ use std::process::{Command as Process, Stdio};
 use slipway_contract::pod::paths;
 
 use crate::fs::copy::{self, CopyOptions, Owner, Written};
-use crate::layer::snapshot::{self, Change, Snapshot};
+use crate::layer::snapshot::{self, Snapshot};
 use crate::layer::writer::LayerWriter;
 use crate::stage::config::{Config, StageImage};
 use crate::stage::exec::ExecSpec;
@@ -473,7 +473,7 @@ impl Engine<'_> {
                     copy::make_dirs(&self.root, &wd, owner, &mut w)
                         .map_err(|e| self.fail(cmd, format!("{wd}: {e}")))?;
                     // The directory entry itself, even when it existed.
-                    if let Ok(real) = crate::stage::exports::resolve_in_root(&self.root, &wd) {
+                    if let Ok(real) = crate::fs::root::resolve_in_root(&self.root, &wd) {
                         w.record(&self.root, &real);
                     }
                     self.commit_written(cmd, &w)?;
@@ -531,7 +531,7 @@ impl Engine<'_> {
 
     fn read_users(&self) -> (Vec<users::PasswdEntry>, Vec<users::GroupEntry>) {
         let read = |f: &str| {
-            crate::stage::exports::resolve_in_root(&self.root, f)
+            crate::fs::root::resolve_in_root(&self.root, f)
                 .and_then(fs::read_to_string)
                 .unwrap_or_default()
         };
@@ -591,23 +591,8 @@ impl Engine<'_> {
     /// A layer of exactly the paths a COPY/ADD/WORKDIR wrote (and their parents), and the
     /// baseline updated with them so the next RUN does not see them as its own.
     fn commit_written(&mut self, cmd: &Command, w: &Written) -> Result<(), StageError> {
-        let mut paths: BTreeSet<String> = BTreeSet::new();
-        for p in &w.paths {
-            let mut cur = p.as_str();
-            paths.insert(cur.to_string());
-            while let Some(i) = cur.rfind('/') {
-                cur = &cur[..i];
-                paths.insert(cur.to_string());
-            }
-        }
-        let mut snap = Snapshot::default();
-        for p in &paths {
-            let s = snapshot::walk_one(&self.root.join(p))
-                .map_err(|e| self.fail(cmd, format!("{p}: {e}")))?;
-            snap.entries.insert(p.clone(), s);
-        }
-        let mut changes: Vec<Change> = paths.iter().cloned().map(Change::Upsert).collect();
-        changes.sort_by(|a, b| crate::layer::writer::entry_order(change_path(a), change_path(b)));
+        let (snap, changes) = snapshot::of_written(&self.root, &w.paths)
+            .map_err(|e| self.fail(cmd, e.to_string()))?;
         let root = self.root.clone();
         self.next_layer(cmd, |l| snapshot::write_changes(&root, &snap, &changes, l))?;
         if let Some(base) = &mut self.baseline {
@@ -809,7 +794,7 @@ impl Engine<'_> {
                         Some(from) => self.copy_from_root(cmd, from, true)?,
                     };
                     let src = m.source.clone().unwrap_or_default();
-                    crate::stage::exports::resolve_in_root(&src_root, &src)
+                    crate::fs::root::resolve_in_root(&src_root, &src)
                         .map_err(|e| self.fail(cmd, format!("--mount source {src}: {e}")))?
                 }
                 MountKind::Cache => {
@@ -1069,7 +1054,7 @@ impl Engine<'_> {
         let s = self.expand(cmd, s)?;
         copy::parse_chmod(&s)
             .map(Some)
-            .map_err(|m| self.fail(cmd, m))
+            .map_err(|e| self.fail(cmd, e.to_string()))
     }
 
     fn workdir(&self) -> &str {
@@ -1168,7 +1153,7 @@ impl Engine<'_> {
                     crate::fs::archive::extract_into(
                         &self.root, tar, &shown, &dest_abs, chown, &mut w,
                     )
-                    .map_err(|m| self.fail(cmd, m))?;
+                    .map_err(|e| self.fail(cmd, e.to_string()))?;
                     continue;
                 }
             }
@@ -1264,12 +1249,6 @@ impl Engine<'_> {
             baseline: self.baseline,
         };
         Ok((result, carry))
-    }
-}
-
-fn change_path(c: &Change) -> &str {
-    match c {
-        Change::Upsert(p) | Change::Delete(p) | Change::Replaced(p) => p,
     }
 }
 

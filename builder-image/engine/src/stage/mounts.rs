@@ -10,7 +10,7 @@ use std::io;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use crate::fs::unpack::scoped_path;
+use crate::fs::root::scoped_path;
 
 /// One prepared mount: what to undo after the RUN.
 #[derive(Debug)]

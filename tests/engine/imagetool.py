@@ -11,6 +11,10 @@
                                             file trees and runtime configs equal, except the
                                             documented differences listed in the KNOWN file
                                             (lines `path <p>` or `config <Field>`, # comments)
+
+Names are the tar's raw bytes (tarfile decodes them with surrogateescape, so unpack writes
+them back byte for byte); where a name is printed, a byte that is not UTF-8 is shown as \\xNN
+(`caf\\xe9`), so printing never fails whatever the locale.
 """
 import gzip
 import hashlib
@@ -46,11 +50,18 @@ def open_layer(oci, desc):
     return tarfile.open(fileobj=raw, mode="r|")
 
 
+def shown(name):
+    """A name for printing: its bytes as UTF-8, a byte that is not UTF-8 as \\xNN."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def norm(name):
-    name = name.lstrip("./").rstrip("/") if name not in (".", "./") else ""
-    while name.startswith("./"):
-        name = name[2:]
-    return name
+    """A tar name relative to the root: `./a/`, `/a` and `a` are all `a`. Only `./` and `/`
+    prefixes go (a leading `.` is part of the name: `.wh.x` at the top, `.profile`)."""
+    while name.startswith(("./", "/")):
+        name = name[1:] if name.startswith("/") else name[2:]
+    name = name.rstrip("/")
+    return "" if name == "." else name
 
 
 def flatten(oci):
@@ -108,7 +119,9 @@ def cmd_tree(oci):
     for path in sorted(flatten(oci)):
         e = dict(flatten_cache[path])
         e.pop("hardlink", None)
-        print(json.dumps({"path": path, **e}, sort_keys=True))
+        if "link" in e:
+            e["link"] = shown(e["link"])
+        print(json.dumps({"path": shown(path), **e}, sort_keys=True))
 
 
 def cmd_config(oci):
@@ -252,7 +265,7 @@ def cmd_compare(ours, theirs, known_file=None, ours_config=None, theirs_config=N
         eb.pop("hardlink", None)
         if ea != eb:
             bad += 1
-            print(f"tree {p}: slipway {ea or 'absent'} / buildah {eb or 'absent'}")
+            print(f"tree {shown(p)}: slipway {ea or 'absent'} / buildah {eb or 'absent'}")
     ca, cb = config_of(ours, ours_config), config_of(theirs, theirs_config)
     for k in sorted(set(ca) | set(cb)):
         if k in known_config:
@@ -270,7 +283,7 @@ def cmd_layers(oci):
         print("layer", desc["digest"])
         for m in open_layer(oci, desc):
             kind = "d" if m.isdir() else "l" if m.issym() else "h" if m.islnk() else "f"
-            print(" ", kind, norm(m.name), m.uid, m.gid, oct(m.mode & 0o7777))
+            print(" ", kind, shown(norm(m.name)), m.uid, m.gid, oct(m.mode & 0o7777))
 
 
 if __name__ == "__main__":

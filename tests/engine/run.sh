@@ -219,4 +219,14 @@ if want failures; then
   source "$here/failures.sh"
 fi
 
+# --- hostile: attacks from a Dockerfile, a context, a RUN step, a base image or a registry;
+# each asserts the clear error or that nothing happened (SECURITY.md lists them) ------------
+for h in "$here"/hostile/*.sh; do
+  [[ -e $h ]] || continue
+  if want "hostile-$(basename "$h" .sh)"; then
+    # shellcheck source=/dev/null
+    source "$h"
+  fi
+done
+
 engine_summary

@@ -1,7 +1,7 @@
 //! Layer emission throughput: a layer of `SLIPWAY_BENCH_MB` (default 500) MB of files written
 //! through [`LayerWriter`] to a sink, gzip level 1, against `pigz -1 -p2` over the same tar
 //! when pigz is installed. Prints medians of `SLIPWAY_BENCH_RUNS` (default 3) runs.
-//! Run: cargo bench -p slipway-builder --bench layer_emit
+//! Run: cargo bench -p slipway-engine --bench layer_emit
 //! Peak RSS of the writer alone: SLIPWAY_BENCH_PEER=0 SLIPWAY_BENCH_MB=1536 SLIPWAY_BENCH_RUNS=1
 //! under `/usr/bin/time -v` (the peer's tar is held in memory, so it is left out then).
 
@@ -47,7 +47,7 @@ fn write_layer<W: Write>(out: W, mb: usize) -> W {
     for i in 0..mb / FILE_MB {
         let size = FILE_MB << 20;
         w.add_file(
-            &format!("data/f{i:05}"),
+            format!("data/f{i:05}"),
             meta,
             size as u64,
             Content {

@@ -1,7 +1,7 @@
 //! RUN snapshot walk: entries per second over trees of 20k and 100k files, against `du -s`
 //! over the same tree in the same run (the page cache is warm for both: each is run once
 //! before measuring). Prints medians of `SLIPWAY_BENCH_RUNS` (default 5) runs.
-//! Run: cargo bench -p slipway-builder --bench snapshot_walk
+//! Run: cargo bench -p slipway-engine --bench snapshot_walk
 
 use std::collections::BTreeSet;
 use std::fs;

@@ -7,7 +7,24 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use crate::fs::copy::{Written, make_dirs};
-use crate::fs::unpack::{ApplyOptions, apply_tar};
+use crate::fs::unpack::{ApplyOptions, UnpackError, apply_tar};
+
+/// An archive could not be unpacked: its destination, or the archive (as shown), named.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error("{dest}: {source}")]
+    Dest {
+        dest: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{shown}: {source}")]
+    Unpack {
+        shown: String,
+        #[source]
+        source: UnpackError,
+    },
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -80,20 +97,26 @@ pub fn extract_into(
     dest: &str,
     owner: Option<(u32, u32)>,
     out: &mut Written,
-) -> Result<(), String> {
+) -> Result<(), ExtractError> {
     let dir = make_dirs(
         root,
         dest.trim_start_matches('/'),
         owner.unwrap_or((0, 0)),
         out,
     )
-    .map_err(|e| format!("{dest}: {e}"))?;
+    .map_err(|source| ExtractError::Dest {
+        dest: dest.to_string(),
+        source,
+    })?;
     let opts = ApplyOptions {
         chown: true,
         owner,
         whiteouts: false,
     };
-    let written = apply_tar(tar, &dir, &opts).map_err(|e| format!("{shown}: {e}"))?;
+    let written = apply_tar(tar, &dir, &opts).map_err(|source| ExtractError::Unpack {
+        shown: shown.to_string(),
+        source,
+    })?;
     for p in written {
         out.record(root, &p);
     }
@@ -116,5 +139,28 @@ mod tests {
         let mut tar = vec![0u8; 512];
         tar[257..262].copy_from_slice(b"ustar");
         assert_eq!(detect(&tar), Some(Compression::None));
+    }
+
+    #[test]
+    fn an_entry_outside_the_root_names_the_archive_and_the_entry() {
+        let root = tempfile::tempdir().expect("tmp");
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        let name = b"../../evil.txt";
+        h.as_gnu_mut().expect("gnu").name[..name.len()].copy_from_slice(name);
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).expect("append");
+        let evil = b.into_inner().expect("tar");
+        let mut w = Written::default();
+        let e = extract_into(root.path(), &evil[..], "/ctx/evil.tar", "/x", None, &mut w)
+            .expect_err("refused");
+        // tests/engine/failures.sh matches this message.
+        assert_eq!(
+            e.to_string(),
+            r#"/ctx/evil.tar: layer entry "../../evil.txt" would land outside the root"#
+        );
+        assert!(std::error::Error::source(&e).is_some());
     }
 }

@@ -3,6 +3,7 @@
 //! root (a `/lib -> usr/lib` link in the image is followed there, never out of it).
 
 use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use filetime::FileTime;
 
-use crate::fs::unpack::scoped_path;
+use crate::fs::root::{resolve_in_root, scoped_path};
 use slipway_frontend::dockerignore::Matcher;
 
 /// Who owns what a COPY writes.
@@ -41,21 +42,29 @@ pub struct CopyOptions<'a> {
     pub ignore: Option<(&'a Matcher, &'a Path)>,
 }
 
-/// The paths one COPY/ADD wrote, relative to the root, as they really are in it.
+/// The paths one COPY/ADD wrote, relative to the root, as they really are in it: raw bytes
+/// (a name need not be UTF-8) in an `OsString`, which orders by bytes and so stays cheap for
+/// a COPY of many thousand files, as [`crate::layer::snapshot::Snapshot`]'s keys do.
 #[derive(Debug, Default)]
 pub struct Written {
-    pub paths: BTreeSet<String>,
+    pub paths: BTreeSet<OsString>,
 }
 
 impl Written {
     pub fn record(&mut self, root: &Path, p: &Path) {
-        if let Ok(rel) = p.strip_prefix(root) {
-            let s = rel.to_string_lossy().into_owned();
-            if !s.is_empty() {
-                self.paths.insert(s);
-            }
+        if let Ok(rel) = p.strip_prefix(root)
+            && !rel.as_os_str().is_empty()
+        {
+            self.paths.insert(rel.as_os_str().to_os_string());
         }
     }
+}
+
+/// A `--chmod` value that is not an octal mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid --chmod={spec}: only octal modes such as 0755 are supported")]
+pub struct ChmodError {
+    pub spec: String,
 }
 
 fn chown(p: &Path, uid: u32, gid: u32) -> io::Result<()> {
@@ -69,7 +78,9 @@ fn chown(p: &Path, uid: u32, gid: u32) -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
-/// Creates the missing directories of `abs_dir` (inside `root`) with mode 0755 and the owner.
+/// Creates the missing directories of the in-image directory `dest_rel` (relative to `root`,
+/// symlinks in it resolved inside the root) with mode 0755 and the owner; returns the real
+/// directory.
 pub fn make_dirs(
     root: &Path,
     dest_rel: &str,
@@ -81,7 +92,7 @@ pub fn make_dirs(
     for part in dest_rel.split('/').filter(|p| !p.is_empty()) {
         cur.push(part);
         // Follow a symlink at this level too (a directory link in the image).
-        let resolved = crate::stage::exports::resolve_in_root(root, &cur.to_string_lossy())?;
+        let resolved = resolve_in_root(root, &cur)?;
         if resolved.is_dir() {
             real = resolved;
             continue;
@@ -179,6 +190,7 @@ fn ignored(opts: &CopyOptions, src: &Path) -> bool {
     let Some((m, ctx)) = opts.ignore else {
         return false;
     };
+    // Patterns are text: a name that is not UTF-8 is matched in its lossy form.
     match src.strip_prefix(ctx) {
         Ok(rel) => m.matches_or_parent_matches(&rel.to_string_lossy()),
         Err(_) => false,
@@ -251,11 +263,13 @@ pub fn write_file(
 }
 
 /// `--chmod`: octal digits (symbolic modes are not supported yet).
-pub fn parse_chmod(s: &str) -> Result<u32, String> {
+pub fn parse_chmod(s: &str) -> Result<u32, ChmodError> {
     u32::from_str_radix(s, 8)
         .ok()
         .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("invalid --chmod={s}: only octal modes such as 0755 are supported"))
+        .ok_or_else(|| ChmodError {
+            spec: s.to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -266,7 +280,10 @@ mod tests {
     fn chmod_octal_only() {
         assert_eq!(parse_chmod("755"), Ok(0o755));
         assert_eq!(parse_chmod("0640"), Ok(0o640));
-        assert!(parse_chmod("u+x").is_err());
+        assert_eq!(
+            parse_chmod("u+x").map_err(|e| e.to_string()),
+            Err("invalid --chmod=u+x: only octal modes such as 0755 are supported".into())
+        );
         assert!(parse_chmod("17777").is_err());
     }
 
@@ -296,7 +313,7 @@ mod tests {
         };
         let mut w = Written::default();
         copy_source(root.path(), &c.join("src"), true, "/lib/app", &opts, &mut w).expect("copy");
-        let got: Vec<&str> = w.paths.iter().map(String::as_str).collect();
+        let got: Vec<&str> = w.paths.iter().filter_map(|p| p.to_str()).collect();
         assert_eq!(
             got,
             vec![
@@ -311,6 +328,45 @@ mod tests {
         assert_eq!(
             fs::read_link(root.path().join("usr/lib/app/link")).expect("link"),
             Path::new("a.txt")
+        );
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_copied_as_they_are() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let raw = |b: &[u8]| PathBuf::from(OsStr::from_bytes(b));
+        let src = tempfile::tempdir().expect("tmp");
+        let root = tempfile::tempdir().expect("tmp");
+        let s = src.path();
+        fs::create_dir_all(s.join(raw(b"data/dir\xe9"))).expect("mkdir");
+        fs::write(s.join(raw(b"data/dir\xe9/caf\xe9")), "c").expect("w");
+        symlink(raw(b"dir\xe9/caf\xe9"), s.join(raw(b"data/link\xff"))).expect("ln");
+        let opts = CopyOptions {
+            owner: Owner::Keep,
+            chmod: None,
+            ignore: None,
+        };
+        let mut w = Written::default();
+        copy_source(root.path(), &s.join("data"), true, "/copied", &opts, &mut w).expect("copy");
+        let want: BTreeSet<OsString> = [
+            raw(b"copied"),
+            raw(b"copied/dir\xe9"),
+            raw(b"copied/dir\xe9/caf\xe9"),
+            raw(b"copied/link\xff"),
+        ]
+        .into_iter()
+        .map(PathBuf::into_os_string)
+        .collect();
+        assert_eq!(w.paths, want);
+        let r = root.path();
+        assert_eq!(
+            fs::read(r.join(raw(b"copied/link\xff"))).expect("through"),
+            b"c"
+        );
+        assert_eq!(
+            fs::read_link(r.join(raw(b"copied/link\xff"))).expect("link"),
+            raw(b"dir\xe9/caf\xe9")
         );
     }
 }

@@ -1,4 +1,6 @@
-//! File-system primitives shared by the stage engine and the pod steps.
+//! File-system primitives shared by the stage engine and the pod steps. Names read from
+//! a tree are carried as `Path`/`OsStr` (raw bytes), never through `String`, so a file whose
+//! name is not UTF-8 is copied, archived and found under its own name.
 
 use std::io;
 use std::path::PathBuf;
@@ -6,6 +8,8 @@ use std::path::PathBuf;
 pub mod archive;
 pub mod copy;
 pub mod dockerignore;
+pub mod glob;
+pub mod root;
 pub mod unpack;
 
 /// An I/O error on a named path: `PATH: error`, the shape of every file error users see.

@@ -4,15 +4,23 @@
 //! symlinks met on the way are resolved inside the root, never followed out of it.
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
 
 use filetime::FileTime;
 use flate2::read::GzDecoder;
 
+use crate::fs::root::scoped_path;
 use crate::workspace::ImageInfo;
+
+/// The marker that empties a directory of what lower layers put there.
+const OPAQUE: &[u8] = b".wh..wh..opq";
+/// The prefix of a whiteout: `.wh.NAME` deletes `NAME`.
+const WHITEOUT: &[u8] = b".wh.";
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
@@ -67,59 +75,6 @@ fn entry_rel(raw: &Path) -> Result<Option<PathBuf>, ()> {
     } else {
         Some(out)
     })
-}
-
-/// Resolves `rel`'s parent directories inside `root`, following symlinks as if `root` were
-/// `/` (so `/lib -> usr/lib` works and `x -> /../../etc` stays inside). The last component is
-/// not resolved.
-pub fn scoped_path(root: &Path, rel: &Path) -> io::Result<PathBuf> {
-    let mut parts: Vec<std::ffi::OsString> = rel
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            _ => None,
-        })
-        .collect();
-    let Some(last) = parts.pop() else {
-        return Ok(root.to_path_buf());
-    };
-    let mut resolved: Vec<std::ffi::OsString> = Vec::new();
-    let mut pending: Vec<std::ffi::OsString> = parts.into_iter().rev().collect();
-    let mut links = 0;
-    while let Some(part) = pending.pop() {
-        if part == ".." {
-            resolved.pop();
-            continue;
-        }
-        if part == "." || part.is_empty() {
-            continue;
-        }
-        let here: PathBuf = root.join(resolved.iter().collect::<PathBuf>()).join(&part);
-        match fs::symlink_metadata(&here) {
-            Ok(m) if m.file_type().is_symlink() => {
-                links += 1;
-                if links > 40 {
-                    return Err(io::Error::other("too many levels of symbolic links"));
-                }
-                let target = fs::read_link(&here)?;
-                if target.is_absolute() {
-                    resolved.clear();
-                }
-                let mut t: Vec<std::ffi::OsString> = target
-                    .components()
-                    .filter_map(|c| match c {
-                        Component::Normal(n) => Some(n.to_os_string()),
-                        Component::ParentDir => Some("..".into()),
-                        _ => None,
-                    })
-                    .collect();
-                t.reverse();
-                pending.extend(t);
-            }
-            _ => resolved.push(part),
-        }
-    }
-    Ok(root.join(resolved.iter().collect::<PathBuf>()).join(last))
 }
 
 fn remove_any(p: &Path) -> io::Result<()> {
@@ -186,16 +141,14 @@ pub fn apply_tar(
         else {
             continue;
         };
-        let file_name = rel
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        // The entry's own name, raw: a whiteout hides a name that need not be UTF-8.
+        let file_name = rel.file_name().map_or(&b""[..], OsStr::as_bytes);
         let dest = scoped_path(root, &rel).map_err(fail)?;
         if !dest.starts_with(root) {
             return Err(UnpackError::OutsideRoot { entry: name });
         }
 
-        if opts.whiteouts && file_name == ".wh..wh..opq" {
+        if opts.whiteouts && file_name == OPAQUE {
             let dir = dest.parent().unwrap_or(root);
             if let Ok(rd) = fs::read_dir(dir) {
                 for child in rd.flatten() {
@@ -207,8 +160,8 @@ pub fn apply_tar(
             }
             continue;
         }
-        if let Some(hidden) = file_name.strip_prefix(".wh.").filter(|_| opts.whiteouts) {
-            let target = dest.with_file_name(hidden);
+        if let Some(hidden) = file_name.strip_prefix(WHITEOUT).filter(|_| opts.whiteouts) {
+            let target = dest.with_file_name(OsStr::from_bytes(hidden));
             remove_any(&target).map_err(fail)?;
             continue;
         }

@@ -6,11 +6,26 @@
 //! image-spec, layer.md).
 
 use std::cmp::Ordering;
+use std::ffi::OsString;
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
+
+/// What a layer entry is (a walk records it from the file type; sockets are never written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+    Symlink,
+    Fifo,
+    CharDevice,
+    BlockDevice,
+    Socket,
+}
 
 /// The names and sizes of a finished layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,14 +66,9 @@ fn hashing<W>(inner: W) -> Hashing<W> {
     }
 }
 
-fn sha256_string(h: Sha256) -> String {
-    let bytes = h.finalize();
-    let mut s = String::with_capacity(71);
-    s.push_str("sha256:");
-    for b in bytes.iter() {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+/// `sha256:<hex>` of what `h` hashed: a digest as OCI writes it.
+pub fn sha256_digest(h: Sha256) -> String {
+    format!("sha256:{}", hex::encode(h.finalize()))
 }
 
 /// Ownership, mode and time of an entry (mtime in seconds since the epoch).
@@ -70,7 +80,9 @@ pub struct Meta {
     pub mtime: u64,
 }
 
-/// Writes one layer. `path`s are relative to the root, without a leading `/`.
+/// Writes one layer. `path`s are relative to the root, without a leading `/`; they are raw
+/// bytes (a name need not be UTF-8), and one longer than a tar header holds goes in a GNU
+/// long-name record.
 pub struct LayerWriter<W: Write> {
     tar: tar::Builder<Hashing<GzEncoder<Hashing<W>>>>,
 }
@@ -97,7 +109,7 @@ impl<W: Write> LayerWriter<W> {
 
     pub fn add_file(
         &mut self,
-        path: &str,
+        path: impl AsRef<Path>,
         meta: Meta,
         size: u64,
         data: impl Read,
@@ -106,18 +118,28 @@ impl<W: Write> LayerWriter<W> {
         self.tar.append_data(&mut h, path, data)
     }
 
-    pub fn add_dir(&mut self, path: &str, meta: Meta) -> io::Result<()> {
+    pub fn add_dir(&mut self, path: impl AsRef<Path>, meta: Meta) -> io::Result<()> {
         let mut h = Self::header(tar::EntryType::Directory, meta, 0);
         self.tar.append_data(&mut h, path, io::empty())
     }
 
-    pub fn add_symlink(&mut self, path: &str, meta: Meta, target: &str) -> io::Result<()> {
+    pub fn add_symlink(
+        &mut self,
+        path: impl AsRef<Path>,
+        meta: Meta,
+        target: impl AsRef<Path>,
+    ) -> io::Result<()> {
         let mut h = Self::header(tar::EntryType::Symlink, meta, 0);
         self.tar.append_link(&mut h, path, target)
     }
 
     /// A hard link to an entry earlier in the same layer.
-    pub fn add_hardlink(&mut self, path: &str, meta: Meta, target: &str) -> io::Result<()> {
+    pub fn add_hardlink(
+        &mut self,
+        path: impl AsRef<Path>,
+        meta: Meta,
+        target: impl AsRef<Path>,
+    ) -> io::Result<()> {
         let mut h = Self::header(tar::EntryType::Link, meta, 0);
         self.tar.append_link(&mut h, path, target)
     }
@@ -136,77 +158,78 @@ impl<W: Write> LayerWriter<W> {
     /// A fifo or device node; `rdev` holds the device numbers.
     pub fn add_special(
         &mut self,
-        path: &str,
+        path: impl AsRef<Path>,
         meta: Meta,
-        kind: crate::layer::snapshot::Kind,
+        kind: Kind,
         rdev: u64,
     ) -> io::Result<()> {
-        use crate::layer::snapshot::Kind;
+        let path = path.as_ref();
         let t = match kind {
             Kind::Fifo => tar::EntryType::Fifo,
             Kind::CharDevice => tar::EntryType::Char,
             Kind::BlockDevice => tar::EntryType::Block,
-            _ => return Err(io::Error::other(format!("{path}: not a special file"))),
+            _ => {
+                let msg = format!("{}: not a special file", path.display());
+                return Err(io::Error::other(msg));
+            }
         };
         let mut h = Self::header(t, meta, 0);
-        // Linux dev_t: major in bits 8..20 and 32..44, minor in bits 0..8 and 20..32.
-        let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
-        let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+        let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
         h.set_device_major(major as u32)?;
         h.set_device_minor(minor as u32)?;
         self.tar.append_data(&mut h, path, io::empty())
     }
 
-    /// Marks `path` as deleted.
-    pub fn add_whiteout(&mut self, path: &str) -> io::Result<()> {
-        let (dir, name) = split_parent(path);
-        self.add_file(&format!("{dir}.wh.{name}"), Meta::default(), 0, io::empty())
+    /// Marks `path` as deleted: a `.wh.<name>` entry beside it.
+    pub fn add_whiteout(&mut self, path: impl AsRef<Path>) -> io::Result<()> {
+        let path = path.as_ref();
+        let Some(name) = path.file_name() else {
+            let msg = format!("{}: no name to white out", path.display());
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
+        };
+        let mut wh = OsString::from(".wh.");
+        wh.push(name);
+        let entry = path.parent().unwrap_or(Path::new("")).join(wh);
+        self.add_file(entry, Meta::default(), 0, io::empty())
     }
 
     /// Hides everything lower layers have in directory `dir` (added before this).
-    pub fn add_opaque(&mut self, dir: &str) -> io::Result<()> {
-        let dir = dir.trim_end_matches('/');
-        self.add_file(
-            &format!("{dir}/.wh..wh..opq"),
-            Meta::default(),
-            0,
-            io::empty(),
-        )
+    pub fn add_opaque(&mut self, dir: impl AsRef<Path>) -> io::Result<()> {
+        let entry = dir.as_ref().join(OPAQUE);
+        self.add_file(entry, Meta::default(), 0, io::empty())
     }
 
     /// Ends the tar and the gzip stream; returns the sink and the layer's digests.
     pub fn finish(self) -> io::Result<(W, LayerDigests)> {
         let mut outer = self.tar.into_inner()?;
         outer.flush()?;
-        let diff_id = sha256_string(outer.hash);
+        let diff_id = sha256_digest(outer.hash);
         let inner = outer.inner.finish()?;
         let digests = LayerDigests {
             diff_id,
-            digest: sha256_string(inner.hash),
+            digest: sha256_digest(inner.hash),
             size: inner.count,
         };
         Ok((inner.inner, digests))
     }
 }
 
-fn split_parent(path: &str) -> (&str, &str) {
-    let path = path.trim_end_matches('/');
-    match path.rfind('/') {
-        Some(i) => (&path[..=i], &path[i + 1..]),
-        None => ("", path),
-    }
-}
+/// The name of the opaque marker: `<dir>/.wh..wh..opq`.
+const OPAQUE: &str = ".wh..wh..opq";
 
-/// The order entries are written in: by path, component by component, so a directory comes
-/// right before its contents; within a directory an opaque marker comes first.
-pub fn entry_order(a: &str, b: &str) -> Ordering {
-    let key = |p: &str| -> Vec<(bool, String)> {
-        p.trim_matches('/')
-            .split('/')
-            .map(|c| (c != ".wh..wh..opq", c.to_string()))
-            .collect()
-    };
-    key(a).cmp(&key(b))
+/// The order entries are written in: by path, component by component (by their bytes), so a
+/// directory comes right before its contents; within a directory an opaque marker comes
+/// first.
+pub fn entry_order(a: &Path, b: &Path) -> Ordering {
+    fn key(p: &Path) -> impl Iterator<Item = (bool, &[u8])> {
+        let b = p.as_os_str().as_bytes();
+        let start = b.iter().position(|c| *c != b'/').unwrap_or(b.len());
+        let end = b.iter().rposition(|c| *c != b'/').map_or(start, |i| i + 1);
+        b[start..end]
+            .split(|c| *c == b'/')
+            .map(|c| (c != OPAQUE.as_bytes(), c))
+    }
+    key(a).cmp(key(b))
 }
 
 #[cfg(test)]
@@ -217,7 +240,7 @@ mod tests {
     fn sha(bytes: &[u8]) -> String {
         let mut h = Sha256::new();
         h.update(bytes);
-        sha256_string(h)
+        sha256_digest(h)
     }
 
     fn sample() -> (Vec<u8>, LayerDigests) {
@@ -300,13 +323,97 @@ mod tests {
         );
     }
 
+    /// (raw path, entry type, raw link target) of every entry of a layer.
+    type Raw = (Vec<u8>, tar::EntryType, Option<Vec<u8>>);
+
+    fn raw_entries(blob: &[u8]) -> Vec<Raw> {
+        let mut ar = tar::Archive::new(GzDecoder::new(blob));
+        ar.entries()
+            .expect("entries")
+            .map(|e| {
+                let e = e.expect("entry");
+                let link = e.link_name_bytes().map(|l| l.into_owned());
+                (e.path_bytes().into_owned(), e.header().entry_type(), link)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn names_are_written_as_raw_bytes() {
+        use std::ffi::OsStr;
+        let raw = |b: &[u8]| OsStr::from_bytes(b).to_os_string();
+        // Longer than the 100 bytes a tar header holds: a GNU long-name record.
+        let long: Vec<u8> = [&b"dir\xe9/"[..], &[b'x'; 120], b"\xff"].concat();
+        let mut w = LayerWriter::new(Vec::new(), Compression::fast());
+        let m = Meta::default();
+        w.add_dir(raw(b"dir\xe9"), m).expect("dir");
+        w.add_file(raw(b"dir\xe9/caf\xe9"), m, 1, &b"c"[..])
+            .expect("file");
+        w.add_file(raw(&long), m, 0, io::empty()).expect("long");
+        w.add_symlink("link", m, raw(b"dir\xe9/caf\xe9"))
+            .expect("symlink");
+        w.add_hardlink(raw(b"hard\xff"), m, raw(b"dir\xe9/caf\xe9"))
+            .expect("hardlink");
+        w.add_whiteout(raw(b"dir\xe9/gone\xe9")).expect("whiteout");
+        w.add_opaque(raw(b"dir\xe9")).expect("opaque");
+        let (blob, _) = w.finish().expect("finish");
+        use tar::EntryType as T;
+        let target = Some(b"dir\xe9/caf\xe9".to_vec());
+        assert_eq!(
+            raw_entries(&blob),
+            vec![
+                (b"dir\xe9".to_vec(), T::Directory, None),
+                (b"dir\xe9/caf\xe9".to_vec(), T::Regular, None),
+                (long, T::Regular, None),
+                (b"link".to_vec(), T::Symlink, target.clone()),
+                (b"hard\xff".to_vec(), T::Link, target),
+                (b"dir\xe9/.wh.gone\xe9".to_vec(), T::Regular, None),
+                (b"dir\xe9/.wh..wh..opq".to_vec(), T::Regular, None),
+            ]
+        );
+    }
+
+    #[test]
+    fn device_numbers_split_like_the_kernel() {
+        // makedev(259, 65537): major 259, minor 65537 (both past their old 8-bit fields).
+        let rdev = nix::sys::stat::makedev(259, 65537);
+        let mut w = LayerWriter::new(Vec::new(), Compression::fast());
+        w.add_special("dev/nvme", Meta::default(), Kind::BlockDevice, rdev)
+            .expect("block device");
+        let e = w.add_special("dev/x", Meta::default(), Kind::File, 0);
+        assert_eq!(
+            e.expect_err("not special").to_string(),
+            "dev/x: not a special file"
+        );
+        let (blob, _) = w.finish().expect("finish");
+        let mut ar = tar::Archive::new(GzDecoder::new(&blob[..]));
+        let e = ar
+            .entries()
+            .expect("entries")
+            .next()
+            .expect("one")
+            .expect("entry");
+        let h = e.header();
+        assert_eq!(h.entry_type(), tar::EntryType::Block);
+        assert_eq!(h.device_major().expect("major"), Some(259));
+        assert_eq!(h.device_minor().expect("minor"), Some(65537));
+    }
+
     #[test]
     fn order_puts_directories_before_contents_and_opaque_first() {
         let mut v = vec!["a/b/c", "a.txt", "a/.wh..wh..opq", "a", "a/b", "a-b", "a/a"];
-        v.sort_by(|x, y| entry_order(x, y));
+        v.sort_by(|x, y| entry_order(Path::new(x), Path::new(y)));
         assert_eq!(
             v,
             ["a", "a/.wh..wh..opq", "a/a", "a/b", "a/b/c", "a-b", "a.txt"]
+        );
+        // Bytes, not characters: a name that is not UTF-8 sorts by its bytes.
+        use std::ffi::OsStr;
+        let (e9, ff) = (OsStr::from_bytes(b"a\xe9"), OsStr::from_bytes(b"a\xff"));
+        assert_eq!(entry_order(Path::new(e9), Path::new(ff)), Ordering::Less);
+        assert_eq!(
+            entry_order(Path::new("a/"), Path::new("/a")),
+            Ordering::Equal
         );
     }
 }

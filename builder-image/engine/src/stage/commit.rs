@@ -2,14 +2,14 @@
 //! listed in the stage's result), the layer of exactly the paths a COPY wrote, and at the
 //! end the exports and `result.json` the stages and the push step that follow read.
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 
 use slipway_frontend::dockerfile::instructions::Command;
 
+use crate::fs::PathError;
 use crate::fs::copy::Written;
-use crate::layer::snapshot::{self, Change, Snapshot};
+use crate::layer::snapshot;
 use crate::layer::writer::LayerWriter;
 use crate::stage::{Carry, Engine, LAYER_MEDIA_TYPE, SetupError, StageError};
 use crate::workspace::{self, LayerRef, StageResult};
@@ -20,12 +20,8 @@ pub enum LayerError {
     #[error("writing layer: {0}")]
     Write(#[source] io::Error),
     /// A path a COPY/ADD/WORKDIR wrote could not be read back.
-    #[error("{path}: {source}")]
-    Walk {
-        path: String,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Written(#[from] PathError),
 }
 
 impl Engine<'_> {
@@ -67,25 +63,8 @@ impl Engine<'_> {
     /// A layer of exactly the paths a COPY/ADD/WORKDIR wrote (and their parents), and the
     /// baseline updated with them so the next RUN does not see them as its own.
     pub(super) fn commit_written(&mut self, cmd: &Command, w: &Written) -> Result<(), StageError> {
-        let mut paths: BTreeSet<String> = BTreeSet::new();
-        for p in &w.paths {
-            let mut cur = p.as_str();
-            paths.insert(cur.to_string());
-            while let Some(i) = cur.rfind('/') {
-                cur = &cur[..i];
-                paths.insert(cur.to_string());
-            }
-        }
-        let mut snap = Snapshot::default();
-        for p in &paths {
-            let s = snapshot::walk_one(&self.root.join(p)).map_err(|source| {
-                let path = p.clone();
-                self.fail(cmd, LayerError::Walk { path, source })
-            })?;
-            snap.entries.insert(p.clone(), s);
-        }
-        let mut changes: Vec<Change> = paths.iter().cloned().map(Change::Upsert).collect();
-        changes.sort_by(|a, b| crate::layer::writer::entry_order(change_path(a), change_path(b)));
+        let (snap, changes) = snapshot::of_written(&self.root, &w.paths)
+            .map_err(|e| self.fail(cmd, LayerError::Written(e)))?;
         let root = self.root.clone();
         self.next_layer(cmd, |l| snapshot::write_changes(&root, &snap, &changes, l))?;
         if let Some(base) = &mut self.baseline {
@@ -127,11 +106,5 @@ impl Engine<'_> {
             baseline: self.baseline,
         };
         Ok((result, carry))
-    }
-}
-
-fn change_path(c: &Change) -> &str {
-    match c {
-        Change::Upsert(p) | Change::Delete(p) | Change::Replaced(p) => p,
     }
 }

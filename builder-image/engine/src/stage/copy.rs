@@ -12,7 +12,8 @@ use slipway_frontend::dockerfile::instructions::{Add, Command, Copy, Dockerfile,
 use slipway_frontend::dockerignore::{IgnoreError, Matcher};
 
 use crate::fs::PathError;
-use crate::fs::copy::{self as fscopy, CopyOptions, Owner, Written};
+use crate::fs::archive::ExtractError;
+use crate::fs::copy::{self as fscopy, ChmodError, CopyOptions, Owner, Written};
 use crate::net::DownloadError;
 use crate::stage::config::in_image_path;
 use crate::stage::copy_sources::{self, CopyError};
@@ -43,9 +44,8 @@ pub enum CopyAddError {
         #[source]
         source: UserError,
     },
-    /// `--chmod` is not a mode (the file-system layer's message).
-    #[error("{0}")]
-    Chmod(String),
+    #[error(transparent)]
+    Chmod(#[from] ChmodError),
     #[error(".dockerignore: {0}")]
     Dockerignore(#[source] io::Error),
     #[error(".dockerignore or --exclude: {0}")]
@@ -69,9 +69,8 @@ pub enum CopyAddError {
         #[source]
         source: io::Error,
     },
-    /// Unpacking an archive (the file-system layer's message).
-    #[error("{0}")]
-    Extract(String),
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
     #[error("{} -> {dest}: {source}", src.display())]
     Copy {
         src: PathBuf,
@@ -295,7 +294,7 @@ impl Engine<'_> {
         let s = self.expand(cmd, s)?;
         fscopy::parse_chmod(&s)
             .map(Some)
-            .map_err(|e| self.fail(cmd, CopyAddError::Chmod(e.to_string())))
+            .map_err(|e| self.fail(cmd, CopyAddError::Chmod(e)))
     }
 
     /// Copies the spec's heredoc files and sources into the tree.
@@ -369,7 +368,7 @@ impl Engine<'_> {
                     crate::fs::archive::extract_into(
                         &self.root, tar, &shown, &dest_abs, chown, &mut w,
                     )
-                    .map_err(|e| self.fail(cmd, CopyAddError::Extract(e.to_string())))?;
+                    .map_err(|e| self.fail(cmd, CopyAddError::Extract(e)))?;
                     continue;
                 }
             }

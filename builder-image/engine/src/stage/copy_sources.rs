@@ -6,8 +6,9 @@
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
+use crate::fs::glob::{self, has_glob};
 use slipway_frontend::dockerignore::Matcher;
-use slipway_frontend::gocompat::{clean, go_match};
+use slipway_frontend::gocompat::clean;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CopyError {
@@ -63,48 +64,16 @@ fn resolve_in_context(context: &Path, rel: &str, shown: &str) -> Result<PathBuf,
     }
 }
 
-fn has_glob(s: &str) -> bool {
-    s.contains(['*', '?', '['])
-}
-
 /// Expands a glob pattern component by component against the context.
 fn expand_glob(context: &Path, pattern: &str) -> Result<Vec<String>, CopyError> {
-    let mut found = vec![String::new()];
-    for part in pattern.split('/').filter(|p| !p.is_empty()) {
-        let mut next = Vec::new();
-        for prefix in &found {
-            if !has_glob(part) {
-                let cand = if prefix.is_empty() {
-                    part.to_string()
-                } else {
-                    format!("{prefix}/{part}")
-                };
-                if fs::symlink_metadata(context.join(&cand)).is_ok() {
-                    next.push(cand);
-                }
-                continue;
-            }
-            let Ok(rd) = fs::read_dir(context.join(prefix)) else {
-                continue;
-            };
-            let mut names: Vec<String> = rd
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            names.sort();
-            for n in names {
-                if go_match(part, &n).map_err(|_| CopyError::NotFound(pattern.to_string()))? {
-                    next.push(if prefix.is_empty() {
-                        n
-                    } else {
-                        format!("{prefix}/{n}")
-                    });
-                }
-            }
-        }
-        found = next;
-    }
-    Ok(found.into_iter().filter(|f| !f.is_empty()).collect())
+    let found = glob::expand(glob::Tree::Plain(context), pattern)
+        .map_err(|_| CopyError::NotFound(pattern.to_string()))?;
+    // Sources stay text here (a destination is built from the name); lossy, as before.
+    Ok(found
+        .iter()
+        .map(|f| f.to_string_lossy().into_owned())
+        .filter(|f| !f.is_empty())
+        .collect())
 }
 
 /// The items of one COPY/ADD from the context.

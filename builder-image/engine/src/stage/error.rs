@@ -198,11 +198,20 @@ mod tests {
             ),
             "stage #0: Dockerfile:2: COPY: ../secret.txt: forbidden path outside the build context"
         );
-        // What the file-system layer says about an archive is passed on as it is.
-        let extract = r#"/ctx/evil.tar: layer entry "../../evil.txt" would land outside the root"#;
+        let extract = crate::fs::archive::ExtractError::Unpack {
+            shown: "/ctx/evil.tar".into(),
+            source: UnpackError::OutsideRoot {
+                entry: "../../evil.txt".into(),
+            },
+        };
         assert_eq!(
-            at("stage #0", 2, "ADD", CopyAddError::Extract(extract.into())),
-            format!("stage #0: Dockerfile:2: ADD: {extract}")
+            at("stage #0", 2, "ADD", CopyAddError::Extract(extract)),
+            r#"stage #0: Dockerfile:2: ADD: /ctx/evil.tar: layer entry "../../evil.txt" would land outside the root"#
+        );
+        let chmod = crate::fs::copy::ChmodError { spec: "u+x".into() };
+        assert_eq!(
+            at("s", 3, "COPY", CopyAddError::Chmod(chmod)),
+            "s: Dockerfile:3: COPY: invalid --chmod=u+x: only octal modes such as 0755 are supported"
         );
         let e = CopyAddError::Chown {
             spec: "ghost".into(),

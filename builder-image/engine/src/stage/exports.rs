@@ -9,81 +9,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::fs::unpack::{apply_layer, scoped_path};
-use slipway_frontend::gocompat::go_match;
-
-fn has_glob(s: &str) -> bool {
-    s.contains(['*', '?', '['])
-}
-
-/// `rel` resolved inside `root`, the last component too, through at most 40 links.
-pub fn resolve_in_root(root: &Path, rel: &str) -> io::Result<PathBuf> {
-    let mut rel = PathBuf::from(rel.trim_start_matches('/'));
-    for _ in 0..40 {
-        let p = scoped_path(root, &rel)?;
-        match fs::symlink_metadata(&p) {
-            Ok(m) if m.file_type().is_symlink() => {
-                let target = fs::read_link(&p)?;
-                let parent = p
-                    .parent()
-                    .and_then(|d| d.strip_prefix(root).ok())
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default();
-                rel = if target.is_absolute() {
-                    target.components().skip(1).collect()
-                } else {
-                    parent.join(target)
-                };
-            }
-            _ => return Ok(p),
-        }
-    }
-    Err(io::Error::other("too many levels of symbolic links"))
-}
-
-/// Expands a pattern (absolute, glob characters allowed in any component) against `root`;
-/// the matches are root-relative paths as named, not as resolved.
-pub fn expand(root: &Path, pattern: &str) -> Vec<String> {
-    let mut found = vec![String::new()];
-    for part in pattern.split('/').filter(|p| !p.is_empty() && *p != ".") {
-        let mut next = Vec::new();
-        for prefix in &found {
-            let join = |n: &str| {
-                if prefix.is_empty() {
-                    n.to_string()
-                } else {
-                    format!("{prefix}/{n}")
-                }
-            };
-            if !has_glob(part) {
-                let cand = join(part);
-                if scoped_path(root, Path::new(&cand))
-                    .and_then(fs::symlink_metadata)
-                    .is_ok()
-                {
-                    next.push(cand);
-                }
-                continue;
-            }
-            let Ok(dir) = resolve_in_root(root, prefix) else {
-                continue;
-            };
-            let Ok(rd) = fs::read_dir(dir) else { continue };
-            let mut names: Vec<String> = rd
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            names.sort();
-            for n in names {
-                if go_match(part, &n).unwrap_or(false) {
-                    next.push(join(&n));
-                }
-            }
-        }
-        found = next;
-    }
-    found
-}
+use crate::fs::glob::{Tree, expand_lenient};
+use crate::fs::root::resolve_in_root;
+use crate::fs::unpack::apply_layer;
 
 /// Writes the export tar of `patterns` from the tree at `root`, leaving out `skip` (absolute
 /// paths: mount points, the engine's own folder).
@@ -96,10 +24,10 @@ pub fn write_exports(
     let tmp = out.with_extension("tar.tmp");
     let mut b = tar::Builder::new(io::BufWriter::new(fs::File::create(&tmp)?));
     b.follow_symlinks(false);
-    let mut done: BTreeSet<String> = BTreeSet::new();
+    let mut done: BTreeSet<PathBuf> = BTreeSet::new();
     let mut count = 0;
     for pattern in patterns {
-        for name in expand(root, pattern) {
+        for name in expand_lenient(Tree::Root(root), pattern) {
             if !done.insert(name.clone()) {
                 continue;
             }
@@ -118,7 +46,7 @@ pub fn write_exports(
 fn add_tree<W: io::Write>(
     b: &mut tar::Builder<W>,
     path: &Path,
-    name: &str,
+    name: &Path,
     skip: &BTreeSet<PathBuf>,
 ) -> io::Result<usize> {
     if skip.contains(path) {
@@ -134,8 +62,8 @@ fn add_tree<W: io::Write>(
             .collect();
         children.sort();
         for c in children {
-            let child_name = format!("{name}/{}", c.to_string_lossy());
-            n += add_tree(b, &path.join(&c), &child_name, skip)?;
+            // Raw bytes: a name that is not UTF-8 reaches the consumer as it is.
+            n += add_tree(b, &path.join(&c), &name.join(&c), skip)?;
         }
     }
     Ok(n)
@@ -167,6 +95,7 @@ pub fn extract(tar_path: &Path, dest: &Path) -> Result<(), ExportsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::symlink;
 
     #[test]
@@ -182,20 +111,9 @@ mod tests {
         fs::write(r.join("app/dist/a.js"), "a").expect("w");
         fs::write(r.join("app/dist/b.js"), "b").expect("w");
         fs::write(r.join("app/dist/c.css"), "c").expect("w");
-        assert_eq!(
-            expand(r, "/app/dist/*.js"),
-            vec!["app/dist/a.js", "app/dist/b.js"]
-        );
-        assert_eq!(expand(r, "/lib/libx.so"), vec!["lib/libx.so"]);
-        assert_eq!(
-            resolve_in_root(r, "/lib/libx.so").expect("resolve"),
-            r.join("usr/lib/libx.so.1")
-        );
-        // An absolute link resolves inside the root, never to the host's file.
-        assert_eq!(
-            resolve_in_root(r, "app/escape").expect("resolve"),
-            r.join("etc/passwd")
-        );
+        let odd = std::ffi::OsStr::from_bytes(b"dir\xe9");
+        fs::create_dir(r.join(odd)).expect("mkdir");
+        fs::write(r.join(odd).join(odd), "odd").expect("w");
 
         let out = r.join("exports.tar");
         let n = write_exports(
@@ -204,12 +122,13 @@ mod tests {
                 "/lib/libx.so".into(),
                 "/app/dist/*.js".into(),
                 "/nope".into(),
+                "/dir?".into(),
             ],
             &BTreeSet::new(),
             &out,
         )
         .expect("exports");
-        assert_eq!(n, 3);
+        assert_eq!(n, 5);
         let into = tempfile::tempdir().expect("tmp");
         extract(&out, into.path()).expect("extract");
         assert_eq!(
@@ -218,6 +137,10 @@ mod tests {
         );
         assert!(into.path().join("app/dist/b.js").is_file());
         assert!(!into.path().join("app/dist/c.css").exists());
+        assert_eq!(
+            fs::read(into.path().join(odd).join(odd)).expect("raw name"),
+            b"odd"
+        );
     }
 
     #[test]

@@ -361,7 +361,7 @@ impl Engine<'_> {
                         self.fail(cmd, InstructionFailure::Workdir { dir, source })
                     })?;
                     // The directory entry itself, even when it existed.
-                    if let Ok(real) = crate::stage::exports::resolve_in_root(&self.root, &wd) {
+                    if let Ok(real) = crate::fs::root::resolve_in_root(&self.root, &wd) {
                         w.record(&self.root, &real);
                     }
                     self.commit_written(cmd, &w)?;
@@ -415,7 +415,7 @@ impl Engine<'_> {
 
     fn read_users(&self) -> (Vec<users::PasswdEntry>, Vec<users::GroupEntry>) {
         let read = |f: &str| {
-            crate::stage::exports::resolve_in_root(&self.root, f)
+            crate::fs::root::resolve_in_root(&self.root, f)
                 .and_then(fs::read_to_string)
                 .unwrap_or_default()
         };

@@ -13,7 +13,7 @@ use std::io;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use crate::fs::unpack::scoped_path;
+use crate::fs::root::scoped_path;
 
 use crate::stage::run::visible_path;
 use crate::stage::{Engine, StageError, sanitize};
@@ -290,7 +290,7 @@ impl Engine<'_> {
             None => self.ws.context(),
             Some(from) => self.copy_from_root(cmd, from, true)?,
         };
-        crate::stage::exports::resolve_in_root(&src_root, path).map_err(|source| {
+        crate::fs::root::resolve_in_root(&src_root, path).map_err(|source| {
             let path = path.to_string();
             self.fail(cmd, MountSetupError::Source { path, source })
         })

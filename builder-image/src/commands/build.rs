@@ -36,8 +36,8 @@ pub struct BuildArgs {
 }
 
 /// `--secret id=ID,src=FILE` (also `source=`); without `src` the file is named like the id.
-fn secret(raw: &str) -> Result<(String, PathBuf), String> {
-    let bad = || format!("--secret {raw}: expected id=ID,src=FILE");
+fn secret(raw: &str) -> Result<(String, PathBuf), CommandError> {
+    let bad = || CommandError::Message(format!("--secret {raw}: expected id=ID,src=FILE"));
     let mut id = None;
     let mut src = None;
     for field in raw.split(',') {
@@ -63,8 +63,7 @@ pub fn run(a: &BuildArgs) -> Result<(), CommandError> {
             .secrets
             .iter()
             .map(|s| secret(s))
-            .collect::<Result<_, _>>()
-            .map_err(CommandError::Message)?,
+            .collect::<Result<_, _>>()?,
         state_dir: a.state_dir.clone(),
         keep_workspace: a.keep_workspace,
         max_parallel: a.max_parallel,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use k8s_openapi::api::core::v1::ResourceRequirements;
 use slipway_contract::graph::BuildGraph;
 use slipway_frontend::plan::Plan;
 
@@ -46,6 +47,10 @@ enum Cmd {
         /// spec does not say (`ttlSecondsAfterFinished`).
         #[arg(long, default_value_t = 3600)]
         default_ttl_seconds: i64,
+        /// The requests and limits of build containers when an ImageBuild sets no
+        /// `spec.resources`, as JSON (`{"limits":{"memory":"4Gi"}}`).
+        #[arg(long, value_parser = resources)]
+        default_build_resources: Option<ResourceRequirements>,
         /// Reconcile only while holding a Lease (for more than one replica).
         #[arg(long)]
         leader_election: bool,
@@ -67,6 +72,11 @@ enum Cmd {
         #[arg(long, default_value_t = 4)]
         max_parallel: usize,
     },
+}
+
+/// `--default-build-resources`: a ResourceRequirements in JSON.
+fn resources(s: &str) -> Result<ResourceRequirements, serde_json::Error> {
+    serde_json::from_str(s)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +112,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             json_logs,
             metrics_addr,
             default_ttl_seconds,
+            default_build_resources,
             leader_election,
             lease_namespace,
             lease_name,
@@ -126,6 +137,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 insecure_registries,
                 default_workspace_size,
                 default_ttl_seconds,
+                default_resources: default_build_resources,
             };
             let metrics = Arc::new(metrics::Metrics::default());
             let served = metrics.clone();

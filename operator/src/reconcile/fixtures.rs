@@ -443,7 +443,9 @@ impl Scenario {
                             ],
                         ),
                     )
-                    .query("labelSelector=batch.kubernetes.io%2Fjob-name%3Dweb-3-prepare"),
+                    .query(
+                        "labelSelector=batch.kubernetes.io%2Fcontroller-uid%3Duid-of-web-3-prepare",
+                    ),
                 ]
             }
             Scenario::ObserveSupersededAndStrangers => vec![
@@ -489,7 +491,9 @@ impl Scenario {
                         PODS,
                         list("PodList", &[pod("web-3-s0-base", "node-a", &failed, true)]),
                     )
-                    .query("labelSelector=batch.kubernetes.io%2Fjob-name%3Dweb-3-s0-base"),
+                    .query(
+                        "labelSelector=batch.kubernetes.io%2Fcontroller-uid%3Duid-of-web-3-s0-base",
+                    ),
                 ]
             }
             Scenario::ApplyNewBuild => vec![

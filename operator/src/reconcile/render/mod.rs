@@ -12,9 +12,10 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ResourceRequirements};
 
 pub use jobs::{prepare_job, push_job, stage_job, workspace_pvc};
+#[cfg(test)]
+pub use names::LABEL_BUILD;
 pub use names::{
-    ANNOTATION_GRAPH, ANNOTATION_NODE, LABEL_BUILD, LABEL_GENERATION, build_selector, job_name,
-    pvc_name,
+    ANNOTATION_GRAPH, ANNOTATION_NODE, LABEL_GENERATION, build_selector, job_name, pvc_name,
 };
 
 use super::context::Error;

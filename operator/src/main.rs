@@ -212,3 +212,35 @@ async fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_charts_default_build_resources_parse() {
+        // As charts/slipway/templates/deployment.yaml renders the values' default.
+        let arg = r#"--default-build-resources={"limits":{"ephemeral-storage":"20Gi","memory":"4Gi"},"requests":{"ephemeral-storage":"256Mi","memory":"128Mi"}}"#;
+        let cli = Cli::try_parse_from(["slipway-operator", "run", "--builder-image=b:1", arg])
+            .expect("parses");
+        let Cmd::Run {
+            default_build_resources: Some(r),
+            ..
+        } = cli.command
+        else {
+            panic!("no resources");
+        };
+        let limits = r.limits.expect("limits");
+        assert_eq!(limits["memory"].0, "4Gi");
+        assert_eq!(limits["ephemeral-storage"].0, "20Gi");
+        assert!(
+            Cli::try_parse_from([
+                "slipway-operator",
+                "run",
+                "--builder-image=b",
+                "--default-build-resources=4Gi"
+            ])
+            .is_err()
+        );
+    }
+}

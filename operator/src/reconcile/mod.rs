@@ -10,7 +10,10 @@
 //! 6. [`status`]: events, metrics and the status patch.
 //!
 //! A finished build only waits for its `ttlSecondsAfterFinished` ([`expire`]). Everything is
-//! found again by name, label and owner, so a restarted controller carries on.
+//! found again by name, label and owner, so a restarted controller carries on. A build that
+//! cannot go on ends with a reason rather than at its timeout: a pod a policy refuses or one
+//! evicted again and again ([`pods`]), an object the API server refuses (`Invalid`); what it
+//! writes is bounded ([`text`]).
 
 mod apply;
 mod context;

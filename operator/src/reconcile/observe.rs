@@ -1,7 +1,7 @@
 //! The observe step: what exists of a build. It lists the build's Jobs and workspace claims
 //! (only those this ImageBuild owns count: see [`owned_by`]), sorts them into this generation's
 //! and superseded ones, reads each Job's state, what a running Job's pods (and, when it has
-//! none, its events) say ([`pods`](super::pods)), and a finished pod's result when the
+//! none, its events) say ([`pods`]), and a finished pod's result when the
 //! decision needs it (the prepare pod's graph once, a failed pod's reason). Reads only: what
 //! to change is for [`apply`](super::apply).
 //!

@@ -45,7 +45,10 @@ pub struct ImageBuildSpec {
     pub resources: Option<ResourceRequirements>,
     /// The longest the build may take, as a Go duration in whole units (`30m`, `1h30m`, `90s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"), length(min = 2))]
+    #[schemars(
+        regex(pattern = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"),
+        length(min = 2, max = 16)
+    )]
     pub timeout: Option<String>,
     /// At most this many stage Jobs at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]

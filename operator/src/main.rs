@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use k8s_openapi::api::core::v1::ResourceRequirements;
 use slipway_contract::graph::BuildGraph;
 use slipway_frontend::plan::Plan;
 
@@ -26,6 +27,8 @@ struct Cli {
     command: Cmd,
 }
 
+// Parsed once: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the controller against the cluster (KUBECONFIG, else in-cluster), until SIGTERM.
@@ -46,6 +49,10 @@ enum Cmd {
         /// spec does not say (`ttlSecondsAfterFinished`).
         #[arg(long, default_value_t = 3600)]
         default_ttl_seconds: i64,
+        /// The requests and limits of build containers when an ImageBuild sets no
+        /// `spec.resources`, as JSON (`{"limits":{"memory":"4Gi"}}`).
+        #[arg(long, value_parser = resources)]
+        default_build_resources: Option<ResourceRequirements>,
         /// Reconcile only while holding a Lease (for more than one replica).
         #[arg(long)]
         leader_election: bool,
@@ -67,6 +74,11 @@ enum Cmd {
         #[arg(long, default_value_t = 4)]
         max_parallel: usize,
     },
+}
+
+/// `--default-build-resources`: a ResourceRequirements in JSON.
+fn resources(s: &str) -> Result<ResourceRequirements, serde_json::Error> {
+    serde_json::from_str(s)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +114,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             json_logs,
             metrics_addr,
             default_ttl_seconds,
+            default_build_resources,
             leader_election,
             lease_namespace,
             lease_name,
@@ -126,6 +139,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 insecure_registries,
                 default_workspace_size,
                 default_ttl_seconds,
+                default_resources: default_build_resources,
             };
             let metrics = Arc::new(metrics::Metrics::default());
             let served = metrics.clone();
@@ -196,5 +210,37 @@ async fn main() -> ExitCode {
             eprintln!("slipway-operator: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_charts_default_build_resources_parse() {
+        // As charts/slipway/templates/deployment.yaml renders the values' default.
+        let arg = r#"--default-build-resources={"limits":{"ephemeral-storage":"20Gi","memory":"4Gi"},"requests":{"ephemeral-storage":"256Mi","memory":"128Mi"}}"#;
+        let cli = Cli::try_parse_from(["slipway-operator", "run", "--builder-image=b:1", arg])
+            .expect("parses");
+        let Cmd::Run {
+            default_build_resources: Some(r),
+            ..
+        } = cli.command
+        else {
+            panic!("no resources");
+        };
+        let limits = r.limits.expect("limits");
+        assert_eq!(limits["memory"].0, "4Gi");
+        assert_eq!(limits["ephemeral-storage"].0, "20Gi");
+        assert!(
+            Cli::try_parse_from([
+                "slipway-operator",
+                "run",
+                "--builder-image=b",
+                "--default-build-resources=4Gi"
+            ])
+            .is_err()
+        );
     }
 }

@@ -40,6 +40,9 @@ pub mod paths {
     pub const SOURCE_ARCHIVE: &str = "/.slipway/source/context";
     /// The git credentials (`username`, `password` or `token` files).
     pub const GIT_AUTH: &str = "/.slipway/git-auth";
+    /// The push pod's blob cache (base layers it fetches to push them elsewhere): its own
+    /// volume, so that the workspace is read-only to it.
+    pub const PUSH_BLOBS: &str = "/.slipway/blobs";
 }
 
 /// Environment variables a build pod reads.
@@ -376,6 +379,9 @@ pub struct PushArgs {
     pub destinations: Vec<String>,
     #[command(flatten)]
     pub registries: RegistryArgs,
+    /// Where base layers fetched for the push are kept (default: `blobs/` in the workspace).
+    #[arg(long)]
+    pub blob_cache: Option<PathBuf>,
 }
 
 impl PushArgs {
@@ -383,6 +389,10 @@ impl PushArgs {
         let mut a = vec!["--workspace".to_string(), path(&self.workspace)];
         a.extend(repeated("--destination", &self.destinations));
         a.extend(self.registries.to_args());
+        a.extend(optional(
+            "--blob-cache",
+            &self.blob_cache.as_deref().map(path),
+        ));
         a
     }
 }
@@ -457,6 +467,13 @@ mod tests {
                 "reg:5000/team/web:latest".into(),
             ],
             registries: RegistryArgs::default(),
+            blob_cache: None,
+        }));
+        round_trip(PodCommand::Push(PushArgs {
+            workspace: PathBuf::from(paths::WORKSPACE),
+            destinations: vec!["reg:5000/team/web:1".into()],
+            registries: RegistryArgs::default(),
+            blob_cache: Some(PathBuf::from(paths::PUSH_BLOBS)),
         }));
         round_trip(PodCommand::Install(InstallArgs {
             dir: PathBuf::from(paths::BIN_DIR),

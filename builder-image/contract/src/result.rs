@@ -66,13 +66,36 @@ impl PodResult {
         println!("{LOG_PREFIX}{json}");
         let path = std::path::Path::new(TERMINATION_LOG);
         if path.exists() {
-            let text = if json.len() <= TERMINATION_LIMIT {
-                json
-            } else {
-                serde_json::json!({"inLog": true}).to_string()
-            };
-            let _ = std::fs::write(path, text);
+            let _ = std::fs::write(path, self.termination_message());
         }
+    }
+
+    /// The result as the termination message holds it: whole when it fits the limit; a
+    /// failure with its message cut to fit (a RUN line of megabytes makes a message that
+    /// long: the controller shows a bounded one anyway, and then never reads the log for a
+    /// failure); else a pointer to the log line (a large graph, many tags).
+    pub fn termination_message(&self) -> String {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        if json.len() <= TERMINATION_LIMIT {
+            return json;
+        }
+        if let PodResult::Failed { reason, message } = self {
+            let mut keep = message.len();
+            loop {
+                let total = json_len(*reason, message, keep);
+                if total <= TERMINATION_LIMIT || keep == 0 {
+                    break;
+                }
+                // Escapes make the JSON longer than the text: keep the share that fits,
+                // and less each time, until it does.
+                keep = (keep - 1).min(keep * TERMINATION_LIMIT / total);
+                while !message.is_char_boundary(keep) {
+                    keep -= 1;
+                }
+            }
+            return serde_json::to_string(&cut(*reason, message, keep)).unwrap_or_default();
+        }
+        serde_json::json!({"inLog": true}).to_string()
     }
 
     /// Reads a result from a termination message, or from the pod log's last result line.
@@ -93,6 +116,18 @@ impl PodResult {
     }
 }
 
+/// A failure whose message is cut after `keep` bytes (a char boundary) and marked so.
+fn cut(reason: Reason, message: &str, keep: usize) -> PodResult {
+    PodResult::Failed {
+        reason,
+        message: format!("{}…", &message[..keep]),
+    }
+}
+
+fn json_len(reason: Reason, message: &str, keep: usize) -> usize {
+    serde_json::to_string(&cut(reason, message, keep)).map_or(0, |j| j.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +144,44 @@ mod tests {
         assert_eq!(PodResult::parse(&log), Some(r));
         assert!(PodResult::in_log(r#"{"inLog":true}"#));
         assert_eq!(PodResult::parse("garbage"), None);
+    }
+
+    #[test]
+    fn a_long_failure_is_cut_to_fit_the_termination_message() {
+        let short = PodResult::Failed {
+            reason: Reason::StageFailed,
+            message: "exit code 3".into(),
+        };
+        assert_eq!(
+            short.termination_message(),
+            serde_json::to_string(&short).expect("json")
+        );
+        // A 200 KB RUN line, with characters JSON escapes and a multi-byte one.
+        let text = format!(
+            "stage \"x\" (#0): Dockerfile:2: RUN false # {}",
+            "\"é\\x".repeat(50_000)
+        );
+        let long = PodResult::Failed {
+            reason: Reason::StageFailed,
+            message: text.clone(),
+        };
+        let m = long.termination_message();
+        assert!(m.len() <= TERMINATION_LIMIT, "{}", m.len());
+        assert!(!PodResult::in_log(&m));
+        match PodResult::parse(&m) {
+            Some(PodResult::Failed { reason, message }) => {
+                assert_eq!(reason, Reason::StageFailed);
+                assert!(message.ends_with('…'));
+                assert!(text.starts_with(message.trim_end_matches('…')));
+                assert!(message.len() > 1000, "{}", message.len());
+            }
+            other => panic!("{other:?}"),
+        }
+        // A large graph still goes to the log.
+        let graph = PodResult::Pushed {
+            digest: "sha256:00".into(),
+            refs: vec!["r/x:1".repeat(1000)],
+        };
+        assert!(PodResult::in_log(&graph.termination_message()));
     }
 }

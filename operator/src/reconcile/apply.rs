@@ -38,6 +38,27 @@ pub enum ApplyError {
         name: String,
         build: String,
     },
+    /// The API server refused the object as invalid (422): retrying cannot help.
+    #[error("{kind} {name} was refused by the API server: {message}")]
+    Invalid {
+        kind: String,
+        name: String,
+        message: String,
+    },
+}
+
+impl ApplyError {
+    /// A 422 on `kind`/`name` as [`ApplyError::Invalid`], anything else as it is.
+    fn refused(kind: &str, name: &str, e: kube::Error) -> Self {
+        match e {
+            kube::Error::Api(s) if s.code == 422 => ApplyError::Invalid {
+                kind: kind.into(),
+                name: name.into(),
+                message: s.message,
+            },
+            e => ApplyError::Api(e),
+        }
+    }
 }
 
 /// Whether `meta` names the object with `uid` (the ImageBuild, or a pod's Job) as an owner.
@@ -74,7 +95,8 @@ async fn writes(
     for c in &seen.existing.superseded_claims {
         delete_if_present(&apis.pvcs, c).await?;
     }
-    if !seen.existing.workspace {
+    // A failed build needs no workspace: it only stops its Jobs.
+    if !seen.existing.workspace && !d.phase.finished() {
         create_or_adopt(&apis.pvcs, &objects.workspace, build).await?;
     }
     if seen.graph_read
@@ -88,17 +110,24 @@ async fn writes(
         let name = job_name(ib, &Step::Prepare);
         apis.jobs
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+            .await
+            .map_err(|e| ApplyError::refused("Job", &name, e))?;
     }
     for job in &objects.jobs {
         info!(build = %build.key(), job = ?job.metadata.name, "creating Job");
         create_or_adopt(&apis.jobs, job, build).await?;
     }
     if d.stop {
-        for j in seen.existing.jobs.values() {
-            if job_obs(j).state == JobState::Running {
-                delete_if_present(&apis.jobs, j).await?;
-            }
+        stop(apis, seen).await?;
+    }
+    Ok(())
+}
+
+/// Deletes the build's running Jobs (and so their pods): it failed.
+pub async fn stop(apis: &Apis, seen: &Observation) -> Result<(), ApplyError> {
+    for j in seen.existing.jobs.values() {
+        if job_obs(j).state == JobState::Running {
+            delete_if_present(&apis.jobs, j).await?;
         }
     }
     Ok(())
@@ -110,10 +139,10 @@ pub async fn create_or_adopt<K>(api: &Api<K>, obj: &K, build: &Build) -> Result<
 where
     K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
 {
+    let name = obj.name_any();
     match api.create(&PostParams::default(), obj).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 => {
-            let name = obj.name_any();
             let existing = api.get(&name).await?;
             if owned_by(existing.meta(), &build.uid) {
                 Ok(())
@@ -126,7 +155,7 @@ where
                 })
             }
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(ApplyError::refused(&K::kind(&()), &name, e)),
     }
 }
 

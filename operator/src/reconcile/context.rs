@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
@@ -58,6 +58,8 @@ pub struct Apis {
     pub jobs: Api<Job>,
     pub pvcs: Api<PersistentVolumeClaim>,
     pub pods: Api<Pod>,
+    /// core/v1 Events, read only: why the Job controller could not create a pod.
+    pub events: Api<Event>,
 }
 
 impl Apis {
@@ -67,6 +69,7 @@ impl Apis {
             jobs: Api::namespaced(client.clone(), ns),
             pvcs: Api::namespaced(client.clone(), ns),
             pods: Api::namespaced(client.clone(), ns),
+            events: Api::namespaced(client.clone(), ns),
         }
     }
 }

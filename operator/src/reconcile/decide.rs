@@ -10,6 +10,7 @@ use serde::{Serialize, Serializer};
 use slipway_contract::graph::BuildGraph;
 use slipway_contract::result::{PodResult, Reason};
 
+use super::pods::{self, Blocked, MAX_DISRUPTIONS, PodsSeen};
 use crate::api::{Phase, PushedImage, StagePhase, StageStatus};
 
 /// The `Succeeded` condition's reason: a build pod's own, or one of the controller's.
@@ -19,6 +20,12 @@ pub enum BuildReason {
     Pod(Reason),
     /// The build ran past `spec.timeout`.
     Timeout,
+    /// A Pod Security level or an admission policy refused a build pod.
+    PodRejected,
+    /// A build pod was lost to disruptions (evictions) too many times.
+    Evicted,
+    /// The API server refused an object of the build (its spec, say).
+    Invalid,
     Pending,
     Preparing,
     Building,
@@ -32,6 +39,9 @@ impl BuildReason {
         match self {
             BuildReason::Pod(r) => r.as_str(),
             BuildReason::Timeout => "Timeout",
+            BuildReason::PodRejected => "PodRejected",
+            BuildReason::Evicted => "Evicted",
+            BuildReason::Invalid => "Invalid",
             BuildReason::Pending => "Pending",
             BuildReason::Preparing => "Preparing",
             BuildReason::Building => "Building",
@@ -89,6 +99,8 @@ pub struct JobObs {
     pub start: Option<Time>,
     pub completion: Option<Time>,
     pub result: Option<PodResult>,
+    /// What its pods say, while it runs.
+    pub pods: PodsSeen,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -120,6 +132,9 @@ pub struct Decision {
     pub stop: bool,
     pub stages: Vec<StageStatus>,
     pub image: Option<PushedImage>,
+    /// A running Job has no pod yet: look again soon (its `FailedCreate` events do not wake
+    /// the controller).
+    pub soon: bool,
 }
 
 impl Decision {
@@ -137,7 +152,57 @@ impl Decision {
             stop: phase == Phase::Failed,
             stages: vec![],
             image: None,
+            soon: false,
         }
+    }
+
+    /// The build failed for `reason` outside the Jobs' own results (an object the API
+    /// server refused); the stages as they stand.
+    pub fn failed(&self, reason: BuildReason, message: String) -> Decision {
+        Decision {
+            stages: self.stages.clone(),
+            ..Decision::new(Phase::Failed, reason, message)
+        }
+    }
+
+    /// This decision, with `message` saying what the build waits for.
+    pub fn waiting(&self, message: String) -> Decision {
+        Decision {
+            message,
+            ..self.clone()
+        }
+    }
+}
+
+/// A running Job that cannot go on: its pod is refused by a policy, or it lost too many
+/// to disruptions. `what` names the step (`stage "x"`).
+fn stuck(obs: &JobObs, what: &str) -> Option<Decision> {
+    if obs.state != JobState::Running {
+        return None;
+    }
+    if let Some(Blocked::Rejected(why)) = obs.pods.create_failed.as_deref().map(pods::blocked) {
+        return Some(Decision::new(
+            Phase::Failed,
+            BuildReason::PodRejected,
+            format!("{what}: pod rejected: {why}"),
+        ));
+    }
+    let n = obs.pods.disrupted;
+    (n >= MAX_DISRUPTIONS).then(|| {
+        let last = obs.pods.last_disruption.as_deref().unwrap_or("disrupted");
+        Decision::new(
+            Phase::Failed,
+            BuildReason::Evicted,
+            format!("{what}: stopped after its pod was evicted or disrupted {n} times (the last: {last})"),
+        )
+    })
+}
+
+/// Why a running Job has no pod yet, when the Job controller said (a quota, say).
+fn waiting(obs: &JobObs) -> Option<String> {
+    match obs.pods.create_failed.as_deref().map(pods::blocked) {
+        Some(Blocked::Waiting(why)) if obs.state == JobState::Running => Some(why),
+        _ => None,
     }
 }
 
@@ -166,6 +231,13 @@ pub fn decide(observed: &Observed, limits: &Limits) -> Decision {
     let timeout = limits.timeout.as_str();
     let mut d = decide_phase(observed, limits.max_parallel, timeout);
     d.stages = stage_statuses(observed);
+    d.soon = !d.phase.finished()
+        && observed
+            .prepare
+            .iter()
+            .chain(observed.stages.values())
+            .chain(&observed.push)
+            .any(|j| j.state == JobState::Running && j.pods.none);
     if limits.timed_out && !d.phase.finished() {
         let mut t = Decision::new(
             Phase::Failed,
@@ -190,11 +262,15 @@ fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
     };
     match prep.state {
         JobState::Running => {
-            return Decision::new(
-                Phase::Preparing,
-                BuildReason::Preparing,
-                "fetching the source, planning, resolving base images",
-            );
+            let what = "the prepare step";
+            if let Some(d) = stuck(prep, what) {
+                return d;
+            }
+            let message = match waiting(prep) {
+                Some(why) => format!("{what} has no pod yet: {why}"),
+                None => "fetching the source, planning, resolving base images".into(),
+            };
+            return Decision::new(Phase::Preparing, BuildReason::Preparing, message);
         }
         JobState::Failed { .. } => {
             return failure(prep, Reason::SourceFailed, "the prepare step", timeout);
@@ -202,6 +278,10 @@ fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
         JobState::Succeeded => {}
     }
     let Some(graph) = &o.graph else {
+        // Its result was not a graph it could keep (over the size the controller reads).
+        if let Some(PodResult::Failed { reason, message }) = &prep.result {
+            return Decision::new(Phase::Failed, (*reason).into(), message.clone());
+        }
         return Decision::new(
             Phase::Failed,
             Reason::SourceFailed.into(),
@@ -210,11 +290,21 @@ fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
     };
     let mut done: BTreeSet<usize> = BTreeSet::new();
     let mut running = 0;
+    let mut no_pod = None;
     for (pos, j) in graph.jobs.iter().enumerate() {
         if let Some(obs) = o.stages.get(&pos) {
             match obs.state {
                 JobState::Succeeded => done.extend(j.stages.iter().copied()),
-                JobState::Running => running += 1,
+                JobState::Running => {
+                    let what = format!("stage \"{}\"", j.label());
+                    if let Some(d) = stuck(obs, &what) {
+                        return d;
+                    }
+                    if let Some(why) = waiting(obs) {
+                        no_pod.get_or_insert(format!("; {what} has no pod yet: {why}"));
+                    }
+                    running += 1;
+                }
                 JobState::Failed { .. } => {
                     return failure(
                         obs,
@@ -258,9 +348,10 @@ fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
             .filter(|s| s.state == JobState::Succeeded)
             .count();
         d.message = format!(
-            "{succeeded} of {} stage Jobs done; running: {}",
+            "{succeeded} of {} stage Jobs done; running: {}{}",
             graph.jobs.len(),
-            busy.join(", ")
+            busy.join(", "),
+            no_pod.unwrap_or_default()
         );
         return d;
     }
@@ -275,7 +366,15 @@ fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
     };
     match &push.state {
         JobState::Running => {
-            Decision::new(Phase::Pushing, BuildReason::Pushing, "pushing the image")
+            let what = "the push step";
+            if let Some(d) = stuck(push, what) {
+                return d;
+            }
+            let message = match waiting(push) {
+                Some(why) => format!("{what} has no pod yet: {why}"),
+                None => "pushing the image".into(),
+            };
+            Decision::new(Phase::Pushing, BuildReason::Pushing, message)
         }
         JobState::Failed { .. } => failure(push, Reason::PushFailed, "the push step", timeout),
         JobState::Succeeded => match &push.result {
@@ -357,6 +456,7 @@ mod tests {
             start: None,
             completion: None,
             result: None,
+            pods: PodsSeen::default(),
         }
     }
 
@@ -502,6 +602,9 @@ mod tests {
             (BuildReason::Pod(Reason::StageFailed), "StageFailed"),
             (BuildReason::Pod(Reason::PushFailed), "PushFailed"),
             (BuildReason::Timeout, "Timeout"),
+            (BuildReason::PodRejected, "PodRejected"),
+            (BuildReason::Evicted, "Evicted"),
+            (BuildReason::Invalid, "Invalid"),
             (BuildReason::Pending, "Pending"),
             (BuildReason::Preparing, "Preparing"),
             (BuildReason::Building, "Building"),

@@ -12,7 +12,7 @@ use tracing::info;
 
 use super::apply::{ApplyError, delete_if_present, owned_by};
 use super::context::{Apis, Error};
-use super::render::{LABEL_BUILD, Settings};
+use super::render::{Settings, build_selector};
 use super::validate::Build;
 use crate::api::{ImageBuild, ImageBuildStatus};
 
@@ -55,7 +55,7 @@ async fn remove(
     if left > 0 {
         return Ok(Action::requeue(Duration::from_secs(left as u64)));
     }
-    let lp = ListParams::default().labels(&format!("{LABEL_BUILD}={}", build.name));
+    let lp = ListParams::default().labels(&build_selector(&build.name));
     let mut jobs = apis.jobs.list(&lp).await?.items;
     let mut claims = apis.pvcs.list(&lp).await?.items;
     jobs.retain(|j| owned_by(j.meta(), &build.uid));

@@ -89,6 +89,7 @@ pub fn settings() -> Settings {
         insecure_registries: vec![],
         default_workspace_size: "1Gi".into(),
         default_ttl_seconds: 3600,
+        default_resources: None,
     }
 }
 
@@ -442,7 +443,9 @@ impl Scenario {
                             ],
                         ),
                     )
-                    .query("labelSelector=batch.kubernetes.io%2Fjob-name%3Dweb-3-prepare"),
+                    .query(
+                        "labelSelector=batch.kubernetes.io%2Fcontroller-uid%3Duid-of-web-3-prepare",
+                    ),
                 ]
             }
             Scenario::ObserveSupersededAndStrangers => vec![
@@ -488,7 +491,9 @@ impl Scenario {
                         PODS,
                         list("PodList", &[pod("web-3-s0-base", "node-a", &failed, true)]),
                     )
-                    .query("labelSelector=batch.kubernetes.io%2Fjob-name%3Dweb-3-s0-base"),
+                    .query(
+                        "labelSelector=batch.kubernetes.io%2Fcontroller-uid%3Duid-of-web-3-s0-base",
+                    ),
                 ]
             }
             Scenario::ApplyNewBuild => vec![

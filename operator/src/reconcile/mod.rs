@@ -10,17 +10,24 @@
 //! 6. [`status`]: events, metrics and the status patch.
 //!
 //! A finished build only waits for its `ttlSecondsAfterFinished` ([`expire`]). Everything is
-//! found again by name, label and owner, so a restarted controller carries on.
+//! found again by name, label and owner, so a restarted controller carries on. A build that
+//! cannot go on ends with a reason rather than at its timeout: a pod a policy refuses or one
+//! evicted again and again ([`pods`]), an object the API server refuses (`Invalid`); what it
+//! writes is bounded ([`text`]).
 
 mod apply;
 mod context;
 mod decide;
+#[cfg(test)]
+mod decide_tests;
 mod expire;
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod observe;
+mod pods;
 mod render;
 mod status;
+mod text;
 mod validate;
 
 use std::future::Future;
@@ -36,10 +43,10 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
-use self::apply::apply;
+use self::apply::{ApplyError, apply, stop};
 use self::context::Apis;
 pub use self::context::{Ctx, Error};
-use self::decide::decide;
+use self::decide::{BuildReason, decide};
 use self::expire::expire;
 use self::observe::observe;
 pub use self::render::Settings;
@@ -114,10 +121,26 @@ async fn reconcile_build(ib: &ImageBuild, ctx: &Ctx) -> Result<Action, Error> {
     let seen = observe(&apis, ib, &build).await?;
     let decision = decide(&seen.observed, &build.limits);
     let objects = render(ib, &ctx.settings, &build, &seen, &decision)?;
-    apply(&apis, ib, &build, &seen, &decision, objects).await?;
+    let decision = match apply(&apis, ib, &build, &seen, &decision, objects).await {
+        Ok(()) => decision,
+        // The API server will refuse it again: the build ends here, its Jobs stopped.
+        Err(Error::Apply(e @ ApplyError::Invalid { .. })) => {
+            stop(&apis, &seen).await.map_err(Error::Apply)?;
+            decision.failed(BuildReason::Invalid, e.to_string())
+        }
+        // The build waits for it to go (its timeout ends it): the status says why.
+        Err(Error::Apply(e @ ApplyError::NotOwned { .. })) => {
+            report(ctx, &apis, ib, &build, &decision.waiting(e.to_string())).await?;
+            return Err(Error::Apply(e));
+        }
+        Err(e) => return Err(e),
+    };
     report(ctx, &apis, ib, &build, &decision).await?;
     Ok(requeue(ib, &build, &decision, &ctx.settings))
 }
+
+/// How soon a build whose Job has no pod is looked at again.
+const SOON: Duration = Duration::from_secs(5);
 
 fn finished(ib: &ImageBuild) -> bool {
     ib.status
@@ -131,6 +154,10 @@ fn requeue(ib: &ImageBuild, build: &validate::Build, d: &decide::Decision, s: &S
     if d.phase.finished() {
         return Action::requeue(Duration::from_secs(expire::ttl(ib, s).max(1) as u64));
     }
+    // A Job without a pod: the events that say why do not wake us.
+    if d.soon {
+        return Action::requeue(SOON);
+    }
     // Job events wake us; the timeout (and a missed event) is covered by a timer.
     let left = (build.limit - build.elapsed).clamp(1, 60) as u64;
     Action::requeue(Duration::from_secs(left))
@@ -141,6 +168,7 @@ mod tests {
     use super::*;
     use fixtures::{Scenario, mocked_client, timeout};
     use kube::runtime::reflector::store;
+    use render::Step;
 
     #[tokio::test]
     async fn a_new_build_is_observed_applied_and_reported_in_that_order() {
@@ -155,6 +183,91 @@ mod tests {
         // Job events wake the controller; the timer covers the timeout.
         assert_eq!(action, Action::requeue(Duration::from_secs(60)));
         assert!(metrics.render().contains("slipway_reconciles_total 1\n"));
+    }
+
+    fn ctx_of(client: kube::Client) -> Arc<Ctx> {
+        Arc::new(Ctx::new(
+            client,
+            fixtures::settings(),
+            Arc::new(Metrics::default()),
+            store().0,
+        ))
+    }
+
+    fn created(path: &str) -> fixtures::Call {
+        fixtures::Call::new(http::Method::POST, path, serde_json::json!({}))
+            .status(http::StatusCode::CREATED)
+    }
+
+    fn event(reason: &str) -> fixtures::Call {
+        created("/apis/events.k8s.io/v1/namespaces/ns/events")
+            .body(serde_json::json!({"reason": reason}))
+    }
+
+    fn status_patch(body: serde_json::Value) -> fixtures::Call {
+        fixtures::Call::new(
+            http::Method::PATCH,
+            "/apis/build.slipway.dev/v1alpha1/namespaces/ns/imagebuilds/web/status",
+            serde_json::to_value(fixtures::build()).expect("json"),
+        )
+        .body(body)
+    }
+
+    #[tokio::test]
+    async fn a_strangers_object_in_the_way_is_said_in_the_status_and_retried() {
+        let (client, server) = mocked_client();
+        let ctx = ctx_of(client);
+        let mut calls = Scenario::ObserveNothing.calls();
+        calls.extend([
+            created(fixtures::CLAIMS),
+            fixtures::Call::new(http::Method::POST, fixtures::JOBS, fixtures::status(409, "AlreadyExists"))
+                .status(http::StatusCode::CONFLICT),
+            fixtures::Call::new(
+                http::Method::GET,
+                format!("{}/web-3-prepare", fixtures::JOBS),
+                serde_json::to_value(fixtures::job(&Step::Prepare, 3, None, fixtures::Done::Running))
+                    .expect("json"),
+            ),
+            event("Started"),
+            status_patch(serde_json::json!({"status": {"phase": "Pending", "conditions": [{
+                "reason": "Pending",
+                "message": "Job ns/web-3-prepare exists and is not owned by ImageBuild ns/web: it is not adopted",
+            }]}})),
+        ]);
+        let calls = server.run(calls);
+        let e = reconcile(Arc::new(fixtures::build()), ctx)
+            .await
+            .expect_err("waits");
+        timeout(calls).await;
+        assert_eq!(e.step(), "apply");
+    }
+
+    #[tokio::test]
+    async fn an_object_the_api_server_refuses_fails_the_build() {
+        let (client, server) = mocked_client();
+        let ctx = ctx_of(client);
+        let refused = serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "reason": "Invalid", "code": 422,
+            "message": "PersistentVolumeClaim \"web-3-workspace\" is invalid: spec.resources[storage]: Invalid value: \"10Gx\"",
+        });
+        let mut calls = Scenario::ObserveNothing.calls();
+        calls.extend([
+            fixtures::Call::new(http::Method::POST, fixtures::CLAIMS, refused)
+                .status(http::StatusCode::UNPROCESSABLE_ENTITY),
+            event("Failed"),
+            status_patch(serde_json::json!({"status": {"phase": "Failed", "conditions": [{
+                "status": "False",
+                "reason": "Invalid",
+                "message": "PersistentVolumeClaim web-3-workspace was refused by the API server: PersistentVolumeClaim \"web-3-workspace\" is invalid: spec.resources[storage]: Invalid value: \"10Gx\"",
+            }]}})),
+        ]);
+        let calls = server.run(calls);
+        let action = reconcile(Arc::new(fixtures::build()), ctx)
+            .await
+            .expect("the build failed; the reconcile did not");
+        timeout(calls).await;
+        assert_eq!(action, Action::requeue(Duration::from_secs(3600)));
     }
 
     #[tokio::test]

@@ -1,25 +1,36 @@
 //! The observe step: what exists of a build. It lists the build's Jobs and workspace claims
 //! (only those this ImageBuild owns count: see [`owned_by`]), sorts them into this generation's
-//! and superseded ones, reads each Job's state, and reads a finished pod's result when the
+//! and superseded ones, reads each Job's state, what a running Job's pods (and, when it has
+//! none, its events) say ([`pods`]), and a finished pod's result when the
 //! decision needs it (the prepare pod's graph once, a failed pod's reason). Reads only: what
 //! to change is for [`apply`](super::apply).
+//!
+//! What a pod says is read with a cap (M5, L4): its termination message up to Kubernetes'
+//! own 4 KiB limit, the end of its log up to [`LOG_LIMIT`]; a graph is kept on the prepare
+//! Job, so it fits an annotation.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
 use kube::api::{ListParams, LogParams};
 use kube::{Api, Resource, ResourceExt};
 use slipway_contract::graph::BuildGraph;
-use slipway_contract::result::{PodResult, Reason};
-use tracing::debug;
+use slipway_contract::result::{PodResult, Reason, TERMINATION_LIMIT};
+use tracing::{debug, warn};
 
 use super::apply::owned_by;
 use super::context::{Apis, Error};
 use super::decide::{JobObs, JobState, Observed};
-use super::render::{self, ANNOTATION_GRAPH, ANNOTATION_NODE, LABEL_BUILD, LABEL_GENERATION, Step};
+use super::pods::{self, PodsSeen};
+use super::render::{self, ANNOTATION_GRAPH, ANNOTATION_NODE, LABEL_GENERATION, Step};
 use super::validate::Build;
 use crate::api::ImageBuild;
+
+/// The most of a pod's log read for its result: the end of it, from the second last line
+/// (the result line is the last but for an error line after it). A graph over it is not
+/// kept: the build fails saying so (annotations hold 256 KiB).
+pub const LOG_LIMIT: i64 = 64 * 1024;
 
 /// A build's objects in the cluster.
 #[derive(Debug, Default)]
@@ -53,9 +64,14 @@ pub async fn observe(apis: &Apis, ib: &ImageBuild, build: &Build) -> Result<Obse
 }
 
 async fn read(apis: &Apis, ib: &ImageBuild, build: &Build) -> Result<Observation, kube::Error> {
-    let mine = ListParams::default().labels(&format!("{LABEL_BUILD}={}", build.name));
+    let mine = ListParams::default().labels(&render::build_selector(&build.name));
     let (jobs, superseded_jobs) = sort(apis.jobs.list(&mine).await?.items, build);
     let (claims, superseded_claims) = sort(apis.pvcs.list(&mine).await?.items, build);
+    let mut running = running_pods(apis, build, &jobs).await?;
+    let mut obs_of = |j: &Job| JobObs {
+        pods: running.remove(&j.name_any()).unwrap_or_default(),
+        ..job_obs(j)
+    };
     let existing = Existing {
         workspace: claims.contains_key(&render::pvc_name(ib)),
         jobs,
@@ -65,7 +81,7 @@ async fn read(apis: &Apis, ib: &ImageBuild, build: &Build) -> Result<Observation
     let mut seen = Observation::default();
     let prep_name = render::job_name(ib, &Step::Prepare);
     if let Some(j) = existing.jobs.get(&prep_name) {
-        let mut obs = job_obs(j);
+        let mut obs = obs_of(j);
         let ann = j.annotations();
         seen.observed.graph = ann
             .get(ANNOTATION_GRAPH)
@@ -86,7 +102,7 @@ async fn read(apis: &Apis, ib: &ImageBuild, build: &Build) -> Result<Observation
         for (pos, sj) in g.jobs.iter().enumerate() {
             let name = render::job_name(ib, &Step::Stage(pos, sj.label()));
             if let Some(j) = existing.jobs.get(&name) {
-                let mut obs = job_obs(j);
+                let mut obs = obs_of(j);
                 if matches!(obs.state, JobState::Failed { .. }) {
                     obs.result = pod_result(&apis.pods, j, Reason::StageFailed).await?.0;
                 }
@@ -96,7 +112,7 @@ async fn read(apis: &Apis, ib: &ImageBuild, build: &Build) -> Result<Observation
     }
     let push_name = render::job_name(ib, &Step::Push);
     if let Some(j) = existing.jobs.get(&push_name) {
-        let mut obs = job_obs(j);
+        let mut obs = obs_of(j);
         if obs.state != JobState::Running {
             obs.result = pod_result(&apis.pods, j, Reason::PushFailed).await?.0;
         }
@@ -104,6 +120,57 @@ async fn read(apis: &Apis, ib: &ImageBuild, build: &Build) -> Result<Observation
     }
     seen.existing = existing;
     Ok(seen)
+}
+
+/// What the pods of this generation's running Jobs say, by Job name: one list of the build's
+/// pods, and, for a Job without any, its `FailedCreate` events.
+async fn running_pods(
+    apis: &Apis,
+    build: &Build,
+    jobs: &BTreeMap<String, Job>,
+) -> Result<BTreeMap<String, PodsSeen>, kube::Error> {
+    let running: Vec<&Job> = jobs
+        .values()
+        .filter(|j| job_obs(j).state == JobState::Running)
+        .collect();
+    if running.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let selector = format!(
+        "{},{LABEL_GENERATION}={}",
+        render::build_selector(&build.name),
+        build.generation
+    );
+    let all = apis
+        .pods
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
+    let mut out = BTreeMap::new();
+    for j in running {
+        let uid = j.uid().unwrap_or_default();
+        let own: Vec<&Pod> = all.iter().filter(|p| owned_by(p.meta(), &uid)).collect();
+        let mut seen = pods::seen(&own);
+        if seen.none {
+            seen.create_failed = failed_create(&apis.events, j).await;
+        }
+        out.insert(j.name_any(), seen);
+    }
+    Ok(out)
+}
+
+/// The Job's last `FailedCreate` event's message. Events only explain: one that cannot be
+/// read leaves the build waiting, as it would without them.
+async fn failed_create(events: &Api<Event>, job: &Job) -> Option<String> {
+    let uid = job.uid().unwrap_or_default();
+    let lp = ListParams::default().fields(&format!("involvedObject.uid={uid},reason=FailedCreate"));
+    match events.list(&lp).await {
+        Ok(list) => pods::last_failed_create(&list.items),
+        Err(e) => {
+            warn!(job = %job.name_any(), "events: {e}");
+            None
+        }
+    }
 }
 
 /// The build's objects: this generation's by name, and other generations'.
@@ -159,21 +226,23 @@ pub fn job_obs(job: &Job) -> JobObs {
         start: status.start_time,
         completion,
         result: None,
+        pods: PodsSeen::default(),
     }
 }
 
 /// The result a finished Job's pod reported: its termination message, else its log. A pod
 /// that died without one (killed, crashed) is described by its exit and last log line.
 /// Also the node the pod ran on. Only the Job's own pods count (their ownerReference is the
-/// Job's uid): a pod someone else labelled like them is no source of results.
+/// Job's uid, and so is their controller-uid label): a pod someone else labelled like them is
+/// no source of results (L4).
 pub async fn pod_result(
     pods: &Api<Pod>,
     job: &Job,
     reason: Reason,
 ) -> Result<(Option<PodResult>, Option<String>), kube::Error> {
-    let selector = format!("batch.kubernetes.io/job-name={}", job.name_any());
-    let list = pods.list(&ListParams::default().labels(&selector)).await?;
     let job_uid = job.uid().unwrap_or_default();
+    let selector = format!("batch.kubernetes.io/controller-uid={job_uid}");
+    let list = pods.list(&ListParams::default().labels(&selector)).await?;
     let Some(pod) = list
         .items
         .into_iter()
@@ -191,15 +260,22 @@ pub async fn pod_result(
     let terminated = statuses
         .iter()
         .find_map(|c| c.state.as_ref()?.terminated.clone());
+    // The kubelet keeps 4 KiB of it: more is not a message of ours.
     let message = terminated
         .as_ref()
         .and_then(|t| t.message.clone())
+        .filter(|m| m.len() <= TERMINATION_LIMIT)
         .unwrap_or_default();
     if let Some(r) = PodResult::parse(&message).filter(|_| !PodResult::in_log(&message)) {
         return Ok((Some(r), node));
     }
+    let params = LogParams {
+        tail_lines: Some(2),
+        limit_bytes: Some(LOG_LIMIT),
+        ..Default::default()
+    };
     let log = pods
-        .logs(&pod.name_any(), &LogParams::default())
+        .logs(&pod.name_any(), &params)
         .await
         .unwrap_or_default();
     if let Some(r) = PodResult::parse(&log) {
@@ -222,6 +298,15 @@ pub async fn pod_result(
                 ),
             })
         }
+        // A pod that finished with a result longer than what is read of its log.
+        Some(_) if log.len() as i64 >= LOG_LIMIT => Some(PodResult::Failed {
+            reason,
+            message: format!(
+                "pod {}: its result is over the {} KiB the controller reads",
+                pod.name_any(),
+                LOG_LIMIT / 1024
+            ),
+        }),
         _ => None,
     };
     Ok((died, node))
@@ -291,6 +376,189 @@ mod tests {
             Some(PodResult::Failed { reason: Reason::StageFailed, message }) if message.contains("exit code 1")
         ));
         assert!(!seen.observed.stages.contains_key(&1));
+    }
+
+    /// Observes the build against `calls`.
+    async fn observed_with(calls: Vec<fixtures::Call>) -> Observation {
+        let ib = fixtures::build();
+        let build = fixtures::validated(&ib, 1_000);
+        let (apis, server) = mocked();
+        let calls = server.run(calls);
+        let seen = observe(&apis, &ib, &build).await.expect("observed");
+        timeout(calls).await;
+        seen
+    }
+
+    fn get(path: &str, answer: serde_json::Value) -> fixtures::Call {
+        fixtures::Call::new(http::Method::GET, path, answer)
+    }
+
+    const THIS_GENERATION: &str =
+        "labelSelector=build.slipway.dev%2Fbuild%3Dweb%2Cbuild.slipway.dev%2Fgeneration%3D3";
+
+    #[tokio::test]
+    async fn a_running_job_without_a_pod_says_why_from_its_events() {
+        use fixtures::{Done, UID, claim, job, list};
+        let psa = "Error creating: pods \"web-3-prepare-x\" is forbidden: violates PodSecurity \"restricted:latest\": runAsNonRoot != true";
+        let event = serde_json::json!({
+            "metadata": {"name": "e1", "namespace": "ns"},
+            "involvedObject": {"kind": "Job", "name": "web-3-prepare", "uid": "uid-of-web-3-prepare"},
+            "reason": "FailedCreate", "message": psa, "type": "Warning",
+            "lastTimestamp": "2026-01-01T00:00:00Z",
+        });
+        let seen = observed_with(vec![
+            get(
+                fixtures::JOBS,
+                list(
+                    "JobList",
+                    &[job(&Step::Prepare, 3, Some(UID), Done::Running)],
+                ),
+            ),
+            get(
+                fixtures::CLAIMS,
+                list("PersistentVolumeClaimList", &[claim(3, Some(UID))]),
+            ),
+            get(fixtures::PODS, list::<Pod>("PodList", &[])).query(THIS_GENERATION),
+            get(
+                "/api/v1/namespaces/ns/events",
+                serde_json::json!({
+                    "kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": [event],
+                }),
+            )
+            .query(
+                "fieldSelector=involvedObject.uid%3Duid-of-web-3-prepare%2Creason%3DFailedCreate",
+            ),
+        ])
+        .await;
+        let prep = seen.observed.prepare.clone().expect("prepare");
+        assert!(prep.pods.none);
+        assert_eq!(prep.pods.create_failed.as_deref(), Some(psa));
+        let d = crate::reconcile::decide::decide(
+            &seen.observed,
+            &fixtures::validated(&fixtures::build(), 1_000).limits,
+        );
+        assert_eq!(d.reason.as_str(), "PodRejected");
+    }
+
+    #[tokio::test]
+    async fn a_running_jobs_disrupted_pods_are_counted_and_strangers_ignored() {
+        use fixtures::{Done, UID, claim, job, list};
+        use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+        let mut p = job(&Step::Prepare, 3, Some(UID), Done::Complete);
+        p.metadata.annotations = Some(BTreeMap::from([(
+            ANNOTATION_GRAPH.to_string(),
+            serde_json::to_string(&fixtures::graph()).expect("json"),
+        )]));
+        let evicted = |n: usize, owned: bool| {
+            let r = PodResult::Stage { layers: 0 };
+            let mut pod = fixtures::pod("web-3-s0-base", "node-a", &r, owned);
+            pod.metadata.name = Some(format!("web-3-s0-base-{n}"));
+            pod.status = Some(PodStatus {
+                phase: Some("Failed".into()),
+                reason: Some("Evicted".into()),
+                message: Some("The node was low on resource: ephemeral-storage.".into()),
+                conditions: Some(vec![PodCondition {
+                    type_: "DisruptionTarget".into(),
+                    status: "True".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            });
+            pod
+        };
+        let pods: Vec<Pod> = vec![
+            evicted(1, true),
+            evicted(2, true),
+            evicted(3, false),
+            evicted(4, true),
+        ];
+        let seen = observed_with(vec![
+            get(
+                fixtures::JOBS,
+                list(
+                    "JobList",
+                    &[
+                        p,
+                        job(&Step::Stage(0, "base".into()), 3, Some(UID), Done::Running),
+                    ],
+                ),
+            ),
+            get(
+                fixtures::CLAIMS,
+                list("PersistentVolumeClaimList", &[claim(3, Some(UID))]),
+            ),
+            get(fixtures::PODS, list("PodList", &pods)).query(THIS_GENERATION),
+        ])
+        .await;
+        let base = &seen.observed.stages[&0];
+        assert_eq!(
+            base.pods.disrupted, 3,
+            "the stranger's pod is not the Job's"
+        );
+        assert!(!base.pods.none);
+        let d = crate::reconcile::decide::decide(
+            &seen.observed,
+            &fixtures::validated(&fixtures::build(), 1_000).limits,
+        );
+        assert_eq!(d.reason.as_str(), "Evicted");
+        assert!(
+            d.message
+                .contains("3 times (the last: Evicted: The node was low"),
+            "{}",
+            d.message
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pods_log_is_read_with_a_cap() {
+        use fixtures::{Done, UID, claim, job, list};
+        let mut pod = fixtures::pod(
+            "web-3-prepare",
+            "node-a",
+            &PodResult::Stage { layers: 0 },
+            true,
+        );
+        if let Some(t) = pod
+            .status
+            .as_mut()
+            .and_then(|s| s.container_statuses.as_mut())
+            .and_then(|c| c[0].state.as_mut())
+            .and_then(|s| s.terminated.as_mut())
+        {
+            t.message = Some(r#"{"inLog":true}"#.into());
+        }
+        // What the API server sends when the result line is longer than the cap.
+        let log = format!(
+            "slipway-result: {{\"graph\":{{\"jobs\":[{}",
+            "x".repeat(LOG_LIMIT as usize)
+        );
+        let seen = observed_with(vec![
+            get(
+                fixtures::JOBS,
+                list(
+                    "JobList",
+                    &[job(&Step::Prepare, 3, Some(UID), Done::Complete)],
+                ),
+            ),
+            get(
+                fixtures::CLAIMS,
+                list("PersistentVolumeClaimList", &[claim(3, Some(UID))]),
+            ),
+            get(fixtures::PODS, list("PodList", &[pod])),
+            get(
+                "/api/v1/namespaces/ns/pods/web-3-prepare-abcde/log",
+                serde_json::Value::String(log),
+            )
+            .query("limitBytes=65536&tailLines=2"),
+        ])
+        .await;
+        assert!(seen.observed.graph.is_none() && !seen.graph_read);
+        let prep = seen.observed.prepare.expect("prepare");
+        assert!(matches!(
+            prep.result,
+            Some(PodResult::Failed { reason: Reason::SourceFailed, ref message })
+                if message == "pod web-3-prepare-abcde: its result is over the 64 KiB the controller reads"
+        ));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use super::context::{Apis, Ctx, Error};
 use super::decide::Decision;
+use super::text::{MESSAGE_LIMIT, bounded};
 use super::validate::Build;
 use crate::api::{ImageBuild, ImageBuildStatus, Phase, StagePhase};
 use crate::metrics::Metrics;
@@ -89,7 +90,8 @@ pub fn next_status(
             type_: CONDITION.into(),
             status: d.status.into(),
             reason: d.reason.to_string(),
-            message: d.message.clone(),
+            // A pod's message may be megabytes (a RUN line): the patch must not be refused.
+            message: bounded(&d.message, MESSAGE_LIMIT),
             last_transition_time: now.clone(),
             observed_generation: Some(build.generation),
         },
@@ -166,7 +168,7 @@ pub fn events(
         .map(|(type_, reason, note)| Event {
             type_,
             reason,
-            note: Some(note.chars().take(1000).collect()),
+            note: Some(bounded(&note, MESSAGE_LIMIT)),
             action: "Build".into(),
             secondary: None,
         })
@@ -274,6 +276,7 @@ mod tests {
             stop: false,
             stages: vec![],
             image: None,
+            soon: false,
         }
     }
 

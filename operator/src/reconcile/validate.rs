@@ -93,7 +93,9 @@ fn settings(ib: &ImageBuild, now: Timestamp) -> Result<Build, Invalid> {
         .timeout
         .clone()
         .unwrap_or_else(|| DEFAULT_TIMEOUT.into());
-    let limit = parse_duration(&timeout).ok_or_else(|| Invalid::Timeout(timeout.clone()))? as i64;
+    let limit = parse_duration(&timeout)
+        .and_then(|s| i64::try_from(s).ok())
+        .ok_or_else(|| Invalid::Timeout(timeout.clone()))?;
     let elapsed = now.as_second() - start.0.as_second();
     let max_parallel = ib
         .spec
@@ -139,7 +141,8 @@ pub fn destinations(image: &str, tags: &[String]) -> Result<Vec<String>, Referen
         .collect())
 }
 
-/// `30m`, `1h30m`, `90s`, `2h`: Go duration syntax, whole units (the CRD's pattern).
+/// `30m`, `1h30m`, `90s`, `2h`: Go duration syntax, whole units (the CRD's pattern). `None`
+/// also for a number of seconds that does not fit (L5: no overflow, in any build profile).
 pub fn parse_duration(s: &str) -> Option<u64> {
     let s = s.trim();
     if s.is_empty() {
@@ -154,12 +157,13 @@ pub fn parse_duration(s: &str) -> Option<u64> {
         }
         let n: u64 = num.parse().ok()?;
         num.clear();
-        total += n * match c {
+        let unit = match c {
             'h' => 3600,
             'm' => 60,
             's' => 1,
             _ => return None,
         };
+        total = total.checked_add(n.checked_mul(unit)?)?;
     }
     num.is_empty().then_some(total)
 }
@@ -176,6 +180,22 @@ mod tests {
         assert_eq!(parse_duration("45s"), Some(45));
         assert_eq!(parse_duration("soon"), None);
         assert_eq!(parse_duration("10"), None);
+        // Overflow is no duration, not a wrap or a panic.
+        assert_eq!(parse_duration("5124095576030432h"), None);
+        assert_eq!(parse_duration("18446744073709551615s1s"), None);
+        assert_eq!(parse_duration("99999999999999999999h"), None);
+        assert_eq!(
+            parse_duration("5124095576030431h").and_then(|s| i64::try_from(s).ok()),
+            None
+        );
+    }
+
+    #[test]
+    fn a_timeout_too_large_for_seconds_is_invalid() {
+        let mut ib = fixtures::build();
+        ib.spec.timeout = Some("9223372036854775808s".into());
+        let now = Timestamp::from_second(0).expect("time");
+        assert!(matches!(settings(&ib, now), Err(Invalid::Timeout(_))));
     }
 
     #[test]

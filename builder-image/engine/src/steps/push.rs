@@ -41,7 +41,11 @@ pub fn push(args: &PushArgs) -> Result<String, PushError> {
         images.insert(b.clone(), info);
     }
     let image = assemble(&plan, &ws, &images)?;
-    let registry = Registry::new(&args.registries.insecure_registries, &ws.root.join("blobs"))?;
+    let blobs = args
+        .blob_cache
+        .clone()
+        .unwrap_or_else(|| ws.root.join("blobs"));
+    let registry = Registry::new(&args.registries.insecure_registries, &blobs)?;
     crate::net::block_on(async {
         let mut digest = String::new();
         for d in &args.destinations {

@@ -9,9 +9,9 @@ use k8s_openapi::api::batch::v1::{
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, KeyToPath,
     NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
-    PodTemplateSpec, ProjectedVolumeSource, SecretProjection, SecretVolumeSource, Volume,
-    VolumeMount, VolumeProjection, VolumeResourceRequirements,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
+    ProjectedVolumeSource, SecretProjection, SecretVolumeSource, Volume, VolumeMount,
+    VolumeProjection, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -21,6 +21,7 @@ use slipway_contract::pod::{
 };
 
 use super::names::{job_name, labels, meta, pvc_name};
+use super::security;
 use super::{Deadline, RenderError, Settings, Step};
 use crate::api::ImageBuild;
 use crate::reconcile::validate::PushTarget;
@@ -156,15 +157,22 @@ fn insecure(s: &Settings, extra: Option<&str>) -> RegistryArgs {
     }
 }
 
+/// A step's Job around its pod. The pod's security context is the step's default
+/// ([`security::pod_context`]) unless `pod` sets one.
 fn job(ib: &ImageBuild, step: &Step, pod: PodSpec, deadline: &Deadline) -> Job {
     let name = job_name(ib, step);
     let labels = labels(ib, Some(step));
+    let security_context = pod
+        .security_context
+        .clone()
+        .or_else(|| Some(security::pod_context(step)));
     Job {
         metadata: meta(ib, name, Some(step)),
         spec: Some(JobSpec {
             // A failure of the user's step is final; a pod lost to a disruption (eviction,
             // node pressure, preemption) is replaced without counting; the build's timeout
-            // still bounds it.
+            // still bounds it, and so does the controller after a few of them (a RUN that
+            // fills the node's disk is evicted again and again: see `decide`).
             backoff_limit: Some(0),
             pod_failure_policy: Some(PodFailurePolicy {
                 rules: vec![PodFailurePolicyRule {
@@ -187,8 +195,7 @@ fn job(ib: &ImageBuild, step: &Step, pod: PodSpec, deadline: &Deadline) -> Job {
                     // A stopped build pod has nothing to save: its step reruns from the start.
                     termination_grace_period_seconds: Some(5),
                     automount_service_account_token: Some(false),
-                    // uid 0 whatever the image's USER: the engine switches to USER for RUN.
-                    security_context: root(),
+                    security_context,
                     enable_service_links: Some(false),
                     image_pull_secrets: (!ib.spec.pull_secrets.is_empty())
                         .then(|| ib.spec.pull_secrets.clone()),
@@ -217,15 +224,6 @@ fn pin(node: Option<&str>) -> Option<Affinity> {
             }),
             ..Default::default()
         }),
-        ..Default::default()
-    })
-}
-
-fn root() -> Option<PodSecurityContext> {
-    Some(PodSecurityContext {
-        run_as_user: Some(0),
-        run_as_group: Some(0),
-        run_as_non_root: Some(false),
         ..Default::default()
     })
 }
@@ -424,6 +422,8 @@ pub fn stage_job(
             .to_args(),
         ),
         volume_mounts: Some(vec![mount("engine", paths::BIN_DIR, false)]),
+        // It only copies the engine into its volume.
+        security_context: Some(security::restricted_container(true)),
         ..Default::default()
     };
     let container = Container {
@@ -434,6 +434,7 @@ pub fn stage_job(
         working_dir: Some("/".into()),
         volume_mounts: Some(mounts),
         resources: ib.spec.resources.clone(),
+        security_context: Some(security::stage_container()),
         ..Default::default()
     };
     job(
@@ -451,6 +452,8 @@ pub fn stage_job(
 }
 
 /// The push Job: the builder image with the push secret; nothing of the user's runs in it.
+/// Its pod meets Pod Security "restricted"; it reads the workspace (mounted read-only) and
+/// writes only the base layers it fetches, into a volume of its own.
 pub fn push_job(
     ib: &ImageBuild,
     s: &Settings,
@@ -463,10 +466,21 @@ pub fn push_job(
         workspace: paths::WORKSPACE.into(),
         destinations: target.destinations.clone(),
         registries: insecure(s, out.insecure_registry.then_some(target.registry.as_str())),
+        blob_cache: Some(paths::PUSH_BLOBS.into()),
     })
     .to_args();
-    let mut volumes = vec![workspace_volume(ib)];
-    let mut mounts = vec![mount("workspace", paths::WORKSPACE, false)];
+    let mut volumes = vec![
+        workspace_volume(ib),
+        Volume {
+            name: "blobs".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
+    ];
+    let mut mounts = vec![
+        mount("workspace", paths::WORKSPACE, true),
+        mount("blobs", paths::PUSH_BLOBS, false),
+    ];
     let mut envs = Vec::new();
     if let Some(p) = &out.push_secret {
         volumes.push(Volume {
@@ -486,7 +500,8 @@ pub fn push_job(
         envs.push(env(pod::env::DOCKER_CONFIG, paths::PUSH_AUTH));
     }
     add_pull_auth(ib, &mut volumes, &mut mounts, &mut envs);
-    let container = builder_container("push", s, args, envs, mounts, None);
+    let mut container = builder_container("push", s, args, envs, mounts, None);
+    container.security_context = Some(security::restricted_container(false));
     job(
         ib,
         &Step::Push,

@@ -1,17 +1,21 @@
 //! The render step: the objects of one build (workspace claim, prepare, stage and push Jobs),
 //! from the ImageBuild, the settings [`validate`](super::validate) read from it and, for stage
 //! Jobs, the graph the prepare pod reported. Pure functions, unit-tested without a cluster.
-//! [`names`] says what the objects are called and labelled, [`jobs`] what they hold.
+//! [`names`] says what the objects are called and labelled, [`jobs`] what they hold,
+//! [`security`] how their pods are confined.
 
 mod jobs;
 mod names;
+mod security;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ResourceRequirements};
 
 pub use jobs::{prepare_job, push_job, stage_job, workspace_pvc};
+#[cfg(test)]
+pub use names::LABEL_BUILD;
 pub use names::{
-    ANNOTATION_GRAPH, ANNOTATION_NODE, LABEL_BUILD, LABEL_GENERATION, job_name, pvc_name,
+    ANNOTATION_GRAPH, ANNOTATION_NODE, LABEL_GENERATION, build_selector, job_name, pvc_name,
 };
 
 use super::context::Error;
@@ -30,6 +34,10 @@ pub struct Settings {
     pub default_workspace_size: String,
     /// `ttlSecondsAfterFinished` when a build does not say.
     pub default_ttl_seconds: i64,
+    /// The requests and limits of a build container when its ImageBuild sets no
+    /// `spec.resources` (M6: a RUN that fills the disk or the memory is stopped at its limit
+    /// rather than pressing the node).
+    pub default_resources: Option<ResourceRequirements>,
 }
 
 /// Which step of a build an object belongs to.
@@ -112,9 +120,68 @@ fn objects(
                 Ok(push_job(ib, s, target, node, &build.deadline))
             }
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
+    let jobs = jobs
+        .into_iter()
+        .map(|j| with_default_resources(j, s.default_resources.as_ref()))
+        .collect();
     Ok(Rendered {
         workspace: workspace_pvc(ib, s),
         jobs,
     })
+}
+
+/// `job` with `defaults` in each of its containers that sets no resources (its init
+/// containers, which only copy a file, are left alone).
+fn with_default_resources(mut job: Job, defaults: Option<&ResourceRequirements>) -> Job {
+    let Some(defaults) = defaults else { return job };
+    let pod = job.spec.as_mut().and_then(|j| j.template.spec.as_mut());
+    for c in pod.into_iter().flat_map(|p| p.containers.iter_mut()) {
+        c.resources.get_or_insert_with(|| defaults.clone());
+    }
+    job
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::decide::{self, Observed};
+    use crate::reconcile::fixtures;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use std::collections::BTreeMap;
+
+    fn resources(memory: &str) -> ResourceRequirements {
+        ResourceRequirements {
+            limits: Some(BTreeMap::from([(
+                "memory".to_string(),
+                Quantity(memory.into()),
+            )])),
+            ..Default::default()
+        }
+    }
+
+    fn prepare_resources(ib: &ImageBuild, s: &Settings) -> Option<ResourceRequirements> {
+        let build = fixtures::validated(ib, 1_000);
+        let seen = Observation::default();
+        let d = decide::decide(&Observed::default(), &build.limits);
+        let r = render(ib, s, &build, &seen, &d).expect("renders");
+        r.jobs[0]
+            .spec
+            .clone()
+            .and_then(|j| j.template.spec)
+            .and_then(|p| p.containers[0].resources.clone())
+    }
+
+    #[test]
+    fn build_containers_get_the_default_resources_unless_the_build_sets_some() {
+        let mut s = fixtures::settings();
+        s.default_resources = Some(resources("4Gi"));
+        let mut ib = fixtures::build();
+        assert_eq!(prepare_resources(&ib, &s), Some(resources("4Gi")));
+        ib.spec.resources = Some(resources("1Gi"));
+        assert_eq!(prepare_resources(&ib, &s), Some(resources("1Gi")));
+        ib.spec.resources = None;
+        s.default_resources = None;
+        assert_eq!(prepare_resources(&ib, &s), None);
+    }
 }

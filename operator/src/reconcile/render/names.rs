@@ -1,6 +1,13 @@
 //! Names, labels and owner of a build's objects: names are deterministic per generation, so a
-//! restarted controller finds its objects again, and cut to fit a label value; every object
-//! is owned by its ImageBuild (the garbage collector removes it with the ImageBuild).
+//! restarted controller finds its objects again, and fit a label value (a Job's name is one);
+//! every object is owned by its ImageBuild (the garbage collector removes it with the
+//! ImageBuild).
+//!
+//! An ImageBuild's name may be 253 characters long, a stage's name any length: a name or label
+//! value that does not fit 63 characters is cut and ends with 64 bits of its sha256 (M8, L5),
+//! so that a co-tenant cannot pick another build name whose objects are named like a
+//! victim's. A value that already ends like a shortened one (`-` and 16 hex digits) is
+//! shortened too: an untouched value never equals a shortened one.
 
 use std::collections::BTreeMap;
 
@@ -19,27 +26,69 @@ pub const LABEL_STEP: &str = "build.slipway.dev/step";
 pub const ANNOTATION_GRAPH: &str = "build.slipway.dev/graph";
 pub const ANNOTATION_NODE: &str = "build.slipway.dev/node";
 
-/// `<build>-<generation>-<suffix>`, cut and hashed to fit a label value (63).
-pub fn object_name(build: &str, generation: i64, suffix: &str) -> String {
-    let full = format!("{build}-{generation}-{suffix}");
-    if full.len() <= 63 {
-        return full;
+/// The longest label value, and so the longest Job name (the Job controller labels its pods
+/// with it).
+pub const MAX_LABEL: usize = 63;
+/// Bytes of sha256 a shortened value ends with: 64 bits.
+const HASH_BYTES: usize = 8;
+const HASH_HEX: usize = 2 * HASH_BYTES;
+
+/// `s` when it fits `max` bytes and does not end like a shortened value; else its start,
+/// cut after a letter or digit, `-`, and 16 hex digits of its sha256. `s` is a DNS name or a
+/// DNS label (as every caller's is): so is the result.
+pub fn fit(s: &str, max: usize) -> String {
+    if s.len() <= max && !looks_shortened(s) {
+        return s.to_string();
     }
-    let h = hex::encode(&Sha256::digest(full.as_bytes())[..4]);
-    let keep = 63 - h.len() - 1;
-    let cut: String = full.chars().take(keep).collect();
-    format!("{}-{h}", cut.trim_end_matches('-'))
+    let hash = hex::encode(&Sha256::digest(s.as_bytes())[..HASH_BYTES]);
+    let mut keep = max.saturating_sub(HASH_HEX + 1).min(s.len());
+    while !s.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    // A DNS name's parts, and a label value, end with a letter or digit.
+    let cut = s[..keep].trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+    let cut = if cut.is_empty() { "x" } else { cut };
+    format!("{cut}-{hash}")
 }
 
-/// A DNS-label-safe form of a stage name.
+/// Ends with `-` and 16 lowercase hex digits, as [`fit`]'s shortened values do.
+fn looks_shortened(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() > HASH_HEX
+        && b[b.len() - HASH_HEX - 1] == b'-'
+        && b[b.len() - HASH_HEX..]
+            .iter()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A label value for `s` (a build's name): itself, or shortened to 63 characters.
+pub fn label_value(s: &str) -> String {
+    fit(s, MAX_LABEL)
+}
+
+/// The label selector of a build's objects (all generations): what its objects carry.
+pub fn build_selector(build: &str) -> String {
+    format!("{LABEL_BUILD}={}", label_value(build))
+}
+
+/// `<build>-<generation>-<suffix>`, shortened to fit a label value (63).
+pub fn object_name(build: &str, generation: i64, suffix: &str) -> String {
+    fit(&format!("{build}-{generation}-{suffix}"), MAX_LABEL)
+}
+
+/// A DNS-label-safe form of a stage name, at most 63 characters.
 pub(super) fn dns_label(s: &str) -> String {
-    let mut out: String = s
+    let out: String = s
         .to_lowercase()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    out = out.trim_matches('-').to_string();
-    if out.is_empty() { "stage".into() } else { out }
+    let out = out.trim_matches('-');
+    if out.is_empty() {
+        "stage".into()
+    } else {
+        fit(out, MAX_LABEL)
+    }
 }
 
 pub fn job_name(ib: &ImageBuild, step: &Step) -> String {
@@ -68,7 +117,7 @@ pub(super) fn ident(ib: &ImageBuild) -> (String, i64) {
 pub fn labels(ib: &ImageBuild, step: Option<&Step>) -> BTreeMap<String, String> {
     let (name, generation) = ident(ib);
     let mut l = BTreeMap::from([
-        (LABEL_BUILD.to_string(), name),
+        (LABEL_BUILD.to_string(), label_value(&name)),
         (LABEL_GENERATION.to_string(), generation.to_string()),
         (
             "app.kubernetes.io/managed-by".to_string(),
@@ -106,14 +155,130 @@ pub(super) fn meta(ib: &ImageBuild, name: String, step: Option<&Step>) -> Object
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
+
+    /// A DNS-1123 subdomain (what object names must be), at most `max` long.
+    fn dns_subdomain(s: &str, max: usize) -> bool {
+        s.len() <= max
+            && s.split('.').all(|part| {
+                let b = part.as_bytes();
+                !b.is_empty()
+                    && b[0].is_ascii_alphanumeric()
+                    && b[b.len() - 1].is_ascii_alphanumeric()
+                    && b.iter()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-'))
+            })
+    }
+
+    /// A label value: at most 63, alphanumeric at both ends, `-_.` and alphanumerics inside.
+    fn label_ok(s: &str) -> bool {
+        let b = s.as_bytes();
+        s.len() <= 63
+            && (b.is_empty()
+                || (b[0].is_ascii_alphanumeric()
+                    && b[b.len() - 1].is_ascii_alphanumeric()
+                    && b.iter()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))))
+    }
+
+    /// A valid ImageBuild name of exactly 253 characters, dotted, ending with `tail`.
+    fn longest(tail: &str) -> String {
+        let mut s = String::new();
+        while s.len() < 253 - tail.len() {
+            let part = 63.min(253 - tail.len() - s.len());
+            if part <= 1 {
+                s.push('a');
+                continue;
+            }
+            s.push_str(&"a".repeat(part - 1));
+            s.push('.');
+        }
+        s.push_str(tail);
+        s.truncate(253);
+        s
+    }
 
     #[test]
-    fn names_are_deterministic_and_fit_labels() {
+    fn short_names_are_kept() {
         assert_eq!(object_name("web", 3, "prepare"), "web-3-prepare");
-        let long = "a".repeat(70);
-        let n = object_name(&long, 12, "s1-build");
-        assert!(n.len() <= 63, "{n}");
-        assert_eq!(n, object_name(&long, 12, "s1-build"));
-        assert_ne!(n, object_name(&long, 12, "s2-build"));
+        assert_eq!(object_name("my.app", 1, "s0-build"), "my.app-1-s0-build");
+        assert_eq!(label_value("web"), "web");
+        assert_eq!(build_selector("web"), "build.slipway.dev/build=web");
+        assert_eq!(dns_label("Build_Env"), "build-env");
+        assert_eq!(dns_label("__"), "stage");
+    }
+
+    #[test]
+    fn names_of_the_longest_builds_and_stages_are_valid_and_unique() {
+        let mut names = BTreeSet::new();
+        let mut labels = BTreeSet::new();
+        for i in 0..500 {
+            let build = longest(&format!("b{i}"));
+            assert_eq!(build.len(), 253, "{build}");
+            assert!(dns_subdomain(&build, 253), "{build}");
+            let stage = format!("{}{i}", "Stage.Name_".repeat(20));
+            for n in [
+                object_name(&build, 7, "prepare"),
+                object_name(&build, 7, &format!("s12-{}", dns_label(&stage))),
+                object_name(&build, 7, "workspace"),
+            ] {
+                assert!(dns_subdomain(&n, MAX_LABEL) && label_ok(&n), "{n}");
+                assert!(n.len() == MAX_LABEL, "{n}");
+                assert!(names.insert(n.clone()), "{n} twice");
+            }
+            let (l, s) = (label_value(&build), dns_label(&stage));
+            assert!(
+                label_ok(&l) && label_ok(&s) && dns_subdomain(&s, 63),
+                "{l} {s}"
+            );
+            assert!(labels.insert(l) && labels.insert(s));
+        }
+        // Deterministic: a restarted controller finds the same names.
+        let b = longest("x");
+        assert_eq!(object_name(&b, 1, "push"), object_name(&b, 1, "push"));
+        assert_ne!(object_name(&b, 1, "push"), object_name(&b, 2, "push"));
+        // 16 hex digits: 64 bits of sha256.
+        let n = object_name(&b, 1, "push");
+        assert!(looks_shortened(&n), "{n}");
+    }
+
+    #[test]
+    fn a_cut_never_ends_in_a_dot_or_dash() {
+        // The cut would end right after `.` or `-`: both are trimmed.
+        for name in [
+            "a".repeat(45) + ".bbbbbbbbbbbbbbbbbbbb",
+            "a".repeat(45) + "-bbbbbbbbbbbbbbbbbbbbbb",
+        ] {
+            let n = object_name(&name, 1, "prepare");
+            assert!(dns_subdomain(&n, 63) && label_ok(&n), "{n}");
+        }
+    }
+
+    #[test]
+    fn a_value_that_looks_shortened_is_shortened_too() {
+        // Whatever a co-tenant names a build, its untouched names never end like a shortened
+        // one: those are a hash of the whole name.
+        let b = "web-1-s0-0123456789abcdef";
+        assert!(looks_shortened(b));
+        let n = fit(b, MAX_LABEL);
+        assert_ne!(n, b);
+        assert!(looks_shortened(&n) && n.starts_with("web-1-s0"), "{n}");
+        let stage = dns_label("x-0123456789abcdef");
+        assert_ne!(stage, "x-0123456789abcdef");
+        assert!(!looks_shortened("web-1-prepare"));
+        assert!(!looks_shortened("0123456789abcdef"));
+    }
+
+    #[test]
+    fn labels_of_a_long_build_fit_and_the_selector_matches_them() {
+        let mut ib = crate::reconcile::fixtures::build();
+        let name = longest("z");
+        ib.metadata.name = Some(name.clone());
+        let l = labels(&ib, Some(&Step::Stage(0, "A".repeat(100))));
+        assert!(l.values().all(|v| label_ok(v)), "{l:?}");
+        assert_eq!(
+            build_selector(&name),
+            format!("{LABEL_BUILD}={}", l[LABEL_BUILD])
+        );
     }
 }

@@ -1,0 +1,179 @@
+//! The decide step's rules for Jobs that make no progress (see [`pods`](super::pods)): a pod a
+//! policy refuses, a Job waiting for its pod, pods evicted again and again, and a graph too
+//! large to keep. Pure, as the decide step is.
+
+use slipway_contract::graph::{BuildGraph, StageJob};
+use slipway_contract::result::{PodResult, Reason};
+
+use super::decide::{BuildReason, JobObs, JobState, Limits, Observed, decide};
+use super::pods::{MAX_DISRUPTIONS, PodsSeen};
+use crate::api::Phase;
+
+fn limits(max_parallel: usize, timeout: &str) -> Limits {
+    Limits {
+        max_parallel,
+        timeout: timeout.into(),
+        timed_out: false,
+    }
+}
+
+fn obs(state: JobState) -> JobObs {
+    JobObs {
+        name: "j".into(),
+        state,
+        start: None,
+        completion: None,
+        result: None,
+        pods: PodsSeen::default(),
+    }
+}
+
+/// Four independent stages `a`..`d`, then `final` on them; prepare done.
+fn fanout() -> Observed {
+    let sj = |stage: usize, name: &str, needs: &[usize]| StageJob {
+        stages: vec![stage],
+        names: vec![Some(name.to_string())],
+        needs: needs.to_vec(),
+        image: Some("img@sha256:00".into()),
+        secrets: vec![],
+        cache_mounts: false,
+    };
+    Observed {
+        prepare: Some(obs(JobState::Succeeded)),
+        graph: Some(BuildGraph {
+            target: 4,
+            jobs: vec![
+                sj(0, "a", &[]),
+                sj(1, "b", &[]),
+                sj(2, "c", &[]),
+                sj(3, "d", &[]),
+                sj(4, "final", &[0, 1, 2, 3]),
+            ],
+        }),
+        ..Default::default()
+    }
+}
+
+fn stuck_with(pods: PodsSeen) -> JobObs {
+    JobObs {
+        pods,
+        ..obs(JobState::Running)
+    }
+}
+
+const PSA: &str = "Error creating: pods \"web-1-s0-a-x7k2p\" is forbidden: violates PodSecurity \"restricted:latest\": runAsNonRoot != true (pod must not set securityContext.runAsNonRoot=false)";
+
+#[test]
+fn a_pod_a_policy_refuses_fails_the_build_at_once() {
+    let refused = PodsSeen {
+        none: true,
+        create_failed: Some(PSA.into()),
+        ..Default::default()
+    };
+    let mut o = fanout();
+    o.stages.insert(0, stuck_with(refused.clone()));
+    let d = decide(&o, &limits(4, "1h"));
+    assert_eq!(
+        (d.phase, d.reason),
+        (Phase::Failed, BuildReason::PodRejected)
+    );
+    assert_eq!(
+        d.message,
+        "stage \"a\": pod rejected: violates PodSecurity \"restricted:latest\": runAsNonRoot != true (pod must not set securityContext.runAsNonRoot=false)"
+    );
+    assert!(d.stop && !d.soon);
+    let o = Observed {
+        prepare: Some(stuck_with(refused)),
+        ..Default::default()
+    };
+    let d = decide(&o, &limits(4, "1h"));
+    assert_eq!(d.reason, BuildReason::PodRejected);
+    assert!(
+        d.message
+            .starts_with("the prepare step: pod rejected: violates PodSecurity")
+    );
+}
+
+#[test]
+fn a_job_without_a_pod_is_looked_at_soon_and_a_quota_is_shown_while_it_waits() {
+    let o = Observed {
+        prepare: Some(stuck_with(PodsSeen {
+            none: true,
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let d = decide(&o, &limits(4, "1h"));
+    assert_eq!(d.phase, Phase::Preparing);
+    assert!(d.soon);
+    let mut o = fanout();
+    o.stages.insert(
+        1,
+        stuck_with(PodsSeen {
+            none: true,
+            create_failed: Some(
+                "Error creating: pods \"p\" is forbidden: exceeded quota: q, requested: pods=1"
+                    .into(),
+            ),
+            ..Default::default()
+        }),
+    );
+    let d = decide(&o, &limits(1, "1h"));
+    assert_eq!(d.phase, Phase::Building);
+    assert!(d.soon && !d.stop);
+    assert!(
+        d.message
+            .ends_with("; stage \"b\" has no pod yet: exceeded quota: q, requested: pods=1"),
+        "{}",
+        d.message
+    );
+    o.stages.insert(1, obs(JobState::Running));
+    assert!(!decide(&o, &limits(1, "1h")).soon);
+}
+
+#[test]
+fn a_pod_evicted_again_and_again_ends_the_build() {
+    let lost = |n| PodsSeen {
+        disrupted: n,
+        last_disruption: Some("Evicted: The node was low on resource: ephemeral-storage.".into()),
+        ..Default::default()
+    };
+    let mut o = fanout();
+    o.stages.insert(2, stuck_with(lost(MAX_DISRUPTIONS - 1)));
+    assert_eq!(decide(&o, &limits(4, "1h")).phase, Phase::Building);
+    o.stages.insert(2, stuck_with(lost(MAX_DISRUPTIONS)));
+    let d = decide(&o, &limits(4, "1h"));
+    assert_eq!((d.phase, d.reason.as_str()), (Phase::Failed, "Evicted"));
+    assert_eq!(
+        d.message,
+        "stage \"c\": stopped after its pod was evicted or disrupted 3 times (the last: Evicted: The node was low on resource: ephemeral-storage.)"
+    );
+    assert!(d.stop);
+    let mut o = fanout();
+    for pos in 0..5 {
+        o.stages.insert(pos, obs(JobState::Succeeded));
+    }
+    o.push = Some(stuck_with(lost(4)));
+    let d = decide(&o, &limits(4, "1h"));
+    assert!(
+        d.message.starts_with("the push step: stopped after"),
+        "{}",
+        d.message
+    );
+}
+
+#[test]
+fn a_graph_too_large_to_keep_fails_with_the_prepare_steps_reason() {
+    let mut p = obs(JobState::Succeeded);
+    p.result = Some(PodResult::Failed {
+        reason: Reason::SourceFailed,
+        message: "pod x: its result is over the 64 KiB the controller reads".into(),
+    });
+    let o = Observed {
+        prepare: Some(p),
+        ..Default::default()
+    };
+    let d = decide(&o, &limits(4, "1h"));
+    assert_eq!(d.reason, BuildReason::Pod(Reason::SourceFailed));
+    assert!(d.message.contains("64 KiB"));
+}

@@ -1,0 +1,224 @@
+//! Why a running Job makes no progress, from its pods and its events (pure rules; observe
+//! reads them, decide acts on them):
+//!
+//! * the Job controller cannot create its pod: its `FailedCreate` events say why. A Pod
+//!   Security level or an admission policy the pod does not meet will not change: the build
+//!   fails at once with `PodRejected`, naming the policy (M3), instead of hanging until its
+//!   timeout. Anything else (a quota, a service account not there yet) is shown while the
+//!   build waits;
+//! * its pods are lost to disruptions again and again: a pod evicted for filling the node's
+//!   disk is replaced (the Job's pod failure policy ignores disruptions) and fills it again.
+//!   After [`MAX_DISRUPTIONS`] such pods the build fails with `Evicted` (M6). Pods an API
+//!   eviction (a drain) deleted are gone and not counted; the kubelet's evictions for node
+//!   pressure or an ephemeral-storage limit leave failed pods, which are.
+
+use k8s_openapi::api::core::v1::{Event, Pod};
+
+/// A Job's pods lost to disruptions before the build fails.
+pub const MAX_DISRUPTIONS: u32 = 3;
+
+/// What a running Job's pods say.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodsSeen {
+    /// The Job has no pod: not created yet, or the Job controller cannot create one.
+    pub none: bool,
+    /// The message of the Job's last `FailedCreate` event, when it has no pod.
+    pub create_failed: Option<String>,
+    /// Its pods that failed on a disruption (condition `DisruptionTarget`).
+    pub disrupted: u32,
+    /// The last of them: its reason and message.
+    pub last_disruption: Option<String>,
+}
+
+/// What the pods of one Job (those it owns) say.
+pub fn seen(pods: &[&Pod]) -> PodsSeen {
+    let mut disrupted: Vec<&Pod> = pods.iter().copied().filter(|p| disruption(p)).collect();
+    disrupted.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
+    PodsSeen {
+        none: pods.is_empty(),
+        create_failed: None,
+        disrupted: disrupted.len() as u32,
+        last_disruption: disrupted.last().map(|p| why_lost(p)),
+    }
+}
+
+/// A failed pod with the `DisruptionTarget` condition.
+fn disruption(p: &Pod) -> bool {
+    let Some(s) = &p.status else { return false };
+    s.phase.as_deref() == Some("Failed")
+        && s.conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "DisruptionTarget" && c.status == "True")
+}
+
+/// `Evicted: The node was low on resource: ephemeral-storage. ...`
+fn why_lost(p: &Pod) -> String {
+    let s = p.status.clone().unwrap_or_default();
+    let cond = s
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "DisruptionTarget")
+        .cloned()
+        .unwrap_or_default();
+    let reason = s
+        .reason
+        .or(cond.reason)
+        .unwrap_or_else(|| "Disrupted".into());
+    match s.message.or(cond.message) {
+        Some(m) if !m.is_empty() => format!("{reason}: {m}"),
+        _ => reason,
+    }
+}
+
+/// The message of the newest `FailedCreate` event among `events` (the Job's own).
+pub fn last_failed_create(events: &[Event]) -> Option<String> {
+    events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("FailedCreate"))
+        .max_by_key(|e| {
+            e.last_timestamp
+                .clone()
+                .map(|t| t.0)
+                .or_else(|| e.event_time.clone().map(|t| t.0))
+                .or_else(|| e.metadata.creation_timestamp.clone().map(|t| t.0))
+        })
+        .and_then(|e| e.message.clone())
+}
+
+/// Why the Job controller could not create a pod, and whether that will last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blocked {
+    /// A Pod Security level or an admission policy refuses the pod: it will not change.
+    Rejected(String),
+    /// Something that may pass (a quota, a service account not there yet): the build waits.
+    Waiting(String),
+}
+
+/// A `FailedCreate` event's message, classified; its text without the Job controller's
+/// prefix and the (random) pod name.
+pub fn blocked(message: &str) -> Blocked {
+    let m = message.strip_prefix("Error creating: ").unwrap_or(message);
+    // `pods "web-1-prepare-x7k2p" is forbidden: ...`
+    let detail = match m
+        .strip_prefix("pods \"")
+        .and_then(|r| r.split_once("\" is forbidden: "))
+    {
+        Some((_, rest)) => rest,
+        None => m,
+    };
+    let policy = detail.starts_with("violates PodSecurity ")
+        || (detail.contains("admission webhook") && detail.contains("denied the request"))
+        || (detail.starts_with("ValidatingAdmissionPolicy") && detail.contains("denied request"));
+    if policy {
+        Blocked::Rejected(detail.to_string())
+    } else {
+        Blocked::Waiting(detail.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+    use k8s_openapi::jiff::Timestamp;
+
+    pub fn at(t: i64) -> Time {
+        Time(Timestamp::from_second(t).expect("time"))
+    }
+
+    pub fn pod(created: i64, phase: &str, disrupted: bool, reason: Option<&str>) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                creation_timestamp: Some(at(created)),
+                ..Default::default()
+            },
+            spec: None,
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                reason: reason.map(String::from),
+                message: reason.map(|_| {
+                    format!("The node was low on resource: ephemeral-storage ({created}).")
+                }),
+                conditions: disrupted.then(|| {
+                    vec![PodCondition {
+                        type_: "DisruptionTarget".into(),
+                        status: "True".into(),
+                        reason: Some("TerminationByKubelet".into()),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn disrupted_pods_are_counted_and_the_last_one_named() {
+        let a = pod(10, "Failed", true, Some("Evicted"));
+        let b = pod(30, "Failed", true, Some("Evicted"));
+        let c = pod(20, "Failed", true, None);
+        let running = pod(40, "Running", false, None);
+        let failed = pod(5, "Failed", false, None);
+        let s = seen(&[&b, &a, &c, &running, &failed]);
+        assert_eq!(s.disrupted, 3);
+        assert!(!s.none);
+        assert_eq!(
+            s.last_disruption.as_deref(),
+            Some("Evicted: The node was low on resource: ephemeral-storage (30).")
+        );
+        assert_eq!(
+            seen(&[&c]).last_disruption.as_deref(),
+            Some("TerminationByKubelet")
+        );
+        let none = seen(&[]);
+        assert!(none.none && none.disrupted == 0);
+    }
+
+    #[test]
+    fn policies_reject_and_the_rest_waits() {
+        let psa = "Error creating: pods \"web-1-prepare-x7k2p\" is forbidden: violates PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false (container \"prepare\" must set securityContext.allowPrivilegeEscalation=false), runAsNonRoot != true (pod or container \"prepare\" must set securityContext.runAsNonRoot=true)";
+        assert_eq!(
+            blocked(psa),
+            Blocked::Rejected(
+                "violates PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false (container \"prepare\" must set securityContext.allowPrivilegeEscalation=false), runAsNonRoot != true (pod or container \"prepare\" must set securityContext.runAsNonRoot=true)".into()
+            )
+        );
+        let webhook = "Error creating: admission webhook \"validate.kyverno.svc\" denied the request: no root";
+        assert!(
+            matches!(blocked(webhook), Blocked::Rejected(d) if d.starts_with("admission webhook"))
+        );
+        let vap = "Error creating: pods \"x-1-push-abcde\" is forbidden: ValidatingAdmissionPolicy 'no-root' with binding 'b' denied request: root";
+        assert!(
+            matches!(blocked(vap), Blocked::Rejected(d) if d.starts_with("ValidatingAdmissionPolicy"))
+        );
+        let quota = "Error creating: pods \"x-1-push-abcde\" is forbidden: exceeded quota: q, requested: pods=1, used: pods=10, limited: pods=10";
+        assert_eq!(
+            blocked(quota),
+            Blocked::Waiting(
+                "exceeded quota: q, requested: pods=1, used: pods=10, limited: pods=10".into()
+            )
+        );
+        let sa = "Error creating: pods \"x\" is forbidden: error looking up service account ns/default: serviceaccount \"default\" not found";
+        assert!(matches!(blocked(sa), Blocked::Waiting(_)));
+    }
+
+    #[test]
+    fn the_newest_failed_create_event_counts() {
+        let ev = |t: i64, reason: &str, msg: &str| Event {
+            reason: Some(reason.into()),
+            message: Some(msg.into()),
+            last_timestamp: Some(at(t)),
+            ..Default::default()
+        };
+        let events = [
+            ev(10, "FailedCreate", "old"),
+            ev(30, "SuccessfulCreate", "created"),
+            ev(20, "FailedCreate", "new"),
+        ];
+        assert_eq!(last_failed_create(&events).as_deref(), Some("new"));
+        assert_eq!(last_failed_create(&events[1..2]), None);
+    }
+}

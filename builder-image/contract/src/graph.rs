@@ -10,17 +10,24 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use slipway_frontend::plan::{Base, Plan};
 
+use crate::trust::Inputs;
+
 /// The stages to run, as Jobs: one per fused FROM-chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BuildGraph {
     /// The stage whose image is pushed.
     pub target: usize,
     pub jobs: Vec<StageJob>,
+    /// The digests of the files the prepare step wrote into the workspace, which every later
+    /// pod is given and checks ([`crate::trust`]); `None` from a prepare step that did not
+    /// report them (the controller then starts no stage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Inputs>,
 }
 
 /// One stage Job: a chain of stages run one after the other in one pod.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StageJob {
     /// Stage indices, parent first.
@@ -39,6 +46,14 @@ pub struct StageJob {
     pub secrets: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cache_mounts: bool,
+    /// The external image at the root of the chain, as the Dockerfile names it (`None` for
+    /// scratch): the base of the image a target in this chain pushes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// The external images whose `images/<key>.json` the chain reads, as the Dockerfile names
+    /// them: its first stage's FROM image and the images its stages copy or mount from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
 }
 
 impl StageJob {
@@ -76,6 +91,15 @@ impl BuildGraph {
                     stages.iter().flat_map(|s| s.secrets.clone()).collect();
                 secrets.sort();
                 secrets.dedup();
+                let mut images: Vec<String> =
+                    stages.iter().flat_map(|s| s.images.clone()).collect();
+                if let Some(Base::Image(n)) = stages.first().map(|s| &s.from)
+                    && n != "scratch"
+                {
+                    images.push(n.clone());
+                }
+                images.sort();
+                images.dedup();
                 let image = match stages.first().map(|s| &s.from) {
                     Some(Base::Image(n)) if n != "scratch" => pinned.get(n).cloned(),
                     // A chain starts at an image or at a stage of another chain; the latter's
@@ -88,17 +112,33 @@ impl BuildGraph {
                 StageJob {
                     names: stages.iter().map(|s| s.name.clone()).collect(),
                     cache_mounts: stages.iter().any(|s| s.cache_mounts),
+                    base: chain.first().and_then(|i| root_image(plan, *i)),
                     stages: chain,
                     needs,
                     image,
                     secrets,
+                    images,
                 }
             })
             .collect();
         BuildGraph {
             target: plan.target_index,
             jobs,
+            inputs: None,
         }
+    }
+
+    /// The graph with the digests of the files the prepare step wrote.
+    pub fn with_inputs(self, inputs: Inputs) -> Self {
+        BuildGraph {
+            inputs: Some(inputs),
+            ..self
+        }
+    }
+
+    /// The Job (by position) that runs `stage`.
+    pub fn job_of(&self, stage: usize) -> Option<&StageJob> {
+        self.jobs.iter().find(|j| j.stages.contains(&stage))
     }
 
     /// The Jobs (by position) that may start now, in graph order, at most `room` of them: not
@@ -179,6 +219,14 @@ mod tests {
         assert_eq!(by_label["assets"].image, None);
         assert_eq!(by_label["4"].needs, vec![0, 1, 3]);
         assert_eq!(by_label["4"].image.as_deref(), Some("busybox@sha256:00"));
+        // What each chain reads of the external images: its root and what it copies from.
+        assert_eq!(by_label["build"].base.as_deref(), Some("golang"));
+        assert_eq!(by_label["build"].images, vec!["golang".to_string()]);
+        assert_eq!(by_label["assets"].base, None);
+        assert!(by_label["assets"].images.is_empty());
+        assert_eq!(by_label["4"].base.as_deref(), Some("busybox"));
+        assert_eq!(g.job_of(4).map(|j| j.label()), Some("4".to_string()));
+        assert_eq!(g.job_of(1).map(|j| j.label()), Some("build".to_string()));
         // The tester is not needed by the target, so it is not planned.
         assert!(!by_label.contains_key("test"));
     }

@@ -10,7 +10,11 @@
 //!   scheduler over it ([`graph::BuildGraph::ready`], [`graph::BuildGraph::waves`]) used by the
 //!   operator, local mode and `slipway-operator schedule`.
 //! - [`result`]: what each pod reports back (termination message, or a log line when large).
+//! - [`trust`]: the digests of the workspace files, which the controller keeps and hands each
+//!   pod for what it reads ([`digest`]: the one form of digest accepted).
 
+pub mod digest;
 pub mod graph;
 pub mod pod;
 pub mod result;
+pub mod trust;

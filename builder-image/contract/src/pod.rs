@@ -10,6 +10,9 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use slipway_frontend::plan::PlanOptions;
 
+use crate::digest::Digest;
+use crate::trust::{ImageDigest, Outputs, StageDigest};
+
 /// Paths inside a build pod (or a local stage container). Everything of Slipway's lives under
 /// [`paths::ROOT`], which the engine never puts in a layer.
 pub mod paths {
@@ -336,6 +339,108 @@ impl PrepareArgs {
     }
 }
 
+/// The digests of the workspace files a pod reads, as the controller holds them
+/// ([`crate::trust`]): a pod reads such a file only when it matches.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct Digests {
+    /// plan.json's digest.
+    #[arg(long = "plan-digest", id = "plan_digest", value_name = "DIGEST")]
+    pub plan: Digest,
+    /// The Dockerfile's digest.
+    #[arg(
+        long = "dockerfile-digest",
+        id = "dockerfile_digest",
+        value_name = "DIGEST"
+    )]
+    pub dockerfile: Option<Digest>,
+    /// Dockerfile.dockerignore's digest; without it, the build has no ignore file of its own.
+    #[arg(long = "ignore-digest", id = "ignore_digest", value_name = "DIGEST")]
+    pub ignore: Option<Digest>,
+    /// An images/<key>.json's digest, by image reference (repeatable).
+    #[arg(
+        long = "image-digest",
+        id = "image_digest",
+        value_name = "REFERENCE=DIGEST"
+    )]
+    pub images: Vec<ImageDigest>,
+    /// A stages/<N>/result.json's digest (repeatable).
+    #[arg(
+        long = "result-digest",
+        id = "result_digest",
+        value_name = "STAGE=DIGEST"
+    )]
+    pub results: Vec<StageDigest>,
+    /// A stages/<N>/exports.tar's digest (repeatable).
+    #[arg(
+        long = "exports-digest",
+        id = "exports_digest",
+        value_name = "STAGE=DIGEST"
+    )]
+    pub exports: Vec<StageDigest>,
+}
+
+impl Digests {
+    /// The plan's digest and nothing else yet.
+    pub fn new(plan: Digest) -> Self {
+        Digests {
+            plan,
+            dockerfile: None,
+            ignore: None,
+            images: Vec::new(),
+            results: Vec::new(),
+            exports: Vec::new(),
+        }
+    }
+
+    pub fn image(&self, reference: &str) -> Option<&Digest> {
+        self.images
+            .iter()
+            .find(|i| i.reference == reference)
+            .map(|i| &i.digest)
+    }
+
+    pub fn result(&self, index: usize) -> Option<&Digest> {
+        find(&self.results, index)
+    }
+
+    pub fn exports(&self, index: usize) -> Option<&Digest> {
+        find(&self.exports, index)
+    }
+
+    /// A stage's outputs, replacing what was known of it.
+    pub fn add_outputs(&mut self, index: usize, out: &Outputs) {
+        self.results.retain(|s| s.index != index);
+        self.exports.retain(|s| s.index != index);
+        self.results.push(StageDigest {
+            index,
+            digest: out.result.clone(),
+        });
+        if let Some(e) = &out.exports {
+            self.exports.push(StageDigest {
+                index,
+                digest: e.clone(),
+            });
+        }
+    }
+
+    pub fn to_args(&self) -> Vec<String> {
+        let shown = |v: &Option<Digest>| v.as_ref().map(Digest::to_string);
+        let strings = |v: &[StageDigest]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut a = vec!["--plan-digest".to_string(), self.plan.to_string()];
+        a.extend(optional("--dockerfile-digest", &shown(&self.dockerfile)));
+        a.extend(optional("--ignore-digest", &shown(&self.ignore)));
+        let images: Vec<String> = self.images.iter().map(|i| i.to_string()).collect();
+        a.extend(repeated("--image-digest", &images));
+        a.extend(repeated("--result-digest", &strings(&self.results)));
+        a.extend(repeated("--exports-digest", &strings(&self.exports)));
+        a
+    }
+}
+
+fn find(v: &[StageDigest], index: usize) -> Option<&Digest> {
+    v.iter().find(|s| s.index == index).map(|s| &s.digest)
+}
+
 /// `slipway-builder stage`.
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct StageArgs {
@@ -346,15 +451,19 @@ pub struct StageArgs {
     pub stages: Vec<usize>,
     #[arg(long)]
     pub workspace: PathBuf,
+    #[command(flatten)]
+    pub digests: Digests,
 }
 
 impl StageArgs {
-    /// A chain of stages as a build pod runs it: the plan and workspace at their pod paths.
-    pub fn in_pod(stages: Vec<usize>) -> Self {
+    /// A chain of stages as a build pod runs it: the plan and workspace at their pod paths,
+    /// and the digests of what it reads there.
+    pub fn in_pod(stages: Vec<usize>, digests: Digests) -> Self {
         StageArgs {
             plan: PathBuf::from(paths::PLAN),
             stages,
             workspace: PathBuf::from(paths::WORKSPACE),
+            digests,
         }
     }
 
@@ -366,6 +475,7 @@ impl StageArgs {
                 .flat_map(|i| ["--stage".to_string(), i.to_string()]),
         );
         a.extend(["--workspace".to_string(), path(&self.workspace)]);
+        a.extend(self.digests.to_args());
         a
     }
 }
@@ -382,6 +492,8 @@ pub struct PushArgs {
     /// Where base layers fetched for the push are kept (default: `blobs/` in the workspace).
     #[arg(long)]
     pub blob_cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub digests: Digests,
 }
 
 impl PushArgs {
@@ -393,6 +505,7 @@ impl PushArgs {
             "--blob-cache",
             &self.blob_cache.as_deref().map(path),
         ));
+        a.extend(self.digests.to_args());
         a
     }
 }
@@ -459,7 +572,11 @@ mod tests {
             context_dir: Some("app".into()),
             auth_dir: Some(PathBuf::from(paths::GIT_AUTH)),
         }));
-        round_trip(PodCommand::Stage(StageArgs::in_pod(vec![0, 1])));
+        round_trip(PodCommand::Stage(StageArgs::in_pod(vec![0, 1], digests())));
+        round_trip(PodCommand::Stage(StageArgs::in_pod(
+            vec![2],
+            Digests::new(digest('1')),
+        )));
         round_trip(PodCommand::Push(PushArgs {
             workspace: PathBuf::from(paths::WORKSPACE),
             destinations: vec![
@@ -468,16 +585,90 @@ mod tests {
             ],
             registries: RegistryArgs::default(),
             blob_cache: None,
+            digests: digests(),
         }));
         round_trip(PodCommand::Push(PushArgs {
             workspace: PathBuf::from(paths::WORKSPACE),
             destinations: vec!["reg:5000/team/web:1".into()],
             registries: RegistryArgs::default(),
             blob_cache: Some(PathBuf::from(paths::PUSH_BLOBS)),
+            digests: Digests::new(digest('2')),
         }));
         round_trip(PodCommand::Install(InstallArgs {
             dir: PathBuf::from(paths::BIN_DIR),
         }));
+    }
+
+    fn digest(c: char) -> Digest {
+        Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).expect("digest")
+    }
+
+    /// Every kind of digest a pod is given.
+    fn digests() -> Digests {
+        let mut d = Digests::new(digest('1'));
+        d.dockerfile = Some(digest('2'));
+        d.ignore = Some(digest('3'));
+        d.images = vec![
+            "busybox=sha256:4444444444444444444444444444444444444444444444444444444444444444"
+                .parse()
+                .expect("pair"),
+            format!("reg:5000/team/base:1={}", digest('5'))
+                .parse()
+                .expect("pair"),
+        ];
+        d.add_outputs(
+            0,
+            &Outputs {
+                result: digest('6'),
+                exports: Some(digest('7')),
+            },
+        );
+        d.add_outputs(
+            3,
+            &Outputs {
+                result: digest('8'),
+                exports: None,
+            },
+        );
+        d
+    }
+
+    #[test]
+    fn digests_are_looked_up_and_replaced_by_stage() {
+        let mut d = digests();
+        assert_eq!(d.image("busybox"), Some(&digest('4')));
+        assert_eq!(d.image("reg:5000/team/base:1"), Some(&digest('5')));
+        assert_eq!(d.image("alpine"), None);
+        assert_eq!(
+            (d.result(0), d.exports(0)),
+            (Some(&digest('6')), Some(&digest('7')))
+        );
+        assert_eq!((d.result(3), d.exports(3)), (Some(&digest('8')), None));
+        assert_eq!(d.result(1), None);
+        d.add_outputs(
+            0,
+            &Outputs {
+                result: digest('9'),
+                exports: None,
+            },
+        );
+        assert_eq!((d.result(0), d.exports(0)), (Some(&digest('9')), None));
+        assert_eq!(d.results.len(), 2);
+        // A pod is not started without the plan's digest, nor with a digest that is none.
+        assert!(Cli::try_parse_from(["b", "push", "--workspace", "/w", "-d", "r/x:1"]).is_err());
+        let bad = [
+            "b",
+            "stage",
+            "--plan",
+            "/p",
+            "--stage",
+            "0",
+            "--workspace",
+            "/w",
+            "--plan-digest",
+            "sha256:../../etc/passwd",
+        ];
+        assert!(Cli::try_parse_from(bad).is_err());
     }
 
     #[test]

@@ -4,9 +4,12 @@
 //! The prepare pod reports the stage graph, a stage pod its layers or its failure, the push
 //! pod the digest. The operator reads these types; the builder writes them.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::graph::BuildGraph;
+use crate::trust::Outputs;
 
 /// Where Kubernetes reads a container's termination message, and its size limit.
 pub const TERMINATION_LOG: &str = "/dev/termination-log";
@@ -40,11 +43,14 @@ impl Reason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum PodResult {
-    /// The prepare pod: the Jobs to run.
+    /// The prepare pod: the Jobs to run, and the digests of the files it wrote.
     Graph(BuildGraph),
-    /// A stage pod that finished its chain.
+    /// A stage pod that finished its chain: the digests of what each of its stages wrote, by
+    /// stage index (about 160 bytes a stage: a long chain's result goes to the log).
     Stage {
         layers: usize,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        outputs: BTreeMap<usize, Outputs>,
     },
     /// The push pod: the manifest digest, pushed to every reference.
     Pushed {
@@ -177,6 +183,25 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // A long chain's digests go to the log, and come back whole.
+        let digest = crate::digest::Digest::from_sha256(&[7; 32]);
+        let outputs: BTreeMap<usize, Outputs> = (0..40)
+            .map(|i| {
+                let out = Outputs {
+                    result: digest.clone(),
+                    exports: (i % 2 == 0).then(|| digest.clone()),
+                };
+                (i, out)
+            })
+            .collect();
+        let stage = PodResult::Stage { layers: 3, outputs };
+        let m = stage.termination_message();
+        assert!(PodResult::in_log(&m));
+        let line = format!(
+            "{LOG_PREFIX}{}\n",
+            serde_json::to_string(&stage).expect("json")
+        );
+        assert_eq!(PodResult::parse(&line), Some(stage));
         // A large graph still goes to the log.
         let graph = PodResult::Pushed {
             digest: "sha256:00".into(),

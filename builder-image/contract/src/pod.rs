@@ -28,6 +28,9 @@ pub mod paths {
     pub const WORKSPACE: &str = "/.slipway/workspace";
     /// The plan in the workspace, as stage pods read it.
     pub const PLAN: &str = "/.slipway/workspace/plan.json";
+    /// The stages' folders in the workspace (relative to it): `stages/<N>`, each writable
+    /// only by the pod that runs stage N ([`stage_dir`]).
+    pub const STAGES: &str = "stages";
     /// `RUN --mount=type=cache` directories, by id.
     pub const CACHE: &str = "/.slipway/cache";
     /// The secrets a stage's RUN steps mount, one file per id.
@@ -46,6 +49,12 @@ pub mod paths {
     /// The push pod's blob cache (base layers it fetches to push them elsewhere): its own
     /// volume, so that the workspace is read-only to it.
     pub const PUSH_BLOBS: &str = "/.slipway/blobs";
+
+    /// Stage `index`'s folder, relative to the workspace: its layers, result, exports, error
+    /// and scratch space, and nothing else of the workspace is its to write.
+    pub fn stage_dir(index: usize) -> String {
+        format!("{STAGES}/{index}")
+    }
 }
 
 /// Environment variables a build pod reads.

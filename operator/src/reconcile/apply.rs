@@ -1,6 +1,7 @@
 //! The apply step: makes the cluster hold what the decision asks for. Objects of superseded
 //! generations go, the workspace claim and the new Jobs are created, the prepare pod's graph
-//! is kept on its Job, and a failed build's running Jobs are stopped. Two generic helpers do
+//! and each stage pod's digests are kept on their Jobs, and a failed build's running Jobs are
+//! stopped. Two generic helpers do
 //! every write, for every kind: [`create_or_adopt`] and [`delete_if_present`].
 //!
 //! Adoption is a trust boundary: an object in the way of a name the build needs is taken as
@@ -20,7 +21,9 @@ use tracing::info;
 use super::context::{Apis, Error};
 use super::decide::{Decision, JobState};
 use super::observe::{Observation, job_obs};
-use super::render::{ANNOTATION_GRAPH, ANNOTATION_NODE, Rendered, Step, job_name};
+use super::render::{
+    ANNOTATION_GRAPH, ANNOTATION_NODE, ANNOTATION_OUTPUTS, Rendered, Step, job_name,
+};
 use super::validate::Build;
 use crate::api::ImageBuild;
 
@@ -112,6 +115,16 @@ async fn writes(
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|e| ApplyError::refused("Job", &name, e))?;
+    }
+    for (name, outputs) in &seen.outputs_read {
+        // Kept on the stage Job too: the digests later pods are given outlive its pod.
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            ANNOTATION_OUTPUTS: serde_json::to_string(outputs).unwrap_or_default(),
+        }}});
+        apis.jobs
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| ApplyError::refused("Job", name, e))?;
     }
     for job in &objects.jobs {
         info!(build = %build.key(), job = ?job.metadata.name, "creating Job");
@@ -229,6 +242,7 @@ mod tests {
             },
             node: Some("node-a".into()),
             graph_read: true,
+            ..Default::default()
         };
         applied(Scenario::ApplyGraphRead, seen)
             .await

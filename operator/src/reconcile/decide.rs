@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::{Serialize, Serializer};
 use slipway_contract::graph::BuildGraph;
 use slipway_contract::result::{PodResult, Reason};
+use slipway_contract::trust::Outputs;
 
 use super::pods::{self, Blocked, MAX_DISRUPTIONS, PodsSeen};
 use crate::api::{Phase, PushedImage, StagePhase, StageStatus};
@@ -109,6 +110,9 @@ pub struct Observed {
     pub graph: Option<BuildGraph>,
     /// Stage Jobs by their position in the graph.
     pub stages: BTreeMap<usize, JobObs>,
+    /// The digests of what each finished stage wrote, by stage index: what later pods are
+    /// given to check what they read of it.
+    pub outputs: BTreeMap<usize, Outputs>,
     pub push: Option<JobObs>,
 }
 
@@ -288,13 +292,33 @@ fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
             "the prepare step finished without reporting the stage graph",
         );
     };
+    if graph.inputs.is_none() {
+        // Later pods would have nothing to check the workspace against.
+        return Decision::new(
+            Phase::Failed,
+            Reason::SourceFailed.into(),
+            "the prepare step finished without reporting the digests of the files it wrote",
+        );
+    }
     let mut done: BTreeSet<usize> = BTreeSet::new();
     let mut running = 0;
     let mut no_pod = None;
     for (pos, j) in graph.jobs.iter().enumerate() {
         if let Some(obs) = o.stages.get(&pos) {
             match obs.state {
-                JobState::Succeeded => done.extend(j.stages.iter().copied()),
+                JobState::Succeeded if j.stages.iter().all(|s| o.outputs.contains_key(s)) => {
+                    done.extend(j.stages.iter().copied())
+                }
+                JobState::Succeeded => {
+                    return Decision::new(
+                        Phase::Failed,
+                        Reason::StageFailed.into(),
+                        format!(
+                            "stage \"{}\" finished without reporting the digests of the files it wrote",
+                            j.label()
+                        ),
+                    );
+                }
                 JobState::Running => {
                     let what = format!("stage \"{}\"", j.label());
                     if let Some(d) = stuck(obs, &what) {
@@ -428,6 +452,7 @@ fn stage_statuses(o: &Observed) -> Vec<StageStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reconcile::fixtures;
     use slipway_contract::graph::StageJob;
 
     fn limits(max_parallel: usize, timeout: &str) -> Limits {
@@ -444,8 +469,7 @@ mod tests {
             names: stages.iter().map(|_| Some(name.to_string())).collect(),
             needs: needs.to_vec(),
             image: Some("img@sha256:00".into()),
-            secrets: vec![],
-            cache_mounts: false,
+            ..Default::default()
         }
     }
 
@@ -472,7 +496,9 @@ mod tests {
                     sj(&[3], "d", &[]),
                     sj(&[4], "final", &[0, 1, 2, 3]),
                 ],
+                inputs: Some(fixtures::inputs()),
             }),
+            outputs: fixtures::outputs_of(0..5),
             ..Default::default()
         }
     }

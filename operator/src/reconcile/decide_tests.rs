@@ -6,6 +6,7 @@ use slipway_contract::graph::{BuildGraph, StageJob};
 use slipway_contract::result::{PodResult, Reason};
 
 use super::decide::{BuildReason, JobObs, JobState, Limits, Observed, decide};
+use super::fixtures;
 use super::pods::{MAX_DISRUPTIONS, PodsSeen};
 use crate::api::Phase;
 
@@ -35,8 +36,7 @@ fn fanout() -> Observed {
         names: vec![Some(name.to_string())],
         needs: needs.to_vec(),
         image: Some("img@sha256:00".into()),
-        secrets: vec![],
-        cache_mounts: false,
+        ..Default::default()
     };
     Observed {
         prepare: Some(obs(JobState::Succeeded)),
@@ -49,7 +49,9 @@ fn fanout() -> Observed {
                 sj(3, "d", &[]),
                 sj(4, "final", &[0, 1, 2, 3]),
             ],
+            inputs: Some(fixtures::inputs()),
         }),
+        outputs: fixtures::outputs_of(0..5),
         ..Default::default()
     }
 }
@@ -176,4 +178,35 @@ fn a_graph_too_large_to_keep_fails_with_the_prepare_steps_reason() {
     let d = decide(&o, &limits(4, "1h"));
     assert_eq!(d.reason, BuildReason::Pod(Reason::SourceFailed));
     assert!(d.message.contains("64 KiB"));
+}
+
+/// Later pods are given the digests of what they read (H1): a build whose prepare step or
+/// a finished stage did not report them goes no further.
+#[test]
+fn a_step_that_reports_no_digests_ends_the_build() {
+    let mut o = fanout();
+    if let Some(g) = o.graph.as_mut() {
+        g.inputs = None;
+    }
+    let d = decide(&o, &limits(4, "1h"));
+    assert_eq!(
+        (d.phase, d.reason.as_str()),
+        (Phase::Failed, "SourceFailed")
+    );
+    assert_eq!(
+        d.message,
+        "the prepare step finished without reporting the digests of the files it wrote"
+    );
+    assert!(d.create.is_empty());
+    let mut o = fanout();
+    o.outputs.remove(&1);
+    o.stages.insert(0, obs(JobState::Succeeded));
+    o.stages.insert(1, obs(JobState::Succeeded));
+    let d = decide(&o, &limits(4, "1h"));
+    assert_eq!((d.phase, d.reason.as_str()), (Phase::Failed, "StageFailed"));
+    assert_eq!(
+        d.message,
+        "stage \"b\" finished without reporting the digests of the files it wrote"
+    );
+    assert!(d.create.is_empty() && d.stop);
 }

@@ -17,8 +17,10 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
+use slipway_contract::digest::Digest;
 use slipway_contract::graph::{BuildGraph, StageJob};
 use slipway_contract::result::PodResult;
+use slipway_contract::trust::{Inputs, Outputs};
 
 use super::context::Apis;
 use super::render::{self, Settings, Step};
@@ -99,6 +101,34 @@ pub fn validated(ib: &ImageBuild, now: i64) -> Build {
     validate(ib, now).expect("valid")
 }
 
+/// `sha256:` and 64 times `c`.
+pub fn digest(c: char) -> Digest {
+    Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).expect("digest")
+}
+
+/// The digests a prepare pod reports: a plan, a Dockerfile and busybox's JSON.
+pub fn inputs() -> Inputs {
+    Inputs {
+        plan: digest('a'),
+        dockerfile: digest('b'),
+        ignore: None,
+        images: BTreeMap::from([("busybox".to_string(), digest('c'))]),
+    }
+}
+
+/// The digests stage `index` reports: its result, and exports for stage 0.
+pub fn outputs(index: usize) -> Outputs {
+    Outputs {
+        result: digest(char::from(b'0' + (index % 10) as u8)),
+        exports: (index == 0).then(|| digest('e')),
+    }
+}
+
+/// [`outputs`] of each of `stages`, by index.
+pub fn outputs_of(stages: impl IntoIterator<Item = usize>) -> BTreeMap<usize, Outputs> {
+    stages.into_iter().map(|i| (i, outputs(i))).collect()
+}
+
 /// Two stage Jobs: `base`, then `app` on it.
 pub fn graph() -> BuildGraph {
     let sj = |stage: usize, name: &str, needs: Vec<usize>| StageJob {
@@ -106,12 +136,18 @@ pub fn graph() -> BuildGraph {
         names: vec![Some(name.into())],
         needs,
         image: Some("busybox@sha256:00".into()),
-        secrets: vec![],
-        cache_mounts: false,
+        base: Some("busybox".into()),
+        images: if stage == 0 {
+            vec!["busybox".into()]
+        } else {
+            vec![]
+        },
+        ..Default::default()
     };
     BuildGraph {
         target: 1,
         jobs: vec![sj(0, "base", vec![]), sj(1, "app", vec![0])],
+        inputs: Some(inputs()),
     }
 }
 
@@ -419,10 +455,7 @@ impl Scenario {
                 .query(BY_BUILD),
             ],
             Scenario::ObservePrepareFinished => {
-                let fake = PodResult::Graph(BuildGraph {
-                    target: 0,
-                    jobs: vec![],
-                });
+                let fake = PodResult::Graph(BuildGraph::default());
                 vec![
                     get(
                         JOBS,

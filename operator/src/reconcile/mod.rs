@@ -28,6 +28,8 @@ mod pods;
 mod render;
 mod status;
 mod text;
+#[cfg(test)]
+mod trust_tests;
 mod validate;
 
 use std::future::Future;

@@ -2,8 +2,8 @@
 //! (only those this ImageBuild owns count: see [`owned_by`]), sorts them into this generation's
 //! and superseded ones, reads each Job's state, what a running Job's pods (and, when it has
 //! none, its events) say ([`pods`]), and a finished pod's result when the
-//! decision needs it (the prepare pod's graph once, a failed pod's reason). Reads only: what
-//! to change is for [`apply`](super::apply).
+//! decision needs it (the prepare pod's graph once, each finished stage pod's digests once, a
+//! failed pod's reason). Reads only: what to change is for [`apply`](super::apply).
 //!
 //! What a pod says is read with a cap (M5, L4): its termination message up to Kubernetes'
 //! own 4 KiB limit, the end of its log up to [`LOG_LIMIT`]; a graph is kept on the prepare
@@ -15,15 +15,18 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
 use kube::api::{ListParams, LogParams};
 use kube::{Api, Resource, ResourceExt};
-use slipway_contract::graph::BuildGraph;
+use slipway_contract::graph::{BuildGraph, StageJob};
 use slipway_contract::result::{PodResult, Reason, TERMINATION_LIMIT};
+use slipway_contract::trust::Outputs;
 use tracing::{debug, warn};
 
 use super::apply::owned_by;
 use super::context::{Apis, Error};
 use super::decide::{JobObs, JobState, Observed};
 use super::pods::{self, PodsSeen};
-use super::render::{self, ANNOTATION_GRAPH, ANNOTATION_NODE, LABEL_GENERATION, Step};
+use super::render::{
+    self, ANNOTATION_GRAPH, ANNOTATION_NODE, ANNOTATION_OUTPUTS, LABEL_GENERATION, Step,
+};
 use super::validate::Build;
 use crate::api::ImageBuild;
 
@@ -56,6 +59,9 @@ pub struct Observation {
     /// The prepare pod's graph was read from its result just now: apply keeps it on the Job,
     /// so that the pod is read once.
     pub graph_read: bool,
+    /// Finished stage Jobs whose pods' digests were read just now, by Job name: apply keeps
+    /// them on each Job.
+    pub outputs_read: Vec<(String, BTreeMap<usize, Outputs>)>,
 }
 
 /// Lists the build's objects and reads the results its Jobs' pods reported.
@@ -103,8 +109,25 @@ async fn read(apis: &Apis, ib: &ImageBuild, build: &Build) -> Result<Observation
             let name = render::job_name(ib, &Step::Stage(pos, sj.label()));
             if let Some(j) = existing.jobs.get(&name) {
                 let mut obs = obs_of(j);
-                if matches!(obs.state, JobState::Failed { .. }) {
-                    obs.result = pod_result(&apis.pods, j, Reason::StageFailed).await?.0;
+                match obs.state {
+                    JobState::Failed { .. } => {
+                        obs.result = pod_result(&apis.pods, j, Reason::StageFailed).await?.0;
+                    }
+                    JobState::Succeeded => {
+                        if let Some(kept) = kept_outputs(j, sj) {
+                            seen.observed.outputs.extend(kept);
+                        } else {
+                            let result = pod_result(&apis.pods, j, Reason::StageFailed).await?.0;
+                            if let Some(PodResult::Stage { outputs, .. }) = &result
+                                && let Some(own) = own_outputs(sj, outputs)
+                            {
+                                seen.observed.outputs.extend(own.clone());
+                                seen.outputs_read.push((name, own));
+                            }
+                            obs.result = result;
+                        }
+                    }
+                    JobState::Running => {}
                 }
                 seen.observed.stages.insert(pos, obs);
             }
@@ -120,6 +143,26 @@ async fn read(apis: &Apis, ib: &ImageBuild, build: &Build) -> Result<Observation
     }
     seen.existing = existing;
     Ok(seen)
+}
+
+/// The digests a stage pod reported for its own stages, all of them: a pod speaks for the
+/// stages of its Job and no other (what it says of another stage is not taken); `None` when
+/// one of its stages is missing.
+pub fn own_outputs(
+    sj: &StageJob,
+    reported: &BTreeMap<usize, Outputs>,
+) -> Option<BTreeMap<usize, Outputs>> {
+    sj.stages
+        .iter()
+        .map(|i| reported.get(i).map(|o| (*i, o.clone())))
+        .collect()
+}
+
+/// The digests kept on a finished stage Job by an earlier reconcile.
+fn kept_outputs(job: &Job, sj: &StageJob) -> Option<BTreeMap<usize, Outputs>> {
+    let text = job.annotations().get(ANNOTATION_OUTPUTS)?;
+    let kept: BTreeMap<usize, Outputs> = serde_json::from_str(text).ok()?;
+    own_outputs(sj, &kept)
 }
 
 /// What the pods of this generation's running Jobs say, by Job name: one list of the build's
@@ -450,7 +493,10 @@ mod tests {
             serde_json::to_string(&fixtures::graph()).expect("json"),
         )]));
         let evicted = |n: usize, owned: bool| {
-            let r = PodResult::Stage { layers: 0 };
+            let r = PodResult::Stage {
+                layers: 0,
+                outputs: BTreeMap::new(),
+            };
             let mut pod = fixtures::pod("web-3-s0-base", "node-a", &r, owned);
             pod.metadata.name = Some(format!("web-3-s0-base-{n}"));
             pod.status = Some(PodStatus {
@@ -515,7 +561,10 @@ mod tests {
         let mut pod = fixtures::pod(
             "web-3-prepare",
             "node-a",
-            &PodResult::Stage { layers: 0 },
+            &PodResult::Stage {
+                layers: 0,
+                outputs: BTreeMap::new(),
+            },
             true,
         );
         if let Some(t) = pod

@@ -17,7 +17,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use slipway_contract::graph::StageJob;
 use slipway_contract::pod::{
-    self, InstallArgs, PlanArgs, PodCommand, PrepareArgs, PushArgs, RegistryArgs, StageArgs, paths,
+    self, Digests, InstallArgs, PlanArgs, PodCommand, PrepareArgs, PushArgs, RegistryArgs,
+    StageArgs, paths,
 };
 
 use super::names::{job_name, labels, meta, pvc_name};
@@ -328,8 +329,23 @@ pub fn prepare_job(ib: &ImageBuild, s: &Settings, deadline: &Deadline) -> Result
     ))
 }
 
+/// The workspace as a stage pod sees it (security review H1): data, not instructions. It is
+/// read-only but for the folders of the pod's own stages, where the stage engine writes
+/// their layers, results, exports, errors and scratch space; what it reads of the rest it
+/// checks against the digests in its arguments.
+fn stage_workspace(stages: &[usize]) -> Vec<VolumeMount> {
+    let mut mounts = vec![mount("workspace", paths::WORKSPACE, true)];
+    mounts.extend(stages.iter().map(|i| VolumeMount {
+        name: "workspace".into(),
+        mount_path: format!("{}/{}", paths::WORKSPACE, paths::stage_dir(*i)),
+        sub_path: Some(paths::stage_dir(*i)),
+        ..Default::default()
+    }));
+    mounts
+}
+
 /// A stage Job: the chain's base image, the engine binary copied in by an init container,
-/// as root; only the secrets its RUN commands ask for.
+/// as root; only the secrets its RUN commands ask for; the digests of what it reads.
 pub fn stage_job(
     ib: &ImageBuild,
     s: &Settings,
@@ -337,9 +353,10 @@ pub fn stage_job(
     sj: &StageJob,
     node: Option<&str>,
     deadline: &Deadline,
+    digests: Digests,
 ) -> Job {
     let step = Step::Stage(pos, sj.label());
-    let args = PodCommand::Stage(StageArgs::in_pod(sj.stages.clone())).to_args();
+    let args = PodCommand::Stage(StageArgs::in_pod(sj.stages.clone(), digests)).to_args();
     let mut volumes = vec![
         workspace_volume(ib),
         Volume {
@@ -348,18 +365,8 @@ pub fn stage_job(
             ..Default::default()
         },
     ];
-    let mut mounts = vec![
-        mount("workspace", paths::WORKSPACE, false),
-        // The context is read-only to RUN steps, as in the local mode.
-        VolumeMount {
-            name: "workspace".into(),
-            mount_path: format!("{}/context", paths::WORKSPACE),
-            sub_path: Some("context".into()),
-            read_only: Some(true),
-            ..Default::default()
-        },
-        mount("engine", paths::BIN_DIR, true),
-    ];
+    let mut mounts = stage_workspace(&sj.stages);
+    mounts.push(mount("engine", paths::BIN_DIR, true));
     let wanted: Vec<_> = ib
         .spec
         .secrets
@@ -452,14 +459,16 @@ pub fn stage_job(
 }
 
 /// The push Job: the builder image with the push secret; nothing of the user's runs in it.
-/// Its pod meets Pod Security "restricted"; it reads the workspace (mounted read-only) and
-/// writes only the base layers it fetches, into a volume of its own.
+/// Its pod meets Pod Security "restricted"; it reads the workspace (mounted read-only),
+/// checking what it reads against `digests`, and writes only the base layers it fetches, into
+/// a volume of its own. A push is idempotent, so a failed one is tried again (M12).
 pub fn push_job(
     ib: &ImageBuild,
     s: &Settings,
     target: &PushTarget,
     node: Option<&str>,
     deadline: &Deadline,
+    digests: Digests,
 ) -> Job {
     let out = &ib.spec.output;
     let args = PodCommand::Push(PushArgs {
@@ -467,6 +476,7 @@ pub fn push_job(
         destinations: target.destinations.clone(),
         registries: insecure(s, out.insecure_registry.then_some(target.registry.as_str())),
         blob_cache: Some(paths::PUSH_BLOBS.into()),
+        digests,
     })
     .to_args();
     let mut volumes = vec![
@@ -502,7 +512,7 @@ pub fn push_job(
     add_pull_auth(ib, &mut volumes, &mut mounts, &mut envs);
     let mut container = builder_container("push", s, args, envs, mounts, None);
     container.security_context = Some(security::restricted_container(false));
-    job(
+    let mut j = job(
         ib,
         &Step::Push,
         PodSpec {
@@ -512,15 +522,29 @@ pub fn push_job(
             ..Default::default()
         },
         deadline,
-    )
+    );
+    if let Some(spec) = j.spec.as_mut() {
+        spec.backoff_limit = Some(PUSH_ATTEMPTS - 1);
+    }
+    j
 }
+
+/// How many pods a push Job runs at most: a registry that fails a whole push (after the
+/// engine's own retries) gets two more tries; tags move only once every blob is in.
+pub const PUSH_ATTEMPTS: i32 = 3;
 
 #[cfg(test)]
 mod tests {
     use super::super::names::LABEL_STAGE;
     use super::*;
-    use crate::reconcile::fixtures::{build, settings};
+    use crate::reconcile::fixtures::{build, digest, settings};
     use crate::reconcile::validate;
+
+    fn digests() -> Digests {
+        let mut d = Digests::new(digest('a'));
+        d.dockerfile = Some(digest('b'));
+        d
+    }
 
     #[test]
     fn stage_pods_get_no_token_no_service_links_and_only_their_secrets() {
@@ -531,7 +555,7 @@ mod tests {
             needs: vec![],
             image: Some("reg:5000/golang@sha256:ab".into()),
             secrets: vec!["tok".into()],
-            cache_mounts: false,
+            ..Default::default()
         };
         let j = stage_job(
             &ib,
@@ -540,6 +564,7 @@ mod tests {
             &sj,
             Some("node-a"),
             &Deadline(Some(600)),
+            digests(),
         );
         assert_eq!(j.metadata.name.as_deref(), Some("web-3-s1-build"));
         let owner = &j.metadata.owner_references.as_ref().expect("owner")[0];
@@ -558,6 +583,27 @@ mod tests {
             ["--stage", "0", "--stage", "1"]
         );
         assert!(c.env.is_none(), "stage pods get no environment of ours");
+        // H1: the workspace read-only, each stage of the chain its own folder writable; the
+        // digests of what the pod reads in its arguments.
+        let mounts: Vec<(&str, Option<&str>, Option<bool>)> = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .filter(|m| m.name == "workspace")
+            .map(|m| (m.mount_path.as_str(), m.sub_path.as_deref(), m.read_only))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                ("/.slipway/workspace", None, Some(true)),
+                ("/.slipway/workspace/stages/0", Some("stages/0"), None),
+                ("/.slipway/workspace/stages/1", Some("stages/1"), None),
+            ]
+        );
+        let args = c.args.clone().expect("args");
+        let at = |flag: &str| args.iter().position(|a| a == flag).map(|i| &args[i + 1]);
+        assert_eq!(at("--plan-digest"), Some(&digest('a').to_string()));
+        assert_eq!(at("--dockerfile-digest"), Some(&digest('b').to_string()));
         let vols = pod.volumes.expect("volumes");
         let secrets = vols.iter().find(|v| v.name == "secrets").expect("secrets");
         let srcs = secrets
@@ -592,10 +638,10 @@ mod tests {
             names: vec![None],
             needs: vec![],
             image: None,
-            secrets: vec![],
             cache_mounts: true,
+            ..Default::default()
         };
-        let j = stage_job(&ib, &settings(), 0, &sj, None, &Deadline(None));
+        let j = stage_job(&ib, &settings(), 0, &sj, None, &Deadline(None), digests());
         let pod = j.spec.and_then(|s| s.template.spec).expect("pod");
         assert_eq!(
             pod.containers[0].image.as_deref(),
@@ -609,9 +655,18 @@ mod tests {
         assert!(!vols.iter().any(|v| v.name == "secrets"));
 
         let target = validate::push_target(&ib.spec.output).expect("a reference");
-        let p = push_job(&ib, &settings(), &target, None, &Deadline(None));
+        let mut d = Digests::new(digest('a'));
+        d.results
+            .push(format!("1={}", digest('1')).parse().expect("pair"));
+        let p = push_job(&ib, &settings(), &target, None, &Deadline(None), d);
+        // M12: a push is tried again; the digests of the plan and the target's result.
+        assert_eq!(p.spec.as_ref().and_then(|s| s.backoff_limit), Some(2));
         let pod = p.spec.and_then(|s| s.template.spec).expect("pod");
         let args = pod.containers[0].args.clone().expect("args");
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["--result-digest".to_string(), format!("1={}", digest('1'))])
+        );
         assert!(
             args.windows(2)
                 .any(|w| w == ["--destination", "reg:5000/team/web:latest"])

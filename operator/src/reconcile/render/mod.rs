@@ -8,14 +8,19 @@ mod jobs;
 mod names;
 mod security;
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ResourceRequirements};
+use slipway_contract::graph::BuildGraph;
+use slipway_contract::trust::{Missing, Trusted};
 
 pub use jobs::{prepare_job, push_job, stage_job, workspace_pvc};
 #[cfg(test)]
 pub use names::LABEL_BUILD;
 pub use names::{
-    ANNOTATION_GRAPH, ANNOTATION_NODE, LABEL_GENERATION, build_selector, job_name, pvc_name,
+    ANNOTATION_GRAPH, ANNOTATION_NODE, ANNOTATION_OUTPUTS, LABEL_GENERATION, build_selector,
+    job_name, pvc_name,
 };
 
 use super::context::Error;
@@ -64,6 +69,9 @@ pub enum RenderError {
     /// A stage Job was asked for that the prepare pod's graph does not have.
     #[error("no graph")]
     NoGraph,
+    /// A digest the Job's pod must be given is not held (decide starts no such Job).
+    #[error("{0}")]
+    Digests(#[source] Missing),
     /// `spec.output` is not a reference: found when the push Job is due, as the prepare and
     /// stage Jobs do not need it.
     #[error("{0}")]
@@ -98,26 +106,30 @@ fn objects(
     d: &Decision,
 ) -> Result<Rendered, RenderError> {
     let node = seen.node.as_deref();
+    let graph = seen.observed.graph.as_ref();
     let jobs = d
         .create
         .iter()
         .map(|c| match c {
             Create::Prepare => prepare_job(ib, s, &build.deadline),
             Create::Stage(pos) => {
-                let sj = seen
-                    .observed
-                    .graph
-                    .as_ref()
-                    .and_then(|g| g.jobs.get(*pos))
-                    .ok_or(RenderError::NoGraph)?;
-                Ok(stage_job(ib, s, *pos, sj, node, &build.deadline))
+                let g = graph.ok_or(RenderError::NoGraph)?;
+                let sj = g.jobs.get(*pos).ok_or(RenderError::NoGraph)?;
+                let digests = trusted(g, &seen.observed.outputs)?
+                    .for_stage_job(sj)
+                    .map_err(RenderError::Digests)?;
+                Ok(stage_job(ib, s, *pos, sj, node, &build.deadline, digests))
             }
             Create::Push => {
                 let target = build
                     .push
                     .as_ref()
                     .map_err(|e| RenderError::Output(e.clone()))?;
-                Ok(push_job(ib, s, target, node, &build.deadline))
+                let g = graph.ok_or(RenderError::NoGraph)?;
+                let digests = trusted(g, &seen.observed.outputs)?
+                    .for_push(g)
+                    .map_err(RenderError::Digests)?;
+                Ok(push_job(ib, s, target, node, &build.deadline, digests))
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -128,6 +140,18 @@ fn objects(
     Ok(Rendered {
         workspace: workspace_pvc(ib, s),
         jobs,
+    })
+}
+
+/// The digests the controller holds: the prepare step's, and those of the stages done.
+fn trusted<'a>(
+    g: &'a BuildGraph,
+    outputs: &'a BTreeMap<usize, slipway_contract::trust::Outputs>,
+) -> Result<Trusted<'a>, RenderError> {
+    let inputs = g.inputs.as_ref().ok_or(RenderError::NoGraph)?;
+    Ok(Trusted {
+        inputs,
+        stages: outputs,
     })
 }
 

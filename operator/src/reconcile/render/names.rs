@@ -25,6 +25,8 @@ pub const LABEL_STEP: &str = "build.slipway.dev/step";
 /// Annotations the controller puts on the prepare Job once it has read the pod's result.
 pub const ANNOTATION_GRAPH: &str = "build.slipway.dev/graph";
 pub const ANNOTATION_NODE: &str = "build.slipway.dev/node";
+/// The digests a stage Job's pod reported of what its stages wrote, kept on the Job once read.
+pub const ANNOTATION_OUTPUTS: &str = "build.slipway.dev/outputs";
 
 /// The longest label value, and so the longest Job name (the Job controller labels its pods
 /// with it).

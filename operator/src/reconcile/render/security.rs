@@ -244,11 +244,11 @@ mod tests {
     use super::super::Deadline;
     use super::super::jobs::{prepare_job, push_job, stage_job};
     use super::psa;
-    use crate::reconcile::fixtures::{build, settings};
+    use crate::reconcile::fixtures::{build, digest, settings};
     use crate::reconcile::validate;
     use k8s_openapi::api::core::v1::PodSpec;
     use slipway_contract::graph::StageJob;
-    use slipway_contract::pod::paths;
+    use slipway_contract::pod::{Digests, paths};
 
     fn pod(j: k8s_openapi::api::batch::v1::Job) -> PodSpec {
         j.spec.and_then(|s| s.template.spec).expect("pod")
@@ -262,6 +262,7 @@ mod tests {
             image: Some("reg:5000/golang@sha256:ab".into()),
             secrets: vec!["tok".into()],
             cache_mounts: true,
+            ..Default::default()
         };
         pod(stage_job(
             &build(),
@@ -270,13 +271,21 @@ mod tests {
             &sj,
             Some("n"),
             &Deadline(None),
+            Digests::new(digest('a')),
         ))
     }
 
     fn push_pod() -> PodSpec {
         let ib = build();
         let target = validate::push_target(&ib.spec.output).expect("a reference");
-        pod(push_job(&ib, &settings(), &target, None, &Deadline(None)))
+        pod(push_job(
+            &ib,
+            &settings(),
+            &target,
+            None,
+            &Deadline(None),
+            Digests::new(digest('a')),
+        ))
     }
 
     #[test]

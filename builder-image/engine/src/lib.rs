@@ -13,7 +13,8 @@
 //! - [`fs`]: file-system primitives: writing trees, archives, applying layers, the context's
 //!   `.dockerignore`.
 //! - [`registry`]: pulling and pushing with oci-client, and credentials.
-//! - [`workspace`]: the files the steps of a build share.
+//! - [`workspace`]: the files the steps of a build share; [`trusted`]: reading them only
+//!   when they are what the controller's digests say.
 //! - [`net`]: TLS set-up and HTTP downloads.
 //! - [`local`]: local mode, the same steps on one machine with the stages in runc containers.
 //!
@@ -27,4 +28,5 @@ pub mod net;
 pub mod registry;
 pub mod stage;
 pub mod steps;
+pub mod trusted;
 pub mod workspace;

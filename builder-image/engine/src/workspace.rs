@@ -12,10 +12,17 @@
 //! stages/<N>/exports.tar       the paths later stages COPY --from or mount from this one
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Component, Path, PathBuf};
 
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FileStat, Mode, SFlag};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use slipway_contract::digest::{DigestError, sha256_hex};
 
 use crate::fs::{PathError, at};
 use crate::stage::config::{Config, History};
@@ -133,7 +140,8 @@ impl Workspace {
             .join("rootfs")
     }
     pub fn stage_dir(&self, index: usize) -> PathBuf {
-        self.root.join("stages").join(index.to_string())
+        self.root
+            .join(slipway_contract::pod::paths::stage_dir(index))
     }
     pub fn stage_result(&self, index: usize) -> PathBuf {
         self.stage_dir(index).join("result.json")
@@ -198,5 +206,122 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), WorkspaceE
     let text = serde_json::to_vec_pretty(value).map_err(json_at(path))?;
     std::fs::write(&tmp, text).map_err(at(&tmp))?;
     std::fs::rename(&tmp, path).map_err(at(path))?;
+    Ok(())
+}
+
+/// Why a workspace file was not opened: it is not where it may be, or not what it may be.
+#[derive(Debug, thiserror::Error)]
+pub enum BeneathError {
+    #[error("not a relative path inside the workspace")]
+    NotBeneath,
+    #[error("a symlink (not followed)")]
+    Symlink,
+    #[error("not a directory")]
+    NotDirectory,
+    #[error("not a regular file")]
+    NotFile,
+    #[error("{size} bytes, more than the {cap} allowed")]
+    TooLarge { size: u64, cap: u64 },
+    #[error("{0}")]
+    Io(#[source] io::Error),
+}
+
+impl From<nix::errno::Errno> for BeneathError {
+    fn from(e: nix::errno::Errno) -> Self {
+        match e {
+            nix::errno::Errno::ELOOP => BeneathError::Symlink,
+            e => BeneathError::Io(io::Error::from(e)),
+        }
+    }
+}
+
+/// The components of `rel`, when it is a relative path that stays beneath its root: no root,
+/// no `..`, not empty (`.` components are dropped).
+pub fn beneath_parts(rel: &Path) -> Result<Vec<&OsStr>, BeneathError> {
+    let mut parts = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(n) => parts.push(n),
+            Component::CurDir => {}
+            Component::RootDir | Component::ParentDir | Component::Prefix(_) => {
+                return Err(BeneathError::NotBeneath);
+            }
+        }
+    }
+    if parts.is_empty() {
+        return Err(BeneathError::NotBeneath);
+    }
+    Ok(parts)
+}
+
+fn kind(st: &FileStat) -> SFlag {
+    SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
+}
+
+/// Opens the regular file `rel` beneath `root` without following a symlink in any of its
+/// components (`O_NOFOLLOW` and an lstat on each, from a descriptor of the one before), so a
+/// stage that planted `stages/0/error.txt -> /etc/shadow` or `stages/0 -> /` gets an error, not
+/// a host file. A FIFO or device is refused before it is opened.
+pub fn open_beneath(root: &Path, rel: &Path) -> Result<File, BeneathError> {
+    let parts = beneath_parts(rel)?;
+    let (last, dirs) = parts.split_last().ok_or(BeneathError::NotBeneath)?;
+    let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let mut dir: OwnedFd = nix::fcntl::open(root, dir_flags, Mode::empty())?;
+    let nofollow = AtFlags::AT_SYMLINK_NOFOLLOW;
+    for d in dirs {
+        match kind(&nix::sys::stat::fstatat(&dir, *d, nofollow)?) {
+            SFlag::S_IFDIR => {}
+            SFlag::S_IFLNK => return Err(BeneathError::Symlink),
+            _ => return Err(BeneathError::NotDirectory),
+        }
+        dir = nix::fcntl::openat(&dir, *d, dir_flags | OFlag::O_NOFOLLOW, Mode::empty())?;
+    }
+    let before = nix::sys::stat::fstatat(&dir, *last, nofollow)?;
+    match kind(&before) {
+        SFlag::S_IFREG => {}
+        SFlag::S_IFLNK => return Err(BeneathError::Symlink),
+        _ => return Err(BeneathError::NotFile),
+    }
+    // O_NONBLOCK: what was a regular file a moment ago may be a FIFO by now.
+    let flags = OFlag::O_RDONLY
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_NOCTTY
+        | OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::openat(&dir, *last, flags, Mode::empty())?;
+    let after = nix::sys::stat::fstat(&fd)?;
+    if kind(&after) != SFlag::S_IFREG
+        || (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino)
+    {
+        return Err(BeneathError::NotFile);
+    }
+    Ok(File::from(fd))
+}
+
+/// A layer of a stage result that the host must not trust.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LayerPathError {
+    #[error("layer digest: {0}")]
+    Digest(#[source] DigestError),
+    #[error("layer diff_id: {0}")]
+    DiffId(#[source] DigestError),
+    #[error("layer path {0:?} is not stages/<N>/layers/<digest hex>.tar.gz")]
+    Path(String),
+}
+
+/// A stage layer as a result may name it: valid digests, and the path the stage engine gives
+/// it, `stages/<N>/layers/<digest hex>.tar.gz` with `N` one of `stages`.
+pub fn check_layer(l: &LayerRef, stages: &[usize]) -> Result<(), LayerPathError> {
+    let hex = sha256_hex(&l.digest).map_err(LayerPathError::Digest)?;
+    sha256_hex(&l.diff_id).map_err(LayerPathError::DiffId)?;
+    let bad = || LayerPathError::Path(l.path.clone());
+    let parts: Vec<&str> = l.path.split('/').collect();
+    let ["stages", n, "layers", file] = parts[..] else {
+        return Err(bad());
+    };
+    let index: usize = n.parse().map_err(|_| bad())?;
+    if index.to_string() != n || !stages.contains(&index) || file != format!("{hex}.tar.gz") {
+        return Err(bad());
+    }
     Ok(())
 }

@@ -13,11 +13,15 @@ pub fn run(a: &StageArgs) -> Result<(), CommandError> {
         workspace: a.workspace.clone(),
         secrets_dir: None,
         cache_dir: None,
+        digests: a.digests.clone(),
     };
     match stage::run_stage(&opts) {
-        Ok(r) => {
+        Ok(done) => {
+            // The digests of what the chain wrote: the controller hands them to the pods
+            // that read those files.
             PodResult::Stage {
-                layers: r.layers.len(),
+                layers: done.result.layers.len(),
+                outputs: done.outputs,
             }
             .report();
             Ok(())

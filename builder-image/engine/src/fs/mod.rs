@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 pub mod archive;
 pub mod copy;
-pub mod dockerignore;
 pub mod glob;
 pub mod root;
 pub mod unpack;

@@ -4,6 +4,12 @@
 //! at the same time); assemble the final image (base layers + stage layers, config with
 //! history, OCI manifest); push it to every destination. Nothing is pushed unless every
 //! stage succeeded.
+//!
+//! The host plays the controller (security review H1): it hashes the files it wrote into the
+//! workspace, and after each container, the outputs of that container's stages (read beneath
+//! the workspace without following symlinks); each later container, and the push, is given
+//! the digests of exactly what it reads ([`Trusted`]), so a stage cannot change what another
+//! stage or the push reads.
 
 pub mod rootfs;
 pub mod runc;
@@ -14,8 +20,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use slipway_contract::graph::{BuildGraph, root_image};
-use slipway_contract::pod::{PodCommand, StageArgs, paths};
+use slipway_contract::graph::{BuildGraph, StageJob, root_image};
+use slipway_contract::pod::{Digests, PodCommand, StageArgs, paths};
+use slipway_contract::trust::{Inputs, Missing, Outputs, Trusted};
 use slipway_frontend::plan::{Plan, PlanOptions};
 
 use crate::local::rootfs::{RootfsError, StageRoot};
@@ -26,6 +33,7 @@ use crate::registry::manifest::{manifest_json, sha256_bytes};
 use crate::steps;
 use crate::steps::plan::{Fetch, PlanStepError, ResolveError};
 use crate::steps::push::PushError;
+use crate::trusted::{self, Checked, TrustError};
 use crate::workspace::{ImageInfo, Workspace};
 
 pub struct BuildOptions {
@@ -99,6 +107,11 @@ pub enum BuildError {
     ContainerExit { index: usize, code: i32 },
     #[error(transparent)]
     Assemble(#[from] PushError),
+    /// A workspace file that is not what the host's digest says, or cannot be hashed.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    #[error(transparent)]
+    Digests(#[from] Missing),
 }
 
 fn io(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> BuildError {
@@ -172,39 +185,51 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
         ))
         .map_err(BuildError::Runtime)??;
         let graph = BuildGraph::new(&plan, &steps::plan::pinned(&images));
-        run_jobs(
-            opts,
-            &plan,
-            &graph,
-            &ws,
-            &context,
-            &engine,
-            &secrets_dir,
-            &images,
-        )?;
-        let image = steps::push::assemble(&plan, &ws, &images)?;
+        // What the host wrote, before any container runs.
+        let inputs = trusted::inputs(&ws, images.keys().cloned())?;
+        let host = Host {
+            ws: &ws,
+            context: &context,
+            engine: &engine,
+            secrets: &secrets_dir,
+            cache: opts.state_dir.join("run-cache"),
+            trees: opts.state_dir.join("base-trees"),
+            inputs: &inputs,
+        };
+        let outputs = run_jobs(opts, &plan, &graph, &host, &images)?;
+        // The target's result as the host vouches for it (the plan's target, its layers its
+        // chain's own); the base image's as the host resolved it.
+        let digests = Trusted {
+            inputs: &inputs,
+            stages: &outputs,
+        }
+        .for_push(&graph)?;
+        let checked = Checked {
+            ws: &ws,
+            digests: &digests,
+        };
+        let target = checked.result(&checked.plan()?, plan.target_index)?;
+        let image = steps::push::assemble(&ws, &target, &images)?;
         if opts.destinations.is_empty() {
             let digest = sha256_bytes(&manifest_json(
                 &image.config,
                 &sha256_bytes(&image.config),
-                &image.layers,
+                image.layers.iter().map(|(l, _)| l),
             ));
             return Ok(BuildOutput {
                 digest,
                 pushed: Vec::new(),
             });
         }
-        crate::net::block_on(async {
-            let mut pushed = Vec::new();
-            let mut digest = String::new();
-            for d in &opts.destinations {
-                digest = registry.push(d, &image).await?;
-                eprintln!("pushed {d}@{digest}");
-                pushed.push(d.clone());
-            }
-            Ok(BuildOutput { digest, pushed })
+        let digest = crate::net::block_on(registry.push(&opts.destinations, &image))
+            .map_err(BuildError::Runtime)??;
+        for d in &opts.destinations {
+            eprintln!("pushed {d}@{digest}");
+        }
+        Ok(BuildOutput {
+            digest,
+            pushed: opts.destinations.clone(),
         })
-        .map_err(BuildError::Runtime)?
     })();
     if !opts.keep_workspace {
         let _ = fs::remove_dir_all(&ws_dir);
@@ -222,30 +247,18 @@ fn now_nanos() -> u128 {
 }
 
 /// Runs the graph's Jobs as the operator does, one container per Job, each as soon as the
-/// scheduler ([`BuildGraph::ready`]) says, at most `max_parallel` at once.
-#[allow(clippy::too_many_arguments)]
+/// scheduler ([`BuildGraph::ready`]) says, at most `max_parallel` at once; returns the digests
+/// of what each stage wrote.
 fn run_jobs(
     opts: &BuildOptions,
     plan: &Plan,
     graph: &BuildGraph,
-    ws: &Workspace,
-    context: &Path,
-    engine: &Path,
-    secrets: &Path,
+    host: &Host,
     images: &BTreeMap<String, ImageInfo>,
-) -> Result<(), BuildError> {
-    let cache = opts.state_dir.join("run-cache");
-    fs::create_dir_all(&cache).map_err(io(cache.display()))?;
-    let trees = opts.state_dir.join("base-trees");
-    fs::create_dir_all(&trees).map_err(io(trees.display()))?;
-    let host = Host {
-        ws,
-        context,
-        engine,
-        secrets,
-        cache,
-        trees,
-    };
+) -> Result<BTreeMap<usize, Outputs>, BuildError> {
+    fs::create_dir_all(&host.cache).map_err(io(host.cache.display()))?;
+    fs::create_dir_all(&host.trees).map_err(io(host.trees.display()))?;
+    let mut outputs: BTreeMap<usize, Outputs> = BTreeMap::new();
     let max = if opts.max_parallel == 0 {
         usize::MAX
     } else {
@@ -255,19 +268,26 @@ fn run_jobs(
     let mut started: BTreeSet<usize> = BTreeSet::new(); // Jobs
     let mut running = 0;
     let mut failed: Option<BuildError> = None;
-    let (tx, rx) = mpsc::channel::<(usize, Result<(), BuildError>)>();
+    let (tx, rx) = mpsc::channel::<(usize, Result<BTreeMap<usize, Outputs>, BuildError>)>();
     std::thread::scope(|scope| {
         loop {
             if failed.is_none() {
                 for pos in graph.ready(&done, &started, max.saturating_sub(running)) {
                     started.insert(pos);
                     running += 1;
-                    let chain = &graph.jobs[pos].stages;
+                    let job = &graph.jobs[pos];
                     let tx = tx.clone();
-                    let base = root_image(plan, chain[0]).and_then(|n| images.get(&n));
-                    let host = &host;
+                    let base = root_image(plan, job.stages[0]).and_then(|n| images.get(&n));
+                    // Every stage it needs is done: the host holds their digests.
+                    let digests = Trusted {
+                        inputs: host.inputs,
+                        stages: &outputs,
+                    }
+                    .for_stage_job(job);
                     scope.spawn(move || {
-                        let r = run_chain(host, chain, base);
+                        let r = digests
+                            .map_err(BuildError::from)
+                            .and_then(|d| run_chain(host, job, base, d));
                         let _ = tx.send((pos, r));
                     });
                 }
@@ -278,7 +298,10 @@ fn run_jobs(
             let Ok((pos, r)) = rx.recv() else { break };
             running -= 1;
             match r {
-                Ok(()) => done.extend(graph.jobs[pos].stages.iter().copied()),
+                Ok(out) => {
+                    done.extend(graph.jobs[pos].stages.iter().copied());
+                    outputs.extend(out);
+                }
                 Err(e) => {
                     failed.get_or_insert(e);
                 }
@@ -287,7 +310,7 @@ fn run_jobs(
     });
     match failed {
         Some(e) => Err(e),
-        None => Ok(()),
+        None => Ok(outputs),
     }
 }
 
@@ -301,10 +324,19 @@ struct Host<'a> {
     cache: PathBuf,
     /// Unpacked base images, by digest.
     trees: PathBuf,
+    /// The digests of the files the host wrote into the workspace.
+    inputs: &'a Inputs,
 }
 
-/// Runs a chain of stages in one container rooted in the chain's base image.
-fn run_chain(h: &Host, chain: &[usize], base: Option<&ImageInfo>) -> Result<(), BuildError> {
+/// Runs a chain of stages in one container rooted in the chain's base image, given the
+/// digests of what it reads; returns the digests of what its stages wrote.
+fn run_chain(
+    h: &Host,
+    job: &StageJob,
+    base: Option<&ImageInfo>,
+    digests: Digests,
+) -> Result<BTreeMap<usize, Outputs>, BuildError> {
+    let chain = &job.stages;
     let (ws, context, engine, secrets, cache) = (h.ws, h.context, h.engine, h.secrets, &h.cache);
     let index = chain[0];
     let ca_file = std::env::var_os("SSL_CERT_FILE")
@@ -331,7 +363,7 @@ fn run_chain(h: &Host, chain: &[usize], base: Option<&ImageInfo>) -> Result<(), 
         // The build's own SSL_CERT_FILE, if any, reaches ADD of https URLs in the stages.
         ca_file: ca_file.as_deref(),
         args: std::iter::once(paths::BIN.to_string())
-            .chain(PodCommand::Stage(StageArgs::in_pod(chain.to_vec())).to_args())
+            .chain(PodCommand::Stage(StageArgs::in_pod(chain.to_vec(), digests)).to_args())
             .collect(),
     };
     let code = runc::run(&c, &dir.join("bundle"));
@@ -351,7 +383,12 @@ fn run_chain(h: &Host, chain: &[usize], base: Option<&ImageInfo>) -> Result<(), 
                 }
             }));
     }
-    Ok(())
+    // The stages' own outputs, as they left them: what later containers may trust.
+    let mut out = BTreeMap::new();
+    for &i in chain {
+        out.insert(i, trusted::outputs(ws, i)?);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

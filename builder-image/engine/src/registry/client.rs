@@ -1,13 +1,18 @@
 //! Talking to OCI registries (oci-client): resolving an image to its digest, config and layers
 //! (blobs kept in a local cache by digest), and pushing a built image: blobs the registry
 //! already has are skipped, base layers are mounted from the base's repository when it is on
-//! the same registry, and the manifest goes last. Transient failures (HTTP 429 and 5xx, broken
+//! the same registry, and the manifest goes last, to each destination once every blob is in
+//! at every one of them (M12): a failed push moves no tag. Each layer's bytes are checked
+//! against its digests as they are uploaded ([`crate::registry::verify`]): a layer file that
+//! changed since its stage wrote it is never completed. Transient failures (HTTP 429 and 5xx, broken
 //! connections) are retried a bounded number of times ([`crate::net::retry`]). Every error
 //! names the registry, the operation and, when there is one, the HTTP status. Credentials come
 //! from the Docker config files ([`crate::registry::auth`]); plain HTTP only for registries
 //! named insecure.
 
 use std::collections::HashMap;
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -26,7 +31,8 @@ use crate::net::retry;
 use crate::registry::auth::DockerConfig;
 pub use crate::registry::error::{RegistryError, RegistryErrorKind, SetupError};
 use crate::registry::manifest::{manifest_json, sha256_bytes, sha256_file};
-use crate::workspace::{ImageInfo, LayerRef};
+use crate::registry::verify::{LayerCheck, MismatchSlot, checked};
+use crate::workspace::{ImageInfo, LayerRef, open_beneath};
 
 use RegistryErrorKind::Protocol;
 
@@ -38,12 +44,37 @@ pub struct Registry {
     blob_cache: PathBuf,
 }
 
-/// An image to push: config JSON, layer blobs (files) and where base layers came from.
+/// An image to push: config JSON, layer blobs and where base layers came from.
 pub struct ImageToPush {
     pub config: Vec<u8>,
-    pub layers: Vec<(LayerRef, PathBuf)>,
-    /// The base image (for cross-repository mounts of its layers).
+    pub layers: Vec<(LayerRef, BlobSource)>,
+    /// The base image, pinned (for cross-repository mounts of its layers, and fetching them):
+    /// the only repository other than the destinations' the push reads from.
     pub base: Option<String>,
+}
+
+/// Where a layer to push is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobSource {
+    /// A stage's layer at its path (checked: `stages/<N>/layers/<hex>.tar.gz`) beneath this
+    /// workspace root, opened without following a symlink, a regular file only.
+    Workspace(PathBuf),
+    /// A layer of the base image: from the blob cache, fetched from the base's repository
+    /// when it is not there.
+    Base,
+}
+
+/// Opens a blob file to upload, never through a symlink.
+fn open_blob(layer: &LayerRef, source: &BlobSource, cached: &Path) -> io::Result<std::fs::File> {
+    match source {
+        BlobSource::Workspace(root) => {
+            open_beneath(root, Path::new(&layer.path)).map_err(io::Error::other)
+        }
+        BlobSource::Base => std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(cached),
+    }
 }
 
 fn err(r: &Reference, operation: &str, kind: RegistryErrorKind) -> RegistryError {
@@ -216,103 +247,142 @@ impl Registry {
         Ok(path)
     }
 
-    /// Pushes the image to `dest`; returns the manifest digest.
-    pub async fn push(&self, dest: &str, image: &ImageToPush) -> Result<String, RegistryError> {
-        let r = parse_ref(dest)?;
-        let auth = self.auth(&r);
+    /// Pushes the image to every destination; returns the manifest digest. Every blob goes to
+    /// every destination first; the manifest (the tags) only then, once per destination.
+    pub async fn push(
+        &self,
+        destinations: &[String],
+        image: &ImageToPush,
+    ) -> Result<String, RegistryError> {
+        let refs = destinations
+            .iter()
+            .map(|d| parse_ref(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        for r in &refs {
+            self.push_blobs(r, image).await?;
+        }
+        let config_digest = sha256_bytes(&image.config);
+        // The bytes hashed are the bytes pushed (push_manifest would serialize again).
+        let manifest = Bytes::from(manifest_json(
+            &image.config,
+            &config_digest,
+            image.layers.iter().map(|(l, _)| l),
+        ));
+        let digest = sha256_bytes(&manifest);
+        for r in &refs {
+            let op = format!("push {}: manifest", r.whole());
+            retrying(r, &op, || async {
+                self.client
+                    .push_manifest_raw(
+                        r,
+                        manifest.clone(),
+                        reqwest::header::HeaderValue::from_static(OCI_IMAGE_MEDIA_TYPE),
+                    )
+                    .await
+                    .map_err(Protocol)
+            })
+            .await?;
+        }
+        Ok(digest)
+    }
+
+    /// The image's layers and config into `r`'s repository (those it does not have).
+    async fn push_blobs(&self, r: &Reference, image: &ImageToPush) -> Result<(), RegistryError> {
+        let auth = self.auth(r);
         let op = format!("push {}", r.whole());
-        retrying(&r, &format!("{op}: authenticate"), || async {
+        retrying(r, &format!("{op}: authenticate"), || async {
             self.client
-                .auth(&r, &auth, RegistryOperation::Push)
+                .auth(r, &auth, RegistryOperation::Push)
                 .await
                 .map_err(Protocol)
         })
         .await?;
         let base: Option<Reference> = image.base.as_deref().and_then(|b| parse_ref(b).ok());
         let mut base_authed = false;
-        for (layer, path) in &image.layers {
+        for (layer, source) in &image.layers {
             let bop = format!("{op}: blob {}", layer.digest);
-            if self.blob_exists(&r, &bop, &layer.digest).await? {
+            if self.blob_exists(r, &bop, &layer.digest).await? {
                 continue;
             }
-            if let Some(b) = &base
+            if *source == BlobSource::Base
+                && let Some(b) = &base
                 && b.registry() == r.registry()
                 && b.repository() != r.repository()
-                && self.client.mount_blob(&r, b, &layer.digest).await.is_ok()
+                && self.client.mount_blob(r, b, &layer.digest).await.is_ok()
                 && self
                     .client
-                    .blob_exists(&r, &layer.digest)
+                    .blob_exists(r, &layer.digest)
                     .await
                     .unwrap_or(false)
             {
                 continue;
             }
-            // A base layer the prepare step only resolved: fetched from the base's registry.
-            let fetched;
-            let path = if path.as_os_str().is_empty() || !path.exists() {
-                let b = base
-                    .as_ref()
-                    .ok_or_else(|| err(&r, &bop, RegistryErrorKind::NoLayerSource))?;
-                if !base_authed {
-                    let b_auth = self.auth(b);
-                    retrying(b, &format!("pull {}: authenticate", b.whole()), || async {
-                        self.client
-                            .auth(b, &b_auth, RegistryOperation::Pull)
-                            .await
-                            .map_err(Protocol)
-                    })
-                    .await?;
-                    base_authed = true;
+            // A base layer: from the cache, or fetched from the base's registry.
+            let cached = match source {
+                BlobSource::Workspace(_) => PathBuf::new(),
+                BlobSource::Base => {
+                    let b = base
+                        .as_ref()
+                        .ok_or_else(|| err(r, &bop, RegistryErrorKind::NoLayerSource))?;
+                    if !base_authed {
+                        let b_auth = self.auth(b);
+                        retrying(b, &format!("pull {}: authenticate", b.whole()), || async {
+                            self.client
+                                .auth(b, &b_auth, RegistryOperation::Pull)
+                                .await
+                                .map_err(Protocol)
+                        })
+                        .await?;
+                        base_authed = true;
+                    }
+                    self.fetch_blob(b, &descriptor(layer)).await?
                 }
-                fetched = self.fetch_blob(b, &descriptor(layer)).await?;
-                &fetched
-            } else {
-                path
+            };
+            let shown = match source {
+                BlobSource::Workspace(_) => PathBuf::from(&layer.path),
+                BlobSource::Base => cached.clone(),
             };
             // The file is opened again for every try: a failed upload restarts from byte 0.
-            retrying(&r, &bop, || async {
-                let file = tokio::fs::File::open(path).await.map_err(|source| {
+            retrying(r, &bop, || async {
+                let file = open_blob(layer, source, &cached).map_err(|source| {
                     RegistryErrorKind::File {
-                        path: path.to_path_buf(),
+                        path: shown.clone(),
                         source,
                     }
                 })?;
-                let stream = ReaderStream::with_capacity(file, 4 << 20)
+                let slot = MismatchSlot::default();
+                let bytes = ReaderStream::with_capacity(tokio::fs::File::from_std(file), 4 << 20);
+                let stream = checked(bytes, LayerCheck::new(layer), slot.clone())
                     .map_err(OciDistributionError::IoError);
-                self.client
-                    .push_blob_stream(&r, stream, &layer.digest, Some(layer.size))
-                    .await
-                    .map_err(Protocol)
+                let pushed = self
+                    .client
+                    .push_blob_stream(r, stream, &layer.digest, Some(layer.size))
+                    .await;
+                let mismatch = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+                match (pushed, mismatch) {
+                    (Ok(_), _) => Ok(()),
+                    (Err(_), Some(m)) => Err(RegistryErrorKind::Mismatch {
+                        path: shown.clone(),
+                        source: Box::new(m),
+                    }),
+                    (Err(e), None) => Err(Protocol(e)),
+                }
             })
             .await?;
         }
         let config_digest = sha256_bytes(&image.config);
         let cop = format!("{op}: config");
-        if !self.blob_exists(&r, &cop, &config_digest).await? {
+        if !self.blob_exists(r, &cop, &config_digest).await? {
             let config = Bytes::from(image.config.clone());
-            retrying(&r, &cop, || async {
+            retrying(r, &cop, || async {
                 self.client
-                    .push_blob(&r, config.clone(), &config_digest)
+                    .push_blob(r, config.clone(), &config_digest)
                     .await
                     .map_err(Protocol)
             })
             .await?;
         }
-        // The bytes hashed are the bytes pushed (push_manifest would serialize again).
-        let manifest = Bytes::from(manifest_json(&image.config, &config_digest, &image.layers));
-        let digest = sha256_bytes(&manifest);
-        retrying(&r, &format!("{op}: manifest"), || async {
-            self.client
-                .push_manifest_raw(
-                    &r,
-                    manifest.clone(),
-                    reqwest::header::HeaderValue::from_static(OCI_IMAGE_MEDIA_TYPE),
-                )
-                .await
-                .map_err(Protocol)
-        })
-        .await?;
-        Ok(digest)
+        Ok(())
     }
 
     async fn blob_exists(

@@ -49,6 +49,14 @@ pub enum RegistryErrorKind {
     Digest(String),
     #[error("a layer with no file and no base image")]
     NoLayerSource,
+    /// A layer file whose bytes are not those of its digests (it changed after its stage
+    /// wrote it): the upload was never completed.
+    #[error("{}: {source}: the workspace was modified", path.display())]
+    Mismatch {
+        path: PathBuf,
+        #[source]
+        source: Box<crate::registry::verify::Mismatch>,
+    },
     #[error("{0}")]
     Reference(#[source] ReferenceError),
 }

@@ -1,8 +1,9 @@
 //! Registries: pulls and pushes through oci-client, the manifests pushed, the errors, and
-//! credentials.
+//! credentials; the check of a layer's bytes against its digests as they stream ([`verify`]).
 
 pub mod auth;
 pub mod client;
 pub mod error;
 pub mod manifest;
 pub mod reference;
+pub mod verify;

@@ -20,6 +20,7 @@ use crate::stage::copy_sources::{self, CopyError};
 use crate::stage::exports::{self, ExportsError};
 use crate::stage::users::{self, UserError};
 use crate::stage::{Engine, StageError};
+use crate::trusted::TrustError;
 
 /// Why a COPY or ADD failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +47,10 @@ pub enum CopyAddError {
     },
     #[error(transparent)]
     Chmod(#[from] ChmodError),
-    #[error(".dockerignore: {0}")]
-    Dockerignore(#[source] io::Error),
+    /// A stage's exports or the build's ignore file that is not what the controller's digest
+    /// says (or not one to read).
+    #[error(transparent)]
+    Trust(#[from] TrustError),
     #[error(".dockerignore or --exclude: {0}")]
     Patterns(#[source] IgnoreError),
     /// The tree the sources are in cannot be resolved.
@@ -206,10 +209,13 @@ impl Engine<'_> {
                 }
                 let dir = self.ws.stage_work(self.ps.index).join(format!("from-{i}"));
                 let _ = fs::remove_dir_all(&dir);
-                let tar = self.ws.stage_exports(i);
-                if tar.exists() {
-                    exports::extract(&tar, &dir)
-                        .map_err(|e| self.fail(cmd, CopyAddError::Exports(e)))?;
+                let trust = |e: TrustError| self.fail(cmd, CopyAddError::Trust(e));
+                // Read only when it is what the stage wrote (its digest, H1).
+                if let Some(mut tar) = self.checked().exports(i).map_err(trust)? {
+                    let extracted =
+                        exports::extract_from(&mut tar, &self.ws.stage_exports(i), &dir);
+                    tar.finish().map_err(trust)?;
+                    extracted.map_err(|e| self.fail(cmd, CopyAddError::Exports(e)))?;
                 } else {
                     fs::create_dir_all(&dir)
                         .map_err(|e| self.fail(cmd, CopyAddError::FromDir(e)))?;
@@ -306,8 +312,10 @@ impl Engine<'_> {
             sources.push(self.expand(cmd, s)?);
         }
         if spec.from_context && self.ignore.is_none() {
-            let patterns = crate::fs::dockerignore::load(&self.ws.context(), &self.ws.dockerfile())
-                .map_err(|e| self.fail(cmd, CopyAddError::Dockerignore(e)))?;
+            let patterns = self
+                .checked()
+                .ignore_patterns()
+                .map_err(|e| self.fail(cmd, CopyAddError::Trust(e)))?;
             self.ignore = Some(patterns);
         }
         // .dockerignore (context only) and --exclude filter the same way.

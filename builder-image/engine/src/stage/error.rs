@@ -19,6 +19,7 @@ use crate::stage::copy::CopyAddError;
 use crate::stage::mounts::MountSetupError;
 use crate::stage::run::RunError;
 use crate::stage::users::UserError;
+use crate::trusted::TrustError;
 use crate::workspace::WorkspaceError;
 
 /// A stage failed: where (the stage's label, and the Dockerfile line where there is one) and
@@ -108,6 +109,9 @@ pub enum SetupError {
     /// written.
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),
+    /// A workspace file that is not what the controller's digest says, or not one to read.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
     #[error(transparent)]
     Path(#[from] PathError),
     /// Making the stage's layers directory (the message names no path, as it never did).

@@ -84,9 +84,14 @@ pub enum ExportsError {
 
 /// Unpacks a stage's export tar into `dest` with owners and modes.
 pub fn extract(tar_path: &Path, dest: &Path) -> Result<(), ExportsError> {
-    fs::create_dir_all(dest).map_err(crate::fs::at(dest))?;
     let f = fs::File::open(tar_path).map_err(crate::fs::at(tar_path))?;
-    apply_layer(f, dest, true).map_err(|source| ExportsError::Unpack {
+    extract_from(f, tar_path, dest)
+}
+
+/// Unpacks an export tar read from `tar` (the file `tar_path`, named in errors) into `dest`.
+pub fn extract_from(tar: impl io::Read, tar_path: &Path, dest: &Path) -> Result<(), ExportsError> {
+    fs::create_dir_all(dest).map_err(crate::fs::at(dest))?;
+    apply_layer(tar, dest, true).map_err(|source| ExportsError::Unpack {
         tar: tar_path.to_path_buf(),
         source,
     })

@@ -27,12 +27,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use slipway_contract::pod::paths;
+use slipway_contract::pod::{Digests, paths};
+use slipway_contract::trust::Outputs;
 
 use crate::fs::copy::{self as fscopy, Written};
 use crate::layer::snapshot::Snapshot;
 use crate::stage::config::StageImage;
-use crate::workspace::{self, LayerRef, StageResult, Workspace};
+use crate::trusted::{self, Checked};
+use crate::workspace::{LayerRef, StageResult, Workspace};
 use slipway_frontend::dockerfile::instructions::{self, Command, Dockerfile, Instruction};
 use slipway_frontend::dockerfile::parser;
 use slipway_frontend::dockerfile::shell::{Lex, Vars};
@@ -51,8 +53,20 @@ pub struct StageOptions {
     pub workspace: PathBuf,
     /// Secret files by id (`RUN --mount=type=secret`); default `/.slipway/secrets`.
     pub secrets_dir: Option<PathBuf>,
-    /// Where cache mounts live; default `/.slipway/cache`, else `<workspace>/cache`.
+    /// Where cache mounts live; default `/.slipway/cache`, else a folder of the stage's own
+    /// scratch space (the rest of the workspace is read-only to a stage pod).
     pub cache_dir: Option<PathBuf>,
+    /// The digests of the workspace files the chain reads (the plan, the Dockerfile, the
+    /// images', its parents' results and exports): nothing else is read there.
+    pub digests: Digests,
+}
+
+/// What a chain of stages leaves: the last one's result, and the digests of what each of
+/// them wrote (for the controller, which hands them to the pods that read those files).
+#[derive(Debug)]
+pub struct ChainResult {
+    pub result: StageResult,
+    pub outputs: BTreeMap<usize, Outputs>,
 }
 
 /// A stage label for messages: `stage "builder" (#1)`.
@@ -91,6 +105,8 @@ struct Engine<'a> {
     unpacked: BTreeMap<usize, PathBuf>,
     secrets_dir: PathBuf,
     cache_dir: PathBuf,
+    /// The digests of what the stage may read of the workspace.
+    digests: Digests,
     step: usize,
     steps: usize,
     threads: usize,
@@ -112,20 +128,25 @@ struct Loaded {
 }
 
 fn load(opts: &StageOptions) -> Result<Loaded, StageError> {
-    let plan: Plan = workspace::read_json(&opts.plan).map_err(|e| StageError::Setup {
-        stage: "plan".into(),
+    let ws = Workspace::new(&opts.workspace);
+    let checked = Checked {
+        ws: &ws,
+        digests: &opts.digests,
+    };
+    let plan: Plan = checked.plan_at(&opts.plan).map_err(|e| StageError::Setup {
+        stage: opts
+            .stages
+            .first()
+            .map_or_else(|| "stage".to_string(), |i| format!("stage #{i}")),
         source: e.into(),
     })?;
     // Messages name the chain's first stage: the one a failure here stops.
     let first = opts.stages.first().and_then(|i| plan.stage(*i));
     let label = first.map_or_else(|| "stage".to_string(), label);
-    let ws = Workspace::new(&opts.workspace);
-    let text = fs::read_to_string(ws.dockerfile())
-        .map_err(crate::fs::at(ws.dockerfile()))
-        .map_err(|e| StageError::Setup {
-            stage: label.clone(),
-            source: e.into(),
-        })?;
+    let text = checked.dockerfile().map_err(|e| StageError::Setup {
+        stage: label.clone(),
+        source: e.into(),
+    })?;
     let parsed = parser::parse(&text).map_err(|e| StageError::Instruction {
         stage: label.clone(),
         line: e.start_line,
@@ -153,10 +174,10 @@ fn load(opts: &StageOptions) -> Result<Loaded, StageError> {
     })
 }
 
-/// Runs a stage, or a FROM-chain of stages, and returns the last one's result. A failure's
-/// one-line message is also left in each stage's error file in the workspace
-/// ([`Workspace::stage_error`]), where local mode reads it.
-pub fn run_stage(opts: &StageOptions) -> Result<StageResult, StageError> {
+/// Runs a stage, or a FROM-chain of stages, and returns the last one's result and the digests
+/// of what each wrote. A failure's one-line message is also left in each stage's error file in
+/// the workspace ([`Workspace::stage_error`]), where local mode reads it.
+pub fn run_stage(opts: &StageOptions) -> Result<ChainResult, StageError> {
     let r = run_chain(opts);
     if let Err(e) = &r {
         let ws = Workspace::new(&opts.workspace);
@@ -168,19 +189,35 @@ pub fn run_stage(opts: &StageOptions) -> Result<StageResult, StageError> {
     r
 }
 
-fn run_chain(opts: &StageOptions) -> Result<StageResult, StageError> {
+fn run_chain(opts: &StageOptions) -> Result<ChainResult, StageError> {
     let loaded = load(opts)?;
+    let mut digests = opts.digests.clone();
+    let mut outputs = BTreeMap::new();
     let mut carry = None;
     let mut last = None;
     for &index in &opts.stages {
-        let (r, c) = run_one(opts, &loaded, index, carry.take())?;
+        let (r, c) = run_one(opts, &loaded, index, carry.take(), &digests)?;
+        // What this stage wrote, as the next stages of the chain (and the controller) know it.
+        let ws = Workspace::new(&opts.workspace);
+        let out = trusted::outputs(&ws, index).map_err(|e| StageError::Setup {
+            stage: label_of(&loaded.plan, index),
+            source: e.into(),
+        })?;
+        digests.add_outputs(index, &out);
+        outputs.insert(index, out);
         carry = Some(c);
         last = Some(r);
     }
-    last.ok_or_else(|| StageError::Setup {
+    let result = last.ok_or_else(|| StageError::Setup {
         stage: "stage".into(),
         source: SetupError::NoStage,
-    })
+    })?;
+    Ok(ChainResult { result, outputs })
+}
+
+fn label_of(plan: &Plan, index: usize) -> String {
+    plan.stage(index)
+        .map_or_else(|| format!("stage #{index}"), label)
 }
 
 fn run_one(
@@ -188,6 +225,7 @@ fn run_one(
     loaded: &Loaded,
     index: usize,
     carry: Option<Carry>,
+    digests: &Digests,
 ) -> Result<(StageResult, Carry), StageError> {
     let setup = |stage: &str, source: SetupError| StageError::Setup {
         stage: stage.to_string(),
@@ -226,9 +264,12 @@ fn run_one(
             if Path::new(paths::CACHE).is_dir() {
                 PathBuf::from(paths::CACHE)
             } else {
-                ws.root.join("cache")
+                // A cache mount the plan did not see (an ONBUILD trigger's): the stage's own
+                // scratch space, the only part of the workspace it may write.
+                ws.stage_work(index).join("cache")
             }
         }),
+        digests: digests.clone(),
         step: 0,
         steps: 0,
         threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -248,6 +289,14 @@ fn run_one(
 }
 
 impl Engine<'_> {
+    /// The workspace as this stage may read it.
+    fn checked(&self) -> Checked<'_> {
+        Checked {
+            ws: &self.ws,
+            digests: &self.digests,
+        }
+    }
+
     fn say(&self, what: &str) {
         let name = self
             .ps

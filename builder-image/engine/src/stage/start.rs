@@ -1,6 +1,7 @@
 //! Where a stage starts: its parent's result (its tree already here when the parent ran just
 //! before in the same chain, else its layers applied), a base image's config over the tree at
-//! `/`, or an empty scratch tree in the workspace.
+//! `/`, or an empty scratch tree in the workspace. The parent's result, its layers and the
+//! image's JSON are read only when they are what the controller's digests say ([`Checked`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,8 @@ use crate::fs::at;
 use crate::layer::snapshot;
 use crate::stage::config::{Config, StageImage};
 use crate::stage::{Carry, Engine, SetupError};
-use crate::workspace::{self, ImageInfo, LayerRef, StageResult};
+use crate::trusted::{self, Checked};
+use crate::workspace::LayerRef;
 
 impl Engine<'_> {
     /// The stage's starting point: the parent stage's result, the base image's config, or
@@ -28,7 +30,7 @@ impl Engine<'_> {
         fs::create_dir_all(self.ws.stage_layers(self.ps.index)).map_err(SetupError::Layers)?;
         match &self.ps.from {
             Base::Stage(parent) => {
-                let r: StageResult = workspace::read_json(&self.ws.stage_result(*parent))?;
+                let r = self.checked().result(self.plan, *parent)?;
                 let carried = carry.filter(|c| c.index == *parent);
                 let was_carried = carried.is_some();
                 if let Some(c) = carried {
@@ -43,14 +45,7 @@ impl Engine<'_> {
                 }
                 let applied: &[LayerRef] = if was_carried { &[] } else { &r.layers };
                 for l in applied {
-                    let path = self.ws.layer_path(l);
-                    let f = fs::File::open(&path).map_err(at(&path))?;
-                    crate::fs::unpack::apply_layer(f, &self.root, true).map_err(|source| {
-                        SetupError::Apply {
-                            digest: l.digest.clone(),
-                            source,
-                        }
-                    })?;
+                    apply_checked(self.checked(), l, &self.root)?;
                 }
                 self.base = r.base;
                 self.on_build = r.config.on_build.clone();
@@ -70,7 +65,7 @@ impl Engine<'_> {
                 self.image = StageImage::from_base(config, vec![]);
             }
             Base::Image(name) => {
-                let info: ImageInfo = workspace::read_json(&self.ws.image_info(name))?;
+                let info = self.checked().image(name)?;
                 let mut config = info.runtime_config();
                 if !config.env.iter().any(|e| e.starts_with("PATH=")) {
                     config.env.push(format!("PATH={DEFAULT_PATH}"));
@@ -99,4 +94,18 @@ impl Engine<'_> {
         self.skip.clear();
         Ok(())
     }
+}
+
+/// Applies a layer of a parent chain's (checked) result to `root`, its bytes checked against
+/// its digests as they are read: a layer file changed since its stage wrote it fails the
+/// stage, naming the file.
+fn apply_checked(checked: Checked<'_>, l: &LayerRef, root: &Path) -> Result<(), SetupError> {
+    let mut r = checked.layer(l)?;
+    let applied = crate::fs::unpack::apply_layer(&mut r, root, true);
+    // A mismatch is the error to say, whatever the unpacking made of the bytes.
+    trusted::finish_layer(l, r)?;
+    applied.map_err(|source| SetupError::Apply {
+        digest: l.digest.clone(),
+        source,
+    })
 }

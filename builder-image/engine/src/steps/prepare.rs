@@ -1,7 +1,8 @@
 //! `slipway-builder prepare`: the first pod of a cluster build. It fetches the source into
 //! the workspace volume, reads the Dockerfile, plans, resolves every external image to a
 //! digest (base layers are not downloaded: the kubelet pulls stage pods' images), unpacks the
-//! images stages copy from, and returns the graph of stage Jobs for the controller.
+//! images stages copy from, and returns the graph of stage Jobs for the controller, with the
+//! digests of the files it wrote (every later pod reads them only when they match).
 
 use std::fs;
 use std::io;
@@ -17,6 +18,7 @@ use crate::registry::client::{Registry, SetupError};
 use crate::steps::git::{self, GitError, GitSpec};
 use crate::steps::plan::{self, Fetch, PlanStepError, ResolveError};
 use crate::steps::source::{self, OutsideError, SourceError};
+use crate::trusted::{self, TrustError};
 use crate::workspace::Workspace;
 
 /// Why the prepare step failed, with the reason the ImageBuild's condition gets.
@@ -63,6 +65,9 @@ pub enum PrepareFailure {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Resolve(#[from] ResolveError),
+    /// The digest of a file it wrote could not be taken.
+    #[error(transparent)]
+    Digest(#[from] TrustError),
 }
 
 impl PrepareFailure {
@@ -190,7 +195,8 @@ pub fn prepare(args: &PrepareArgs) -> Result<BuildGraph, PrepareError> {
         &ws,
         Fetch::Manifests,
     ))??;
-    Ok(BuildGraph::new(&plan, &plan::pinned(&images)))
+    let inputs = trusted::inputs(&ws, images.keys().cloned())?;
+    Ok(BuildGraph::new(&plan, &plan::pinned(&images)).with_inputs(inputs))
 }
 
 #[cfg(test)]

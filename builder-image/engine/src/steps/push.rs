@@ -2,22 +2,31 @@
 //! chain root layers, then the stage layers; config with history; OCI manifest) and pushed.
 //! `slipway-builder push` is the cluster's push pod, the only one that sees push
 //! credentials; the local build calls [`assemble`] too.
+//!
+//! What it reads of the workspace is what the controller vouches for (security review H1):
+//! the plan, the target's result and its base image's JSON only when they match the digests
+//! in its arguments, the layers only at `stages/<N>/layers/<hex>.tar.gz` of the target's
+//! FROM-chain, checked against their digests as they are uploaded. The target is the verified
+//! plan's; the base, whose repository is the only other one it reads from, the verified
+//! result's, and only one the controller gave a digest for.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use slipway_contract::pod::PushArgs;
-use slipway_frontend::plan::Plan;
 
 use crate::net::RuntimeError;
-use crate::registry::client::{ImageToPush, Registry, RegistryError, SetupError};
-use crate::workspace::{self, ImageInfo, StageResult, Workspace, WorkspaceError};
+use crate::registry::client::{BlobSource, ImageToPush, Registry, RegistryError, SetupError};
+use crate::trusted::{Checked, TrustError};
+use crate::workspace::{ImageInfo, StageResult, Workspace, WorkspaceError};
 
 /// Why the image could not be assembled or pushed.
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),
+    /// A workspace file that is not what the controller's digest says.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
     #[error("base image config is not an object")]
     BaseConfig,
     #[error("image config: {0}")]
@@ -30,40 +39,46 @@ pub enum PushError {
     Registry(#[from] RegistryError),
 }
 
+/// The target's result and its base image, as the digests vouch for them.
+pub fn target(
+    checked: Checked<'_>,
+) -> Result<(StageResult, BTreeMap<String, ImageInfo>), PushError> {
+    let plan = checked.plan()?;
+    let r = checked.result(&plan, plan.target_index)?;
+    let mut images = BTreeMap::new();
+    if let Some(b) = &r.base {
+        images.insert(b.clone(), checked.image(b)?);
+    }
+    Ok((r, images))
+}
+
 /// Pushes the built image of the workspace to every destination; returns the digest.
 pub fn push(args: &PushArgs) -> Result<String, PushError> {
     let ws = Workspace::new(&args.workspace);
-    let plan: Plan = workspace::read_json(&ws.plan())?;
-    let r: StageResult = workspace::read_json(&ws.stage_result(plan.target_index))?;
-    let mut images = BTreeMap::new();
-    if let Some(b) = &r.base {
-        let info: ImageInfo = workspace::read_json(&ws.image_info(b))?;
-        images.insert(b.clone(), info);
-    }
-    let image = assemble(&plan, &ws, &images)?;
+    let (r, images) = target(Checked {
+        ws: &ws,
+        digests: &args.digests,
+    })?;
+    let image = assemble(&ws, &r, &images)?;
     let blobs = args
         .blob_cache
         .clone()
         .unwrap_or_else(|| ws.root.join("blobs"));
     let registry = Registry::new(&args.registries.insecure_registries, &blobs)?;
-    crate::net::block_on(async {
-        let mut digest = String::new();
-        for d in &args.destinations {
-            let got = registry.push(d, &image).await?;
-            eprintln!("pushed {d}@{got}");
-            digest = got;
-        }
-        Ok(digest)
-    })?
+    let digest = crate::net::block_on(registry.push(&args.destinations, &image))??;
+    for d in &args.destinations {
+        eprintln!("pushed {d}@{digest}");
+    }
+    Ok(digest)
 }
 
-/// The final image: the target's chain root layers, then the stage layers.
+/// The final image of the target's result `r`: its chain root's layers, then the stage
+/// layers (read beneath the workspace `ws`).
 pub fn assemble(
-    plan: &Plan,
     ws: &Workspace,
+    r: &StageResult,
     images: &BTreeMap<String, ImageInfo>,
 ) -> Result<ImageToPush, PushError> {
-    let r: StageResult = workspace::read_json(&ws.stage_result(plan.target_index))?;
     let base = r.base.as_ref().and_then(|b| images.get(b));
     let mut config = match base {
         Some(b) => b.config.clone(),
@@ -75,11 +90,11 @@ pub fn assemble(
     let mut layers = Vec::new();
     if let Some(b) = base {
         for l in &b.layers {
-            layers.push((l.clone(), PathBuf::from(&l.path)));
+            layers.push((l.clone(), BlobSource::Base));
         }
     }
     for l in &r.layers {
-        layers.push((l.clone(), ws.layer_path(l)));
+        layers.push((l.clone(), BlobSource::Workspace(ws.root.clone())));
     }
     let obj = config.as_object_mut().ok_or(PushError::BaseConfig)?;
     for k in [

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Hostile chain cases on the cluster (issue 12, SECURITY.md H1, T2, T3): code in one stage
+# (A2) rewrites what a later pod reads from the workspace.
+#   (a) T3 exactly as reproduced: a side stage runs
+#       sed -i 's/"targetIndex": *[0-9]*/"targetIndex": 0/' /.slipway/workspace/plan.json
+#       The build either succeeds with the TARGET's image (its marker) or fails with a clear
+#       reason; the side stage's image is never published.
+#   (b) the same attack tolerated by the RUN (`|| ...`), and probes: the workspace is
+#       read-only to a stage pod but for its own stages/<N>; the build succeeds with the
+#       target's image; the stage pods' mounts and digest arguments are as rendered.
+#   (c) T2 with spec.secrets: a stage without secrets rewrites the Dockerfile so that a later
+#       stage's RUN --mount=type=secret line copies the secret into the image. The secret
+#       reaches no layer or config, and there is no /stolen.
+set -uo pipefail
+: "${KUBECONFIG:?run eval \"\$(tests/cluster/up.sh)\" first}" "${SLIPWAY_REGISTRY:?}"
+here=$(cd "$(dirname "$0")" && pwd)
+R=$SLIPWAY_REGISTRY
+ns=slipway-hostile-chain-$$
+source "$here/lib.sh"
+e2e_work hostile-chain-e2e
+cleanup_cmds='kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1'
+e2e_deploy "deploy.sh deploys Slipway"
+kubectl create namespace "$ns" >/dev/null
+BB=$R/slipway-test/busybox:latest
+secret="slipway-e2e-chain-secret-$$-$RANDOM"
+kubectl -n "$ns" create secret generic chain-token --from-literal=token="$secret" >/dev/null
+
+status() { kubectl -n "$ns" get imagebuild "$1" -o jsonpath="$2" 2>/dev/null; }
+phase() { status "$1" '{.status.phase}'; }
+condition() { status "$1" '{.status.conditions[?(@.type=="Succeeded")].reason}|{.status.conditions[?(@.type=="Succeeded")].message}'; }
+describe() {
+  echo "phase=$(phase "$1") condition=$(condition "$1" | cut -c1-600)"
+  kubectl -n "$ns" get jobs,pods -l "build.slipway.dev/build=$1" 2>&1 | tail -8
+}
+finished() { # NAME SECONDS
+  local p
+  for _ in $(seq "$2"); do
+    p=$(phase "$1"); [[ $p == Succeeded || $p == Failed ]] && return 0; sleep 1
+  done
+  return 1
+}
+# apply NAME DOCKERFILE [SECRETS-LINE]: an inline ImageBuild pushed to $R/e2e/NAME:1.
+apply() {
+  {
+    printf 'apiVersion: build.slipway.dev/v1alpha1\nkind: ImageBuild\nmetadata: {name: %s}\nspec:\n' "$1"
+    [[ -n ${3:-} ]] && printf '  %s\n' "$3"
+    printf '  source:\n    inline:\n      dockerfile: |\n'
+    sed 's/^/        /' <<<"$2"
+    printf '  output: {image: "%s/e2e/%s:1", insecureRegistry: true}\n' "$R" "$1"
+  } > "$work/$1.yaml"
+  kubectl -n "$ns" apply -f "$work/$1.yaml" >/dev/null
+}
+# cmd_of NAME: the Cmd of the image pushed under NAME, or nothing when there is none.
+cmd_of() {
+  skopeo inspect --tls-verify=false --config --raw "docker://$R/e2e/$1:1" 2>/dev/null \
+    | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["config"].get("Cmd")))' 2>/dev/null
+}
+# run_image NAME: what the pushed image prints.
+run_image() {
+  local ref digest
+  ref=$(status "$1" '{.status.image.ref}') digest=$(status "$1" '{.status.image.digest}')
+  kubectl -n "$ns" run "run-$1" --image="${ref%:*}@$digest" --restart=Never >/dev/null
+  kubectl -n "$ns" wait --for=jsonpath='{.status.phase}'=Succeeded "pod/run-$1" --timeout=120s >/dev/null 2>&1
+  kubectl -n "$ns" logs "run-$1" 2>&1
+}
+TARGET_CMD='["cat", "/marker"]'
+CLEAR='does not match (the|its) digest( the controller holds)?: the workspace was modified|Read-only file system|exit code [0-9]+'
+
+# --- (a) T3 exactly as the issue reproduced it.
+apply h-t3 "FROM $BB AS side
+RUN echo evil > /evil && sed -i 's/\"targetIndex\": *[0-9]*/\"targetIndex\": 0/' /.slipway/workspace/plan.json
+CMD [\"echo\", \"side\"]
+FROM $BB
+COPY --from=side /evil /evil
+RUN echo target > /marker
+CMD [\"cat\", \"/marker\"]"
+
+# --- (b) The same, tolerated, with probes of what a stage pod may write.
+apply h-t3-probe "FROM $BB AS side
+RUN W=/.slipway/workspace; { sed -i 's/\"targetIndex\": *[0-9]*/\"targetIndex\": 0/' \$W/plan.json 2>/dev/null && echo 'plan: rewritten' || echo 'plan: read-only'; touch \$W/Dockerfile 2>/dev/null && echo 'dockerfile: writable' || echo 'dockerfile: read-only'; mkdir -p \$W/stages/1 2>/dev/null; touch \$W/stages/1/planted 2>/dev/null && echo 'other stage: writable' || echo 'other stage: read-only'; touch \$W/stages/0/mine && echo 'own stage: writable' || echo 'own stage: read-only'; } > /probe.txt; cat /probe.txt
+CMD [\"echo\", \"side\"]
+FROM $BB
+COPY --from=side /probe.txt /probe.txt
+RUN echo target > /marker
+CMD [\"cat\", \"/marker\", \"/probe.txt\"]"
+
+# --- (c) T2: the Dockerfile rewritten to copy a later stage's secret into the image.
+apply h-t2 "FROM $BB AS untrusted
+RUN sed -i 's#RUN --mount=type=secret,id=token true#RUN cp /.slipway/secrets/token /stolen#' /.slipway/workspace/Dockerfile 2>/dev/null && echo 'Dockerfile: rewritten' || echo 'Dockerfile: read-only'; echo done > /done
+FROM $BB AS deploy
+COPY --from=untrusted /done /done
+RUN --mount=type=secret,id=token true
+RUN echo target > /marker
+CMD [\"cat\", \"/marker\"]" "secrets: [{id: token, secretRef: {name: chain-token, key: token}}]"
+
+# (a): the target's image, or a clear failure; never the side stage's.
+if ! finished h-t3 900; then
+  bad "t3: the build finishes" "$(describe h-t3)"
+else
+  got=$(condition h-t3) cmd=$(cmd_of h-t3)
+  if [[ $cmd == '["echo", "side"]' ]]; then
+    bad "t3: the side stage's image was published" "condition: $got"
+  elif [[ $(phase h-t3) == Succeeded ]]; then
+    out=$(run_image h-t3)
+    [[ $cmd == "$TARGET_CMD" && $out == target ]] && ok "t3: the target's image was pushed (Cmd $cmd, prints $out)" \
+      || bad "t3: the pushed image is the target's" "Cmd $cmd" "prints: $out"
+  elif [[ $got == StageFailed\|* || $got == PushFailed\|* ]] && grep -Eq -- "$CLEAR" <<<"$got" && [[ -z $cmd ]]; then
+    ok "t3: the build failed with a clear reason and pushed nothing: $(cut -c1-300 <<<"$got")"
+  else
+    bad "t3: a clear failure, nothing pushed" "condition: $got" "pushed Cmd: ${cmd:-none}" "$(describe h-t3)"
+  fi
+fi
+
+# (b): succeeds with the target's image; the probe says what the side stage could write.
+if finished h-t3-probe 900 && [[ $(phase h-t3-probe) == Succeeded ]]; then
+  out=$(run_image h-t3-probe) cmd=$(cmd_of h-t3-probe)
+  want=$'target\nplan: read-only\ndockerfile: read-only\nother stage: read-only\nown stage: writable'
+  [[ $cmd == '["cat", "/marker", "/probe.txt"]' && $out == "$want" ]] \
+    && ok "t3 tolerated: the target's image was pushed; the side stage could write its own stages/0 only" \
+    || bad "t3 tolerated: the target's image, a read-only workspace" "Cmd $cmd" "got:" "$out" "want:" "$want"
+else
+  bad "t3 tolerated: Succeeded" "$(describe h-t3-probe)"
+fi
+# The stage pods as rendered: the workspace read-only, each its own stages/<N> writable by
+# subPath, the digests of what it reads in its arguments.
+mounts=$(kubectl -n "$ns" get pods -l build.slipway.dev/build=h-t3-probe -o json | python3 -c '
+import json, sys
+out = []
+for p in json.load(sys.stdin)["items"]:
+    if p["metadata"].get("labels", {}).get("build.slipway.dev/step") != "stage":
+        continue
+    c = p["spec"]["containers"][0]
+    ws = sorted((m["mountPath"], m.get("subPath", ""), bool(m.get("readOnly")))
+                for m in c["volumeMounts"] if m["name"] == "workspace")
+    args = c.get("args", [])
+    flags = sorted({a for a in args if a.endswith("-digest")})
+    out.append("%s %s" % (ws, ",".join(flags)))
+print("\n".join(sorted(out)))')
+want_mounts="[('/.slipway/workspace', '', True), ('/.slipway/workspace/stages/0', 'stages/0', False)] --dockerfile-digest,--image-digest,--plan-digest
+[('/.slipway/workspace', '', True), ('/.slipway/workspace/stages/1', 'stages/1', False)] --dockerfile-digest,--exports-digest,--image-digest,--plan-digest,--result-digest"
+[[ $mounts == "$want_mounts" ]] && ok "stage pods: the workspace read-only, their own stages/<N> writable, the digests of what they read in their arguments" \
+  || bad "stage pod mounts and digests" "got:" "$mounts" "want:" "$want_mounts"
+
+# (c): no secret in any layer, config or log; no /stolen.
+if ! finished h-t2 900; then
+  bad "t2: the build finishes" "$(describe h-t2)"
+else
+  got=$(condition h-t2)
+  logs=$(kubectl -n "$ns" logs -l build.slipway.dev/build=h-t2 --all-containers --tail=-1 2>&1)
+  if grep -q "$secret" <<<"$logs$got"; then
+    bad "t2: the secret is in a pod log or the status"
+  fi
+  if [[ $(phase h-t2) == Succeeded ]]; then
+    rm -rf "$work/oci-h-t2"
+    skopeo copy -q --src-tls-verify=false "docker://$R/e2e/h-t2:1" "oci:$work/oci-h-t2:latest" \
+      || bad "t2: the pushed image can be read back"
+    if out=$(python3 - "$work/oci-h-t2" "$secret" 2>&1 <<'PY'
+import gzip, io, json, os, sys, tarfile
+oci, secret = sys.argv[1], sys.argv[2].encode()
+blob = lambda d: os.path.join(oci, "blobs", *d.split(":", 1))
+man = json.load(open(blob(json.load(open(os.path.join(oci, "index.json")))["manifests"][0]["digest"])))
+bad = []
+if secret in open(blob(man["config"]["digest"]), "rb").read():
+    bad.append("config holds the secret")
+for l in man["layers"]:
+    raw = open(blob(l["digest"]), "rb").read()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if secret in raw:
+        bad.append(f"layer {l['digest']} holds the secret")
+    for m in tarfile.open(fileobj=io.BytesIO(raw), mode="r:"):
+        if m.name.strip("./") == "stolen":
+            bad.append(f"layer {l['digest']} has /stolen")
+print("\n".join(bad) if bad else f"{len(man['layers'])} layers")
+sys.exit(1 if bad else 0)
+PY
+    ); then
+      ok "t2: the Dockerfile could not be rewritten; the secret is in no layer or config, no /stolen ($out)"
+    else
+      bad "t2: no layer holds the secret" "$out"
+    fi
+  elif grep -Eq -- "$CLEAR" <<<"$got" && ! skopeo inspect --tls-verify=false "docker://$R/e2e/h-t2:1" >/dev/null 2>&1; then
+    ok "t2: the build failed with a clear reason and pushed nothing: $(cut -c1-300 <<<"$got")"
+  else
+    bad "t2: Succeeded without the secret, or a clear failure" "$(describe h-t2)"
+  fi
+fi
+
+summary
+((fail == 0))

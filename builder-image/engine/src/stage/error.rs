@@ -125,6 +125,9 @@ pub enum SetupError {
     Exports(#[source] io::Error),
     #[error("not in the plan")]
     NotInPlan,
+    /// Making the engine the reaper of what RUN steps leave running, and not dumpable.
+    #[error("guarding the engine from its RUN steps: {0}")]
+    Reaper(#[source] nix::Error),
     #[error("no stage given")]
     NoStage,
 }

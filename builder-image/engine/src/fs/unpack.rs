@@ -26,6 +26,10 @@ const WHITEOUT: &[u8] = b".wh.";
 pub enum UnpackError {
     #[error("layer entry {entry:?} would land outside the root")]
     OutsideRoot { entry: String },
+    /// `.wh.`, `.wh..`, `.wh...`: a whiteout that names no file of its directory (it would
+    /// delete the directory, or its parent: BuildKit CVE-2024-23652's class).
+    #[error("layer entry {entry:?} is not a valid whiteout: it names no file in its directory")]
+    BadWhiteout { entry: String },
     #[error("layer entry {entry:?}: {source}")]
     Entry { entry: String, source: io::Error },
     #[error("reading layer: {0}")]
@@ -161,6 +165,9 @@ pub fn apply_tar(
             continue;
         }
         if let Some(hidden) = file_name.strip_prefix(WHITEOUT).filter(|_| opts.whiteouts) {
+            if matches!(hidden, b"" | b"." | b"..") || hidden.contains(&b'/') {
+                return Err(UnpackError::BadWhiteout { entry: name });
+            }
             let target = dest.with_file_name(OsStr::from_bytes(hidden));
             remove_any(&target).map_err(fail)?;
             continue;
@@ -382,6 +389,35 @@ mod tests {
             xattr::get(dst.path().join("tool"), "user.slipway").expect("get"),
             Some(b"yes".to_vec())
         );
+    }
+
+    #[test]
+    fn whiteouts_of_no_name_are_refused() {
+        // `.wh..` (CVE-2024-23652's class) would remove the parent's `.`, `.wh...` its `..`,
+        // `.wh.` the directory itself.
+        for bad in [".wh..", ".wh...", ".wh."] {
+            let outer = tempfile::tempdir().expect("tmp");
+            let root = outer.path().join("root");
+            fs::create_dir_all(root.join("dir")).expect("mkdir");
+            fs::write(root.join("dir/keep"), "k").expect("w");
+            fs::write(outer.path().join("beside"), "b").expect("w");
+            for entry in [format!("dir/{bad}"), bad.to_string()] {
+                let evil = layer(|w| {
+                    w.add_file(&entry, m(0o644), 0, &b""[..])
+                        .expect("layer entry");
+                });
+                let err = apply_layer(&evil[..], &root, false).expect_err(&entry);
+                assert_eq!(
+                    err.to_string(),
+                    format!(
+                        "layer entry {entry:?} is not a valid whiteout: it names no file in its \
+                         directory"
+                    )
+                );
+                assert!(root.join("dir/keep").exists(), "{entry}");
+                assert!(outer.path().join("beside").exists(), "{entry}");
+            }
+        }
     }
 
     #[test]

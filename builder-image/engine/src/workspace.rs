@@ -222,7 +222,7 @@ impl Workspace {
     pub fn read_stage_result(
         &self,
         index: usize,
-        stages: usize,
+        stages: &[usize],
     ) -> Result<StageResult, WorkspaceError> {
         let path = self.stage_result(index);
         let bytes =
@@ -374,8 +374,8 @@ pub enum LayerPathError {
 }
 
 /// A stage layer as a result may name it: valid digests, and the path the stage engine gives
-/// it, `stages/<N>/layers/<digest hex>.tar.gz` with `N` below `stages`.
-pub fn check_layer(l: &LayerRef, stages: usize) -> Result<(), LayerPathError> {
+/// it, `stages/<N>/layers/<digest hex>.tar.gz` with `N` one of `stages`.
+pub fn check_layer(l: &LayerRef, stages: &[usize]) -> Result<(), LayerPathError> {
     let hex = sha256_hex(&l.digest).map_err(LayerPathError::Digest)?;
     sha256_hex(&l.diff_id).map_err(LayerPathError::DiffId)?;
     let bad = || LayerPathError::Path(l.path.clone());
@@ -384,7 +384,7 @@ pub fn check_layer(l: &LayerRef, stages: usize) -> Result<(), LayerPathError> {
         return Err(bad());
     };
     let index: usize = n.parse().map_err(|_| bad())?;
-    if index.to_string() != n || index >= stages || file != format!("{hex}.tar.gz") {
+    if index.to_string() != n || !stages.contains(&index) || file != format!("{hex}.tar.gz") {
         return Err(bad());
     }
     Ok(())

@@ -449,13 +449,24 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Works
 }
 
 /// Writes a JSON file atomically (temporary file, then rename), so a reader never sees half.
+/// Whatever is at the temporary name (a RUN step may have planted a symlink there, which the
+/// rename would have made the file itself) is removed, and the file is made anew (`O_EXCL`).
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), WorkspaceError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(at(dir))?;
     }
     let tmp = path.with_extension("json.tmp");
     let text = serde_json::to_vec_pretty(value).map_err(json_at(path))?;
-    std::fs::write(&tmp, text).map_err(at(&tmp))?;
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(at(&tmp)(e).into()),
+        _ => {}
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| io::Write::write_all(&mut f, &text))
+        .map_err(at(&tmp))?;
     std::fs::rename(&tmp, path).map_err(at(path))?;
     Ok(())
 }

@@ -291,3 +291,21 @@ fn stage_results_name_only_their_own_layers() {
         })
     ));
 }
+
+/// A symlink planted at the temporary name is replaced, not written through (it would have
+/// become `result.json` itself).
+#[test]
+fn write_json_never_writes_through_a_planted_link() {
+    let (_d, ws, secret) = setup();
+    let tmp = ws.stage_result(0).with_extension("json.tmp");
+    symlink(&secret, &tmp).expect("ln");
+    write_json(&ws.stage_result(0), &result_with(Vec::new())).expect("write");
+    assert_eq!(fs::read_to_string(&secret).expect("read"), "host secret");
+    assert!(
+        !fs::symlink_metadata(ws.stage_result(0))
+            .expect("stat")
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(ws.read_stage_result(0, &[0]).expect("read").index, 1);
+}

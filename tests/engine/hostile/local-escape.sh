@@ -65,13 +65,11 @@ t_hl_error_link() {
 }
 run_test hostile-local-error-symlink t_hl_error_link
 
-# The target's result.json: the stage engine writes result.json.tmp and renames it into place,
-# so a planted result.json.tmp symlink becomes result.json -> a host file. The host file here
-# is a forged result whose layer is the host marker (any local user can write such a file in
-# /tmp). Before C1's fix the host read it and pushed the marker as a layer.
-mkdir -p "$HL/result-link"
+# The target's result.json, with a layer at a host file. A forged result whose layer is the
+# host marker, as any local user could leave in /tmp. Before C1's fix the host read the
+# target's result.json through a symlink and pushed whatever file its layers named.
 python3 - "$HL/host-marker" "$HL/forged-result.json" <<'PY'
-import hashlib, json, os, sys
+import hashlib, json, sys
 marker, out = sys.argv[1], sys.argv[2]
 data = open(marker, "rb").read()
 d = "sha256:" + hashlib.sha256(data).hexdigest()
@@ -80,18 +78,65 @@ json.dump({"index": 0, "name": None, "base": None, "config": {}, "history": [],
                        "mediaType": "application/vnd.oci.image.layer.v1.tar"}],
            "vars": [], "args": []}, open(out, "w"))
 PY
+
+# hl_not_pushed NAME: the marker is in no layer of the pushed image.
+hl_not_pushed() {
+  local d=$HL/pulled-$1 f
+  rm -rf "$d"
+  skopeo copy -q --src-tls-verify=false "docker://$R/engine-tests/$1:latest" "dir:$d" || return 1
+  for f in "$d"/*; do
+    if zcat -f "$f" 2>/dev/null | grep -qa "$HL_MARK"; then echo "the host marker was pushed in $f"; return 1; fi
+  done
+}
+
+# (a) result.json.tmp planted as a symlink to the forged result: the stage engine's rename
+# would have made result.json that symlink. The engine now writes its temporary file anew, so
+# nothing happens: the build pushes the stage's own result.
+mkdir -p "$HL/result-link"
 cat > "$HL/result-link/Dockerfile" <<DF
 FROM $R/slipway-test/busybox:latest
 RUN mkdir -p $HL && ln -s $HL/forged-result.json /.slipway/workspace/stages/0/result.json.tmp
 DF
 t_hl_result_link() {
   local out
-  out=$(expect_failure hostile-local-result-link "$HL/result-link" \
-    '^stage #0: .*/stages/0/result\.json: a symlink \(not followed\)$') || { echo "$out"; return 1; }
+  out=$(build hostile-local-result-link "$HL/result-link" 2>&1) || { echo "$out" | tail -10; return 1; }
   hl_no_marker "$out" || return 1
-  echo "$out"
+  hl_not_pushed hostile-local-result-link || return 1
+  echo "the planted result.json.tmp link was replaced; the stage's own result was pushed"
 }
 run_test hostile-local-result-symlink t_hl_result_link
+
+# (b) result.json rewritten in place with the forged result by a background process of the
+# last RUN step, right after the engine wrote it (a race the attacker wins almost always: the
+# engine still frees a 100k-file snapshot before it exits). The host checks every layer path
+# and refuses; if the race was lost, the stage's own result is pushed and the marker is not.
+mkdir -p "$HL/result-forged"
+cp "$HL/forged-result.json" "$HL/result-forged/forged.json"
+cat > "$HL/result-forged/Dockerfile" <<DF
+FROM $R/slipway-test/busybox:latest
+COPY forged.json /forged.json
+RUN mkdir /many && cd /many && seq 1 100000 | xargs touch
+RUN F=\$(cat /forged.json); R=/.slipway/workspace/stages/0/result.json; (while :; do if [ -f \$R ]; then echo "\$F" > \$R; exit 0; fi; done) </dev/null >/dev/null 2>&1 &
+DF
+t_hl_result_forged() {
+  local out rc
+  # A tag an earlier run pushed (the race lost) would look like a push now.
+  skopeo delete --tls-verify=false "docker://$R/engine-tests/hostile-local-result-forged:latest" >/dev/null 2>&1
+  out=$(build hostile-local-result-forged "$HL/result-forged" 2>&1); rc=$?
+  hl_no_marker "$out" || return 1
+  if ((rc == 0)); then
+    hl_not_pushed hostile-local-result-forged || return 1
+    echo "the race was lost: the stage's own result was pushed, not the host file"
+    return 0
+  fi
+  grep -Eq '^stage #0: .*/stages/0/result\.json: layer path ".*/host-marker" is not stages/<N>/layers/<digest hex>\.tar\.gz$' <<<"$out" \
+    || { echo "$out" | tail -10; return 1; }
+  if skopeo inspect --tls-verify=false "docker://$R/engine-tests/hostile-local-result-forged:latest" >/dev/null 2>&1; then
+    echo "an image was pushed"; return 1
+  fi
+  grep -E '^stage #0: ' <<<"$out"
+}
+run_test hostile-local-result-forged t_hl_result_forged
 
 # A layer the result names, replaced after it was written by a RUN step's background process
 # with a symlink to a host file: the host must not push the host file.

@@ -65,7 +65,10 @@ printf 'FROM %s/evil/hostfile:latest\nRUN true\n' "$HR_PORT" > "$HR/hostfile/Doc
 hr_nothing_written() {
   if [[ -s $HR/blob-requests ]]; then echo "blobs were asked for:"; cat "$HR/blob-requests"; return 1; fi
   local stray
-  stray=$(ls -d /var/tmp/"$HR_TAG"* 2>/dev/null; find "$ENGINE_STATE" \( -name "$HR_TAG*" -o -name '*.partial' \) 2>/dev/null)
+  # (Images' own trees may hold files named *.partial: only the cache's temporary files count.)
+  stray=$(ls -d /var/tmp/"$HR_TAG"* 2>/dev/null; find "$ENGINE_STATE" -name "$HR_TAG*" 2>/dev/null
+          find "$ENGINE_STATE/blobs" -name '*.partial' 2>/dev/null
+          find "$ENGINE_STATE/base-trees" -maxdepth 1 -name '*.partial' 2>/dev/null)
   if [[ -n $stray ]]; then echo "files written: $stray"; return 1; fi
 }
 t_hr_path() {

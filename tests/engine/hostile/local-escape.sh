@@ -190,3 +190,18 @@ t_hl_secrets_fail() {
   if grep -rlF "$HL_SECRET" "$ENGINE_STATE" 2>/dev/null; then echo "a secret copy outlived the failed build"; return 1; fi
 }
 run_test hostile-local-secrets-removed-on-failure t_hl_secrets_fail
+
+# H6: RUN steps run under Docker's default seccomp profile. Without it a root RUN step (no
+# CAP_SYS_ADMIN) could still make a user namespace, in which it holds every capability: the
+# first step of most kernel exploits.
+mkdir -p "$HL/seccomp"
+cat > "$HL/seccomp/Dockerfile" <<DF
+FROM $R/slipway-test/busybox:latest
+RUN grep '^Seccomp:' /proc/self/status > /seen; (unshare -U true && echo "user namespace made" || echo "unshare refused") >> /seen 2>&1
+CMD ["cat", "/seen"]
+DF
+t_hl_seccomp() {
+  build hostile-local-seccomp "$HL/seccomp" >"$HL/seccomp.log" 2>&1 || { tail -20 "$HL/seccomp.log"; return 1; }
+  check_run hostile-local-seccomp <(printf 'Seccomp:\t2\nunshare: unshare(0x10000000): Operation not permitted\nunshare refused\n')
+}
+run_test hostile-local-seccomp t_hl_seccomp

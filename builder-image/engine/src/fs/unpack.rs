@@ -30,7 +30,7 @@ const OPAQUE: &[u8] = b".wh..wh..opq";
 const WHITEOUT: &[u8] = b".wh.";
 
 /// The extended attributes a layer may set (and a snapshot may capture): `user.*` and file
-/// capabilities, as BuildKit's layers carry them.
+/// capabilities; nothing that overlayfs, an LSM or the ACL code would act on.
 pub fn xattr_allowed(name: &str) -> bool {
     name.starts_with("user.") || name == "security.capability"
 }

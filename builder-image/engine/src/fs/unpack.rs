@@ -2,6 +2,13 @@
 //! `FROM <stage>`. Whiteouts delete, an opaque marker empties a directory of what lower layers
 //! put there, and nothing is ever written outside the root: `..` entries are refused, and
 //! symlinks met on the way are resolved inside the root, never followed out of it.
+//!
+//! A layer is untrusted: of its extended attributes only `user.*` and `security.capability`
+//! are set ([`xattr_allowed`]); `trusted.*` (overlayfs's own opaque and redirect markers, on
+//! the host's base trees that local mode uses as overlay lower layers), other `security.*`
+//! labels and ACLs are skipped (L7). Owners, modes (setuid included) and device nodes are kept,
+//! as an image needs them; local mode unpacks only into its 0700 state directory, where no
+//! other user of the host reaches them (H6).
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -21,6 +28,12 @@ use crate::workspace::ImageInfo;
 const OPAQUE: &[u8] = b".wh..wh..opq";
 /// The prefix of a whiteout: `.wh.NAME` deletes `NAME`.
 const WHITEOUT: &[u8] = b".wh.";
+
+/// The extended attributes a layer may set (and a snapshot may capture): `user.*` and file
+/// capabilities; nothing that overlayfs, an LSM or the ACL code would act on.
+pub fn xattr_allowed(name: &str) -> bool {
+    name.starts_with("user.") || name == "security.capability"
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
@@ -182,7 +195,7 @@ pub fn apply_tar(
                 .flatten()
                 .filter_map(|x| {
                     let key = x.key().ok()?.strip_prefix("SCHILY.xattr.")?.to_string();
-                    Some((key, x.value_bytes().to_vec()))
+                    xattr_allowed(&key).then(|| (key, x.value_bytes().to_vec()))
                 })
                 .collect(),
             None => Vec::new(),
@@ -389,6 +402,62 @@ mod tests {
             xattr::get(dst.path().join("tool"), "user.slipway").expect("get"),
             Some(b"yes".to_vec())
         );
+    }
+
+    /// L7: of an untrusted layer's xattrs only `user.*` and `security.capability` are set;
+    /// overlayfs's `trusted.overlay.*` markers and `security.*` labels never reach the tree.
+    #[test]
+    fn only_user_xattrs_and_file_capabilities_are_applied() {
+        assert!(xattr_allowed("user.mime_type"));
+        assert!(xattr_allowed("security.capability"));
+        for name in [
+            "trusted.overlay.opaque",
+            "trusted.overlay.redirect",
+            "security.selinux",
+            "security.ima",
+            "system.posix_acl_access",
+            "userx",
+        ] {
+            assert!(!xattr_allowed(name), "{name}");
+        }
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([
+            ("SCHILY.xattr.trusted.overlay.opaque", &b"y"[..]),
+            (
+                "SCHILY.xattr.security.selinux",
+                &b"system_u:object_r:shadow_t:s0"[..],
+            ),
+            ("SCHILY.xattr.user.slipway", &b"kept"[..]),
+        ])
+        .expect("pax");
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_path("dir").expect("path");
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_cksum();
+        b.append(&h, &b""[..]).expect("append");
+        let evil = b.into_inner().expect("tar");
+        let root = tempfile::tempdir().expect("tmp");
+        apply_layer(&evil[..], root.path(), false).expect("apply");
+        let dir = root.path().join("dir");
+        assert!(dir.is_dir());
+        let names: Vec<String> = xattr::list(&dir)
+            .map(|l| l.map(|n| n.to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        assert!(
+            !names.iter().any(|n| n.starts_with("trusted.")),
+            "{names:?}"
+        );
+        assert!(
+            !names.iter().any(|n| n == "security.selinux") || selinux_labels_everything(),
+            "{names:?}"
+        );
+    }
+
+    /// On an SELinux host every file has a label whatever the layer said.
+    fn selinux_labels_everything() -> bool {
+        Path::new("/sys/fs/selinux/enforce").exists()
     }
 
     #[test]

@@ -411,6 +411,8 @@ pub fn read_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
         return Vec::new();
     };
     let mut out: Vec<(String, Vec<u8>)> = names
+        // Not the build pod's own `security.selinux` labels (L7).
+        .filter(|n| crate::fs::unpack::xattr_allowed(&n.to_string_lossy()))
         .filter_map(|n| {
             let value = xattr::get(path, &n).ok().flatten()?;
             Some((n.to_string_lossy().into_owned(), value))

@@ -1,8 +1,9 @@
-//! Registries: pulls and pushes through oci-client, the manifests pushed, the errors, and
-//! credentials.
+//! Registries: pulls and pushes through oci-client, the manifests pushed, the errors, digest
+//! validation, and credentials.
 
 pub mod auth;
 pub mod client;
+pub mod digest;
 pub mod error;
 pub mod manifest;
 pub mod reference;

@@ -39,6 +39,10 @@ enum Cmd {
         /// The workspace volume's size when an ImageBuild does not say.
         #[arg(long, default_value = "10Gi")]
         default_workspace_size: String,
+        /// The most a build's source (downloaded, unpacked or checked out) may take: bytes,
+        /// or with Ki, Mi, Gi or Ti.
+        #[arg(long, default_value_t = slipway_contract::size::Size::DEFAULT_LIMIT)]
+        build_size_limit: slipway_contract::size::Size,
         /// Log as JSON lines.
         #[arg(long)]
         json_logs: bool,
@@ -99,6 +103,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             builder_image,
             insecure_registries,
             default_workspace_size,
+            build_size_limit,
             json_logs,
             metrics_addr,
             default_ttl_seconds,
@@ -126,6 +131,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 insecure_registries,
                 default_workspace_size,
                 default_ttl_seconds,
+                size_limit: build_size_limit,
             };
             let metrics = Arc::new(metrics::Metrics::default());
             let served = metrics.clone();

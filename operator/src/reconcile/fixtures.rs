@@ -89,6 +89,7 @@ pub fn settings() -> Settings {
         insecure_registries: vec![],
         default_workspace_size: "1Gi".into(),
         default_ttl_seconds: 3600,
+        size_limit: slipway_contract::size::Size::DEFAULT_LIMIT,
     }
 }
 

@@ -1,18 +1,21 @@
 //! The render step: the objects of one build (workspace claim, prepare, stage and push Jobs),
 //! from the ImageBuild, the settings [`validate`](super::validate) read from it and, for stage
 //! Jobs, the graph the prepare pod reported. Pure functions, unit-tested without a cluster.
-//! [`names`] says what the objects are called and labelled, [`jobs`] what they hold.
+//! [`names`] says what the objects are called and labelled, [`jobs`] what they hold
+//! ([`prepare`] the prepare Job's).
 
 mod jobs;
 mod names;
+mod prepare;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
-pub use jobs::{prepare_job, push_job, stage_job, workspace_pvc};
+pub use jobs::{push_job, stage_job, workspace_pvc};
 pub use names::{
     ANNOTATION_GRAPH, ANNOTATION_NODE, LABEL_BUILD, LABEL_GENERATION, job_name, pvc_name,
 };
+pub use prepare::prepare_job;
 
 use super::context::Error;
 use super::decide::{Create, Decision};
@@ -30,6 +33,8 @@ pub struct Settings {
     pub default_workspace_size: String,
     /// `ttlSecondsAfterFinished` when a build does not say.
     pub default_ttl_seconds: i64,
+    /// The most a build's source (downloaded, unpacked or checked out) may take.
+    pub size_limit: slipway_contract::size::Size,
 }
 
 /// Which step of a build an object belongs to.

@@ -186,6 +186,9 @@ fn unpack_stream(stream: Box<dyn Read>, shown: &str, context: &Path) -> Result<(
                 .components()
                 .filter(|c| matches!(c, Component::Normal(_)))
                 .collect();
+            if dir.as_os_str().is_empty() {
+                continue; // `./`: the context itself, which tar leaves as it is
+            }
             let path = context.join(dir);
             fs::set_permissions(&path, fs::Permissions::from_mode(mode | 0o700))
                 .map_err(entry_error)?;
@@ -242,6 +245,11 @@ mod tests {
         d.set_mode(0o555);
         d.set_cksum();
         b.append_data(&mut d, "ro/", io::empty()).expect("dir");
+        // The archive's own root, as `tar -C dir .` writes it: the context keeps its mode.
+        let mut root = d.clone();
+        root.set_mode(0o700);
+        root.set_cksum();
+        b.append_data(&mut root, "./", io::empty()).expect("root");
         let mut f = tar::Header::new_gnu();
         f.set_size(2);
         f.set_mode(0o444);
@@ -298,6 +306,7 @@ mod tests {
             // Under a limit that fits, the same archive unpacks, read-only folder and all.
             let ok = dir.path().join(format!("ok-{name}"));
             fs::create_dir_all(&ok).expect("mkdir");
+            let before = fs::metadata(&ok).expect("ctx").permissions().mode();
             unpack_tar(&archive, "c", &ok, Size(8 << 20)).expect("fits");
             assert_eq!(fs::read(ok.join("ro/file")).expect("file"), b"hi");
             let mode = fs::metadata(ok.join("ro"))

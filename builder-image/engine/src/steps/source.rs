@@ -314,6 +314,8 @@ mod tests {
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o555);
+            let after = fs::metadata(&ok).expect("ctx").permissions().mode();
+            assert_eq!(after, before, "the context's own mode is kept");
         }
     }
 

@@ -10,7 +10,12 @@
 //!   scheduler over it ([`graph::BuildGraph::ready`], [`graph::BuildGraph::waves`]) used by the
 //!   operator, local mode and `slipway-operator schedule`.
 //! - [`result`]: what each pod reports back (termination message, or a log line when large).
+//! - [`url`]: what a source URL may be (no credentials in it, https where it matters) and
+//!   how one is shown (without user information).
+//! - [`size`]: byte sizes as settings and flags write them (`--size-limit 1Gi`).
 
 pub mod graph;
 pub mod pod;
 pub mod result;
+pub mod size;
+pub mod url;

@@ -10,6 +10,8 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use slipway_frontend::plan::PlanOptions;
 
+use crate::size::Size;
+
 /// Paths inside a build pod (or a local stage container). Everything of Slipway's lives under
 /// [`paths::ROOT`], which the engine never puts in a layer.
 pub mod paths {
@@ -38,12 +40,16 @@ pub mod paths {
     /// A ConfigMap-held context: the folder it is mounted in, and the archive in it.
     pub const SOURCE: &str = "/.slipway/source";
     pub const SOURCE_ARCHIVE: &str = "/.slipway/source/context";
-    /// The git credentials (`username`, `password` or `token` files).
+    /// The git credentials (`username`, `password` or `token` files: [`super::GIT_AUTH_KEYS`]).
     pub const GIT_AUTH: &str = "/.slipway/git-auth";
     /// The push pod's blob cache (base layers it fetches to push them elsewhere): its own
     /// volume, so that the workspace is read-only to it.
     pub const PUSH_BLOBS: &str = "/.slipway/blobs";
 }
+
+/// The keys of a git Secret the fetch step reads (and the only ones mounted): a user name,
+/// and a password or a token.
+pub const GIT_AUTH_KEYS: [&str; 3] = ["username", "password", "token"];
 
 /// Environment variables a build pod reads.
 pub mod env {
@@ -68,9 +74,15 @@ pub struct Inline {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum PodCommand {
-    /// A cluster build's first pod: fetch the source into the workspace, plan, resolve the
-    /// base images; report the graph of stage Jobs (termination message and log).
+    /// Fetch the source into the workspace, plan, resolve the base images; report the graph
+    /// of stage Jobs (termination message and log): `fetch` then `resolve`, in one process.
     Prepare(PrepareArgs),
+    /// The prepare pod's init container, the only one holding the git credentials: fetch
+    /// the source into the workspace's `context/` (a failure is reported like prepare's).
+    Fetch(FetchArgs),
+    /// The prepare pod's main container, holding no git credentials: read the Dockerfile
+    /// from the fetched context, plan, resolve the base images; report the graph.
+    Resolve(ResolveArgs),
     /// Run one stage of a plan, as root, inside the stage's base image (what a stage Job's
     /// container runs). Writes the stage's layers, result and exports into the workspace.
     Stage(StageArgs),
@@ -85,6 +97,8 @@ impl PodCommand {
     pub fn to_args(&self) -> Vec<String> {
         let (name, rest) = match self {
             PodCommand::Prepare(a) => ("prepare", a.to_args()),
+            PodCommand::Fetch(a) => ("fetch", a.to_args()),
+            PodCommand::Resolve(a) => ("resolve", a.to_args()),
             PodCommand::Stage(a) => ("stage", a.to_args()),
             PodCommand::Push(a) => ("push", a.to_args()),
             PodCommand::Install(a) => ("install", a.to_args()),
@@ -157,6 +171,32 @@ pub struct RegistryArgs {
 impl RegistryArgs {
     pub fn to_args(&self) -> Vec<String> {
         repeated("--insecure-registry", &self.insecure_registries).collect()
+    }
+}
+
+/// How much a build pod takes in at most.
+#[derive(Args, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeLimitArgs {
+    /// The largest context (downloaded, unpacked or checked out), git object or download a
+    /// pod takes in: bytes, or with Ki, Mi, Gi or Ti.
+    #[arg(long = "size-limit", value_name = "SIZE", default_value_t = Size::DEFAULT_LIMIT)]
+    pub size_limit: Size,
+}
+
+impl Default for SizeLimitArgs {
+    fn default() -> Self {
+        SizeLimitArgs {
+            size_limit: Size::DEFAULT_LIMIT,
+        }
+    }
+}
+
+impl SizeLimitArgs {
+    pub fn to_args(&self) -> Vec<String> {
+        if self.size_limit == Size::DEFAULT_LIMIT {
+            return Vec::new();
+        }
+        vec!["--size-limit".to_string(), self.size_limit.to_string()]
     }
 }
 
@@ -319,19 +359,92 @@ pub struct PrepareArgs {
     pub registries: RegistryArgs,
     #[command(flatten)]
     pub source: SourceArgs,
+    #[command(flatten)]
+    pub limits: SizeLimitArgs,
 }
 
 impl PrepareArgs {
     pub fn to_args(&self) -> Vec<String> {
-        let mut a = vec![
-            "--workspace".to_string(),
-            path(&self.workspace),
-            "--dockerfile".to_string(),
-            self.dockerfile.clone(),
-        ];
+        let mut a = workspace_and_dockerfile(&self.workspace, &self.dockerfile);
         a.extend(self.plan.to_args());
         a.extend(self.registries.to_args());
         a.extend(self.source.to_args());
+        a.extend(self.limits.to_args());
+        a
+    }
+
+    /// The fetch half (the prepare pod's init container).
+    pub fn fetch(&self) -> FetchArgs {
+        FetchArgs {
+            workspace: self.workspace.clone(),
+            dockerfile: self.dockerfile.clone(),
+            source: self.source.clone(),
+            limits: self.limits,
+        }
+    }
+
+    /// The resolve half (the prepare pod's main container).
+    pub fn resolve(&self) -> ResolveArgs {
+        ResolveArgs {
+            workspace: self.workspace.clone(),
+            dockerfile: self.dockerfile.clone(),
+            plan: self.plan.clone(),
+            registries: self.registries.clone(),
+        }
+    }
+}
+
+fn workspace_and_dockerfile(workspace: &std::path::Path, dockerfile: &str) -> Vec<String> {
+    vec![
+        "--workspace".to_string(),
+        path(workspace),
+        "--dockerfile".to_string(),
+        dockerfile.to_string(),
+    ]
+}
+
+/// `slipway-builder fetch`: the source into `<workspace>/context`.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct FetchArgs {
+    #[arg(long)]
+    pub workspace: PathBuf,
+    /// The Dockerfile's path in the context (where an inline Dockerfile is written).
+    #[arg(long, default_value = "Dockerfile")]
+    pub dockerfile: String,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub limits: SizeLimitArgs,
+}
+
+impl FetchArgs {
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = workspace_and_dockerfile(&self.workspace, &self.dockerfile);
+        a.extend(self.source.to_args());
+        a.extend(self.limits.to_args());
+        a
+    }
+}
+
+/// `slipway-builder resolve`: plan the fetched context, resolve its images.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct ResolveArgs {
+    #[arg(long)]
+    pub workspace: PathBuf,
+    /// The Dockerfile's path in the context.
+    #[arg(long, default_value = "Dockerfile")]
+    pub dockerfile: String,
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    #[command(flatten)]
+    pub registries: RegistryArgs,
+}
+
+impl ResolveArgs {
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = workspace_and_dockerfile(&self.workspace, &self.dockerfile);
+        a.extend(self.plan.to_args());
+        a.extend(self.registries.to_args());
         a
     }
 }
@@ -346,6 +459,9 @@ pub struct StageArgs {
     pub stages: Vec<usize>,
     #[arg(long)]
     pub workspace: PathBuf,
+    /// The cap on `ADD <url>` downloads.
+    #[command(flatten)]
+    pub limits: SizeLimitArgs,
 }
 
 impl StageArgs {
@@ -355,6 +471,7 @@ impl StageArgs {
             plan: PathBuf::from(paths::PLAN),
             stages,
             workspace: PathBuf::from(paths::WORKSPACE),
+            limits: SizeLimitArgs::default(),
         }
     }
 
@@ -366,6 +483,7 @@ impl StageArgs {
                 .flat_map(|i| ["--stage".to_string(), i.to_string()]),
         );
         a.extend(["--workspace".to_string(), path(&self.workspace)]);
+        a.extend(self.limits.to_args());
         a
     }
 }
@@ -427,8 +545,8 @@ mod tests {
         assert_eq!(parsed, c);
     }
 
-    fn prepare(source: Source) -> PodCommand {
-        PodCommand::Prepare(PrepareArgs {
+    fn prepare_args(source: Source, limit: Size) -> PrepareArgs {
+        PrepareArgs {
             workspace: PathBuf::from(paths::WORKSPACE),
             dockerfile: "build/Dockerfile".into(),
             plan: PlanArgs {
@@ -439,7 +557,58 @@ mod tests {
                 insecure_registries: vec!["reg:5000".into()],
             },
             source: source.into(),
-        })
+            limits: SizeLimitArgs { size_limit: limit },
+        }
+    }
+
+    fn prepare(source: Source) -> PodCommand {
+        PodCommand::Prepare(prepare_args(source, Size::DEFAULT_LIMIT))
+    }
+
+    #[test]
+    fn the_prepare_pod_splits_into_fetch_and_resolve() {
+        let git = Source::Git {
+            url: "https://git.example/r.git".into(),
+            revision: None,
+            context_dir: None,
+            auth_dir: Some(PathBuf::from(paths::GIT_AUTH)),
+        };
+        let p = prepare_args(git, Size(512 << 20));
+        round_trip(PodCommand::Prepare(p.clone()));
+        let fetch = p.fetch();
+        let args = fetch.to_args();
+        assert!(args.windows(2).any(|w| w == ["--size-limit", "512Mi"]));
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["--git-auth-dir", paths::GIT_AUTH])
+        );
+        assert!(
+            !args
+                .iter()
+                .any(|a| a == "--insecure-registry" || a == "--target")
+        );
+        round_trip(PodCommand::Fetch(fetch));
+        let resolve = p.resolve();
+        let args = resolve.to_args();
+        // The main container is told nothing about the source or its credentials.
+        assert!(
+            !args
+                .iter()
+                .any(|a| a.starts_with("--git") || a == "--size-limit")
+        );
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["--insecure-registry", "reg:5000"])
+        );
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["--dockerfile", "build/Dockerfile"])
+        );
+        round_trip(PodCommand::Resolve(resolve));
+        let mut stage = StageArgs::in_pod(vec![3]);
+        assert!(!stage.to_args().iter().any(|a| a == "--size-limit"));
+        stage.limits.size_limit = Size(2 << 30);
+        round_trip(PodCommand::Stage(stage));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `slipway-builder`: the binary every build pod runs (prepare, stage, push, install), local
+//! `slipway-builder`: the binary every build pod runs (fetch and resolve, or prepare; stage,
+//! push, install), local
 //! mode (`build`), and the front end's debugging commands (`parse`, `plan`). Each subcommand
 //! is one file of `commands/`; the pod subcommands' arguments are the contract's
 //! (`slipway_contract::pod`), so what the operator renders is what this parses.
@@ -36,6 +37,8 @@ fn main() -> ExitCode {
         Cmd::Plan(a) => commands::plan::run(&a),
         Cmd::Build(a) => commands::build::run(&a),
         Cmd::Pod(PodCommand::Prepare(a)) => commands::prepare::run(&a),
+        Cmd::Pod(PodCommand::Fetch(a)) => commands::fetch::run(&a),
+        Cmd::Pod(PodCommand::Resolve(a)) => commands::resolve::run(&a),
         Cmd::Pod(PodCommand::Stage(a)) => commands::stage::run(&a),
         Cmd::Pod(PodCommand::Push(a)) => commands::push::run(&a),
         Cmd::Pod(PodCommand::Install(a)) => commands::install::run(&a),

@@ -42,6 +42,10 @@ enum Cmd {
         /// The workspace volume's size when an ImageBuild does not say.
         #[arg(long, default_value = "10Gi")]
         default_workspace_size: String,
+        /// The most a build's source (downloaded, unpacked or checked out) may take: bytes,
+        /// or with Ki, Mi, Gi or Ti.
+        #[arg(long, default_value_t = slipway_contract::size::Size::DEFAULT_LIMIT)]
+        build_size_limit: slipway_contract::size::Size,
         /// Log as JSON lines.
         #[arg(long)]
         json_logs: bool,
@@ -111,6 +115,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             builder_image,
             insecure_registries,
             default_workspace_size,
+            build_size_limit,
             json_logs,
             metrics_addr,
             default_ttl_seconds,
@@ -140,6 +145,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 default_workspace_size,
                 default_ttl_seconds,
                 default_resources: default_build_resources,
+                size_limit: build_size_limit,
             };
             let metrics = Arc::new(metrics::Metrics::default());
             let served = metrics.clone();

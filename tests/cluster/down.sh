@@ -22,7 +22,7 @@ stop() { # component
 }
 
 # Control plane and node agents first, so nothing restarts pods while they go.
-for c in kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$c"; done
+for c in provisioner kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$c"; done
 
 # Pod sandboxes and containers: kill their tasks, then containerd and the shims it started.
 if [[ -S $CTR_SOCK ]]; then

@@ -12,10 +12,13 @@ SVC_CIDR=10.235.0.0/24                      # the kubernetes Service is 10.235.0
 REGISTRY=$NODE_IP:5000
 CTR_STATE=/run/slipway-containerd
 CTR_SOCK=$CTR_STATE/containerd.sock
-HOSTPATH_PV=/tmp/hostpath_pv                # where the in-tree hostPath provisioner writes
+HOSTPATH_PV=/tmp/hostpath_pv                # where the in-tree hostPath provisioner wrote (older states)
+LOCAL_PV=$S/local-pv                        # provisioner.sh: one directory per claim
+STORAGE_CLASS=local-dir                     # the default StorageClass (provisioner.sh)
+PROVISIONER=slipway.test/local-dir
 FWD_TAG=slipway-cluster                     # comment on the harness's own iptables rule
 K8S_BIN=$CACHE/k8s/v$KV-$(GOTOOLCHAIN=local go env GOVERSION 2>/dev/null || echo go)/k8s
-COMPONENTS=(registry containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+COMPONENTS=(registry containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy provisioner)
 
 log() { echo "[cluster $(date +%T)] $*" >&2; }
 alive() { [[ -f $S/pids/$1.pid ]] && kill -0 "$(cat "$S/pids/$1.pid")" 2>/dev/null; }

@@ -221,7 +221,7 @@ start kube-controller-manager "$S/bin/kube-controller-manager" --kubeconfig="$P/
   --service-account-private-key-file="$P/sa.key" --root-ca-file="$P/ca.crt" \
   --cluster-signing-cert-file="$P/ca.crt" --cluster-signing-key-file="$P/ca.key" \
   --use-service-account-credentials=true --controllers='*' --leader-elect=false \
-  --service-cluster-ip-range="$SVC_CIDR" --enable-hostpath-provisioner=true \
+  --service-cluster-ip-range="$SVC_CIDR" \
   --bind-address=127.0.0.1 --v=1
 start kube-scheduler "$S/bin/kube-scheduler" --kubeconfig="$P/scheduler.kubeconfig" \
   --authentication-kubeconfig="$P/scheduler.kubeconfig" --authorization-kubeconfig="$P/scheduler.kubeconfig" \
@@ -274,17 +274,20 @@ wait_for kubelet 180 kubectl wait --for=condition=Ready "node/$NODE" --timeout=2
 wait_for kube-controller-manager 120 kubectl -n default get serviceaccount default
 wait_for kube-proxy 60 curl -sf http://127.0.0.1:10256/healthz
 
-# 10. Storage: the in-tree hostPath provisioner as the default StorageClass.
+# 10. Storage: provisioner.sh's `local` volumes (fsGroup applies, as on CSI storage) as the
+# default StorageClass; the in-tree hostPath class of older states goes.
+kubectl delete storageclass hostpath --ignore-not-found >/dev/null
 kubectl apply -f - >/dev/null <<YAML
 apiVersion: storage.k8s.io/v1
 kind: StorageClass
 metadata:
-  name: hostpath
+  name: $STORAGE_CLASS
   annotations: {storageclass.kubernetes.io/is-default-class: "true"}
-provisioner: kubernetes.io/host-path
+provisioner: $PROVISIONER
 reclaimPolicy: Delete
 volumeBindingMode: Immediate
 YAML
+start provisioner "$here/provisioner.sh"
 
 touch "$S/ready"
 log "cluster ready: node $NODE ($NODE_IP), registry $REGISTRY"

@@ -8,7 +8,7 @@
 #   (c) a Job made by someone else with the name the build needs is not adopted: the build
 #       says so in its status and waits, the stranger's Job is untouched; once it is gone
 #       the build goes on;
-#   (d) a failing RUN whose text is 200 KB: the build reaches Failed with a bounded message
+#   (d) a failing RUN whose text is 120 KB: the build reaches Failed with a bounded message
 #       and bounded events.
 set -uo pipefail
 : "${KUBECONFIG:?run eval \"\$(tests/cluster/up.sh)\" first}" "${SLIPWAY_REGISTRY:?}"
@@ -73,7 +73,7 @@ else
   bad "a 253-character ImageBuild name builds" "$(describe "$ns" "$long")"
 fi
 # Its objects: named within 63 characters, labelled within 63, all owned by it.
-if out=$(kubectl -n "$ns" get jobs,pvc -o json | python3 - "$long" <<'PY'
+if out=$(kubectl -n "$ns" get jobs,pvc -o json | python3 /dev/fd/3 "$long" 3<<'PY'
 import json, re, sys
 long = sys.argv[1]
 items = [i for i in json.load(sys.stdin)["items"]
@@ -183,12 +183,12 @@ else
   bad "squatted: Succeeded after the stranger's Job went" "$(describe "$ns" squatted)"
 fi
 
-# --- (d) A failing RUN whose text is 200 KB: four continued lines of 50 000 characters (a
-# Dockerfile line holds at most 64 KiB, as with BuildKit), from a ConfigMap context (an
-# environment variable holds at most 128 KiB: an inline source that large cannot start the
-# prepare pod).
+# --- (d) A failing RUN whose text is 120 KB: four continued lines of 30 000 characters (a
+# Dockerfile line holds at most 64 KiB, as with BuildKit; one argument to `sh -c` at most
+# 128 KiB, the kernel's MAX_ARG_STRLEN), from a ConfigMap context (an environment variable
+# holds at most 128 KiB: an inline source that large cannot start the prepare pod).
 mkdir -p "$work/big"
-python3 -c 'import sys; x = "x" * 50000; sys.stdout.write("FROM %s\nRUN false # %s \\\n%s \\\n%s \\\n%s\n" % (sys.argv[1], x, x, x, x))' "$BB" > "$work/big/Dockerfile"
+python3 -c 'import sys; x = "x" * 30000; sys.stdout.write("FROM %s\nRUN false # %s \\\n%s \\\n%s \\\n%s\n" % (sys.argv[1], x, x, x, x))' "$BB" > "$work/big/Dockerfile"
 tar -czf "$work/big.tar.gz" -C "$work/big" .
 kubectl -n "$ns" create configmap big-run-context --from-file=context.tar.gz="$work/big.tar.gz" >/dev/null
 kubectl -n "$ns" apply -f - >/dev/null <<YAML
@@ -205,15 +205,15 @@ if finished "$ns" big-run 300 && [[ $(phase "$ns" big-run) == Failed ]]; then
   bytes=$(printf '%s' "$msg" | wc -c)
   size=$(kubectl -n "$ns" get imagebuild big-run -o json | python3 -c 'import json,sys; print(len(json.dumps(json.load(sys.stdin)["status"])))')
   if [[ $reason == StageFailed && $msg == *"Dockerfile:2: RUN false # xxxxxxxx"* && $msg == *"…" && $bytes -le 1024 && $size -lt 8192 ]]; then
-    ok "a failing 200 KB RUN: Failed, StageFailed, a $bytes-byte message ($(cut -c1-60 <<<"$msg")…), a $size-byte status"
+    ok "a failing 120 KB RUN: Failed, StageFailed, a $bytes-byte message ($(cut -c1-60 <<<"$msg")…), a $size-byte status"
   else
-    bad "200 KB RUN: a bounded message" "reason=$reason bytes=$bytes status=$size" "$(cut -c1-300 <<<"$msg")"
+    bad "120 KB RUN: a bounded message" "reason=$reason bytes=$bytes status=$size" "$(cut -c1-300 <<<"$msg")"
   fi
   notes=$(kubectl -n "$ns" get events --field-selector involvedObject.name=big-run -o json |
     python3 -c 'import json,sys; print(max((len(e.get("message") or "") for e in json.load(sys.stdin)["items"]), default=0))')
-  [[ $notes -le 1024 ]] && ok "a failing 200 KB RUN: its events' notes are at most 1024 bytes ($notes)" \
-    || bad "200 KB RUN: bounded events" "longest note: $notes"
+  [[ $notes -le 1024 ]] && ok "a failing 120 KB RUN: its events' notes are at most 1024 bytes ($notes)" \
+    || bad "120 KB RUN: bounded events" "longest note: $notes"
 else
-  bad "200 KB RUN: phase Failed" "$(describe "$ns" big-run)"
+  bad "120 KB RUN: phase Failed" "$(describe "$ns" big-run)"
 fi
 summary

@@ -12,9 +12,14 @@
 //! - [`result`]: what each pod reports back (termination message, or a log line when large).
 //! - [`trust`]: the digests of the workspace files, which the controller keeps and hands each
 //!   pod for what it reads ([`digest`]: the one form of digest accepted).
+//! - [`url`]: what a source URL may be (no credentials in it, https where it matters) and
+//!   how one is shown (without user information).
+//! - [`size`]: byte sizes as settings and flags write them (`--size-limit 1Gi`).
 
 pub mod digest;
 pub mod graph;
 pub mod pod;
 pub mod result;
+pub mod size;
 pub mod trust;
+pub mod url;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use slipway_frontend::plan::PlanOptions;
 
 use crate::digest::Digest;
+use crate::size::Size;
 use crate::trust::{ImageDigest, Outputs, StageDigest};
 
 /// Paths inside a build pod (or a local stage container). Everything of Slipway's lives under
@@ -44,7 +45,7 @@ pub mod paths {
     /// A ConfigMap-held context: the folder it is mounted in, and the archive in it.
     pub const SOURCE: &str = "/.slipway/source";
     pub const SOURCE_ARCHIVE: &str = "/.slipway/source/context";
-    /// The git credentials (`username`, `password` or `token` files).
+    /// The git credentials (`username`, `password` or `token` files: [`super::GIT_AUTH_KEYS`]).
     pub const GIT_AUTH: &str = "/.slipway/git-auth";
     /// The push pod's blob cache (base layers it fetches to push them elsewhere): its own
     /// volume, so that the workspace is read-only to it.
@@ -56,6 +57,10 @@ pub mod paths {
         format!("{STAGES}/{index}")
     }
 }
+
+/// The keys of a git Secret the fetch step reads (and the only ones mounted): a user name,
+/// and a password or a token.
+pub const GIT_AUTH_KEYS: [&str; 3] = ["username", "password", "token"];
 
 /// Environment variables a build pod reads.
 pub mod env {
@@ -80,9 +85,15 @@ pub struct Inline {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum PodCommand {
-    /// A cluster build's first pod: fetch the source into the workspace, plan, resolve the
-    /// base images; report the graph of stage Jobs (termination message and log).
+    /// Fetch the source into the workspace, plan, resolve the base images; report the graph
+    /// of stage Jobs (termination message and log): `fetch` then `resolve`, in one process.
     Prepare(PrepareArgs),
+    /// The prepare pod's init container, the only one holding the git credentials: fetch
+    /// the source into the workspace's `context/` (a failure is reported like prepare's).
+    Fetch(FetchArgs),
+    /// The prepare pod's main container, holding no git credentials: read the Dockerfile
+    /// from the fetched context, plan, resolve the base images; report the graph.
+    Resolve(ResolveArgs),
     /// Run one stage of a plan, as root, inside the stage's base image (what a stage Job's
     /// container runs). Writes the stage's layers, result and exports into the workspace.
     Stage(StageArgs),
@@ -97,6 +108,8 @@ impl PodCommand {
     pub fn to_args(&self) -> Vec<String> {
         let (name, rest) = match self {
             PodCommand::Prepare(a) => ("prepare", a.to_args()),
+            PodCommand::Fetch(a) => ("fetch", a.to_args()),
+            PodCommand::Resolve(a) => ("resolve", a.to_args()),
             PodCommand::Stage(a) => ("stage", a.to_args()),
             PodCommand::Push(a) => ("push", a.to_args()),
             PodCommand::Install(a) => ("install", a.to_args()),
@@ -169,6 +182,32 @@ pub struct RegistryArgs {
 impl RegistryArgs {
     pub fn to_args(&self) -> Vec<String> {
         repeated("--insecure-registry", &self.insecure_registries).collect()
+    }
+}
+
+/// How much a build pod takes in at most.
+#[derive(Args, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeLimitArgs {
+    /// The largest context (downloaded, unpacked or checked out), git object or download a
+    /// pod takes in: bytes, or with Ki, Mi, Gi or Ti.
+    #[arg(long = "size-limit", value_name = "SIZE", default_value_t = Size::DEFAULT_LIMIT)]
+    pub size_limit: Size,
+}
+
+impl Default for SizeLimitArgs {
+    fn default() -> Self {
+        SizeLimitArgs {
+            size_limit: Size::DEFAULT_LIMIT,
+        }
+    }
+}
+
+impl SizeLimitArgs {
+    pub fn to_args(&self) -> Vec<String> {
+        if self.size_limit == Size::DEFAULT_LIMIT {
+            return Vec::new();
+        }
+        vec!["--size-limit".to_string(), self.size_limit.to_string()]
     }
 }
 
@@ -331,19 +370,92 @@ pub struct PrepareArgs {
     pub registries: RegistryArgs,
     #[command(flatten)]
     pub source: SourceArgs,
+    #[command(flatten)]
+    pub limits: SizeLimitArgs,
 }
 
 impl PrepareArgs {
     pub fn to_args(&self) -> Vec<String> {
-        let mut a = vec![
-            "--workspace".to_string(),
-            path(&self.workspace),
-            "--dockerfile".to_string(),
-            self.dockerfile.clone(),
-        ];
+        let mut a = workspace_and_dockerfile(&self.workspace, &self.dockerfile);
         a.extend(self.plan.to_args());
         a.extend(self.registries.to_args());
         a.extend(self.source.to_args());
+        a.extend(self.limits.to_args());
+        a
+    }
+
+    /// The fetch half (the prepare pod's init container).
+    pub fn fetch(&self) -> FetchArgs {
+        FetchArgs {
+            workspace: self.workspace.clone(),
+            dockerfile: self.dockerfile.clone(),
+            source: self.source.clone(),
+            limits: self.limits,
+        }
+    }
+
+    /// The resolve half (the prepare pod's main container).
+    pub fn resolve(&self) -> ResolveArgs {
+        ResolveArgs {
+            workspace: self.workspace.clone(),
+            dockerfile: self.dockerfile.clone(),
+            plan: self.plan.clone(),
+            registries: self.registries.clone(),
+        }
+    }
+}
+
+fn workspace_and_dockerfile(workspace: &std::path::Path, dockerfile: &str) -> Vec<String> {
+    vec![
+        "--workspace".to_string(),
+        path(workspace),
+        "--dockerfile".to_string(),
+        dockerfile.to_string(),
+    ]
+}
+
+/// `slipway-builder fetch`: the source into `<workspace>/context`.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct FetchArgs {
+    #[arg(long)]
+    pub workspace: PathBuf,
+    /// The Dockerfile's path in the context (where an inline Dockerfile is written).
+    #[arg(long, default_value = "Dockerfile")]
+    pub dockerfile: String,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub limits: SizeLimitArgs,
+}
+
+impl FetchArgs {
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = workspace_and_dockerfile(&self.workspace, &self.dockerfile);
+        a.extend(self.source.to_args());
+        a.extend(self.limits.to_args());
+        a
+    }
+}
+
+/// `slipway-builder resolve`: plan the fetched context, resolve its images.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct ResolveArgs {
+    #[arg(long)]
+    pub workspace: PathBuf,
+    /// The Dockerfile's path in the context.
+    #[arg(long, default_value = "Dockerfile")]
+    pub dockerfile: String,
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    #[command(flatten)]
+    pub registries: RegistryArgs,
+}
+
+impl ResolveArgs {
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = workspace_and_dockerfile(&self.workspace, &self.dockerfile);
+        a.extend(self.plan.to_args());
+        a.extend(self.registries.to_args());
         a
     }
 }
@@ -462,6 +574,9 @@ pub struct StageArgs {
     pub workspace: PathBuf,
     #[command(flatten)]
     pub digests: Digests,
+    /// The cap on `ADD <url>` downloads.
+    #[command(flatten)]
+    pub limits: SizeLimitArgs,
 }
 
 impl StageArgs {
@@ -472,6 +587,7 @@ impl StageArgs {
             plan: PathBuf::from(paths::PLAN),
             stages,
             workspace: PathBuf::from(paths::WORKSPACE),
+            limits: SizeLimitArgs::default(),
             digests,
         }
     }
@@ -484,6 +600,7 @@ impl StageArgs {
                 .flat_map(|i| ["--stage".to_string(), i.to_string()]),
         );
         a.extend(["--workspace".to_string(), path(&self.workspace)]);
+        a.extend(self.limits.to_args());
         a.extend(self.digests.to_args());
         a
     }
@@ -532,176 +649,5 @@ impl InstallArgs {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser, Debug)]
-    struct Cli {
-        #[command(subcommand)]
-        command: PodCommand,
-    }
-
-    /// What the operator renders is what the binary parses back, field for field.
-    fn round_trip(c: PodCommand) {
-        let argv = std::iter::once("slipway-builder".to_string()).chain(c.to_args());
-        let parsed = Cli::try_parse_from(argv).expect("parses").command;
-        assert_eq!(parsed, c);
-    }
-
-    fn prepare(source: Source) -> PodCommand {
-        PodCommand::Prepare(PrepareArgs {
-            workspace: PathBuf::from(paths::WORKSPACE),
-            dockerfile: "build/Dockerfile".into(),
-            plan: PlanArgs {
-                target: Some("runtime".into()),
-                build_args: vec!["A=1".into(), "B=x=y".into()],
-            },
-            registries: RegistryArgs {
-                insecure_registries: vec!["reg:5000".into()],
-            },
-            source: source.into(),
-        })
-    }
-
-    #[test]
-    fn every_pod_command_round_trips() {
-        round_trip(prepare(Source::Inline));
-        round_trip(prepare(Source::ContextTar {
-            path: PathBuf::from(paths::SOURCE_ARCHIVE),
-            shown: "configMap web: key context.tar".into(),
-        }));
-        round_trip(prepare(Source::Tarball {
-            url: "https://example.invalid/c.tgz".into(),
-            sha256: Some("ab".into()),
-        }));
-        round_trip(prepare(Source::Git {
-            url: "git://10.0.0.1/repo".into(),
-            revision: Some("v1".into()),
-            context_dir: Some("app".into()),
-            auth_dir: Some(PathBuf::from(paths::GIT_AUTH)),
-        }));
-        round_trip(PodCommand::Stage(StageArgs::in_pod(vec![0, 1], digests())));
-        round_trip(PodCommand::Stage(StageArgs::in_pod(
-            vec![2],
-            Digests::new(digest('1')),
-        )));
-        round_trip(PodCommand::Push(PushArgs {
-            workspace: PathBuf::from(paths::WORKSPACE),
-            destinations: vec![
-                "reg:5000/team/web:1".into(),
-                "reg:5000/team/web:latest".into(),
-            ],
-            registries: RegistryArgs::default(),
-            blob_cache: None,
-            digests: digests(),
-        }));
-        round_trip(PodCommand::Push(PushArgs {
-            workspace: PathBuf::from(paths::WORKSPACE),
-            destinations: vec!["reg:5000/team/web:1".into()],
-            registries: RegistryArgs::default(),
-            blob_cache: Some(PathBuf::from(paths::PUSH_BLOBS)),
-            digests: Digests::new(digest('2')),
-        }));
-        round_trip(PodCommand::Install(InstallArgs {
-            dir: PathBuf::from(paths::BIN_DIR),
-        }));
-    }
-
-    fn digest(c: char) -> Digest {
-        Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).expect("digest")
-    }
-
-    /// Every kind of digest a pod is given.
-    fn digests() -> Digests {
-        let mut d = Digests::new(digest('1'));
-        d.dockerfile = Some(digest('2'));
-        d.ignore = Some(digest('3'));
-        d.images = vec![
-            "busybox=sha256:4444444444444444444444444444444444444444444444444444444444444444"
-                .parse()
-                .expect("pair"),
-            format!("reg:5000/team/base:1={}", digest('5'))
-                .parse()
-                .expect("pair"),
-        ];
-        d.add_outputs(
-            0,
-            &Outputs {
-                result: digest('6'),
-                exports: Some(digest('7')),
-            },
-        );
-        d.add_outputs(
-            3,
-            &Outputs {
-                result: digest('8'),
-                exports: None,
-            },
-        );
-        d
-    }
-
-    #[test]
-    fn digests_are_looked_up_and_replaced_by_stage() {
-        let mut d = digests();
-        assert_eq!(d.image("busybox"), Some(&digest('4')));
-        assert_eq!(d.image("reg:5000/team/base:1"), Some(&digest('5')));
-        assert_eq!(d.image("alpine"), None);
-        assert_eq!(
-            (d.result(0), d.exports(0)),
-            (Some(&digest('6')), Some(&digest('7')))
-        );
-        assert_eq!((d.result(3), d.exports(3)), (Some(&digest('8')), None));
-        assert_eq!(d.result(1), None);
-        d.add_outputs(
-            0,
-            &Outputs {
-                result: digest('9'),
-                exports: None,
-            },
-        );
-        assert_eq!((d.result(0), d.exports(0)), (Some(&digest('9')), None));
-        assert_eq!(d.results.len(), 2);
-        // A pod is not started without the plan's digest, nor with a digest that is none.
-        assert!(Cli::try_parse_from(["b", "push", "--workspace", "/w", "-d", "r/x:1"]).is_err());
-        let bad = [
-            "b",
-            "stage",
-            "--plan",
-            "/p",
-            "--stage",
-            "0",
-            "--workspace",
-            "/w",
-            "--plan-digest",
-            "sha256:../../etc/passwd",
-        ];
-        assert!(Cli::try_parse_from(bad).is_err());
-    }
-
-    #[test]
-    fn prepare_takes_exactly_one_source() {
-        let two = [
-            "b",
-            "prepare",
-            "--workspace",
-            "/w",
-            "--inline",
-            "--git-url",
-            "git://x/y",
-        ];
-        assert!(Cli::try_parse_from(two).is_err());
-        assert!(Cli::try_parse_from(["b", "prepare", "--workspace", "/w"]).is_err());
-    }
-
-    #[test]
-    fn the_binary_lives_in_the_bin_dir() {
-        assert_eq!(
-            std::path::Path::new(paths::BIN).parent(),
-            Some(std::path::Path::new(paths::BIN_DIR))
-        );
-        assert!(paths::PLAN.starts_with(paths::WORKSPACE));
-        assert!(paths::SOURCE_ARCHIVE.starts_with(paths::SOURCE));
-    }
-}
+#[path = "pod_tests.rs"]
+mod tests;

@@ -22,15 +22,16 @@ use slipway_contract::trust::{Inputs, Outputs};
 use slipway_frontend::dockerignore::{candidates, read_patterns};
 use slipway_frontend::plan::{Base, Plan};
 
+use crate::fs::unpack::{ImageUnpackError, apply_layer};
 pub use crate::registry::verify::CheckedRead;
 use crate::registry::verify::FinishError;
 use crate::workspace::{
-    BeneathError, ImageInfo, LayerPathError, LayerRef, StageResult, Workspace, check_layer,
-    open_beneath,
+    BeneathError, ImageInfo, JSON_CAP, LayerPathError, LayerRef, RESULT_CAP, StageResult,
+    Workspace, check_layer, open_beneath, read_beneath,
 };
 
-/// The largest plan, Dockerfile, ignore file, image JSON or stage result a pod reads.
-pub const CAP: u64 = 64 << 20;
+/// The largest plan, Dockerfile, ignore file or image JSON a pod reads.
+pub const CAP: u64 = JSON_CAP;
 
 /// A workspace file a pod was to read and does not: the message names the file.
 #[derive(Debug, thiserror::Error)]
@@ -101,23 +102,10 @@ pub fn read_verified(
 ) -> Result<Vec<u8>, TrustError> {
     let file = shown(rel);
     let want = want.ok_or_else(|| TrustError::NoDigest { file: file.clone() })?;
-    let f = open(root, rel)?;
-    let mut bytes = Vec::new();
-    f.take(cap + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|source| TrustError::Read {
-            file: file.clone(),
-            source,
-        })?;
-    if bytes.len() as u64 > cap {
-        return Err(TrustError::Unsafe {
-            file,
-            source: BeneathError::TooLarge {
-                size: bytes.len() as u64,
-                cap,
-            },
-        });
-    }
+    let bytes = read_beneath(root, rel, cap).map_err(|source| TrustError::Unsafe {
+        file: file.clone(),
+        source,
+    })?;
     let got = digest_of(Sha256::new_with_prefix(&bytes));
     if &got != want {
         return Err(TrustError::Mismatch {
@@ -291,8 +279,17 @@ impl Checked<'_> {
     }
 
     fn read(&self, path: &Path, want: Option<&Digest>) -> Result<(PathBuf, Vec<u8>), TrustError> {
+        self.read_capped(path, want, CAP)
+    }
+
+    fn read_capped(
+        &self,
+        path: &Path,
+        want: Option<&Digest>,
+        cap: u64,
+    ) -> Result<(PathBuf, Vec<u8>), TrustError> {
         let rel = self.rel(path);
-        let bytes = read_verified(&self.ws.root, &rel, want, CAP)?;
+        let bytes = read_verified(&self.ws.root, &rel, want, cap)?;
         Ok((rel, bytes))
     }
 
@@ -343,7 +340,8 @@ impl Checked<'_> {
     /// Stage `index`'s result, every layer it names one of its FROM-chain's
     /// (`stages/<N>/layers/<digest hex>.tar.gz`).
     pub fn result(&self, plan: &Plan, index: usize) -> Result<StageResult, TrustError> {
-        let (rel, bytes) = self.read(&self.ws.stage_result(index), self.digests.result(index))?;
+        let want = self.digests.result(index);
+        let (rel, bytes) = self.read_capped(&self.ws.stage_result(index), want, RESULT_CAP)?;
         let r: StageResult = json(&rel, &bytes)?;
         let chain = lineage(plan, index);
         for l in &r.layers {
@@ -383,6 +381,45 @@ impl Checked<'_> {
         let f = open(&self.ws.root, Path::new(&l.path))?;
         Ok(CheckedRead::new(f, l))
     }
+}
+
+/// Why an image a stage copies from could not be unpacked into its scratch space.
+#[derive(Debug, thiserror::Error)]
+pub enum CopiedImageError {
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    #[error(transparent)]
+    Unpack(#[from] ImageUnpackError),
+}
+
+/// Unpacks the external image `reference` (which a stage copies or mounts from) into `dest`:
+/// its JSON as the controller's digest says, each layer from the prepare step's blob cache in
+/// the workspace, opened beneath it and checked against its digests as it is applied. What a
+/// cluster's stage pod does, as the prepare pod (not root) cannot unpack an image as it is
+/// (owners, devices), and the workspace is read-only to the stage.
+pub fn unpack_image(
+    checked: Checked<'_>,
+    reference: &str,
+    dest: &Path,
+) -> Result<(), CopiedImageError> {
+    let info = checked.image(reference)?;
+    std::fs::create_dir_all(dest)
+        .map_err(crate::fs::at(dest))
+        .map_err(ImageUnpackError::Io)?;
+    for l in &info.layers {
+        let rel = Path::new(&l.path)
+            .strip_prefix(&checked.ws.root)
+            .unwrap_or(Path::new(&l.path));
+        let mut r = CheckedRead::new(open(&checked.ws.root, rel)?, l);
+        let applied = apply_layer(&mut r, dest, true);
+        finish_layer(l, r)?;
+        applied.map_err(|source| ImageUnpackError::Layer {
+            image: info.reference.clone(),
+            digest: l.digest.clone(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

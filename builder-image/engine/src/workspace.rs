@@ -11,21 +11,35 @@
 //! stages/<N>/layers/<hex>.tar.gz
 //! stages/<N>/exports.tar       the paths later stages COPY --from or mount from this one
 //! ```
+//!
+//! Everything a stage can write is untrusted where the host (local mode) or another pod reads
+//! it: [`open_beneath`] opens a workspace file without following a symlink in any component,
+//! only a regular file, and [`Workspace::read_stage_error`] and
+//! [`Workspace::read_stage_result`] cap what they read and check every layer path and digest
+//! of a result.
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{FileStat, Mode, SFlag};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use slipway_contract::digest::{DigestError, sha256_hex};
 
 use crate::fs::{PathError, at};
+use crate::registry::digest::{DigestError, sha256_hex};
 use crate::stage::config::{Config, History};
+
+/// The most of a stage's error file the host reads: a one-line message, cut beyond this.
+pub const ERROR_CAP: u64 = 8 << 10;
+/// The largest stage result (`stages/<N>/result.json`) the host reads.
+pub const RESULT_CAP: u64 = 8 << 20;
+/// The largest workspace JSON file [`read_json`] reads.
+pub const JSON_CAP: u64 = 64 << 20;
 
 #[derive(Debug, Clone)]
 pub struct Workspace {
@@ -169,44 +183,71 @@ impl Workspace {
             self.root.join(p)
         }
     }
-}
 
-/// A workspace file could not be read or written; the message names it.
-#[derive(Debug, thiserror::Error)]
-pub enum WorkspaceError {
-    #[error(transparent)]
-    Io(#[from] PathError),
-    #[error("{}: {source}", path.display())]
-    Json {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
-}
-
-fn json_at(path: &Path) -> impl FnOnce(serde_json::Error) -> WorkspaceError + '_ {
-    move |source| WorkspaceError::Json {
-        path: path.to_path_buf(),
-        source,
+    /// `path` (one of this workspace's) relative to its root.
+    fn relative<'a>(&self, path: &'a Path) -> &'a Path {
+        path.strip_prefix(&self.root).unwrap_or(path)
     }
-}
 
-/// Reads a JSON file of the workspace, naming it in the error.
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, WorkspaceError> {
-    let text = std::fs::read(path).map_err(at(path))?;
-    serde_json::from_slice(&text).map_err(json_at(path))
-}
-
-/// Writes a JSON file atomically (temporary file, then rename), so a reader never sees half.
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), WorkspaceError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(at(dir))?;
+    /// A failed stage's message as the stage left it, for the host to print: opened without
+    /// following symlinks, a regular file only, at most [`ERROR_CAP`] bytes of it (marked when
+    /// cut); `None` when the stage left none.
+    pub fn read_stage_error(&self, index: usize) -> Result<Option<String>, WorkspaceError> {
+        let path = self.stage_error(index);
+        let unsafe_at = |source| WorkspaceError::Unsafe {
+            path: path.clone(),
+            source,
+        };
+        let f = match open_beneath(&self.root, self.relative(&path)) {
+            Ok(f) => f,
+            Err(BeneathError::Io(e)) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(unsafe_at(e)),
+        };
+        let mut buf = Vec::new();
+        f.take(ERROR_CAP + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| unsafe_at(BeneathError::Io(e)))?;
+        let cut = buf.len() as u64 > ERROR_CAP;
+        buf.truncate(ERROR_CAP as usize);
+        let mut text = String::from_utf8_lossy(&buf).trim().to_string();
+        if cut {
+            text.push_str(" [...]");
+        }
+        Ok(Some(text))
     }
-    let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_vec_pretty(value).map_err(json_at(path))?;
-    std::fs::write(&tmp, text).map_err(at(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(at(path))?;
-    Ok(())
+
+    /// A stage's result as the host may trust it: read beneath the workspace (no symlink, a
+    /// regular file, at most [`RESULT_CAP`] bytes), every layer's digests valid and its path
+    /// `stages/<N>/layers/<digest hex>.tar.gz` with `N` one of the plan's `stages`, and that
+    /// file a regular file beneath the workspace too.
+    pub fn read_stage_result(
+        &self,
+        index: usize,
+        stages: &[usize],
+    ) -> Result<StageResult, WorkspaceError> {
+        let path = self.stage_result(index);
+        let bytes =
+            read_beneath(&self.root, self.relative(&path), RESULT_CAP).map_err(|source| {
+                WorkspaceError::Unsafe {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        let r: StageResult = serde_json::from_slice(&bytes).map_err(json_at(&path))?;
+        for l in &r.layers {
+            check_layer(l, stages).map_err(|source| WorkspaceError::Layer {
+                path: path.clone(),
+                source,
+            })?;
+            open_beneath(&self.root, Path::new(&l.path)).map_err(|source| {
+                WorkspaceError::Unsafe {
+                    path: self.root.join(&l.path),
+                    source,
+                }
+            })?;
+        }
+        Ok(r)
+    }
 }
 
 /// Why a workspace file was not opened: it is not where it may be, or not what it may be.
@@ -298,6 +339,30 @@ pub fn open_beneath(root: &Path, rel: &Path) -> Result<File, BeneathError> {
     Ok(File::from(fd))
 }
 
+/// The whole of the regular file `rel` beneath `root` ([`open_beneath`]), at most `cap` bytes.
+pub fn read_beneath(root: &Path, rel: &Path, cap: u64) -> Result<Vec<u8>, BeneathError> {
+    let f = open_beneath(root, rel)?;
+    read_capped(f, cap)
+}
+
+fn read_capped(f: File, cap: u64) -> Result<Vec<u8>, BeneathError> {
+    let size = f.metadata().map_err(BeneathError::Io)?.len();
+    if size > cap {
+        return Err(BeneathError::TooLarge { size, cap });
+    }
+    let mut buf = Vec::new();
+    f.take(cap + 1)
+        .read_to_end(&mut buf)
+        .map_err(BeneathError::Io)?;
+    if buf.len() as u64 > cap {
+        return Err(BeneathError::TooLarge {
+            size: buf.len() as u64,
+            cap,
+        });
+    }
+    Ok(buf)
+}
+
 /// A layer of a stage result that the host must not trust.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LayerPathError {
@@ -325,3 +390,88 @@ pub fn check_layer(l: &LayerRef, stages: &[usize]) -> Result<(), LayerPathError>
     }
     Ok(())
 }
+
+/// A workspace file could not be read or written; the message names it.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    #[error(transparent)]
+    Io(#[from] PathError),
+    /// A file a stage could plant that is not what it may be (a symlink, too large...).
+    #[error("{}: {source}", path.display())]
+    Unsafe {
+        path: PathBuf,
+        #[source]
+        source: BeneathError,
+    },
+    /// A stage result naming a layer it may not.
+    #[error("{}: {source}", path.display())]
+    Layer {
+        path: PathBuf,
+        #[source]
+        source: LayerPathError,
+    },
+    #[error("{}: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn json_at(path: &Path) -> impl FnOnce(serde_json::Error) -> WorkspaceError + '_ {
+    move |source| WorkspaceError::Json {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Reads a JSON file of the workspace, naming it in the error: a regular file (not through a
+/// symlink at its own name), at most [`JSON_CAP`] bytes.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, WorkspaceError> {
+    let unsafe_at = |source| WorkspaceError::Unsafe {
+        path: path.to_path_buf(),
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(code) if code == nix::errno::Errno::ELOOP as i32 => {
+                unsafe_at(BeneathError::Symlink)
+            }
+            _ => WorkspaceError::Io(at(path)(e)),
+        })?;
+    if !f.metadata().map_err(at(path))?.is_file() {
+        return Err(unsafe_at(BeneathError::NotFile));
+    }
+    let text = read_capped(f, JSON_CAP).map_err(unsafe_at)?;
+    serde_json::from_slice(&text).map_err(json_at(path))
+}
+
+/// Writes a JSON file atomically (temporary file, then rename), so a reader never sees half.
+/// Whatever is at the temporary name (a RUN step may have planted a symlink there, which the
+/// rename would have made the file itself) is removed, and the file is made anew (`O_EXCL`).
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), WorkspaceError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(at(dir))?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_vec_pretty(value).map_err(json_at(path))?;
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(at(&tmp)(e).into()),
+        _ => {}
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| io::Write::write_all(&mut f, &text))
+        .map_err(at(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(at(path))?;
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "workspace_tests.rs"]
+mod tests;

@@ -2,11 +2,13 @@
 
 pub mod build;
 pub mod exec;
+pub mod fetch;
 pub mod install;
 pub mod parse;
 pub mod plan;
 pub mod prepare;
 pub mod push;
+pub mod resolve;
 pub mod stage;
 
 use std::path::Path;

@@ -1,13 +1,20 @@
-//! `slipway-builder prepare`: a cluster build's first pod.
+//! `slipway-builder prepare`: a cluster build's first step in one process (fetch, then
+//! resolve).
 
+use slipway_contract::graph::BuildGraph;
 use slipway_contract::pod::PrepareArgs;
 use slipway_contract::result::PodResult;
-use slipway_engine::steps::prepare;
+use slipway_engine::steps::prepare::{self, PrepareError};
 
 use super::CommandError;
 
 pub fn run(a: &PrepareArgs) -> Result<(), CommandError> {
-    match prepare::prepare(a) {
+    reported(prepare::prepare(a))
+}
+
+/// The graph, or the failure, reported where the controller reads it.
+pub fn reported(r: Result<BuildGraph, PrepareError>) -> Result<(), CommandError> {
+    match r {
         Ok(g) => {
             PodResult::Graph(g).report();
             Ok(())

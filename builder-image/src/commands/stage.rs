@@ -1,4 +1,6 @@
-//! `slipway-builder stage`: what a stage pod (or a local stage container) runs.
+//! `slipway-builder stage`: what a stage pod (or a local stage container) runs. The external
+//! images its stages copy from, which the prepare pod (not root) left as layers, the stage
+//! engine unpacks into the stage's own folder when a COPY first names one.
 
 use slipway_contract::pod::StageArgs;
 use slipway_contract::result::{PodResult, Reason};
@@ -6,7 +8,17 @@ use slipway_engine::stage::{self, StageOptions};
 
 use super::CommandError;
 
+fn failed(message: String) -> CommandError {
+    PodResult::Failed {
+        reason: Reason::StageFailed,
+        message: message.clone(),
+    }
+    .report();
+    CommandError::Message(message)
+}
+
 pub fn run(a: &StageArgs) -> Result<(), CommandError> {
+    slipway_engine::net::download::set_size_limit(a.limits.size_limit);
     let opts = StageOptions {
         plan: a.plan.clone(),
         stages: a.stages.clone(),
@@ -26,13 +38,6 @@ pub fn run(a: &StageArgs) -> Result<(), CommandError> {
             .report();
             Ok(())
         }
-        Err(e) => {
-            PodResult::Failed {
-                reason: Reason::StageFailed,
-                message: e.to_string(),
-            }
-            .report();
-            Err(CommandError::Message(e.to_string()))
-        }
+        Err(e) => Err(failed(e.to_string())),
     }
 }

@@ -92,6 +92,7 @@ pub fn settings() -> Settings {
         default_workspace_size: "1Gi".into(),
         default_ttl_seconds: 3600,
         default_resources: None,
+        size_limit: slipway_contract::size::Size::DEFAULT_LIMIT,
     }
 }
 

@@ -5,6 +5,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
+use slipway_contract::url::{self, UrlError};
 use slipway_frontend::reference::{Reference, ReferenceError};
 
 use super::context::Error;
@@ -27,6 +28,30 @@ pub enum Invalid {
     NoUid,
     #[error("spec.timeout {0:?}: expected a duration like 30m or 1h")]
     Timeout(String),
+    /// A source URL with credentials in it: refused before any Job holds it in its
+    /// arguments (the message shows it without them).
+    #[error("spec.source.{field}.url: {source}")]
+    SourceUrl {
+        field: &'static str,
+        #[source]
+        source: UrlError,
+    },
+}
+
+/// Credentials never travel in a source URL (the fetch step checks the rest: https for a
+/// tarball, and for a git secret).
+fn check_source_urls(ib: &ImageBuild) -> Result<(), Invalid> {
+    let src = &ib.spec.source;
+    let urls = [
+        ("git", src.git.as_ref().map(|g| g.url.as_str())),
+        ("tarball", src.tarball.as_ref().map(|t| t.url.as_str())),
+    ];
+    for (field, u) in urls {
+        if let Some(u) = u {
+            url::check_git(u, false).map_err(|source| Invalid::SourceUrl { field, source })?;
+        }
+    }
+    Ok(())
 }
 
 /// `spec.output` is not an image reference.
@@ -81,6 +106,7 @@ pub fn validate(ib: &ImageBuild, now: Timestamp) -> Result<Build, Error> {
 fn settings(ib: &ImageBuild, now: Timestamp) -> Result<Build, Invalid> {
     let namespace = ib.namespace().ok_or(Invalid::NoNamespace)?;
     let uid = ib.uid().ok_or(Invalid::NoUid)?;
+    check_source_urls(ib)?;
     let generation = ib.metadata.generation.unwrap_or(1);
     let status = ib.status.as_ref();
     let same_generation = status.and_then(|s| s.observed_generation) == Some(generation);
@@ -172,6 +198,45 @@ pub fn parse_duration(s: &str) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::reconcile::fixtures;
+
+    #[test]
+    fn a_source_url_with_credentials_is_refused_without_showing_them() {
+        use crate::api::{GitSource, TarballSource};
+        let mut ib = fixtures::build();
+        ib.spec.source.inline = None;
+        ib.spec.source.git = Some(GitSource {
+            url: "https://bob:ghp_secret@git.example/r.git".into(),
+            ..Default::default()
+        });
+        let now = Timestamp::from_second(1_000).expect("time");
+        let e = settings(&ib, now).expect_err("refused");
+        let shown = e.to_string();
+        assert!(
+            !shown.contains("ghp_secret") && !shown.contains("bob"),
+            "{shown}"
+        );
+        assert!(
+            shown.starts_with("spec.source.git.url: https://***@git.example/r.git: credentials"),
+            "{shown}"
+        );
+        ib.spec.source.git = None;
+        ib.spec.source.tarball = Some(TarballSource {
+            url: "https://u:p@files.example/c.tgz".into(),
+            sha256: None,
+        });
+        assert!(matches!(
+            settings(&ib, now),
+            Err(Invalid::SourceUrl {
+                field: "tarball",
+                ..
+            })
+        ));
+        ib.spec.source.tarball = Some(TarballSource {
+            url: "https://files.example/c.tgz".into(),
+            sha256: None,
+        });
+        assert!(settings(&ib, now).is_ok());
+    }
 
     #[test]
     fn durations() {

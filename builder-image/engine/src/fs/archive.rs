@@ -56,18 +56,53 @@ fn read_up_to(r: &mut impl Read, n: usize) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn decompressed(path: &Path, c: Compression) -> io::Result<Box<dyn Read>> {
+/// Decompressing an archive would give more than the caller's limit (see [`open_tar_limited`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("larger than the size limit")]
+pub struct OverLimit;
+
+/// A `Vec` writer that refuses to grow past `limit` bytes.
+struct Capped {
+    out: Vec<u8>,
+    limit: u64,
+    tripped: bool,
+}
+
+impl io::Write for Capped {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        if self.out.len() as u64 + b.len() as u64 > self.limit {
+            self.tripped = true;
+            return Err(io::Error::other(OverLimit));
+        }
+        self.out.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn decompressed(path: &Path, c: Compression, limit: u64) -> io::Result<Box<dyn Read>> {
     let f = io::BufReader::new(fs::File::open(path)?);
     Ok(match c {
         Compression::None => Box::new(f),
         Compression::Gzip => Box::new(flate2::read::GzDecoder::new(f)),
         Compression::Bzip2 => Box::new(bzip2::read::BzDecoder::new(f)),
         Compression::Xz => {
-            // lzma-rs decodes into a writer; archives for ADD are small enough to hold.
-            let mut out = Vec::new();
-            lzma_rs::xz_decompress(&mut io::BufReader::new(fs::File::open(path)?), &mut out)
-                .map_err(|e| io::Error::other(format!("xz: {e:?}")))?;
-            Box::new(io::Cursor::new(out))
+            // lzma-rs decodes into a writer; archives for ADD are small enough to hold, and
+            // the writer stops at `limit` (a decompression bomb ends there).
+            let mut out = Capped {
+                out: Vec::new(),
+                limit,
+                tripped: false,
+            };
+            let r =
+                lzma_rs::xz_decompress(&mut io::BufReader::new(fs::File::open(path)?), &mut out);
+            if out.tripped {
+                return Err(io::Error::other(OverLimit));
+            }
+            r.map_err(|e| io::Error::other(format!("xz: {e:?}")))?;
+            Box::new(io::Cursor::new(out.out))
         }
     })
 }
@@ -76,11 +111,18 @@ fn decompressed(path: &Path, c: Compression) -> io::Result<Box<dyn Read>> {
 /// file counts only if what it holds is a tar); `None` for any other file. Decompression
 /// starts once, and the same stream is then unpacked.
 pub fn open_tar(path: &Path) -> io::Result<Option<Box<dyn Read>>> {
+    open_tar_limited(path, u64::MAX)
+}
+
+/// [`open_tar`], where an xz archive that decompresses to more than `limit` bytes fails with
+/// [`OverLimit`] (xz is decompressed whole up front; the other streams are read as they go,
+/// and the caller counts what it reads).
+pub fn open_tar_limited(path: &Path, limit: u64) -> io::Result<Option<Box<dyn Read>>> {
     let head = read_up_to(&mut fs::File::open(path)?, 512)?;
     let Some(c) = detect(&head) else {
         return Ok(None);
     };
-    let mut r = decompressed(path, c)?;
+    let mut r = decompressed(path, c, limit)?;
     let inner = read_up_to(&mut r, 512)?;
     if detect(&inner) != Some(Compression::None) {
         return Ok(None);

@@ -2,6 +2,13 @@
 //! `FROM <stage>`. Whiteouts delete, an opaque marker empties a directory of what lower layers
 //! put there, and nothing is ever written outside the root: `..` entries are refused, and
 //! symlinks met on the way are resolved inside the root, never followed out of it.
+//!
+//! A layer is untrusted: of its extended attributes only `user.*` and `security.capability`
+//! are set ([`xattr_allowed`]); `trusted.*` (overlayfs's own opaque and redirect markers, on
+//! the host's base trees that local mode uses as overlay lower layers), other `security.*`
+//! labels and ACLs are skipped (L7). Owners, modes (setuid included) and device nodes are kept,
+//! as an image needs them; local mode unpacks only into its 0700 state directory, where no
+//! other user of the host reaches them (H6).
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -22,10 +29,20 @@ const OPAQUE: &[u8] = b".wh..wh..opq";
 /// The prefix of a whiteout: `.wh.NAME` deletes `NAME`.
 const WHITEOUT: &[u8] = b".wh.";
 
+/// The extended attributes a layer may set (and a snapshot may capture): `user.*` and file
+/// capabilities; nothing that overlayfs, an LSM or the ACL code would act on.
+pub fn xattr_allowed(name: &str) -> bool {
+    name.starts_with("user.") || name == "security.capability"
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
     #[error("layer entry {entry:?} would land outside the root")]
     OutsideRoot { entry: String },
+    /// `.wh.`, `.wh..`, `.wh...`: a whiteout that names no file of its directory (it would
+    /// delete the directory, or its parent: BuildKit CVE-2024-23652's class).
+    #[error("layer entry {entry:?} is not a valid whiteout: it names no file in its directory")]
+    BadWhiteout { entry: String },
     #[error("layer entry {entry:?}: {source}")]
     Entry { entry: String, source: io::Error },
     #[error("reading layer: {0}")]
@@ -161,6 +178,9 @@ pub fn apply_tar(
             continue;
         }
         if let Some(hidden) = file_name.strip_prefix(WHITEOUT).filter(|_| opts.whiteouts) {
+            if matches!(hidden, b"" | b"." | b"..") || hidden.contains(&b'/') {
+                return Err(UnpackError::BadWhiteout { entry: name });
+            }
             let target = dest.with_file_name(OsStr::from_bytes(hidden));
             remove_any(&target).map_err(fail)?;
             continue;
@@ -175,7 +195,7 @@ pub fn apply_tar(
                 .flatten()
                 .filter_map(|x| {
                     let key = x.key().ok()?.strip_prefix("SCHILY.xattr.")?.to_string();
-                    Some((key, x.value_bytes().to_vec()))
+                    xattr_allowed(&key).then(|| (key, x.value_bytes().to_vec()))
                 })
                 .collect(),
             None => Vec::new(),
@@ -382,6 +402,91 @@ mod tests {
             xattr::get(dst.path().join("tool"), "user.slipway").expect("get"),
             Some(b"yes".to_vec())
         );
+    }
+
+    /// L7: of an untrusted layer's xattrs only `user.*` and `security.capability` are set;
+    /// overlayfs's `trusted.overlay.*` markers and `security.*` labels never reach the tree.
+    #[test]
+    fn only_user_xattrs_and_file_capabilities_are_applied() {
+        assert!(xattr_allowed("user.mime_type"));
+        assert!(xattr_allowed("security.capability"));
+        for name in [
+            "trusted.overlay.opaque",
+            "trusted.overlay.redirect",
+            "security.selinux",
+            "security.ima",
+            "system.posix_acl_access",
+            "userx",
+        ] {
+            assert!(!xattr_allowed(name), "{name}");
+        }
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([
+            ("SCHILY.xattr.trusted.overlay.opaque", &b"y"[..]),
+            (
+                "SCHILY.xattr.security.selinux",
+                &b"system_u:object_r:shadow_t:s0"[..],
+            ),
+            ("SCHILY.xattr.user.slipway", &b"kept"[..]),
+        ])
+        .expect("pax");
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_path("dir").expect("path");
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_cksum();
+        b.append(&h, &b""[..]).expect("append");
+        let evil = b.into_inner().expect("tar");
+        let root = tempfile::tempdir().expect("tmp");
+        apply_layer(&evil[..], root.path(), false).expect("apply");
+        let dir = root.path().join("dir");
+        assert!(dir.is_dir());
+        let names: Vec<String> = xattr::list(&dir)
+            .map(|l| l.map(|n| n.to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        assert!(
+            !names.iter().any(|n| n.starts_with("trusted.")),
+            "{names:?}"
+        );
+        assert!(
+            !names.iter().any(|n| n == "security.selinux") || selinux_labels_everything(),
+            "{names:?}"
+        );
+    }
+
+    /// On an SELinux host every file has a label whatever the layer said.
+    fn selinux_labels_everything() -> bool {
+        Path::new("/sys/fs/selinux/enforce").exists()
+    }
+
+    #[test]
+    fn whiteouts_of_no_name_are_refused() {
+        // `.wh..` (CVE-2024-23652's class) would remove the parent's `.`, `.wh...` its `..`,
+        // `.wh.` the directory itself.
+        for bad in [".wh..", ".wh...", ".wh."] {
+            let outer = tempfile::tempdir().expect("tmp");
+            let root = outer.path().join("root");
+            fs::create_dir_all(root.join("dir")).expect("mkdir");
+            fs::write(root.join("dir/keep"), "k").expect("w");
+            fs::write(outer.path().join("beside"), "b").expect("w");
+            for entry in [format!("dir/{bad}"), bad.to_string()] {
+                let evil = layer(|w| {
+                    w.add_file(&entry, m(0o644), 0, &b""[..])
+                        .expect("layer entry");
+                });
+                let err = apply_layer(&evil[..], &root, false).expect_err(&entry);
+                assert_eq!(
+                    err.to_string(),
+                    format!(
+                        "layer entry {entry:?} is not a valid whiteout: it names no file in its \
+                         directory"
+                    )
+                );
+                assert!(root.join("dir/keep").exists(), "{entry}");
+                assert!(outer.path().join("beside").exists(), "{entry}");
+            }
+        }
     }
 
     #[test]

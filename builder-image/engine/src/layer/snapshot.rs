@@ -9,7 +9,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -377,7 +377,19 @@ pub fn write_changes<W: io::Write>(
                             }
                             first_name.insert((st.dev, st.ino), p);
                         }
-                        let f = fs::File::open(&full)?;
+                        // The file walked, not whatever is at its name now: a link put
+                        // there since is not followed, another file is refused. The size is
+                        // the walked one too (`add_file`).
+                        let f = fs::OpenOptions::new()
+                            .read(true)
+                            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+                            .open(&full)?;
+                        let now = f.metadata()?;
+                        if (now.dev(), now.ino()) != (st.dev, st.ino) {
+                            let msg =
+                                format!("{}: replaced while the layer was written", p.display());
+                            return Err(io::Error::other(msg));
+                        }
                         layer.add_file(p, meta, st.size, f)?;
                     }
                     // Fifos and device nodes: their tar headers carry kind and numbers.
@@ -399,6 +411,8 @@ pub fn read_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
         return Vec::new();
     };
     let mut out: Vec<(String, Vec<u8>)> = names
+        // Not the build pod's own `security.selinux` labels (L7).
+        .filter(|n| crate::fs::unpack::xattr_allowed(&n.to_string_lossy()))
         .filter_map(|n| {
             let value = xattr::get(path, &n).ok().flatten()?;
             Some((n.to_string_lossy().into_owned(), value))
@@ -595,6 +609,26 @@ mod tests {
             snap(o).entries.keys().collect::<Vec<_>>(),
             after.entries.keys().collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn a_file_replaced_after_the_walk_is_refused() {
+        let d = tempfile::tempdir().expect("tmp");
+        let r = d.path();
+        let before = snap(r);
+        fs::write(r.join("f"), "walked").expect("w");
+        let after = snap(r);
+        let changes = diff(&before, &after);
+        // Another file at the name (a background process swapped it), then a link.
+        fs::write(r.join("other"), "swapped").expect("w");
+        fs::rename(r.join("other"), r.join("f")).expect("mv");
+        let mut w = LayerWriter::new(Vec::new(), flate2::Compression::fast());
+        let e = write_changes(r, &after, &changes, &mut w).expect_err("replaced");
+        assert_eq!(e.to_string(), "f: replaced while the layer was written");
+        fs::remove_file(r.join("f")).expect("rm");
+        std::os::unix::fs::symlink("/etc/hostname", r.join("f")).expect("ln");
+        let mut w = LayerWriter::new(Vec::new(), flate2::Compression::fast());
+        assert!(write_changes(r, &after, &changes, &mut w).is_err());
     }
 
     #[test]

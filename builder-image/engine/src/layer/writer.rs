@@ -71,6 +71,29 @@ pub fn sha256_digest(h: Sha256) -> String {
     format!("sha256:{}", hex::encode(h.finalize()))
 }
 
+/// Reads exactly `left` bytes, or fails naming the file.
+struct Exact<'a, R> {
+    inner: io::Take<R>,
+    left: u64,
+    path: &'a Path,
+}
+
+impl<R: Read> Read for Exact<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            let msg = format!(
+                "{}: the file shrank while the layer was written ({} bytes missing)",
+                self.path.display(),
+                self.left
+            );
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, msg));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// Ownership, mode and time of an entry (mtime in seconds since the epoch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Meta {
@@ -107,6 +130,10 @@ impl<W: Write> LayerWriter<W> {
         h
     }
 
+    /// A file of exactly `size` bytes from `data`: tar writes the header first and then
+    /// copies whatever it reads, so a file that grew or shrank since `size` was taken would
+    /// make an entry whose length disagrees with its header (a corrupt, or smuggling, layer).
+    /// More data is cut off at `size`; less fails.
     pub fn add_file(
         &mut self,
         path: impl AsRef<Path>,
@@ -114,8 +141,14 @@ impl<W: Write> LayerWriter<W> {
         size: u64,
         data: impl Read,
     ) -> io::Result<()> {
+        let path = path.as_ref();
         let mut h = Self::header(tar::EntryType::Regular, meta, size);
-        self.tar.append_data(&mut h, path, data)
+        let exact = Exact {
+            inner: data.take(size),
+            left: size,
+            path,
+        };
+        self.tar.append_data(&mut h, path, exact)
     }
 
     pub fn add_dir(&mut self, path: impl AsRef<Path>, meta: Meta) -> io::Result<()> {
@@ -259,6 +292,44 @@ mod tests {
         w.add_symlink("app/latest", m, "run").expect("symlink");
         w.add_whiteout("etc/old.conf").expect("whiteout");
         w.finish().expect("finish")
+    }
+
+    #[test]
+    fn a_file_is_exactly_the_size_its_header_says() {
+        // Grew since the walk: cut at the walked size, the tar stays whole.
+        let mut w = LayerWriter::new(Vec::new(), Compression::fast());
+        w.add_file("grew", Meta::default(), 3, &b"abcdef"[..])
+            .expect("add");
+        w.add_file("next", Meta::default(), 1, &b"n"[..])
+            .expect("add");
+        let (blob, _) = w.finish().expect("finish");
+        let mut ar = tar::Archive::new(GzDecoder::new(&blob[..]));
+        let got: Vec<(String, Vec<u8>)> = ar
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                let mut e = e.expect("entry");
+                let mut data = Vec::new();
+                io::Read::read_to_end(&mut e, &mut data).expect("read");
+                (e.path().expect("path").display().to_string(), data)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("grew".to_string(), b"abc".to_vec()),
+                ("next".to_string(), b"n".to_vec())
+            ]
+        );
+        // Shrank: the layer fails, naming the file.
+        let mut w = LayerWriter::new(Vec::new(), Compression::fast());
+        let e = w
+            .add_file("usr/big", Meta::default(), 10, &b"abc"[..])
+            .expect_err("shrank");
+        assert_eq!(
+            e.to_string(),
+            "usr/big: the file shrank while the layer was written (7 bytes missing)"
+        );
     }
 
     #[test]

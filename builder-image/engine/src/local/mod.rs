@@ -5,6 +5,13 @@
 //! history, OCI manifest); push it to every destination. Nothing is pushed unless every
 //! stage succeeded.
 //!
+//! The host (root) trusts nothing a stage container can write (C1): the containers' own
+//! directories and secret copies are in the state directory ([`state`]), out of every
+//! container's reach; a container writes only its own stages' outputs in the workspace; and
+//! what the host reads back from there (a failed stage's message, the target's result and its
+//! layers) is opened beneath the workspace without following symlinks, capped, and checked
+//! ([`Workspace::read_stage_error`], [`Checked::result`]).
+//!
 //! The host plays the controller (security review H1): it hashes the files it wrote into the
 //! workspace, and after each container, the outputs of that container's stages (read beneath
 //! the workspace without following symlinks); each later container, and the push, is given
@@ -13,6 +20,8 @@
 
 pub mod rootfs;
 pub mod runc;
+pub mod seccomp;
+pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -26,7 +35,9 @@ use slipway_contract::trust::{Inputs, Missing, Outputs, Trusted};
 use slipway_frontend::plan::{Plan, PlanOptions};
 
 use crate::local::rootfs::{RootfsError, StageRoot};
-use crate::local::runc::{Container, RuncError};
+use crate::local::runc::{Container, DEFAULT_CAPS, RuncError};
+use crate::local::seccomp::Seccomp;
+use crate::local::state::{ContainerDir, SecretCopies, StateDir, valid_secret_id};
 use crate::net::RuntimeError;
 use crate::registry::client::{Registry, RegistryError, SetupError};
 use crate::registry::manifest::{manifest_json, sha256_bytes};
@@ -34,7 +45,7 @@ use crate::steps;
 use crate::steps::plan::{Fetch, PlanStepError, ResolveError};
 use crate::steps::push::PushError;
 use crate::trusted::{self, Checked, TrustError};
-use crate::workspace::{ImageInfo, Workspace};
+use crate::workspace::{ImageInfo, Workspace, WorkspaceError};
 
 pub struct BuildOptions {
     pub context: PathBuf,
@@ -73,6 +84,8 @@ pub enum BuildError {
         #[source]
         source: io::Error,
     },
+    #[error("--secret id={id}: not a valid secret id (it names a file)")]
+    SecretId { id: String },
     /// Something of the build's own set-up (`what`: the file or the step).
     #[error("{what}: {source}")]
     Io {
@@ -103,6 +116,14 @@ pub enum BuildError {
     /// A stage failed: its own one-line message, as it wrote it into the workspace.
     #[error("{message}")]
     Stage { message: String },
+    /// What a stage left in the workspace is not what it may leave (a symlink, a layer
+    /// elsewhere...): it is not read.
+    #[error("stage #{index}: {source}")]
+    StageFile {
+        index: usize,
+        #[source]
+        source: WorkspaceError,
+    },
     #[error("stage #{index}: the stage container exited with {code}")]
     ContainerExit { index: usize, code: i32 },
     #[error(transparent)]
@@ -157,26 +178,19 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
         path: opts.context.clone(),
         source,
     })?;
+    let secrets = read_secrets(&opts.secrets)?;
 
     // The workspace, laid out as stage containers see it.
-    let builds = opts.state_dir.join("builds");
-    fs::create_dir_all(&builds).map_err(io(builds.display()))?;
-    let ws_dir = builds.join(format!("{}-{}", std::process::id(), now_nanos()));
+    let state = StateDir::open(&opts.state_dir).map_err(io(opts.state_dir.display()))?;
+    let build_id = format!("{}-{}", std::process::id(), now_nanos());
+    let ws_dir = state.builds().join(&build_id);
     let ws = Workspace::new(&ws_dir);
     fs::create_dir_all(ws.context()).map_err(io(ws_dir.display()))?;
-    let secrets_dir = ws_dir.join("secrets-src");
-    fs::create_dir_all(&secrets_dir).map_err(io(secrets_dir.display()))?;
     let result = (|| {
-        for (id, src) in &opts.secrets {
-            fs::copy(src, secrets_dir.join(id)).map_err(|source| BuildError::Secret {
-                id: id.clone(),
-                src: src.clone(),
-                source,
-            })?;
-        }
         let shown = dockerfile.display().to_string();
         let plan = steps::plan::plan_into(&ws, &context, &dockerfile, &shown, &opts.plan)?;
-        let registry = Registry::new(&opts.insecure_registries, &opts.state_dir.join("blobs"))?;
+        make_stage_dirs(&ws, &plan)?;
+        let registry = Registry::new(&opts.insecure_registries, &state.blobs())?;
         let images = crate::net::block_on(steps::plan::resolve_images(
             &registry,
             &plan,
@@ -188,17 +202,20 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
         // What the host wrote, before any container runs.
         let inputs = trusted::inputs(&ws, images.keys().cloned())?;
         let host = Host {
+            state: &state,
+            build: &build_id,
             ws: &ws,
             context: &context,
             engine: &engine,
-            secrets: &secrets_dir,
-            cache: opts.state_dir.join("run-cache"),
-            trees: opts.state_dir.join("base-trees"),
+            secrets: &secrets,
+            seccomp: seccomp::profile(&DEFAULT_CAPS),
             inputs: &inputs,
         };
-        let outputs = run_jobs(opts, &plan, &graph, &host, &images)?;
-        // The target's result as the host vouches for it (the plan's target, its layers its
-        // chain's own); the base image's as the host resolved it.
+        let outputs = run_jobs(opts, plan_roots(&plan, &images), &graph, &host)?;
+        // The target's result as the host vouches for it: the digest of what the target's
+        // container left, the plan's target, every layer at stages/<N>/layers/<hex>.tar.gz of
+        // its own FROM-chain (opened beneath the workspace when pushed, and checked against
+        // its digests as it is read); the base image's as the host resolved it.
         let digests = Trusted {
             inputs: &inputs,
             stages: &outputs,
@@ -239,6 +256,52 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
     result
 }
 
+/// The `--secret` files, read once; each copied later only into the containers that mount it.
+fn read_secrets(secrets: &[(String, PathBuf)]) -> Result<Vec<(String, Vec<u8>)>, BuildError> {
+    secrets
+        .iter()
+        .map(|(id, src)| {
+            if !valid_secret_id(id) {
+                return Err(BuildError::SecretId { id: id.clone() });
+            }
+            let data = fs::read(src).map_err(|source| BuildError::Secret {
+                id: id.clone(),
+                src: src.clone(),
+                source,
+            })?;
+            Ok((id.clone(), data))
+        })
+        .collect()
+}
+
+/// `stages/<N>` of every stage, made by the host before any container runs: the directories
+/// containers get writable (each only its own), made where no container can plant a symlink
+/// in their place.
+fn make_stage_dirs(ws: &Workspace, plan: &Plan) -> Result<(), BuildError> {
+    for s in &plan.stages {
+        let dir = ws.stage_dir(s.index);
+        if let Some(parent) = dir.parent() {
+            fs::create_dir_all(parent).map_err(io(parent.display()))?;
+        }
+        fs::create_dir(&dir).map_err(io(dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Each stage's root image, by stage index: what its chain's container is rooted in.
+fn plan_roots<'a>(
+    plan: &Plan,
+    images: &'a BTreeMap<String, ImageInfo>,
+) -> BTreeMap<usize, &'a ImageInfo> {
+    plan.stages
+        .iter()
+        .filter_map(|s| {
+            let info = root_image(plan, s.index).and_then(|n| images.get(&n))?;
+            Some((s.index, info))
+        })
+        .collect()
+}
+
 fn now_nanos() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -251,13 +314,10 @@ fn now_nanos() -> u128 {
 /// of what each stage wrote.
 fn run_jobs(
     opts: &BuildOptions,
-    plan: &Plan,
+    roots: BTreeMap<usize, &ImageInfo>,
     graph: &BuildGraph,
     host: &Host,
-    images: &BTreeMap<String, ImageInfo>,
 ) -> Result<BTreeMap<usize, Outputs>, BuildError> {
-    fs::create_dir_all(&host.cache).map_err(io(host.cache.display()))?;
-    fs::create_dir_all(&host.trees).map_err(io(host.trees.display()))?;
     let mut outputs: BTreeMap<usize, Outputs> = BTreeMap::new();
     let max = if opts.max_parallel == 0 {
         usize::MAX
@@ -277,7 +337,7 @@ fn run_jobs(
                     running += 1;
                     let job = &graph.jobs[pos];
                     let tx = tx.clone();
-                    let base = root_image(plan, job.stages[0]).and_then(|n| images.get(&n));
+                    let base = roots.get(&job.stages[0]).copied();
                     // Every stage it needs is done: the host holds their digests.
                     let digests = Trusted {
                         inputs: host.inputs,
@@ -316,20 +376,22 @@ fn run_jobs(
 
 /// What every stage container of a build shares.
 struct Host<'a> {
+    state: &'a StateDir,
+    /// The build's name: its workspace's, and its containers' prefix.
+    build: &'a str,
     ws: &'a Workspace,
     context: &'a Path,
     engine: &'a Path,
-    secrets: &'a Path,
-    /// Cache mounts (`RUN --mount=type=cache`).
-    cache: PathBuf,
-    /// Unpacked base images, by digest.
-    trees: PathBuf,
+    /// Every `--secret`, by id.
+    secrets: &'a [(String, Vec<u8>)],
+    seccomp: Seccomp,
     /// The digests of the files the host wrote into the workspace.
     inputs: &'a Inputs,
 }
 
-/// Runs a chain of stages in one container rooted in the chain's base image, given the
-/// digests of what it reads; returns the digests of what its stages wrote.
+/// Runs a Job (a chain of stages) in one container rooted in the chain's base image, given the
+/// digests of what it reads; returns the digests of what its stages wrote. The container's
+/// directory, root and secret copies go when this returns, however it returns.
 fn run_chain(
     h: &Host,
     job: &StageJob,
@@ -337,56 +399,60 @@ fn run_chain(
     digests: Digests,
 ) -> Result<BTreeMap<usize, Outputs>, BuildError> {
     let chain = &job.stages;
-    let (ws, context, engine, secrets, cache) = (h.ws, h.context, h.engine, h.secrets, &h.cache);
     let index = chain[0];
     let ca_file = std::env::var_os("SSL_CERT_FILE")
         .map(PathBuf::from)
         .filter(|p| p.is_file());
-    let dir = ws.root.join("containers").join(index.to_string());
-    let root = StageRoot::prepare(&h.trees, &dir, base)?;
-    let rootfs = root.rootfs.clone();
+    let dir = ContainerDir::create(h.state, h.build, index).map_err(io(h
+        .state
+        .containers()
+        .join(format!("{}-{index}", h.build))
+        .display()))?;
+    let secrets = SecretCopies::write(dir.path().join("secrets"), &job.secrets, h.secrets)
+        .map_err(io(dir.path().join("secrets").display()))?;
+    let root = StageRoot::prepare(&h.state.base_trees(), dir.path(), base)?;
+    let cache = h.state.run_cache();
     let started = std::time::Instant::now();
     let c = Container {
-        id: format!(
-            "slipway-{}-{index}",
-            ws.root
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        ),
-        rootfs: &rootfs,
-        engine,
-        workspace: &ws.root,
-        context,
-        cache,
-        secrets,
+        id: format!("slipway-{}-{index}", h.build),
+        rootfs: &root.rootfs,
+        engine: h.engine,
+        workspace: h.ws,
+        stages: chain,
+        context: h.context,
+        cache: &cache,
+        secrets: secrets.dir(),
+        seccomp: &h.seccomp,
         // The build's own SSL_CERT_FILE, if any, reaches ADD of https URLs in the stages.
         ca_file: ca_file.as_deref(),
         args: std::iter::once(paths::BIN.to_string())
             .chain(PodCommand::Stage(StageArgs::in_pod(chain.to_vec(), digests)).to_args())
             .collect(),
     };
-    let code = runc::run(&c, &dir.join("bundle"));
-    root.release();
+    let code = runc::run(&c, &dir.bundle());
+    // Unmounted before the directory under it goes (drop order), secrets gone with them.
+    drop(root);
+    drop(secrets);
+    drop(dir);
     let code = code?;
     eprintln!(
         "stages {chain:?}: container exited with {code} after {:.1}s",
         started.elapsed().as_secs_f64()
     );
     if code != 0 {
-        return Err(chain
-            .iter()
-            .find_map(|i| fs::read_to_string(ws.stage_error(*i)).ok())
-            .map_or(BuildError::ContainerExit { index, code }, |m| {
-                BuildError::Stage {
-                    message: m.trim().to_string(),
-                }
-            }));
+        for &i in chain {
+            match h.ws.read_stage_error(i) {
+                Ok(Some(message)) => return Err(BuildError::Stage { message }),
+                Ok(None) => {}
+                Err(source) => return Err(BuildError::StageFile { index: i, source }),
+            }
+        }
+        return Err(BuildError::ContainerExit { index, code });
     }
     // The stages' own outputs, as they left them: what later containers may trust.
     let mut out = BTreeMap::new();
     for &i in chain {
-        out.insert(i, trusted::outputs(ws, i)?);
+        out.insert(i, trusted::outputs(h.ws, i)?);
     }
     Ok(out)
 }
@@ -421,5 +487,21 @@ mod tests {
         );
         let e = BuildError::from(RuncError::Runc(io::Error::from(io::ErrorKind::NotFound)));
         assert_eq!(e.to_string(), "runc: entity not found (is runc installed?)");
+        let e = BuildError::SecretId { id: "../x".into() };
+        assert_eq!(
+            e.to_string(),
+            "--secret id=../x: not a valid secret id (it names a file)"
+        );
+        let e = BuildError::StageFile {
+            index: 1,
+            source: WorkspaceError::Unsafe {
+                path: PathBuf::from("/s/builds/1-2/stages/1/error.txt"),
+                source: crate::workspace::BeneathError::Symlink,
+            },
+        };
+        assert_eq!(
+            e.to_string(),
+            "stage #1: /s/builds/1-2/stages/1/error.txt: a symlink (not followed)"
+        );
     }
 }

@@ -1,8 +1,17 @@
 //! Running a stage in a real OCI container with runc, with the isolation a kubelet gives a
-//! pod's container: its own mount, pid, uts and ipc namespaces (the host's network, as the
-//! local mode has no pod network), the base image's tree as root, Docker's default
-//! capabilities (no CAP_SYS_ADMIN), masked /proc paths, and bind mounts for the engine binary,
-//! the workspace, the build context (read-only), the cache and secret directories.
+//! pod's container: its own mount, pid, uts and ipc namespaces, the base image's tree as root,
+//! Docker's default capabilities (no CAP_SYS_ADMIN) and seccomp profile
+//! ([`crate::local::seccomp`]), masked /proc paths, and bind mounts for the engine binary, the
+//! cache and the container's own secrets.
+//!
+//! The workspace is bound read-only (the context within it too); only the directories of the
+//! container's own stages (`stages/<N>`) are bound writable over it, so a RUN step can change
+//! nothing another stage or the host reads but its own stages' outputs (C1).
+//!
+//! The network is the host's: local mode has no pod network. A RUN step reaches what the
+//! host reaches, loopback services included, and with CAP_NET_RAW (Docker's default set) can
+//! send raw packets there; run local builds of untrusted Dockerfiles on a machine whose
+//! network you would give them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,6 +20,8 @@ use serde_json::json;
 use slipway_contract::pod::paths;
 
 use crate::fs::{PathError, at};
+use crate::local::seccomp::Seccomp;
+use crate::workspace::Workspace;
 
 /// Docker's (and containerd's CRI) default capability set.
 pub const DEFAULT_CAPS: [&str; 14] = [
@@ -34,10 +45,15 @@ pub struct Container<'a> {
     pub id: String,
     pub rootfs: &'a Path,
     pub engine: &'a Path,
-    pub workspace: &'a Path,
+    /// The build's workspace on the host (bound read-only).
+    pub workspace: &'a Workspace,
+    /// The stages whose directories the container may write: its chain.
+    pub stages: &'a [usize],
     pub context: &'a Path,
     pub cache: &'a Path,
+    /// The secrets this container's RUN steps name, and only those.
     pub secrets: &'a Path,
+    pub seccomp: &'a Seccomp,
     /// Extra CA certificates (PEM) for ADD of https URLs: `SSL_CERT_FILE` in the container.
     pub ca_file: Option<&'a Path>,
     pub args: Vec<String>,
@@ -73,12 +89,16 @@ pub fn spec(c: &Container) -> serde_json::Value {
         }
     }
     mounts.push(bind(c.engine, paths::BIN, true));
-    mounts.push(bind(c.workspace, paths::WORKSPACE, false));
-    mounts.push(bind(
-        c.context,
-        &format!("{}/context", paths::WORKSPACE),
-        true,
-    ));
+    let inside = Workspace::new(paths::WORKSPACE);
+    mounts.push(bind(&c.workspace.root, paths::WORKSPACE, true));
+    mounts.push(bind(c.context, &inside.context().to_string_lossy(), true));
+    for &i in c.stages {
+        mounts.push(bind(
+            &c.workspace.stage_dir(i),
+            &inside.stage_dir(i).to_string_lossy(),
+            false,
+        ));
+    }
     mounts.push(bind(c.cache, paths::CACHE, false));
     mounts.push(bind(c.secrets, paths::SECRETS, true));
     let mut env = vec![
@@ -100,6 +120,8 @@ pub fn spec(c: &Container) -> serde_json::Value {
             "capabilities": {
                 "bounding": caps, "effective": caps, "permitted": caps
             },
+            // As Docker and BuildKit: `USER app` then `RUN sudo ...` works. A RUN step is
+            // root in its container anyway; a setuid binary gives it nothing more.
             "noNewPrivileges": false
         },
         "root": {"path": c.rootfs, "readonly": false},
@@ -107,6 +129,7 @@ pub fn spec(c: &Container) -> serde_json::Value {
         "mounts": mounts,
         "linux": {
             "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
+            "seccomp": c.seccomp,
             "resources": {"devices": [
                 {"allow": false, "access": "rwm"},
                 // Device nodes in layers can be made (mknod), not opened.

@@ -3,16 +3,45 @@
 //! `--checksum=sha256:...` when given, named after the last path segment and dated from
 //! Last-Modified as Docker does. TLS goes through rustls with the system's roots, or
 //! `SSL_CERT_FILE`. Transient failures are retried from the start.
+//!
+//! What a server (or whoever wrote the URL) cannot make a download do: follow more than
+//! [`MAX_REDIRECTS`] redirects, or one from https to plain http; stall a connection or a
+//! read past [`CONNECT_TIMEOUT`] / [`READ_TIMEOUT`]; send more than the size limit (the
+//! pod's `--size-limit`, [`set_size_limit`]). URLs are shown without user information.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use backon::Retryable;
 use sha2::{Digest, Sha256};
+use slipway_contract::size::Size;
+use slipway_contract::url::redacted;
 use tokio::io::AsyncWriteExt;
 
 use crate::fs::{PathError, at};
 use crate::net::retry;
 use crate::net::{NoCaCertificates, RuntimeError};
+
+/// Redirects one download follows at most (curl's and Go's default is more; a download
+/// needs one or two).
+pub const MAX_REDIRECTS: usize = 5;
+/// How long a connection may take to open, and a read to bring anything.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The process's size limit for [`download`] (`ADD <url>`); the pod's `--size-limit`.
+static SIZE_LIMIT: AtomicU64 = AtomicU64::new(Size::DEFAULT_LIMIT.0);
+
+/// Sets the most [`download`] takes in (the pod's `--size-limit`, set once at start).
+pub fn set_size_limit(limit: Size) {
+    SIZE_LIMIT.store(limit.0, Ordering::Relaxed);
+}
+
+/// The most [`download`] takes in.
+pub fn size_limit() -> Size {
+    Size(SIZE_LIMIT.load(Ordering::Relaxed))
+}
 
 /// A download held in memory.
 pub struct Download {
@@ -56,6 +85,16 @@ pub enum DownloadError {
         url: String,
         status: reqwest::StatusCode,
     },
+    /// The body (or its announced length) is over the size limit.
+    #[error("GET {url}: larger than the size limit of {limit}")]
+    TooLarge { url: String, limit: Size },
+    /// A redirect that is not followed.
+    #[error("GET {url}: redirect to {to}: {problem}")]
+    Redirect {
+        url: String,
+        to: String,
+        problem: RedirectProblem,
+    },
     #[error("{url}: {source}")]
     Checksum {
         url: String,
@@ -74,6 +113,35 @@ impl DownloadError {
             DownloadError::Status { status, .. } => retry::transient_status(status.as_u16()),
             _ => false,
         }
+    }
+}
+
+/// Why a redirect is not followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RedirectProblem {
+    #[error("more than {MAX_REDIRECTS} redirects")]
+    TooMany,
+    #[error("from https to plain http")]
+    Downgrade,
+    #[error("not an http(s) URL")]
+    Scheme,
+    #[error("no valid Location")]
+    NoLocation,
+}
+
+/// Whether the `hops`-th redirect, from `from` to `to`, is followed.
+pub fn check_redirect(
+    from: &reqwest::Url,
+    to: &reqwest::Url,
+    hops: usize,
+) -> Result<(), RedirectProblem> {
+    if hops > MAX_REDIRECTS {
+        return Err(RedirectProblem::TooMany);
+    }
+    match (from.scheme(), to.scheme()) {
+        ("https", "http") => Err(RedirectProblem::Downgrade),
+        (_, "https" | "http") => Ok(()),
+        _ => Err(RedirectProblem::Scheme),
     }
 }
 
@@ -122,11 +190,12 @@ fn verify_hex(got: &str, checksum: &str) -> Result<(), ChecksumError> {
     Ok(())
 }
 
-/// Downloads `url` into memory.
+/// Downloads `url` into memory, at most the process's [`size_limit`].
 pub fn download(url: &str, checksum: Option<&str>) -> Result<Download, DownloadError> {
     let client = client(url)?;
+    let limit = size_limit();
     let (data, got) = crate::net::block_on(
-        (|| async { fetch(&client, url, Vec::new()).await })
+        (|| async { fetch(&client, url, Vec::new(), limit).await })
             .retry(retry::policy())
             .when(DownloadError::transient)
             .notify(|e, d| retry::notice(e, d)),
@@ -139,11 +208,13 @@ pub fn download(url: &str, checksum: Option<&str>) -> Result<Download, DownloadE
     })
 }
 
-/// Downloads `url` into the file `dest` (made or truncated), never holding it in memory.
+/// Downloads `url` into the file `dest` (made or truncated), never holding it in memory,
+/// at most `limit` bytes.
 pub fn download_to(
     url: &str,
     checksum: Option<&str>,
     dest: &Path,
+    limit: Size,
 ) -> Result<Downloaded, DownloadError> {
     let client = client(url)?;
     let (_, got) = crate::net::block_on(
@@ -153,7 +224,7 @@ pub fn download_to(
                 file,
                 path: dest.to_path_buf(),
             };
-            fetch(&client, url, sink).await
+            fetch(&client, url, sink, limit).await
         })
         .retry(retry::policy())
         .when(DownloadError::transient)
@@ -166,16 +237,21 @@ pub fn download_to(
     })
 }
 
+/// A client that follows no redirect itself ([`fetch`] does, by [`check_redirect`]), with
+/// connect and read timeouts.
 fn client(url: &str) -> Result<reqwest::Client, DownloadError> {
     crate::net::ensure_crypto_provider();
     crate::net::check_ca_certificates().map_err(|source| DownloadError::Tls {
-        url: url.to_string(),
+        url: redacted(url).into_owned(),
         source,
     })?;
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
         .build()
         .map_err(|source| DownloadError::Client {
-            url: url.to_string(),
+            url: redacted(url).into_owned(),
             source,
         })
 }
@@ -220,7 +296,7 @@ impl Fetched {
     fn check(&self, url: &str, checksum: Option<&str>) -> Result<(), DownloadError> {
         match checksum {
             Some(c) => verify_hex(&self.sha256_hex, c).map_err(|source| DownloadError::Checksum {
-                url: url.to_string(),
+                url: redacted(url).into_owned(),
                 source,
             }),
             None => Ok(()),
@@ -231,23 +307,66 @@ impl Fetched {
     }
 }
 
-/// One GET of `url` into `sink`, hashing the body on the way.
+/// The response to a GET of `url`, its redirects followed by [`check_redirect`].
+async fn get(client: &reqwest::Client, url: &str) -> Result<reqwest::Response, DownloadError> {
+    let shown = redacted(url).into_owned();
+    let request = |source| DownloadError::Request {
+        url: shown.clone(),
+        source,
+    };
+    let mut current = url.to_string();
+    let mut hops = 0;
+    loop {
+        hops += 1;
+        let resp = client.get(&current).send().await.map_err(request)?;
+        if !resp.status().is_redirection() {
+            return Ok(resp);
+        }
+        let to = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| resp.url().join(l).ok());
+        let refuse = |to: String, problem| DownloadError::Redirect {
+            url: shown.clone(),
+            to,
+            problem,
+        };
+        let Some(to) = to else {
+            return Err(refuse(String::new(), RedirectProblem::NoLocation));
+        };
+        check_redirect(resp.url(), &to, hops)
+            .map_err(|p| refuse(redacted(to.as_str()).into_owned(), p))?;
+        current = to.to_string();
+    }
+}
+
+/// One GET of `url` into `sink`, hashing the body on the way; at most `limit` bytes.
 async fn fetch<S: Sink>(
     client: &reqwest::Client,
     url: &str,
     mut sink: S,
+    limit: Size,
 ) -> Result<(S, Fetched), DownloadError> {
+    let shown = redacted(url).into_owned();
     let request = |source| DownloadError::Request {
-        url: url.to_string(),
+        url: shown.clone(),
         source,
     };
-    let mut resp = client.get(url).send().await.map_err(request)?;
+    let too_large = || DownloadError::TooLarge {
+        url: shown.clone(),
+        limit,
+    };
+    let mut resp = get(client, url).await?;
     let status = resp.status();
     if !status.is_success() {
         return Err(DownloadError::Status {
-            url: url.to_string(),
+            url: shown.clone(),
             status,
         });
+    }
+    if resp.content_length().is_some_and(|n| n > limit.bytes()) {
+        return Err(too_large());
     }
     let last_modified = resp
         .headers()
@@ -255,7 +374,12 @@ async fn fetch<S: Sink>(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let mut hash = Sha256::new();
+    let mut got: u64 = 0;
     while let Some(chunk) = resp.chunk().await.map_err(request)? {
+        got += chunk.len() as u64;
+        if got > limit.bytes() {
+            return Err(too_large());
+        }
         hash.update(&chunk);
         sink.write(&chunk).await?;
     }

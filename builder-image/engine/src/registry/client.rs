@@ -1,17 +1,22 @@
 //! Talking to OCI registries (oci-client): resolving an image to its digest, config and layers
-//! (blobs kept in a local cache by digest), and pushing a built image: blobs the registry
-//! already has are skipped, base layers are mounted from the base's repository when it is on
-//! the same registry, and the manifest goes last, to each destination once every blob is in
-//! at every one of them (M12): a failed push moves no tag. Each layer's bytes are checked
-//! against its digests as they are uploaded ([`crate::registry::verify`]): a layer file that
-//! changed since its stage wrote it is never completed. Transient failures (HTTP 429 and 5xx, broken
-//! connections) are retried a bounded number of times ([`crate::net::retry`]). Every error
-//! names the registry, the operation and, when there is one, the HTTP status. Credentials come
-//! from the Docker config files ([`crate::registry::auth`]); plain HTTP only for registries
-//! named insecure.
+//! (blobs kept in a local cache by registry, repository and digest), and pushing a built image:
+//! blobs the registry already has are skipped, base layers are mounted from the base's
+//! repository when it is on the same registry, and the manifest goes last, to each
+//! destination once every blob is in at every one of them (M12): a failed push moves no tag.
+//! Transient failures (HTTP 429 and 5xx, broken connections) are retried a bounded number of
+//! times ([`crate::net::retry`]). Every error names the registry, the operation and, when
+//! there is one, the HTTP status. Credentials come from the Docker config files
+//! ([`crate::registry::auth`]); plain HTTP only for registries named insecure.
+//!
+//! A registry is untrusted: every digest it sends passes [`sha256_hex`] before it is used, and
+//! a blob is written to a fresh `O_EXCL` temporary file in the cache directory, checked, and
+//! renamed into place, the temporary file removed on every error path. So is the workspace a
+//! pushed layer is read from: each layer's bytes are checked against its digests as they are
+//! uploaded ([`crate::registry::verify`]), and one that changed since its stage wrote it is
+//! never completed.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -29,10 +34,11 @@ use tokio_util::io::ReaderStream;
 
 use crate::net::retry;
 use crate::registry::auth::DockerConfig;
-pub use crate::registry::error::{RegistryError, RegistryErrorKind, SetupError};
+use crate::registry::digest::sha256_hex;
+pub use crate::registry::error::{DigestOf, RegistryError, RegistryErrorKind, SetupError};
 use crate::registry::manifest::{manifest_json, sha256_bytes, sha256_file};
 use crate::registry::verify::{LayerCheck, MismatchSlot, checked};
-use crate::workspace::{ImageInfo, LayerRef, open_beneath};
+use crate::workspace::{ImageInfo, LayerRef, image_key, open_beneath};
 
 use RegistryErrorKind::Protocol;
 
@@ -193,6 +199,14 @@ impl Registry {
         if diff_ids.len() != manifest.layers.len() {
             return Err(err(&r, &op, RegistryErrorKind::DiffIds));
         }
+        // Every digest the registry sent, before any of them names a file.
+        let digests = std::iter::once((DigestOf::Image, &digest))
+            .chain(std::iter::once((DigestOf::Config, &manifest.config.digest)))
+            .chain(manifest.layers.iter().map(|l| (DigestOf::Layer, &l.digest)))
+            .chain(diff_ids.iter().map(|d| (DigestOf::DiffId, d)));
+        for (of, d) in digests {
+            sha256_hex(d).map_err(|e| err(&r, &op, RegistryErrorKind::digest(of, e)))?;
+        }
         let layers = manifest
             .layers
             .iter()
@@ -214,36 +228,50 @@ impl Registry {
         })
     }
 
-    /// A blob in the cache, downloaded and checked once.
+    /// Where `r`'s blobs are cached: by registry and repository, so a manifest can only name
+    /// blobs its own repository served (a digest alone would hand another image's private
+    /// layer to whoever knows its digest).
+    fn blob_dir(&self, r: &Reference) -> PathBuf {
+        self.blob_cache
+            .join(image_key(&format!("{}/{}", r.registry(), r.repository())))
+            .join("sha256")
+    }
+
+    /// A blob in the cache, downloaded and checked once. The cache is root's alone (the state
+    /// directory is 0700) and holds only blobs checked before they were renamed into place, so
+    /// a cached blob is not hashed again.
     async fn fetch_blob(&self, r: &Reference, l: &OciDescriptor) -> Result<PathBuf, RegistryError> {
         let op = format!("fetch blob {}", l.digest);
         let fail = |kind| err(r, &op, kind);
         let io = |e| fail(RegistryErrorKind::Io(e));
-        let hex = l
-            .digest
-            .strip_prefix("sha256:")
-            .ok_or_else(|| fail(RegistryErrorKind::NotSha256))?;
-        let path = self.blob_cache.join("sha256").join(hex);
-        if path.exists() {
+        let hex = sha256_hex(&l.digest)
+            .map_err(|e| fail(RegistryErrorKind::digest(DigestOf::Layer, e)))?;
+        let dir = self.blob_dir(r);
+        let path = dir.join(hex);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
             return Ok(path);
         }
-        let dir = self.blob_cache.join("sha256");
         std::fs::create_dir_all(&dir).map_err(io)?;
-        let tmp = dir.join(format!("{hex}.{}.partial", std::process::id()));
+        // O_EXCL in the cache directory; removed when dropped, on every error path.
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("{hex}."))
+            .suffix(".partial")
+            .tempfile_in(&dir)
+            .map_err(io)?;
         // Every try starts the file over.
         retrying(r, &op, || async {
-            let mut f = tokio::fs::File::create(&tmp)
-                .await
-                .map_err(RegistryErrorKind::Io)?;
+            let mut f = tmp.as_file().try_clone().map_err(RegistryErrorKind::Io)?;
+            f.set_len(0).map_err(RegistryErrorKind::Io)?;
+            f.seek(SeekFrom::Start(0)).map_err(RegistryErrorKind::Io)?;
+            let mut f = tokio::fs::File::from_std(f);
             self.client.pull_blob(r, l, &mut f).await.map_err(Protocol)
         })
         .await?;
-        let got = sha256_file(&tmp).map_err(io)?;
+        let got = sha256_file(tmp.path()).map_err(io)?;
         if got != l.digest {
-            let _ = std::fs::remove_file(&tmp);
             return Err(fail(RegistryErrorKind::Digest(got)));
         }
-        std::fs::rename(&tmp, &path).map_err(io)?;
+        tmp.persist(&path).map_err(|e| io(e.error))?;
         Ok(path)
     }
 
@@ -415,6 +443,10 @@ mod tests {
     use crate::net::test_server::{response, serve};
 
     fn registry(base: &str) -> (Registry, Reference) {
+        registry_caching(base, Path::new(""))
+    }
+
+    fn registry_caching(base: &str, blob_cache: &Path) -> (Registry, Reference) {
         crate::net::ensure_crypto_provider();
         let host = base.trim_start_matches("http://").to_string();
         let r = parse_ref(&format!("{host}/team/app:1")).expect("reference");
@@ -426,9 +458,142 @@ mod tests {
             client,
             config: DockerConfig::default(),
             auths: Mutex::default(),
-            blob_cache: PathBuf::new(),
+            blob_cache: blob_cache.to_path_buf(),
         };
         (registry, r)
+    }
+
+    /// Every file under `dir`, recursively.
+    fn files(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return out;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// T7 (H4): a manifest naming a layer `sha256:../../...` is refused with the registry
+    /// named, before anything is fetched or written.
+    #[test]
+    fn a_manifest_with_a_path_for_a_digest_is_refused() {
+        let config = r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:0000000000000000000000000000000000000000000000000000000000000000"]}}"#;
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:../../../../../../var/tmp/slipway-h4","size":5}}]}}"#,
+            sha256_bytes(config.as_bytes()),
+            config.len()
+        );
+        // The API check (`/v2/`), the manifest, the API check again, the config.
+        let (base, hits) = serve(vec![
+            response("200 OK", "", ""),
+            response(
+                "200 OK",
+                "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n",
+                &manifest,
+            ),
+            response("200 OK", "", ""),
+            response("200 OK", "", config),
+        ]);
+        let cache = tempfile::tempdir().expect("tmp");
+        let (registry, r) = registry_caching(&base, cache.path());
+        let e = crate::net::block_on(registry.pull(&r.whole()))
+            .expect("runtime")
+            .expect_err("refused");
+        let host = base.trim_start_matches("http://");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "registry {host}: pull {host}/team/app:1: layer: invalid digest \
+                 \"sha256:../../../../../../var/tmp/slipway-h4\" (want sha256: and 64 \
+                 lowercase hex digits)"
+            )
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 4, "no layer was asked for");
+        assert!(files(cache.path()).is_empty());
+    }
+
+    /// A blob whose bytes do not match its digest leaves nothing in the cache; a digest that
+    /// is a path is refused before any request.
+    #[test]
+    fn a_wrong_blob_leaves_no_file_behind() {
+        let (base, hits) = serve(vec![response("200 OK", "", "pwned")]);
+        let cache = tempfile::tempdir().expect("tmp");
+        let (registry, r) = registry_caching(&base, cache.path());
+        let want = sha256_bytes(b"the real layer");
+        let l = OciDescriptor {
+            digest: want.clone(),
+            size: 5,
+            ..Default::default()
+        };
+        let e = crate::net::block_on(registry.fetch_blob(&r, &l))
+            .expect("runtime")
+            .expect_err("mismatch");
+        assert!(e.to_string().contains(&format!("fetch blob {want}")), "{e}");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        assert!(files(cache.path()).is_empty(), "{:?}", files(cache.path()));
+
+        let l = OciDescriptor {
+            digest: "sha256:../../../../etc/hostname".into(),
+            ..Default::default()
+        };
+        let e = crate::net::block_on(registry.fetch_blob(&r, &l))
+            .expect("runtime")
+            .expect_err("refused");
+        assert!(e.to_string().ends_with("layer: invalid digest \"sha256:../../../../etc/hostname\" (want sha256: and 64 lowercase hex digits)"), "{e}");
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            1,
+            "no request for a bad digest"
+        );
+    }
+
+    /// Blobs are cached per registry and repository: another repository's manifest naming the
+    /// same digest does not get the cached file.
+    #[test]
+    fn the_blob_cache_is_keyed_by_repository() {
+        let blob = b"layer bytes";
+        let (base, hits) = serve(vec![response(
+            "200 OK",
+            "",
+            std::str::from_utf8(blob).expect("utf8"),
+        )]);
+        let cache = tempfile::tempdir().expect("tmp");
+        let (registry, r) = registry_caching(&base, cache.path());
+        let l = OciDescriptor {
+            digest: sha256_bytes(blob),
+            size: blob.len() as i64,
+            ..Default::default()
+        };
+        let first = crate::net::block_on(registry.fetch_blob(&r, &l))
+            .expect("runtime")
+            .expect("fetched");
+        assert_eq!(std::fs::read(&first).expect("read"), blob);
+        let again = crate::net::block_on(registry.fetch_blob(&r, &l))
+            .expect("runtime")
+            .expect("cached");
+        assert_eq!(again, first);
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            1,
+            "the second time from the cache"
+        );
+        let other = parse_ref(&format!("{}/evil/x:1", r.registry())).expect("reference");
+        let theirs = crate::net::block_on(registry.fetch_blob(&other, &l))
+            .expect("runtime")
+            .expect("fetched");
+        assert_ne!(theirs, first);
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            2,
+            "another repository asks its registry"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use slipway_frontend::reference::ReferenceError;
 use crate::net::NoCaCertificates;
 use crate::net::retry;
 use crate::registry::auth::AuthError;
+use crate::registry::digest::DigestError;
 
 /// A registry operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,13 @@ pub enum RegistryErrorKind {
     DiffIds,
     #[error("only sha256 digests are supported")]
     NotSha256,
+    /// A digest the registry sent that is not `sha256:` and 64 lowercase hex digits.
+    #[error("{of}: {source}")]
+    BadDigest {
+        of: DigestOf,
+        #[source]
+        source: DigestError,
+    },
     #[error("content has digest {0}")]
     Digest(String),
     #[error("a layer with no file and no base image")]
@@ -61,7 +69,36 @@ pub enum RegistryErrorKind {
     Reference(#[source] ReferenceError),
 }
 
+/// Which digest of an image a registry sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestOf {
+    Image,
+    Config,
+    Layer,
+    DiffId,
+}
+
+impl std::fmt::Display for DigestOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DigestOf::Image => "image",
+            DigestOf::Config => "config",
+            DigestOf::Layer => "layer",
+            DigestOf::DiffId => "diff_id",
+        })
+    }
+}
+
 impl RegistryErrorKind {
+    /// A digest that failed [`crate::registry::digest::sha256_hex`]; another algorithm keeps
+    /// the message it always had.
+    pub fn digest(of: DigestOf, e: DigestError) -> Self {
+        match e {
+            DigestError::NotSha256 => RegistryErrorKind::NotSha256,
+            source => RegistryErrorKind::BadDigest { of, source },
+        }
+    }
+
     /// Worth another try: only what the registry or the connection says can pass.
     pub fn transient(&self) -> bool {
         matches!(self, RegistryErrorKind::Protocol(e) if transient(e))
@@ -201,6 +238,23 @@ mod tests {
         assert_eq!(
             RegistryErrorKind::Digest("sha256:00".into()).to_string(),
             "content has digest sha256:00"
+        );
+        let e = RegistryError {
+            registry: "127.0.0.1:5058".into(),
+            operation: "pull 127.0.0.1:5058/evil/x:latest".into(),
+            kind: RegistryErrorKind::digest(
+                DigestOf::Layer,
+                DigestError::Invalid("sha256:../../etc/x".into()),
+            ),
+        };
+        assert_eq!(
+            e.to_string(),
+            "registry 127.0.0.1:5058: pull 127.0.0.1:5058/evil/x:latest: layer: invalid digest \
+             \"sha256:../../etc/x\" (want sha256: and 64 lowercase hex digits)"
+        );
+        assert_eq!(
+            RegistryErrorKind::digest(DigestOf::Image, DigestError::NotSha256).to_string(),
+            "only sha256 digests are supported"
         );
     }
 

@@ -1,8 +1,10 @@
-//! Registries: pulls and pushes through oci-client, the manifests pushed, the errors, and
-//! credentials; the check of a layer's bytes against its digests as they stream ([`verify`]).
+//! Registries: pulls and pushes through oci-client, the manifests pushed, the errors, digest
+//! validation, and credentials; the check of a layer's bytes against its digests as they
+//! stream ([`verify`]).
 
 pub mod auth;
 pub mod client;
+pub mod digest;
 pub mod error;
 pub mod manifest;
 pub mod reference;

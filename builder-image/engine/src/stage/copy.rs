@@ -20,7 +20,7 @@ use crate::stage::copy_sources::{self, CopyError};
 use crate::stage::exports::{self, ExportsError};
 use crate::stage::users::{self, UserError};
 use crate::stage::{Engine, StageError};
-use crate::trusted::TrustError;
+use crate::trusted::{self, CopiedImageError, TrustError};
 
 /// Why a COPY or ADD failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,9 @@ pub enum CopyAddError {
     FromDir(#[source] io::Error),
     #[error("--from={0}: the image was not unpacked into the workspace")]
     NotUnpacked(String),
+    /// The image a `--from` names could not be unpacked into the stage's scratch space.
+    #[error(transparent)]
+    Image(#[from] CopiedImageError),
     #[error("--parents is not supported yet")]
     Parents,
     #[error("--checksum is only supported for URL sources")]
@@ -83,6 +86,10 @@ pub enum CopyAddError {
     },
     #[error(transparent)]
     Download(#[from] DownloadError),
+    /// A heredoc or a download whose file name is empty, `.` or `..`: writing it would
+    /// replace a directory of the tree, or its parent (L2 of SECURITY.md).
+    #[error("{from}: {target} does not name a file")]
+    NotAFile { from: String, target: String },
 }
 
 /// What ADD does with a local tar archive among its sources.
@@ -158,23 +165,42 @@ pub fn filter_patterns(
     patterns
 }
 
+/// A destination that names a directory (BuildKit's `dispatchCopy`: `.`, empty, or a
+/// trailing `/`; and `/.`, as for sources).
+pub fn dest_is_dir(dest: &str) -> bool {
+    dest.is_empty() || dest == "." || dest.ends_with('/') || dest.ends_with("/.")
+}
+
 /// Where a heredoc file lands: the destination itself, or a file named after its delimiter
-/// in it when the destination ends in `/` or there is more than one source.
+/// in it when the destination is a directory or there is more than one source.
 pub fn inline_target(paths: &SourcesAndDest, dest: &str, dest_abs: &str, name: &str) -> String {
-    if dest.ends_with('/') || paths.contents.len() + paths.sources.len() > 1 {
-        format!("{dest_abs}/{name}")
+    if dest_is_dir(dest) || paths.contents.len() + paths.sources.len() > 1 {
+        format!("{}/{name}", dest_abs.trim_end_matches('/'))
     } else {
         dest_abs.to_string()
     }
 }
 
-/// Where a downloaded file lands: the destination, or `file_name` in it when it ends in `/`.
+/// Where a downloaded file lands: the destination, or `file_name` in it when it is a
+/// directory.
 pub fn url_target(workdir: &str, dest: &str, file_name: &str) -> String {
     let target = in_image_path(workdir, dest);
-    if dest.ends_with('/') {
-        format!("{target}/{file_name}")
+    if dest_is_dir(dest) {
+        format!("{}/{file_name}", target.trim_end_matches('/'))
     } else {
         target
+    }
+}
+
+/// `target` if its last name is a file's: not empty (the root), `.` or `..`. `source` names
+/// what was to be written there, for the message.
+pub fn file_target(source: &str, target: String) -> Result<String, CopyAddError> {
+    match target.rsplit('/').next() {
+        Some("" | "." | "..") | None => Err(CopyAddError::NotAFile {
+            from: source.to_string(),
+            target,
+        }),
+        Some(_) => Ok(target),
     }
 }
 
@@ -224,10 +250,25 @@ impl Engine<'_> {
                 Ok(dir)
             }
             None => {
-                let dir = self.ws.image_rootfs(from);
-                if !dir.is_dir() {
-                    return Err(self.fail(cmd, CopyAddError::NotUnpacked(from.to_string())));
+                // Local mode's host unpacked it, read-only to the stage.
+                let shared = self.ws.image_rootfs(from);
+                if shared.is_dir() {
+                    return Ok(shared);
                 }
+                if let Some(p) = self.unpacked_images.get(from) {
+                    return Ok(p.clone());
+                }
+                // A cluster's prepare pod left its layers: unpacked here, into the stage's own
+                // scratch space, each checked against its digests (H1).
+                let key = crate::workspace::image_key(from);
+                let dir = self
+                    .ws
+                    .stage_work(self.ps.index)
+                    .join(format!("image-{key}"));
+                let _ = fs::remove_dir_all(&dir);
+                trusted::unpack_image(self.checked(), from, &dir)
+                    .map_err(|e| self.fail(cmd, CopyAddError::Image(e)))?;
+                self.unpacked_images.insert(from.to_string(), dir.clone());
                 Ok(dir)
             }
         }
@@ -337,7 +378,11 @@ impl Engine<'_> {
             } else {
                 f.data.clone()
             };
-            let target = inline_target(paths, &dest, &dest_abs, &f.name);
+            let target = file_target(
+                &format!("<<{}", f.name),
+                inline_target(paths, &dest, &dest_abs, &f.name),
+            )
+            .map_err(|e| self.fail(cmd, e))?;
             fscopy::write_file(
                 &self.root,
                 &target,
@@ -408,14 +453,19 @@ impl Engine<'_> {
             return Err(self.fail(cmd, CopyAddError::UrlSources));
         };
         let url = self.expand(cmd, url)?;
+        let dest = self.expand(cmd, &a.paths.dest)?;
+        // Before the download: the name comes from the URL alone.
+        let name = crate::net::download::url_file_name(&url);
+        file_target(&url, url_target(self.workdir(), &dest, &name))
+            .map_err(|e| self.fail(cmd, e))?;
         let checksum = match &a.checksum {
             Some(c) => Some(self.expand(cmd, c)?),
             None => None,
         };
         let dl = crate::net::download(&url, checksum.as_deref())
             .map_err(|e| self.fail(cmd, CopyAddError::Download(e)))?;
-        let dest = self.expand(cmd, &a.paths.dest)?;
-        let target = url_target(self.workdir(), &dest, &dl.file_name);
+        let target = file_target(&url, url_target(self.workdir(), &dest, &dl.file_name))
+            .map_err(|e| self.fail(cmd, e))?;
         let mut w = Written::default();
         fscopy::write_file(
             &self.root,
@@ -508,11 +558,45 @@ mod tests {
         let two = paths("COPY <<A <<B /out/\na\nA\nb\nB");
         assert_eq!(inline_target(&two, "/out", "/out", "A"), "/out/A");
 
+        // `.` is the working directory, a directory (BuildKit's rule).
+        assert_eq!(inline_target(&one, ".", "/app", "EOF"), "/app/EOF");
+        assert_eq!(inline_target(&one, ".", "/", "EOF"), "/EOF");
+        assert_eq!(inline_target(&one, "/", "/", "EOF"), "/EOF");
+        assert_eq!(url_target("/", ".", "f.tgz"), "/f.tgz");
         assert_eq!(url_target("/app", "dl/", "f.tgz"), "/app/dl/f.tgz");
         assert_eq!(url_target("/app", "/x/../y", "f.tgz"), "/y");
         assert_eq!(url_target("/", "file", "f.tgz"), "/file");
         assert!(is_url("https://example.com/a") && is_url("http://h/a"));
         assert!(!is_url("ftp://h/a") && !is_url("./https://x"));
+    }
+
+    #[test]
+    fn names_that_are_no_file_are_refused() {
+        // `COPY <<.. /app/`, `ADD https://h/x/.. /app/`: never `/app/..` (L2).
+        let many = paths("COPY <<A <<B /out/\na\nA\nb\nB");
+        for name in ["..", "."] {
+            let t = inline_target(&many, "/app/", "/app", name);
+            let e = file_target(&format!("<<{name}"), t).expect_err(name);
+            assert_eq!(
+                e.to_string(),
+                format!("<<{name}: /app/{name} does not name a file")
+            );
+        }
+        let name = crate::net::download::url_file_name("https://h/x/..");
+        assert_eq!(name, "..");
+        let e = file_target("https://h/x/..", url_target("/", "/app/", &name)).expect_err("..");
+        assert_eq!(
+            e.to_string(),
+            "https://h/x/..: /app/.. does not name a file"
+        );
+        // A destination that cleans to the root is not a file either (`COPY <<EOF /.`).
+        let one = paths("COPY <<EOF /etc/motd\nhi\nEOF");
+        let e = file_target("<<EOF", inline_target(&one, "/.x", "/", "EOF")).expect_err("/");
+        assert_eq!(e.to_string(), "<<EOF: / does not name a file");
+        assert_eq!(
+            file_target("<<EOF", "/etc/motd".into()).expect("a file"),
+            "/etc/motd"
+        );
     }
 
     #[test]

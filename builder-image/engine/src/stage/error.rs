@@ -129,6 +129,9 @@ pub enum SetupError {
     Exports(#[source] io::Error),
     #[error("not in the plan")]
     NotInPlan,
+    /// Making the engine the reaper of what RUN steps leave running, and not dumpable.
+    #[error("guarding the engine from its RUN steps: {0}")]
+    Reaper(#[source] nix::Error),
     #[error("no stage given")]
     NoStage,
 }
@@ -184,6 +187,23 @@ mod tests {
             ),
             "stage #0: Dockerfile:3: RUN: secret tok is required but was not provided"
         );
+        // Refused, never silently ignored (M4 of SECURITY.md).
+        assert_eq!(
+            at("stage #0", 2, "RUN", RunError::NetworkNone),
+            "stage #0: Dockerfile:2: RUN: --network=none is not supported: stages run without \
+             CAP_SYS_ADMIN, so a RUN cannot be given a network namespace of its own and would \
+             still reach the network"
+        );
+        assert_eq!(
+            at("stage #0", 2, "RUN", RunError::NetworkHost),
+            "stage #0: Dockerfile:2: RUN: --network=host is not allowed: it needs the \
+             network.host entitlement, which Slipway does not grant"
+        );
+        assert_eq!(
+            at("stage #0", 4, "RUN", MountSetupError::CacheReadOnly),
+            "stage #0: Dockerfile:4: RUN: --mount type=cache,ro is not supported: a cache \
+             cannot be made read-only without mount(2)"
+        );
         let walk = RunError::Walk(io::Error::other("boom"));
         assert_eq!(
             at("s", 1, "RUN", walk),
@@ -211,6 +231,14 @@ mod tests {
         assert_eq!(
             at("stage #0", 2, "ADD", CopyAddError::Extract(extract)),
             r#"stage #0: Dockerfile:2: ADD: /ctx/evil.tar: layer entry "../../evil.txt" would land outside the root"#
+        );
+        let e = CopyAddError::NotAFile {
+            from: "<<..".into(),
+            target: "/app/..".into(),
+        };
+        assert_eq!(
+            at("stage #0", 2, "COPY", e),
+            "stage #0: Dockerfile:2: COPY: <<..: /app/.. does not name a file"
         );
         let chmod = crate::fs::copy::ChmodError { spec: "u+x".into() };
         assert_eq!(

@@ -3,6 +3,11 @@
 //! through `/lib -> usr/lib` works), written as one plain tar so ownership and modes survive
 //! any volume. A matched path that is itself a symlink is stored as what it points to, since
 //! COPY follows a source symlink; symlinks further down stay symlinks.
+//!
+//! Only the stage's own tree is exported: a path that resolves into a mount point or the
+//! engine's folder (`/.slipway`: secrets, workspace, engine), or into `/proc`, `/sys` or
+//! `/dev` of a stage rooted at `/`, is treated as outside the root, as a dangling link is
+//! (L3 of SECURITY.md: `dir/leak -> /.slipway/secrets/token` exports nothing).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -32,8 +37,8 @@ pub fn write_exports(
                 continue;
             }
             let real = resolve_in_root(root, &name)?;
-            if fs::symlink_metadata(&real).is_err() {
-                continue; // a dangling link: the consumer reports the missing source
+            if off_tree(root, &real, skip) || fs::symlink_metadata(&real).is_err() {
+                continue; // outside, or a dangling link: the consumer reports it missing
             }
             count += add_tree(&mut b, &real, &name, skip)?;
         }
@@ -43,12 +48,23 @@ pub fn write_exports(
     Ok(count)
 }
 
+/// The kernel's file systems, never part of a stage rooted at `/`.
+const KERNEL: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+/// Whether `real`, a path resolved in the tree at `root`, is not the stage's: at or under a
+/// skipped path, or a kernel file system of a stage rooted at `/`.
+pub fn off_tree(root: &Path, real: &Path, skip: &BTreeSet<PathBuf>) -> bool {
+    skip.iter().any(|s| real.starts_with(s))
+        || (root == Path::new("/") && KERNEL.iter().any(|k| real.starts_with(k)))
+}
+
 fn add_tree<W: io::Write>(
     b: &mut tar::Builder<W>,
     path: &Path,
     name: &Path,
     skip: &BTreeSet<PathBuf>,
 ) -> io::Result<usize> {
+    // Below a path that is not skipped, only a skipped one itself can appear.
     if skip.contains(path) {
         return Ok(0);
     }
@@ -146,6 +162,53 @@ mod tests {
             fs::read(into.path().join(odd).join(odd)).expect("raw name"),
             b"odd"
         );
+    }
+
+    #[test]
+    fn links_into_the_engine_folder_export_nothing() {
+        let d = tempfile::tempdir().expect("tmp");
+        let r = d.path();
+        fs::create_dir_all(r.join(".slipway/secrets")).expect("mkdir");
+        fs::write(r.join(".slipway/secrets/token"), "s3cr3t").expect("w");
+        fs::create_dir_all(r.join("dir")).expect("mkdir");
+        fs::write(r.join("dir/ok"), "ok").expect("w");
+        symlink("/.slipway/secrets/token", r.join("dir/leak")).expect("ln");
+        symlink("/.slipway/secrets", r.join("dir/leakdir")).expect("ln");
+        let skip: BTreeSet<PathBuf> = [r.join(".slipway")].into_iter().collect();
+        let out = r.join("exports.tar");
+        let n = write_exports(
+            r,
+            &[
+                "/dir/leak".into(),
+                "/dir/leakdir/token".into(),
+                "/dir/leakdir".into(),
+                "/dir".into(),
+            ],
+            &skip,
+            &out,
+        )
+        .expect("exports");
+        // `/dir` and what is in it, the links as links.
+        assert_eq!(n, 4);
+        let into = tempfile::tempdir().expect("tmp");
+        extract(&out, into.path()).expect("extract");
+        let bytes = fs::read(&out).expect("tar");
+        assert!(!bytes.windows(6).any(|w| w == b"s3cr3t"));
+        assert!(
+            fs::symlink_metadata(into.path().join("dir/leak"))
+                .expect("a link")
+                .file_type()
+                .is_symlink()
+        );
+        assert!(into.path().join("dir/ok").is_file());
+        assert!(off_tree(
+            Path::new("/"),
+            Path::new("/proc/1/environ"),
+            &skip
+        ));
+        assert!(off_tree(Path::new("/"), Path::new("/dev/pipes/x"), &skip));
+        assert!(!off_tree(Path::new("/"), Path::new("/devices"), &skip));
+        assert!(!off_tree(r, &r.join("proc/x"), &skip));
     }
 
     #[test]

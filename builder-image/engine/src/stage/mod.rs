@@ -7,9 +7,10 @@
 //! Here: the stage's state ([`Engine`]'s fields), loading the plan and the Dockerfile, and the
 //! dispatch of the instructions (ENV, ARG, LABEL, WORKDIR, USER, ... change the config,
 //! [`config`]). The rest is split along the engine's seams: `start` (where a stage begins),
-//! [`run`] (RUN), [`mounts`] (`RUN --mount`), [`copy`] (COPY and ADD), [`commit`] (layers and
-//! the end of the stage), [`error`] (the one-line messages users see). [`users`], [`exec`],
-//! [`exports`] and [`copy_sources`] are their helpers.
+//! [`run`] (RUN), [`mounts`] and [`mount_sources`] (`RUN --mount`), [`copy`] (COPY and ADD),
+//! [`commit`] (layers and the end of the stage), [`error`] (the one-line messages users see).
+//! [`users`], [`exec`], [`run_files`], [`reap`], [`exports`] and [`copy_sources`] are their
+//! helpers.
 
 pub mod commit;
 pub mod config;
@@ -18,8 +19,11 @@ pub mod copy_sources;
 pub mod error;
 pub mod exec;
 pub mod exports;
+pub mod mount_sources;
 pub mod mounts;
+pub mod reap;
 pub mod run;
+pub mod run_files;
 mod start;
 pub mod users;
 
@@ -103,6 +107,8 @@ struct Engine<'a> {
     ignore: Option<Vec<String>>,
     /// Stage exports already unpacked for COPY --from, by stage index.
     unpacked: BTreeMap<usize, PathBuf>,
+    /// External images unpacked for COPY --from, by reference.
+    unpacked_images: BTreeMap<String, PathBuf>,
     secrets_dir: PathBuf,
     cache_dir: PathBuf,
     /// The digests of what the stage may read of the workspace.
@@ -190,6 +196,15 @@ pub fn run_stage(opts: &StageOptions) -> Result<ChainResult, StageError> {
 }
 
 fn run_chain(opts: &StageOptions) -> Result<ChainResult, StageError> {
+    // Before any RUN: what a RUN leaves running comes back to the engine to be killed
+    // (`reap`), and RUN steps (root, but without CAP_SYS_PTRACE) cannot read the engine's
+    // memory, where the secrets it copies for each RUN pass.
+    let guard = |source| StageError::Setup {
+        stage: "stage".into(),
+        source,
+    };
+    reap::become_subreaper().map_err(|e| guard(SetupError::Reaper(e)))?;
+    nix::sys::prctl::set_dumpable(false).map_err(|e| guard(SetupError::Reaper(e)))?;
     let loaded = load(opts)?;
     let mut digests = opts.digests.clone();
     let mut outputs = BTreeMap::new();
@@ -256,6 +271,7 @@ fn run_one(
         skip: BTreeSet::new(),
         ignore: None,
         unpacked: BTreeMap::new(),
+        unpacked_images: BTreeMap::new(),
         secrets_dir: opts
             .secrets_dir
             .clone()

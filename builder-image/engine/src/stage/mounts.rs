@@ -1,12 +1,18 @@
 //! `RUN --mount` without mount(2). Stage pods get no CAP_SYS_ADMIN, so the engine cannot bind
 //! or mount tmpfs; instead it puts a symlink at the target that leads to the source (a stage's
-//! export, the context, a cache directory kept outside the tree, an empty scratch directory, a
-//! secret file outside the tree), and takes it away, with anything it moved aside put back,
-//! before the tree is snapshotted. What RUN writes through the link never reaches the layer,
-//! as with BuildKit's mounts. A program that inspects the target sees a symlink.
+//! export, the context, a cache directory kept outside the tree, an empty directory made for
+//! the RUN, a secret file made for the RUN), and takes it away, with anything it moved aside
+//! put back, before the tree is snapshotted. What RUN writes through the link never reaches
+//! the layer, as with BuildKit's mounts. A program that inspects the target sees a symlink.
+//!
+//! What a link cannot do is made up for (M4 of SECURITY.md): a read-only bind (BuildKit's
+//! default) is checked unchanged after the RUN, and the RUN fails if it wrote there; an `rw`
+//! bind gets a private copy whose writes are discarded; a cache's `sharing=locked` takes a
+//! lock, `sharing=private` a lock or else an empty directory of its own. What cannot be made
+//! up for is refused, never ignored (a read-only cache, a cache seeded `from=` a stage).
 //!
 //! Which source each mount kind uses is decided by [`mount_source`] from the parsed mount
-//! alone; one `Engine` method per kind then prepares that source.
+//! alone; `mount_sources` prepares it and undoes it.
 
 use std::fs;
 use std::io;
@@ -15,11 +21,8 @@ use std::path::{Path, PathBuf};
 
 use crate::fs::root::scoped_path;
 
-use crate::stage::run::visible_path;
-use crate::stage::{Engine, StageError, sanitize};
-use slipway_frontend::dockerfile::instructions::{
-    self, Command, Mount, MountError, MountKind, Run,
-};
+use crate::stage::sanitize;
+use slipway_frontend::dockerfile::instructions::{Mount, MountError, MountKind, Sharing};
 
 /// One prepared mount: what to undo after the RUN.
 #[derive(Debug)]
@@ -127,15 +130,48 @@ pub enum MountSetupError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "--mount target {target} is read-only (add rw to write; the writes are then discarded \
+         after the RUN): the RUN changed {path}"
+    )]
+    ReadOnlyWritten { target: String, path: String },
+    #[error("--mount target {target}: checking the read-only source: {source}")]
+    ReadOnlyCheck {
+        target: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "--mount type=cache,ro is not supported: a cache cannot be made read-only without mount(2)"
+    )]
+    CacheReadOnly,
+    #[error("--mount type=cache with from= is not supported")]
+    CacheFrom,
+    #[error("--mount type=cache,sharing={sharing}: locking {dir}: {source}")]
+    Lock {
+        sharing: Sharing,
+        dir: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The private copy of an `rw` bind mount.
+    #[error("--mount target {target}: copying the source: {source}")]
+    Copy {
+        target: String,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Where a mount's link leads, decided from the parsed mount alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountSource {
-    /// `path` inside the context (`from` unset) or inside the tree `from` names.
+    /// `path` inside the context (`from` unset) or inside the tree `from` names; read-only
+    /// (checked), or else a private copy.
     Bind {
         from: Option<String>,
         path: String,
+        read_only: bool,
     },
     /// A directory of the cache dir (named by [`cache_dir_name`]), made on first use.
     Cache {
@@ -143,8 +179,9 @@ pub enum MountSource {
         mode: u32,
         uid: u32,
         gid: u32,
+        sharing: Sharing,
     },
-    /// A fresh empty directory among the run files, named `dir`.
+    /// A fresh empty directory among the RUN's files, named `dir`.
     Tmpfs {
         dir: String,
     },
@@ -164,7 +201,7 @@ pub struct SecretMount {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretFile {
-    /// The copy's file name among the run files.
+    /// The copy's file name among the RUN's files.
     pub name: String,
     /// Where the link goes (`/run/secrets/<id>` by default).
     pub target: String,
@@ -173,14 +210,9 @@ pub struct SecretFile {
     pub gid: u32,
 }
 
-/// Where mount number `index` of RUN step `step` takes its source from. Only secrets work in
-/// a stage rooted in a directory (`chroot`): a link there could not reach anything else.
-pub fn mount_source(
-    m: &Mount,
-    chroot: bool,
-    step: usize,
-    index: usize,
-) -> Result<MountSource, MountSetupError> {
+/// Where mount number `index` of a RUN takes its source from. Only secrets work in a stage
+/// rooted in a directory (`chroot`): a link there could not reach anything else.
+pub fn mount_source(m: &Mount, chroot: bool, index: usize) -> Result<MountSource, MountSetupError> {
     if chroot && m.kind != MountKind::Secret {
         return Err(MountSetupError::FromScratch);
     }
@@ -189,20 +221,30 @@ pub fn mount_source(
         MountKind::Bind => MountSource::Bind {
             from: m.from.clone(),
             path: m.source.clone().unwrap_or_default(),
+            read_only: m.read_only,
         },
-        MountKind::Cache => MountSource::Cache {
-            dir: cache_dir_name(m.id.as_deref().unwrap_or(&target)),
-            mode: m.mode.unwrap_or(0o755),
-            uid: m.uid.unwrap_or(0),
-            gid: m.gid.unwrap_or(0),
-        },
+        MountKind::Cache => {
+            if m.read_only {
+                return Err(MountSetupError::CacheReadOnly);
+            }
+            if m.from.is_some() {
+                return Err(MountSetupError::CacheFrom);
+            }
+            MountSource::Cache {
+                dir: cache_dir_name(m.id.as_deref().unwrap_or(&target)),
+                mode: m.mode.unwrap_or(0o755),
+                uid: m.uid.unwrap_or(0),
+                gid: m.gid.unwrap_or(0),
+                sharing: m.sharing.unwrap_or(Sharing::Shared),
+            }
+        }
         MountKind::Tmpfs => MountSource::Tmpfs {
-            dir: format!("tmpfs-{step}-{index}"),
+            dir: format!("tmpfs-{index}"),
         },
         MountKind::Secret => {
             let id = m.secret_id().unwrap_or_default().to_string();
             let file = (m.env.is_none() || m.target.is_some()).then(|| SecretFile {
-                name: sanitize(&id),
+                name: format!("secret-{index}-{}", sanitize(&id)),
                 target: m
                     .target
                     .clone()
@@ -236,130 +278,10 @@ pub fn mount_target(target: Option<&str>, working_dir: &str) -> Result<String, M
     })
 }
 
-impl Engine<'_> {
-    /// Puts RUN's mounts in place (one function per kind), recording what to undo in
-    /// `placed` and the secrets given as variables in `secret_env`.
-    pub(super) fn place_mounts(
-        &mut self,
-        cmd: &Command,
-        run: &Run,
-        placed: &mut Vec<Placed>,
-        secret_env: &mut Vec<(String, String)>,
-    ) -> Result<(), StageError> {
-        for (i, spec) in run.mounts.iter().enumerate() {
-            let vars = &self.vars;
-            let lex = self.lex;
-            let m = instructions::parse_mount_with(spec, &mut |v| lex.process_word(v, vars))
-                .map_err(|e| self.fail(cmd, MountSetupError::Parse(e)))?;
-            let chroot = self.root != Path::new("/");
-            let source = mount_source(&m, chroot, self.step, i).map_err(|e| self.fail(cmd, e))?;
-            let path = match source {
-                MountSource::Bind { from, path } => {
-                    self.bind_source(cmd, from.as_deref(), &path)?
-                }
-                MountSource::Cache {
-                    dir,
-                    mode,
-                    uid,
-                    gid,
-                } => self.cache_source(cmd, &dir, mode, (uid, gid))?,
-                MountSource::Tmpfs { dir } => self.tmpfs_source(cmd, &dir)?,
-                MountSource::Secret(s) => {
-                    placed.extend(self.place_secret(cmd, &s, secret_env)?);
-                    continue;
-                }
-            };
-            let target = mount_target(m.target.as_deref(), &self.image.config.working_dir)
-                .map_err(|e| self.fail(cmd, e))?;
-            placed
-                .push(place(&self.root, &target, &path).map_err(|source| {
-                    self.fail(cmd, MountSetupError::Target { target, source })
-                })?);
-        }
-        Ok(())
-    }
-
-    /// A bind mount's source: `path` in the context, or in the stage or image `from` names.
-    fn bind_source(
-        &mut self,
-        cmd: &Command,
-        from: Option<&str>,
-        path: &str,
-    ) -> Result<PathBuf, StageError> {
-        let src_root = match from {
-            None => self.ws.context(),
-            Some(from) => self.copy_from_root(cmd, from, true)?,
-        };
-        crate::fs::root::resolve_in_root(&src_root, path).map_err(|source| {
-            let path = path.to_string();
-            self.fail(cmd, MountSetupError::Source { path, source })
-        })
-    }
-
-    /// A cache mount's directory, made with its mode and owner the first time.
-    fn cache_source(
-        &self,
-        cmd: &Command,
-        name: &str,
-        mode: u32,
-        (uid, gid): (u32, u32),
-    ) -> Result<PathBuf, StageError> {
-        let dir = self.cache_dir.join(name);
-        if !dir.exists() {
-            fs::create_dir_all(&dir).map_err(|e| self.fail(cmd, MountSetupError::Prepare(e)))?;
-            let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(mode));
-            let _ = nix::unistd::chown(&dir, Some(uid.into()), Some(gid.into()));
-        }
-        Ok(dir)
-    }
-
-    /// A tmpfs mount's stand-in: an empty directory among the run files.
-    fn tmpfs_source(&self, cmd: &Command, name: &str) -> Result<PathBuf, StageError> {
-        let dir = self.run_files_dir().join(name);
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).map_err(|e| self.fail(cmd, MountSetupError::Prepare(e)))?;
-        Ok(dir)
-    }
-
-    /// A secret: its value into `secret_env`, and/or a copy among the run files linked at its
-    /// target. `None` when nothing is linked (a missing optional secret, an env-only one).
-    fn place_secret(
-        &self,
-        cmd: &Command,
-        s: &SecretMount,
-        secret_env: &mut Vec<(String, String)>,
-    ) -> Result<Option<Placed>, StageError> {
-        let data = match fs::read(self.secrets_dir.join(&s.id)) {
-            Ok(d) => d,
-            Err(_) if s.required => {
-                return Err(self.fail(cmd, MountSetupError::SecretRequired(s.id.clone())));
-            }
-            Err(_) => return Ok(None),
-        };
-        if let Some(var) = &s.env {
-            secret_env.push((var.clone(), String::from_utf8_lossy(&data).into_owned()));
-        }
-        let Some(f) = &s.file else { return Ok(None) };
-        let prepare = |e| self.fail(cmd, MountSetupError::Prepare(e));
-        let dir = self.run_files_dir().join("secrets");
-        fs::create_dir_all(&dir).map_err(prepare)?;
-        let file = dir.join(&f.name);
-        fs::write(&file, &data).map_err(prepare)?;
-        fs::set_permissions(&file, fs::Permissions::from_mode(f.mode)).map_err(prepare)?;
-        let _ = nix::unistd::chown(&file, Some(f.uid.into()), Some(f.gid.into()));
-        let link_to = PathBuf::from(visible_path(&self.root, &file));
-        place(&self.root, &f.target, &link_to)
-            .map(Some)
-            .map_err(|source| {
-                let target = f.target.clone();
-                self.fail(cmd, MountSetupError::Target { target, source })
-            })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use slipway_frontend::dockerfile::instructions;
 
     #[test]
     fn place_and_remove_restore_the_tree() {
@@ -389,7 +311,7 @@ mod tests {
 
     fn source(spec: &str, chroot: bool) -> Result<MountSource, MountSetupError> {
         let m = instructions::parse_mount(spec).expect("a valid --mount");
-        mount_source(&m, chroot, 3, 1)
+        mount_source(&m, chroot, 1)
     }
 
     #[test]
@@ -398,14 +320,16 @@ mod tests {
             source("type=bind,source=go.sum,target=/src/go.sum", false).expect("bind"),
             MountSource::Bind {
                 from: None,
-                path: "go.sum".into()
+                path: "go.sum".into(),
+                read_only: true
             }
         );
         assert_eq!(
-            source("target=/out,from=build", false).expect("bind"),
+            source("target=/out,from=build,rw", false).expect("bind"),
             MountSource::Bind {
                 from: Some("build".into()),
-                path: String::new()
+                path: String::new(),
+                read_only: false
             }
         );
         // A cache's id defaults to its target.
@@ -416,22 +340,28 @@ mod tests {
                 dir: cache_dir_name("/root/.cache"),
                 mode: 0o755,
                 uid: 0,
-                gid: 0
+                gid: 0,
+                sharing: Sharing::Shared
             }
         );
         assert_eq!(
-            source("type=cache,id=go,target=/c,mode=0700,uid=5,gid=6", false).expect("cache"),
+            source(
+                "type=cache,id=go,target=/c,mode=0700,uid=5,gid=6,sharing=locked",
+                false
+            )
+            .expect("cache"),
             MountSource::Cache {
                 dir: cache_dir_name("go"),
                 mode: 0o700,
                 uid: 5,
-                gid: 6
+                gid: 6,
+                sharing: Sharing::Locked
             }
         );
         assert_eq!(
             source("type=tmpfs,target=/tmp", false).expect("tmpfs"),
             MountSource::Tmpfs {
-                dir: "tmpfs-3-1".into()
+                dir: "tmpfs-1".into()
             }
         );
     }
@@ -439,7 +369,7 @@ mod tests {
     #[test]
     fn secrets_as_files_or_variables() {
         let file = |target: &str, mode| SecretFile {
-            name: "npm_token".into(),
+            name: "secret-1-npm_token".into(),
             target: target.into(),
             mode,
             uid: 0,
@@ -489,6 +419,17 @@ mod tests {
                 "type=ssh",
                 true,
                 "--mount in a stage built FROM scratch is not supported",
+            ),
+            (
+                "type=cache,target=/c,ro",
+                false,
+                "--mount type=cache,ro is not supported: a cache cannot be made read-only \
+                 without mount(2)",
+            ),
+            (
+                "type=cache,target=/c,from=build",
+                false,
+                "--mount type=cache with from= is not supported",
             ),
         ] {
             let err = source(spec, chroot).expect_err(spec);

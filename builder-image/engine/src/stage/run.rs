@@ -2,29 +2,47 @@
 //! process that becomes it (`exec.rs`), its output streamed with the stage's name, and the
 //! layer of what it changed. What to run, with which environment and as whom are pure
 //! functions of the stage's state ([`argv`], [`run_env`], [`run_user`], [`exec_spec`]); the
-//! `Engine` methods here do the I/O.
+//! `Engine` methods here do the I/O. Before the tree is walked, every process the RUN
+//! started is gone ([`reap`](crate::stage::reap)) and so are the files made for it
+//! ([`RunFiles`]).
 
-use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command as Process, Stdio};
 
-use slipway_frontend::dockerfile::instructions::{CmdLine, Command, Run, SecurityMode};
+use slipway_frontend::dockerfile::instructions::{
+    CmdLine, Command, NetworkMode, Run, SecurityMode,
+};
 use slipway_frontend::dockerfile::parser;
 
 use crate::layer::snapshot;
 use crate::stage::config::StageImage;
 use crate::stage::exec::ExecSpec;
+use crate::stage::mount_sources::Mounted;
+use crate::stage::run_files::{self, Area, RunFiles};
 use crate::stage::users::{self, ExecUser, GroupEntry, PasswdEntry, UserError};
-use crate::stage::{Engine, StageError, mounts, sanitize};
+use crate::stage::{Engine, StageError, reap, sanitize};
 
 /// Why a RUN could not run (its command failing is [`StageError::RunFailed`]).
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("--security=insecure is not allowed: stages run unprivileged")]
     Insecure,
+    /// A stage cannot take a RUN off the network: that needs a network namespace of its own,
+    /// and making one needs CAP_SYS_ADMIN, which stage pods do not have; running it with the
+    /// network would silently break its promise.
+    #[error(
+        "--network=none is not supported: stages run without CAP_SYS_ADMIN, so a RUN cannot \
+         be given a network namespace of its own and would still reach the network"
+    )]
+    NetworkNone,
+    /// BuildKit grants `--network=host` only with the `network.host` entitlement; Slipway
+    /// grants no entitlements.
+    #[error(
+        "--network=host is not allowed: it needs the network.host entitlement, which Slipway does not grant"
+    )]
+    NetworkHost,
     #[error("USER {spec}: {source}")]
     User {
         spec: String,
@@ -45,6 +63,21 @@ pub enum RunError {
     Start(#[source] io::Error),
     #[error("waiting for the command: {0}")]
     Wait(#[source] io::Error),
+    /// Killing what the RUN left running.
+    #[error("stopping the RUN's background processes: {0}")]
+    Leftovers(#[source] io::Error),
+    /// Removing the files made for the RUN (secrets, scripts, tmpfs).
+    #[error("removing the RUN's own files: {0}")]
+    RunFiles(#[source] io::Error),
+}
+
+/// Whether a RUN's `--network` can be honoured: only the default (the stage's own network).
+pub fn check_network(mode: NetworkMode) -> Result<(), RunError> {
+    match mode {
+        NetworkMode::Default => Ok(()),
+        NetworkMode::None => Err(RunError::NetworkNone),
+        NetworkMode::Host => Err(RunError::NetworkHost),
+    }
 }
 
 /// What RUN executes, decided before anything is written.
@@ -176,7 +209,7 @@ impl Engine<'_> {
         if run.security == SecurityMode::Insecure {
             return Err(self.fail(cmd, RunError::Insecure));
         }
-        let argv = self.run_argv(cmd, &run.cmd)?;
+        check_network(run.network).map_err(|e| self.fail(cmd, e))?;
         let (passwd, group) = self.read_users();
         let user =
             run_user(&self.image.config.user, &passwd, &group).map_err(|e| self.fail(cmd, e))?;
@@ -191,20 +224,23 @@ impl Engine<'_> {
             self.baseline = Some(s);
         }
 
-        // Mounts go in after the baseline and come out before the next walk.
-        let mut placed = Vec::new();
-        let mut secret_env = Vec::new();
-        let result = self
-            .place_mounts(cmd, run, &mut placed, &mut secret_env)
-            .and_then(|()| {
-                env.extend(secret_env);
-                let spec = exec_spec(&self.root, &user, self.workdir(), argv.clone());
-                self.spawn(cmd, &spec, &env)
-            });
-        for p in placed {
-            mounts::remove(p).map_err(|e| self.fail(cmd, RunError::Unmount(e)))?;
-        }
-        let code = result?;
+        // The RUN's own files (scripts, secrets, tmpfs) and its mounts go in after the
+        // baseline and come out before the next walk, on every path out of here.
+        let mut files = self.run_files();
+        let mut mounted = Mounted::default();
+        let result = self.run_argv(cmd, &run.cmd, &mut files).and_then(|argv| {
+            self.place_mounts(cmd, run, &mut files, &mut mounted)?;
+            env.append(&mut mounted.secret_env);
+            let spec = exec_spec(&self.root, &user, self.workdir(), argv.clone());
+            self.spawn(cmd, &spec, &env).map(|code| (argv, code))
+        });
+        let undone = self.unmount(cmd, mounted);
+        let removed = files
+            .remove()
+            .map_err(|e| self.fail(cmd, RunError::RunFiles(e)));
+        let (argv, code) = result?;
+        undone?;
+        removed?;
         if code != 0 {
             return Err(StageError::RunFailed {
                 stage: self.label.clone(),
@@ -225,34 +261,36 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// The argv of [`argv`], with a `#!` heredoc script written where RUN can execute it.
-    fn run_argv(&self, cmd: &Command, c: &CmdLine) -> Result<Vec<String>, StageError> {
+    /// The places of this RUN's own files ([`run_files::places`]).
+    fn run_files(&self) -> RunFiles {
+        let nonce = format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
+        let dev_tmpfs = self.skip.contains(Path::new("/dev"));
+        let (small, large) = run_files::places(&self.root, dev_tmpfs, self.step, &nonce);
+        RunFiles::new(small, large)
+    }
+
+    /// The argv of [`argv`], with a `#!` heredoc script written where RUN can execute it
+    /// (BuildKit runs it as `/dev/pipes/<name>`; so does a stage rooted at `/`).
+    fn run_argv(
+        &self,
+        cmd: &Command,
+        c: &CmdLine,
+        files: &mut RunFiles,
+    ) -> Result<Vec<String>, StageError> {
         let (file, body) = match argv(&self.image, c) {
             Argv::Exec(v) => return Ok(v),
             Argv::Script { file, body } => (file, body),
         };
-        // BuildKit runs it as /dev/pipes/<name>; /dev is the container's own tmpfs.
-        let dir = if self.root == Path::new("/") && self.skip.contains(Path::new("/dev")) {
-            PathBuf::from("/dev/pipes")
-        } else {
-            self.run_files_dir()
-        };
-        let script = |e| self.fail(cmd, RunError::Script(e));
-        fs::create_dir_all(&dir).map_err(script)?;
-        let path = dir.join(file);
-        fs::write(&path, body).map_err(script)?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(script)?;
+        let path = files
+            .write(Area::Small, &file, body.as_bytes(), 0o755, (0, 0))
+            .map_err(|e| self.fail(cmd, RunError::Script(e)))?;
         Ok(vec![visible_path(&self.root, &path)])
-    }
-
-    /// Files RUN needs to see (heredoc scripts, tmpfs and secret stand-ins) live outside the
-    /// tree: in the workspace, or inside the scratch root's engine folder.
-    pub(super) fn run_files_dir(&self) -> PathBuf {
-        if self.root == Path::new("/") {
-            self.ws.stage_work(self.ps.index).join("run")
-        } else {
-            self.root.join(".slipway-run")
-        }
     }
 
     /// Runs the helper, streaming its output line by line with the stage's name.
@@ -296,12 +334,15 @@ impl Engine<'_> {
         if let Some(e) = child.stderr.take() {
             threads.push(pump(Box::new(e), true, name));
         }
-        let status = child
-            .wait()
-            .map_err(|e| self.fail(cmd, RunError::Wait(e)))?;
+        let status = child.wait().map_err(|e| self.fail(cmd, RunError::Wait(e)));
+        // Whatever the RUN left behind goes now, before its output is drained: a daemon
+        // holding the pipes open would keep the pumps waiting for ever.
+        let killed = reap::kill_leftovers().map_err(|e| self.fail(cmd, RunError::Leftovers(e)));
         for t in threads {
             let _ = t.join();
         }
+        let status = status?;
+        killed?;
         Ok(status
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
@@ -313,6 +354,7 @@ mod tests {
     use super::*;
     use crate::stage::config::Config;
     use slipway_frontend::dockerfile::instructions::{self, Instruction};
+    use std::path::PathBuf;
 
     /// The command line of the RUN in `text` (one instruction after a FROM), as the front
     /// end parses it.

@@ -1,23 +1,45 @@
 //! A git source (gitoxide, in-process: the builder image has no git). The repository is
 //! fetched bare, the revision (branch, tag or commit; default the remote's HEAD) resolved,
-//! and its tree written out as the context. Submodules are not fetched. Credentials, when
-//! given, answer https basic-auth challenges (a token goes in as the password).
+//! and its tree written out as the context ([`checkout`](super::checkout): never through a
+//! symlink, size-capped). Submodules are not fetched. Credentials, when given, answer https
+//! basic-auth challenges (a token goes in as the password), and only for the repository's
+//! own host over https: never for another host a redirect leads to, never over plain http.
+//! A URL with credentials in it is refused, and URLs are shown without user information.
 
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use backon::BlockingRetryable;
+use gix::credentials::protocol::Context;
+use slipway_contract::pod::GIT_AUTH_KEYS;
+use slipway_contract::size::Size;
+use slipway_contract::url::{UrlError, check_git, redacted};
 
 use crate::net::NoCaCertificates;
+use crate::steps::checkout::{self, CheckoutError};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct GitSpec {
     pub url: String,
     pub revision: Option<String>,
     pub context_dir: Option<String>,
     /// (username, password or token)
     pub credentials: Option<(String, String)>,
+    /// The most the checkout writes.
+    pub limit: Size,
+}
+
+impl Default for GitSpec {
+    fn default() -> Self {
+        GitSpec {
+            url: String::new(),
+            revision: None,
+            context_dir: None,
+            credentials: None,
+            limit: Size::DEFAULT_LIMIT,
+        }
+    }
 }
 
 /// The credentials in a folder of `username` and `password` (or `token`) files, as a mounted
@@ -29,20 +51,31 @@ pub fn read_credentials(dir: &Path) -> Option<(String, String)> {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
     };
-    match (read("username"), read("password"), read("token")) {
+    let [user, password, token] = GIT_AUTH_KEYS.map(read);
+    match (user, password, token) {
         (u, Some(p), _) | (u, None, Some(p)) => Some((u.unwrap_or_else(|| "git".into()), p)),
         _ => None,
     }
 }
 
-/// Why a git source could not be checked out; every message names the repository.
+/// Why a git source could not be checked out; every message names the repository (without
+/// user information).
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
+    #[error("git {0}")]
+    Url(#[source] UrlError),
     #[error("git {url}: {source}")]
     Tls {
         url: String,
         #[source]
         source: NoCaCertificates,
+    },
+    /// Writing the tree out (a file's path, or the size limit).
+    #[error("git {url}: {source}")]
+    Checkout {
+        url: String,
+        #[source]
+        source: CheckoutError,
     },
     /// A step (`clone`, `fetch`, `HEAD`, `revision`, `tree`, `checkout`, or a file's path).
     #[error("git {url}: {step}: {source}")]
@@ -78,16 +111,40 @@ where
     }
 }
 
+/// `https` and `host[:port]` of a credential request, as git's credential protocol names
+/// them (a default port left out).
+fn origin(ctx: &Context) -> Option<(String, String)> {
+    let mut ctx = ctx.clone();
+    ctx.destructure_url_in_place(false).ok()?;
+    Some((
+        ctx.protocol?.to_ascii_lowercase(),
+        ctx.host?.to_ascii_lowercase(),
+    ))
+}
+
+/// Whether a credential request is one the secret of `configured` answers: https, to the
+/// configured URL's own host and port. A redirect to another host, or down to http, gets
+/// nothing.
+pub fn answers(configured: &str, asked: &Context) -> bool {
+    let mine = origin(&Context::from_url(configured, Default::default()));
+    match (mine, origin(asked)) {
+        (Some(mine), Some(asked)) => mine.0 == "https" && mine == asked,
+        _ => false,
+    }
+}
+
 /// Fetches `spec.url` into a bare repository at `bare` (made anew); the error says which
 /// step (`clone`, `fetch`) failed.
 fn fetch(spec: &GitSpec, bare: &Path) -> Result<gix::Repository, (&'static str, gix::Error)> {
     let _ = fs::remove_dir_all(bare);
     let mut prepare = gix::prepare_clone_bare(spec.url.as_str(), bare).map_err(|e| ("clone", e))?;
     if let Some((user, password)) = spec.credentials.clone() {
+        let configured = spec.url.clone();
         prepare = prepare.configure_connection(move |conn| {
             let (user, password) = (user.clone(), password.clone());
+            let configured = configured.clone();
             conn.set_credentials(move |action| match action {
-                gix::credentials::helper::Action::Get(ctx) => {
+                gix::credentials::helper::Action::Get(ctx) if answers(&configured, &ctx) => {
                     Ok(Some(gix::credentials::protocol::Outcome {
                         identity: gix::sec::identity::Account {
                             username: user.clone(),
@@ -108,9 +165,11 @@ fn fetch(spec: &GitSpec, bare: &Path) -> Result<gix::Repository, (&'static str, 
     Ok(repo)
 }
 
-/// Clones `spec.url` and writes the revision's tree into `dest`.
+/// Clones `spec.url` and writes the revision's tree into `dest` (made anew).
 pub fn clone(spec: &GitSpec, dest: &Path) -> Result<(), GitError> {
-    let url = spec.url.as_str();
+    check_git(&spec.url, spec.credentials.is_some()).map_err(GitError::Url)?;
+    let shown = redacted(&spec.url);
+    let url: &str = &shown;
     crate::net::ensure_crypto_provider();
     if url.starts_with("http") {
         crate::net::check_ca_certificates().map_err(|source| GitError::Tls {
@@ -152,44 +211,15 @@ pub fn clone(spec: &GitSpec, dest: &Path) -> Result<(), GitError> {
         .find_object(id)
         .map_err(step(url, "revision"))?
         .peel_to_tree()
-        .map_err(step(url, "revision"))?;
-    let mut recorder = gix::traverse::tree::Recorder::default();
-    tree.traverse()
-        .breadthfirst(&mut recorder)
-        .map_err(step(url, "tree"))?;
-    fs::create_dir_all(dest).map_err(step(url, "checkout"))?;
-    for entry in recorder.records {
-        let rel = entry.filepath.to_string();
-        let path = crate::steps::source::inside(dest, &rel).map_err(step(url, "checkout"))?;
-        let mode = entry.mode;
-        if mode.is_tree() {
-            fs::create_dir_all(&path).map_err(step(url, &rel))?;
-            continue;
-        }
-        if mode.is_commit() {
-            continue; // a submodule
-        }
-        let data = repo
-            .find_object(entry.oid)
-            .map_err(step(url, &rel))?
-            .detach()
-            .data;
-        if let Some(d) = path.parent() {
-            fs::create_dir_all(d).map_err(step(url, &rel))?;
-        }
-        if mode.is_link() {
-            let target = String::from_utf8_lossy(&data).into_owned();
-            std::os::unix::fs::symlink(target, &path).map_err(step(url, &rel))?;
-        } else {
-            fs::write(&path, &data).map_err(step(url, &rel))?;
-            let perm = if mode.is_executable() { 0o755 } else { 0o644 };
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&path, fs::Permissions::from_mode(perm))
-                .map_err(step(url, &rel))?;
-        }
-    }
+        .map_err(step(url, "revision"))?
+        .id;
+    let _ = fs::remove_dir_all(dest);
+    checkout::write_tree(&repo, tree, dest, spec.limit).map_err(|source| GitError::Checkout {
+        url: url.to_string(),
+        source,
+    })?;
     let _ = fs::remove_dir_all(&bare);
-    eprintln!("git {}: checked out {id}", spec.url);
+    eprintln!("git {url}: checked out {id}");
     Ok(())
 }
 
@@ -216,6 +246,54 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "git https://git.example/r.git: checkout: disk full"
+        );
+    }
+
+    fn asking(url: &str) -> Context {
+        Context::from_url(url, Default::default())
+    }
+
+    #[test]
+    fn credentials_answer_only_their_own_https_host() {
+        let mine = "https://git.example/team/r.git";
+        assert!(answers(mine, &asking("https://git.example/team/r.git")));
+        assert!(answers(mine, &asking("https://GIT.example:443/other.git")));
+        // A redirect elsewhere, or down to plain http, gets nothing.
+        assert!(!answers(mine, &asking("https://attacker.example/r.git")));
+        assert!(!answers(mine, &asking("http://git.example/team/r.git")));
+        assert!(!answers(
+            mine,
+            &asking("https://git.example:8443/team/r.git")
+        ));
+        assert!(!answers(mine, &Context::default()));
+        // A secret configured for plain http answers nothing (validation refuses it first).
+        let http = "http://git.example/r.git";
+        assert!(!answers(http, &asking(http)));
+    }
+
+    #[test]
+    fn a_url_with_credentials_is_refused_without_showing_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = GitSpec {
+            url: "https://bob:ghp_secret@git.example/r.git".into(),
+            ..Default::default()
+        };
+        let e = clone(&spec, &dir.path().join("ctx")).expect_err("refused");
+        let shown = e.to_string();
+        assert!(
+            !shown.contains("ghp_secret") && !shown.contains("bob"),
+            "{shown}"
+        );
+        assert!(shown.starts_with("git https://***@git.example/r.git: credentials in the URL"));
+        let spec = GitSpec {
+            url: "http://git.example/r.git".into(),
+            credentials: Some(("git".into(), "tok".into())),
+            ..Default::default()
+        };
+        let e = clone(&spec, &dir.path().join("ctx")).expect_err("refused");
+        assert_eq!(
+            e.to_string(),
+            "git http://git.example/r.git: credentials are only sent over https"
         );
     }
 

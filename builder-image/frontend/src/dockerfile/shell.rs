@@ -91,6 +91,11 @@ impl Env for NoEnv {
 #[error("{0}")]
 pub struct LexError(pub String);
 
+/// How deeply `${...}` words may nest (`${a:-${b:-...}}`). BuildKit sets no limit and recurses
+/// until the stack overflows; a Dockerfile that nests this deep is an attack, not a build
+/// (L6 of SECURITY.md), so it gets this error instead of a crash.
+pub const MAX_NESTING: usize = 100;
+
 fn err<T>(msg: impl Into<String>) -> Result<T, LexError> {
     Err(LexError(msg.into()))
 }
@@ -150,6 +155,8 @@ impl Lex {
             words_buf: String::new(),
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
+            depth: 0,
+            too_deep: false,
         };
         match sw.process_stop_on(None, self.raw_escapes) {
             Ok((result, words)) => Ok(Expansion {
@@ -174,6 +181,10 @@ struct ShellWord<'a> {
     words_buf: String,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
+    /// `${...}` words being read, one inside the other ([`MAX_NESTING`]).
+    depth: usize,
+    /// The nesting went over [`MAX_NESTING`]: that error, not "missing '}'", is reported.
+    too_deep: bool,
 }
 
 /// Word accumulator (`wordsStruct`); its buffer lives in `ShellWord::words_buf`.
@@ -506,9 +517,19 @@ impl ShellWord<'_> {
         raw_escapes: bool,
         missing: &str,
     ) -> Result<String, LexError> {
-        match self.process_stop_on(Some(stop), raw_escapes) {
+        // The one way back into the lexer from inside a `${...}`: the depth is counted here.
+        if self.depth >= MAX_NESTING {
+            self.too_deep = true;
+            return err(format!(
+                "more than {MAX_NESTING} nested ${{...}} substitutions"
+            ));
+        }
+        self.depth += 1;
+        let r = self.process_stop_on(Some(stop), raw_escapes);
+        self.depth -= 1;
+        match r {
             Ok((w, _)) => Ok(w),
-            Err(_) if self.peek().is_none() => err(missing),
+            Err(_) if self.peek().is_none() && !self.too_deep => err(missing),
             Err(e) => Err(e),
         }
     }
@@ -714,5 +735,21 @@ mod tests {
         assert_eq!(expand("${U:-dflt}", &env), Ok("dflt".into()));
         assert_eq!(expand("${V:+set}", &env), Ok("set".into()));
         assert!(expand("${V:=x}", &env).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let nest = |n: usize| format!("{}x{}", "${a:-".repeat(n), "}".repeat(n));
+        assert_eq!(expand(&nest(MAX_NESTING), &[]), Ok("x".into()));
+        let deep = nest(100_000);
+        let e = expand(&deep, &[]).expect_err("too deep");
+        assert!(
+            e.0.ends_with(": more than 100 nested ${...} substitutions"),
+            "{}",
+            &e.0[e.0.len() - 80..]
+        );
+        // Unterminated at depth: still the nesting error, not "missing '}'".
+        let open = "${a:-".repeat(200);
+        assert!(expand(&open, &[]).is_err_and(|e| e.0.contains("nested")));
     }
 }

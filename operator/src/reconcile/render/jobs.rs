@@ -1,5 +1,6 @@
-//! What a build's objects hold: the workspace claim and the prepare, stage and push Jobs, with
-//! the volumes, secrets and arguments each step's pod gets (and no more). Pure functions.
+//! What a build's objects hold: the workspace claim and the stage and push Jobs (the prepare
+//! Job is [`super::prepare`]'s), with the volumes, secrets and arguments each step's pod gets
+//! (and no more). Pure functions.
 
 use std::collections::BTreeMap;
 
@@ -7,23 +8,22 @@ use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, KeyToPath,
-    NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
-    ProjectedVolumeSource, SecretProjection, SecretVolumeSource, Volume, VolumeMount,
-    VolumeProjection, VolumeResourceRequirements,
+    Affinity, Container, EmptyDirVolumeSource, EnvVar, KeyToPath, NodeAffinity, NodeSelector,
+    NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, ProjectedVolumeSource,
+    SecretProjection, SecretVolumeSource, Volume, VolumeMount, VolumeProjection,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use slipway_contract::graph::StageJob;
 use slipway_contract::pod::{
-    self, Digests, InstallArgs, PlanArgs, PodCommand, PrepareArgs, PushArgs, RegistryArgs,
-    StageArgs, paths,
+    self, Digests, InstallArgs, PodCommand, PushArgs, RegistryArgs, StageArgs, paths,
 };
 
 use super::names::{job_name, labels, meta, pvc_name};
 use super::security;
-use super::{Deadline, RenderError, Settings, Step};
+use super::{Deadline, Settings, Step};
 use crate::api::ImageBuild;
 use crate::reconcile::validate::PushTarget;
 
@@ -47,7 +47,7 @@ pub fn workspace_pvc(ib: &ImageBuild, s: &Settings) -> PersistentVolumeClaim {
     }
 }
 
-fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+pub(super) fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     VolumeMount {
         name: name.into(),
         mount_path: path.into(),
@@ -56,7 +56,7 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
-fn workspace_volume(ib: &ImageBuild) -> Volume {
+pub(super) fn workspace_volume(ib: &ImageBuild) -> Volume {
     Volume {
         name: "workspace".into(),
         persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
@@ -68,7 +68,7 @@ fn workspace_volume(ib: &ImageBuild) -> Volume {
 }
 
 /// A container running the builder image's own binary (prepare, push).
-fn builder_container(
+pub(super) fn builder_container(
     name: &str,
     s: &Settings,
     args: Vec<String>,
@@ -88,7 +88,7 @@ fn builder_container(
     }
 }
 
-fn add_pull_auth(
+pub(super) fn add_pull_auth(
     ib: &ImageBuild,
     volumes: &mut Vec<Volume>,
     mounts: &mut Vec<VolumeMount>,
@@ -138,7 +138,7 @@ fn pull_auth(ib: &ImageBuild) -> Option<(Volume, VolumeMount, EnvVar)> {
     ))
 }
 
-fn env(name: &str, value: &str) -> EnvVar {
+pub(super) fn env(name: &str, value: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value: Some(value.into()),
@@ -146,7 +146,7 @@ fn env(name: &str, value: &str) -> EnvVar {
     }
 }
 
-fn insecure(s: &Settings, extra: Option<&str>) -> RegistryArgs {
+pub(super) fn insecure(s: &Settings, extra: Option<&str>) -> RegistryArgs {
     RegistryArgs {
         insecure_registries: s
             .insecure_registries
@@ -160,7 +160,7 @@ fn insecure(s: &Settings, extra: Option<&str>) -> RegistryArgs {
 
 /// A step's Job around its pod. The pod's security context is the step's default
 /// ([`security::pod_context`]) unless `pod` sets one.
-fn job(ib: &ImageBuild, step: &Step, pod: PodSpec, deadline: &Deadline) -> Job {
+pub(super) fn job(ib: &ImageBuild, step: &Step, pod: PodSpec, deadline: &Deadline) -> Job {
     let name = job_name(ib, step);
     let labels = labels(ib, Some(step));
     let security_context = pod
@@ -227,106 +227,6 @@ fn pin(node: Option<&str>) -> Option<Affinity> {
         }),
         ..Default::default()
     })
-}
-
-/// The prepare Job: the builder image fetches the source, plans and resolves base images.
-pub fn prepare_job(ib: &ImageBuild, s: &Settings, deadline: &Deadline) -> Result<Job, RenderError> {
-    let spec = &ib.spec;
-    let mut volumes = vec![workspace_volume(ib)];
-    let mut mounts = vec![mount("workspace", paths::WORKSPACE, false)];
-    let mut envs = Vec::new();
-    let src = &spec.source;
-    let source = if let Some(i) = &src.inline {
-        let inline = pod::Inline {
-            dockerfile: i.dockerfile.clone(),
-            files: i.files.clone(),
-        };
-        let json = serde_json::to_string(&inline).map_err(RenderError::Inline)?;
-        envs.push(env(pod::env::INLINE_SOURCE, &json));
-        pod::Source::Inline
-    } else if let Some(c) = &src.config_map {
-        let key = c.key.clone().unwrap_or_else(|| "context.tar.gz".into());
-        let archive = std::path::Path::new(paths::SOURCE_ARCHIVE);
-        volumes.push(Volume {
-            name: "source".into(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: c.name.clone(),
-                items: Some(vec![KeyToPath {
-                    key: key.clone(),
-                    path: archive
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                    mode: None,
-                }]),
-                // A missing ConfigMap or key is reported by the prepare step, not a stuck pod.
-                optional: Some(true),
-                default_mode: None,
-            }),
-            ..Default::default()
-        });
-        mounts.push(mount("source", paths::SOURCE, true));
-        pod::Source::ContextTar {
-            path: archive.to_path_buf(),
-            shown: format!("configMap {}: key {key}", c.name),
-        }
-    } else if let Some(g) = &src.git {
-        let auth_dir = g.secret_ref.as_ref().map(|sec| {
-            volumes.push(Volume {
-                name: "git-auth".into(),
-                secret: Some(SecretVolumeSource {
-                    secret_name: Some(sec.name.clone()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            });
-            mounts.push(mount("git-auth", paths::GIT_AUTH, true));
-            std::path::PathBuf::from(paths::GIT_AUTH)
-        });
-        pod::Source::Git {
-            url: g.url.clone(),
-            revision: g.revision.clone(),
-            context_dir: g.context_dir.clone(),
-            auth_dir,
-        }
-    } else if let Some(t) = &src.tarball {
-        pod::Source::Tarball {
-            url: t.url.clone(),
-            sha256: t.sha256.clone(),
-        }
-    } else {
-        return Err(RenderError::NoSource);
-    };
-    let args = PodCommand::Prepare(PrepareArgs {
-        workspace: paths::WORKSPACE.into(),
-        dockerfile: spec
-            .dockerfile
-            .clone()
-            .unwrap_or_else(|| "Dockerfile".into()),
-        plan: PlanArgs {
-            target: spec.target.clone(),
-            build_args: spec
-                .build_args
-                .iter()
-                .map(|a| format!("{}={}", a.name, a.value))
-                .collect(),
-        },
-        registries: insecure(s, None),
-        source: source.into(),
-    })
-    .to_args();
-    add_pull_auth(ib, &mut volumes, &mut mounts, &mut envs);
-    let container = builder_container("prepare", s, args, envs, mounts, spec.resources.clone());
-    Ok(job(
-        ib,
-        &Step::Prepare,
-        PodSpec {
-            containers: vec![container],
-            volumes: Some(volumes),
-            ..Default::default()
-        },
-        deadline,
-    ))
 }
 
 /// The workspace as a stage pod sees it (security review H1): data, not instructions. It is

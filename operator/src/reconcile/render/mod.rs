@@ -1,11 +1,12 @@
 //! The render step: the objects of one build (workspace claim, prepare, stage and push Jobs),
 //! from the ImageBuild, the settings [`validate`](super::validate) read from it and, for stage
 //! Jobs, the graph the prepare pod reported. Pure functions, unit-tested without a cluster.
-//! [`names`] says what the objects are called and labelled, [`jobs`] what they hold,
-//! [`security`] how their pods are confined.
+//! [`names`] says what the objects are called and labelled, [`jobs`] what they hold
+//! ([`prepare`] the prepare Job's), [`security`] how their pods are confined.
 
 mod jobs;
 mod names;
+mod prepare;
 mod security;
 
 use std::collections::BTreeMap;
@@ -15,13 +16,14 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ResourceRequirements};
 use slipway_contract::graph::BuildGraph;
 use slipway_contract::trust::{Missing, Trusted};
 
-pub use jobs::{prepare_job, push_job, stage_job, workspace_pvc};
+pub use jobs::{push_job, stage_job, workspace_pvc};
 #[cfg(test)]
 pub use names::LABEL_BUILD;
 pub use names::{
     ANNOTATION_GRAPH, ANNOTATION_NODE, ANNOTATION_OUTPUTS, LABEL_GENERATION, build_selector,
     job_name, pvc_name,
 };
+pub use prepare::prepare_job;
 
 use super::context::Error;
 use super::decide::{Create, Decision};
@@ -43,6 +45,8 @@ pub struct Settings {
     /// `spec.resources` (M6: a RUN that fills the disk or the memory is stopped at its limit
     /// rather than pressing the node).
     pub default_resources: Option<ResourceRequirements>,
+    /// The most a build's source (downloaded, unpacked or checked out) may take.
+    pub size_limit: slipway_contract::size::Size,
 }
 
 /// Which step of a build an object belongs to.

@@ -5,7 +5,8 @@
 //! BuildKit does: it meets "baseline", with the runtime's seccomp profile and without NET_RAW;
 //! its init container, which only copies the engine, is "restricted".
 //!
-//! The prepare pod's profile is the prepare step's own: a pod spec that carries a security
+//! The prepare pod (the source's credentials, untrusted context files) is "restricted" too: it
+//! writes the workspace as uid 65532 through its fsGroup. A pod spec that carries a security
 //! context keeps it ([`pod_context`] is only the default of a step).
 
 use k8s_openapi::api::core::v1::{
@@ -27,14 +28,12 @@ fn runtime_default() -> Option<SeccompProfile> {
 /// The pod-level security context a step's pod gets when its spec does not set one.
 pub fn pod_context(step: &Step) -> PodSecurityContext {
     match step {
-        Step::Prepare => root_pod(),
+        Step::Prepare | Step::Push => restricted_pod(),
         Step::Stage(..) => stage_pod(),
-        Step::Push => restricted_pod(),
     }
 }
 
-/// uid 0 whatever the image's USER (the engine switches to USER for RUN): the prepare pod's
-/// profile until the prepare step sets its own.
+/// uid 0 whatever the image's USER (the engine switches to USER for RUN).
 fn root_pod() -> PodSecurityContext {
     PodSecurityContext {
         run_as_user: Some(0),
@@ -242,7 +241,8 @@ pub mod psa {
 #[cfg(test)]
 mod tests {
     use super::super::Deadline;
-    use super::super::jobs::{prepare_job, push_job, stage_job};
+    use super::super::jobs::{push_job, stage_job};
+    use super::super::prepare::prepare_job;
     use super::psa;
     use crate::reconcile::fixtures::{build, digest, settings};
     use crate::reconcile::validate;
@@ -362,11 +362,14 @@ mod tests {
     }
 
     #[test]
-    fn the_prepare_pod_keeps_its_own_profile() {
+    fn the_prepare_pod_is_restricted() {
         let p = pod(prepare_job(&build(), &settings(), &Deadline(None)).expect("job"));
-        assert_eq!(psa::baseline(&p), Vec::<String>::new());
+        assert_eq!(psa::restricted(&p), Vec::<String>::new());
         let sc = p.security_context.expect("context");
-        assert_eq!(sc.run_as_user, Some(0));
+        assert_eq!(
+            (sc.run_as_user, sc.fs_group),
+            (Some(super::NON_ROOT), Some(super::NON_ROOT))
+        );
     }
 
     #[test]

@@ -1,0 +1,177 @@
+//! The prepare Job: the builder image fetches the source, plans and resolves base images, in
+//! a pod of two containers so that the git credentials never meet the Dockerfile's author
+//! (security review H2):
+//!
+//! - the init container `fetch` holds the git Secret (only its `username`, `password` and
+//!   `token` keys), the ConfigMap or inline source, and writes the context into the
+//!   workspace;
+//! - the main container `plan` holds no git credential: it reads the Dockerfile from the
+//!   context, plans, resolves base images with the pull secrets, and reports the graph in its
+//!   termination message.
+//!
+//! The pod passes Pod Security "restricted" (review M3): uid/gid 65532, not root, no
+//! capability, no privilege escalation, RuntimeDefault seccomp, a read-only root filesystem
+//! (everything it writes is in the workspace). `fsGroup` makes the workspace volume writable
+//! to it; what it writes is 0644/0755, readable by the (root) stage pods and the push pod.
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{
+    ConfigMapVolumeSource, Container, KeyToPath, PodSpec, SecretVolumeSource, Volume,
+};
+use slipway_contract::pod::{
+    self, GIT_AUTH_KEYS, PlanArgs, PodCommand, PrepareArgs, SizeLimitArgs, paths,
+};
+
+use super::jobs::{add_pull_auth, builder_container, env, insecure, job, mount, workspace_volume};
+use super::{Deadline, RenderError, Settings, Step, security};
+use crate::api::ImageBuild;
+
+/// The init container's and the main container's names.
+pub const FETCH_CONTAINER: &str = "fetch";
+pub const PLAN_CONTAINER: &str = "plan";
+
+/// The git Secret, only the keys the fetch step reads; a missing Secret or key is the fetch
+/// step's to report (an authentication failure), not a pod stuck waiting for a volume.
+fn git_auth_volume(secret: &str) -> Volume {
+    Volume {
+        name: "git-auth".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.to_string()),
+            items: Some(
+                GIT_AUTH_KEYS
+                    .iter()
+                    .map(|k| KeyToPath {
+                        key: k.to_string(),
+                        path: k.to_string(),
+                        mode: None,
+                    })
+                    .collect(),
+            ),
+            optional: Some(true),
+            default_mode: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The prepare Job: `fetch` (init), then `plan`.
+pub fn prepare_job(ib: &ImageBuild, s: &Settings, deadline: &Deadline) -> Result<Job, RenderError> {
+    let spec = &ib.spec;
+    let mut volumes = vec![workspace_volume(ib)];
+    let mut fetch_mounts = vec![mount("workspace", paths::WORKSPACE, false)];
+    let mut fetch_envs = Vec::new();
+    let src = &spec.source;
+    let source = if let Some(i) = &src.inline {
+        let inline = pod::Inline {
+            dockerfile: i.dockerfile.clone(),
+            files: i.files.clone(),
+        };
+        let json = serde_json::to_string(&inline).map_err(RenderError::Inline)?;
+        fetch_envs.push(env(pod::env::INLINE_SOURCE, &json));
+        pod::Source::Inline
+    } else if let Some(c) = &src.config_map {
+        let key = c.key.clone().unwrap_or_else(|| "context.tar.gz".into());
+        let archive = std::path::Path::new(paths::SOURCE_ARCHIVE);
+        volumes.push(Volume {
+            name: "source".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: c.name.clone(),
+                items: Some(vec![KeyToPath {
+                    key: key.clone(),
+                    path: archive
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    mode: None,
+                }]),
+                // A missing ConfigMap or key is reported by the prepare step, not a stuck pod.
+                optional: Some(true),
+                default_mode: None,
+            }),
+            ..Default::default()
+        });
+        fetch_mounts.push(mount("source", paths::SOURCE, true));
+        pod::Source::ContextTar {
+            path: archive.to_path_buf(),
+            shown: format!("configMap {}: key {key}", c.name),
+        }
+    } else if let Some(g) = &src.git {
+        let auth_dir = g.secret_ref.as_ref().map(|sec| {
+            volumes.push(git_auth_volume(&sec.name));
+            fetch_mounts.push(mount("git-auth", paths::GIT_AUTH, true));
+            std::path::PathBuf::from(paths::GIT_AUTH)
+        });
+        pod::Source::Git {
+            url: g.url.clone(),
+            revision: g.revision.clone(),
+            context_dir: g.context_dir.clone(),
+            auth_dir,
+        }
+    } else if let Some(t) = &src.tarball {
+        pod::Source::Tarball {
+            url: t.url.clone(),
+            sha256: t.sha256.clone(),
+        }
+    } else {
+        return Err(RenderError::NoSource);
+    };
+    let args = PrepareArgs {
+        workspace: paths::WORKSPACE.into(),
+        dockerfile: spec
+            .dockerfile
+            .clone()
+            .unwrap_or_else(|| "Dockerfile".into()),
+        plan: PlanArgs {
+            target: spec.target.clone(),
+            build_args: spec
+                .build_args
+                .iter()
+                .map(|a| format!("{}={}", a.name, a.value))
+                .collect(),
+        },
+        registries: insecure(s, None),
+        source: source.into(),
+        limits: SizeLimitArgs {
+            size_limit: s.size_limit,
+        },
+    };
+    let mut plan_mounts = vec![mount("workspace", paths::WORKSPACE, false)];
+    let mut plan_envs = Vec::new();
+    add_pull_auth(ib, &mut volumes, &mut plan_mounts, &mut plan_envs);
+    let secured = |mut c: Container| {
+        c.security_context = Some(security::restricted_container(false));
+        c
+    };
+    let fetch = secured(builder_container(
+        FETCH_CONTAINER,
+        s,
+        PodCommand::Fetch(args.fetch()).to_args(),
+        fetch_envs,
+        fetch_mounts,
+        spec.resources.clone(),
+    ));
+    let plan = secured(builder_container(
+        PLAN_CONTAINER,
+        s,
+        PodCommand::Resolve(args.resolve()).to_args(),
+        plan_envs,
+        plan_mounts,
+        spec.resources.clone(),
+    ));
+    // The pod-level context is the prepare step's default: "restricted" (security.rs).
+    Ok(job(
+        ib,
+        &Step::Prepare,
+        PodSpec {
+            init_containers: Some(vec![fetch]),
+            containers: vec![plan],
+            volumes: Some(volumes),
+            ..Default::default()
+        },
+        deadline,
+    ))
+}
+
+#[cfg(test)]
+#[path = "prepare_tests.rs"]
+mod tests;

@@ -240,7 +240,9 @@ pub fn stage_job(
     deadline: &Deadline,
 ) -> Job {
     let step = Step::Stage(pos, sj.label());
-    let args = PodCommand::Stage(StageArgs::in_pod(sj.stages.clone())).to_args();
+    let mut stage = StageArgs::in_pod(sj.stages.clone());
+    stage.limits.size_limit = s.size_limit;
+    let args = PodCommand::Stage(stage).to_args();
     let mut volumes = vec![
         workspace_volume(ib),
         Volume {

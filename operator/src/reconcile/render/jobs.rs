@@ -256,7 +256,9 @@ pub fn stage_job(
     digests: Digests,
 ) -> Job {
     let step = Step::Stage(pos, sj.label());
-    let args = PodCommand::Stage(StageArgs::in_pod(sj.stages.clone(), digests)).to_args();
+    let mut stage = StageArgs::in_pod(sj.stages.clone(), digests);
+    stage.limits.size_limit = s.size_limit;
+    let args = PodCommand::Stage(stage).to_args();
     let mut volumes = vec![
         workspace_volume(ib),
         Volume {

@@ -7,6 +7,9 @@
   imagetool.py config OCI_DIR               the runtime config fields the fidelity test compares
   imagetool.py runspec OCI_DIR ROOTFS BUNDLE  a runc config.json that runs the image as Docker would
   imagetool.py layers OCI_DIR               per layer: digest, then its entries (whiteouts too)
+  imagetool.py leaks OCI_DIR SECRET REGEX   fails, naming each, if the config or a layer holds
+                                            SECRET's bytes or an entry whose path matches REGEX
+                                            (the hostile tests' "nothing leaked into the image")
   imagetool.py compare OURS THEIRS [KNOWN [OURS_CONFIG THEIRS_CONFIG]]
                                             file trees and runtime configs equal, except the
                                             documented differences listed in the KNOWN file
@@ -286,6 +289,28 @@ def cmd_layers(oci):
             print(" ", kind, shown(norm(m.name)), m.uid, m.gid, oct(m.mode & 0o7777))
 
 
+def cmd_leaks(oci, secret, names):
+    """Searches raw bytes, not the unpacked tree, so a secret in a whited-out file counts."""
+    import re
+    secret, names = secret.encode(), re.compile(names)
+    man, bad = manifest(oci), []
+    with open(blob_path(oci, man["config"]["digest"]), "rb") as f:
+        if secret in f.read():
+            bad.append("config holds the secret")
+    for desc in man["layers"]:
+        with open(blob_path(oci, desc["digest"]), "rb") as f:
+            raw = f.read()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        if secret in raw:
+            bad.append(f"layer {desc['digest']} holds the secret")
+        for m in open_layer(oci, desc):
+            if names.search("/" + norm(m.name)):
+                bad.append(f"layer {desc['digest']} has {shown(norm(m.name))}")
+    print("\n".join(bad) if bad else f"{len(man['layers'])} layers clean")
+    sys.exit(1 if bad else 0)
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "tree":
@@ -301,5 +326,7 @@ if __name__ == "__main__":
         cmd_compare(*args)
     elif cmd == "layers":
         cmd_layers(args[0])
+    elif cmd == "leaks":
+        cmd_leaks(*args)
     else:
         sys.exit(__doc__)

@@ -18,8 +18,11 @@ only=${SLIPWAY_ENGINE_ONLY:-}
 want() { [[ -z $only ]] || grep -Eq -- "$only" <<<"$1"; }
 
 # build NAME CONTEXT [extra args...]: builds and pushes to $R/engine-tests/NAME:latest.
+# The registry's storage is cached across runs: the name is emptied first, so that an image an
+# earlier run pushed never passes (or fails) a check of this one.
 build() {
   local name=$1 ctx=$2; shift 2
+  skopeo delete --tls-verify=false "docker://$R/engine-tests/$name:latest" >/dev/null 2>&1 || true
   "$ENGINE" build --context "$ctx" --destination "$R/engine-tests/$name:latest" \
     --insecure-registry "$R" --build-arg "BASE_REGISTRY=$R" \
     --state-dir "$ENGINE_STATE" "$@"

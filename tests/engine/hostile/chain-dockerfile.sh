@@ -18,7 +18,6 @@ CMD ["cat", "/marker"]
 DF
 t_hc_t2() {
   local out rc d f
-  hc_clean hostile-chain-t2
   out=$(build hostile-chain-t2 "$HC/t2" --secret "id=token,src=$HC/t2-token" 2>&1); rc=$?
   grep -E 'untrusted: Dockerfile' <<<"$out" | head -1
   if grep -q "$HC_SECRET" <<<"$out"; then echo "the secret is in the build's output"; return 1; fi

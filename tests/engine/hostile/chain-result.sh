@@ -30,7 +30,6 @@ CMD ["cat", "/marker"]
 DF
 t_hc_t4() {
   local out rc d f
-  hc_clean hostile-chain-t4
   out=$(build hostile-chain-t4 "$HC/t4" 2>&1); rc=$?
   grep -E 'side: (result|workspace)' <<<"$out" | head -1
   if grep -q "$HC_MARK" <<<"$out"; then echo "the host marker is in the output"; return 1; fi
@@ -62,7 +61,6 @@ CMD ["cat", "/marker"]
 DF
 t_hc_layer() {
   local out rc
-  hc_clean hostile-chain-layer
   out=$(build hostile-chain-layer "$HC/layer" 2>&1); rc=$?
   grep -E 'side: [0-9]+ layers' <<<"$out" | head -1
   hc_target_or_refused hostile-chain-layer "$out" "$rc" target

@@ -16,7 +16,6 @@ CMD ["cat", "/marker"]
 DF
 t_hc_t3() {
   local out rc
-  hc_clean hostile-chain-t3
   out=$(build hostile-chain-t3 "$HC/t3" 2>&1); rc=$?
   grep -E '^\[side [0-9/]+\] side: plan' <<<"$out" | head -1
   hc_target_or_refused hostile-chain-t3 "$out" "$rc" target
@@ -37,7 +36,6 @@ CMD ["cat", "/marker"]
 DF
 t_hc_t3_late() {
   local out rc
-  hc_clean hostile-chain-t3-late
   out=$(build hostile-chain-t3-late "$HC/t3-late" 2>&1); rc=$?
   grep -E 'target: plan' <<<"$out" | head -1
   hc_target_or_refused hostile-chain-t3-late "$out" "$rc" target

@@ -9,11 +9,6 @@ HC=$WORK/hostile-chain
 mkdir -p "$HC"
 HC_CLEAR='does not match (the|its) digest( the controller holds)?: the workspace was modified'
 
-# hc_clean NAME: no image of an earlier run under the name.
-hc_clean() {
-  skopeo delete --tls-verify=false "docker://$R/engine-tests/$1:latest" >/dev/null 2>&1 || true
-}
-
 # hc_not_pushed NAME: nothing is under the name.
 hc_not_pushed() {
   if skopeo inspect --tls-verify=false "docker://$R/engine-tests/$1:latest" >/dev/null 2>&1; then

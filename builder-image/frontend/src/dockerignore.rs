@@ -1,5 +1,9 @@
 //! `.dockerignore`: which file applies, how it is read (BuildKit / moby `ignorefile`), and how
 //! its patterns match context paths (moby/patternmatcher). Pure logic; the caller reads files.
+//!
+//! Hand-written rather than `ignore`/`globset`: gitignore semantics differ from
+//! patternmatcher's (exclusions, `**`, parent-directory matches), and a context must include
+//! exactly the files `docker build` sends; moby/patternmatcher's own test cases check it.
 
 use std::path::{Path, PathBuf};
 

@@ -33,6 +33,11 @@ pub struct BuildArgs {
     /// At most this many stages at once (default: all that are ready).
     #[arg(long, default_value_t = 0)]
     max_parallel: usize,
+    /// Reproducible images: the config's and new history's `created`, and no file in the
+    /// build's own layers newer than this (seconds since 1970). Without it, as before.
+    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS",
+          value_parser = slipway_contract::epoch::parse_seconds)]
+    source_date_epoch: Option<u64>,
 }
 
 /// `--secret id=ID,src=FILE` (also `source=`); without `src` the file is named like the id.
@@ -67,6 +72,7 @@ pub fn run(a: &BuildArgs) -> Result<(), CommandError> {
         state_dir: a.state_dir.clone(),
         keep_workspace: a.keep_workspace,
         max_parallel: a.max_parallel,
+        source_date_epoch: a.source_date_epoch,
     };
     let out = local::build(&opts).map_err(|e| CommandError::Message(e.to_string()))?;
     println!("{}", out.digest);

@@ -19,10 +19,16 @@ pub enum SourceDateEpoch {
     Git,
 }
 
-/// A `--source-date-epoch` (or `SOURCE_DATE_EPOCH`) value that is neither.
+/// A `--source-date-epoch` (or `SOURCE_DATE_EPOCH`, or `sourceDateEpoch`) value it cannot be.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("source date epoch {0:?}: expected whole seconds since 1970 (0 to {MAX_EPOCH}) or \"git\"")]
-pub struct EpochError(pub String);
+pub enum EpochError {
+    #[error("source date epoch {0:?}: expected whole seconds since 1970 (0 to {MAX_EPOCH})")]
+    NotSeconds(String),
+    #[error(
+        "source date epoch {0:?}: expected whole seconds since 1970 (0 to {MAX_EPOCH}) or \"git\""
+    )]
+    NotSecondsOrGit(String),
+}
 
 /// The latest time accepted: 9999-12-31T23:59:59Z, the last an RFC 3339 `created` can say.
 pub const MAX_EPOCH: u64 = 253_402_300_799;
@@ -30,7 +36,7 @@ pub const MAX_EPOCH: u64 = 253_402_300_799;
 /// Parses seconds only (`SOURCE_DATE_EPOCH` as reproducible-builds.org defines it: a decimal
 /// integer), within [`MAX_EPOCH`].
 pub fn parse_seconds(s: &str) -> Result<u64, EpochError> {
-    let bad = || EpochError(s.to_string());
+    let bad = || EpochError::NotSeconds(s.to_string());
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
@@ -47,7 +53,9 @@ impl FromStr for SourceDateEpoch {
         if s == "git" {
             return Ok(SourceDateEpoch::Git);
         }
-        parse_seconds(s).map(SourceDateEpoch::Seconds)
+        parse_seconds(s)
+            .map(SourceDateEpoch::Seconds)
+            .map_err(|_| EpochError::NotSecondsOrGit(s.to_string()))
     }
 }
 
@@ -112,8 +120,18 @@ mod tests {
         assert_eq!("git".parse(), Ok(SourceDateEpoch::Git));
         for bad in ["", "-1", "+5", "1.5", " 1", "1e9", "GIT", "253402300800"] {
             let e = bad.parse::<SourceDateEpoch>().expect_err(bad);
-            assert!(e.to_string().contains("expected whole seconds"), "{e}");
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "source date epoch {bad:?}: expected whole seconds since 1970 \
+                     (0 to 253402300799) or \"git\""
+                )
+            );
         }
+        assert_eq!(
+            parse_seconds("git").expect_err("seconds only").to_string(),
+            "source date epoch \"git\": expected whole seconds since 1970 (0 to 253402300799)"
+        );
         assert_eq!(SourceDateEpoch::Git.to_string(), "git");
         assert_eq!(SourceDateEpoch::Seconds(7).to_string(), "7");
     }

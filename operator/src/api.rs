@@ -3,6 +3,7 @@
 
 use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements, SecretKeySelector};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,15 @@ pub struct ImageBuildSpec {
     /// A PersistentVolumeClaim kept for `RUN --mount=type=cache` (else an empty directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_volume: Option<String>,
+    /// Reproducible images (`SOURCE_DATE_EPOCH`): seconds since 1970, or `git` for the commit
+    /// time of a git source. The image config's and new history entries' `created` are set to
+    /// it and files in the build's own layers are no newer than it; base layers stay as pulled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "type(self) == int ? self >= 0 : self == 'git'",
+        "message": "sourceDateEpoch is whole seconds since 1970 or the string git"
+    }]))]
+    pub source_date_epoch: Option<IntOrString>,
     /// Seconds after the build finished when its Jobs, Pods and workspace are removed; the
     /// ImageBuild and its status stay (default 3600).
     #[serde(default, skip_serializing_if = "Option::is_none")]

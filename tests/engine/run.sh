@@ -222,6 +222,12 @@ if want failures; then
   source "$here/failures.sh"
 fi
 
+# --- reproducible images: SOURCE_DATE_EPOCH (issue 13) --------------------------------------
+if want reproducible; then
+  # shellcheck source=tests/engine/reproducible.sh
+  source "$here/reproducible.sh"
+fi
+
 # --- hostile: attacks from a Dockerfile, a context, a RUN step, a base image or a registry;
 # each asserts the clear error or that nothing happened (SECURITY.md lists them) ------------
 for h in "$here"/hostile/*.sh; do

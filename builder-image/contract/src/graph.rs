@@ -24,6 +24,10 @@ pub struct BuildGraph {
     /// report them (the controller then starts no stage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<Inputs>,
+    /// The commit time (seconds) of a git source, as the fetch step found it: what
+    /// `sourceDateEpoch: git` stamps ([`crate::epoch::resolve`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_time: Option<u64>,
 }
 
 /// One stage Job: a chain of stages run one after the other in one pod.
@@ -125,6 +129,7 @@ impl BuildGraph {
             target: plan.target_index,
             jobs,
             inputs: None,
+            source_time: None,
         }
     }
 
@@ -132,6 +137,14 @@ impl BuildGraph {
     pub fn with_inputs(self, inputs: Inputs) -> Self {
         BuildGraph {
             inputs: Some(inputs),
+            ..self
+        }
+    }
+
+    /// The graph with the git source's commit time.
+    pub fn with_source_time(self, source_time: Option<u64>) -> Self {
+        BuildGraph {
+            source_time,
             ..self
         }
     }

@@ -14,9 +14,11 @@
 //!   pod for what it reads ([`digest`]: the one form of digest accepted).
 //! - [`url`]: what a source URL may be (no credentials in it, https where it matters) and
 //!   how one is shown (without user information).
+//! - [`epoch`]: `SOURCE_DATE_EPOCH`, the time a reproducible build stamps.
 //! - [`size`]: byte sizes as settings and flags write them (`--size-limit 1Gi`).
 
 pub mod digest;
+pub mod epoch;
 pub mod graph;
 pub mod pod;
 pub mod result;

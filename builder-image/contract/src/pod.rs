@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use slipway_frontend::plan::PlanOptions;
 
 use crate::digest::Digest;
+use crate::epoch::EpochArgs;
 use crate::size::Size;
 use crate::trust::{ImageDigest, Outputs, StageDigest};
 
@@ -577,6 +578,9 @@ pub struct StageArgs {
     /// The cap on `ADD <url>` downloads.
     #[command(flatten)]
     pub limits: SizeLimitArgs,
+    /// The time the stage's history and its layers' files are stamped with (reproducible).
+    #[command(flatten)]
+    pub epoch: EpochArgs,
 }
 
 impl StageArgs {
@@ -588,6 +592,7 @@ impl StageArgs {
             stages,
             workspace: PathBuf::from(paths::WORKSPACE),
             limits: SizeLimitArgs::default(),
+            epoch: EpochArgs::default(),
             digests,
         }
     }
@@ -601,6 +606,7 @@ impl StageArgs {
         );
         a.extend(["--workspace".to_string(), path(&self.workspace)]);
         a.extend(self.limits.to_args());
+        a.extend(self.epoch.to_args());
         a.extend(self.digests.to_args());
         a
     }
@@ -618,6 +624,9 @@ pub struct PushArgs {
     /// Where base layers fetched for the push are kept (default: `blobs/` in the workspace).
     #[arg(long)]
     pub blob_cache: Option<PathBuf>,
+    /// The image config's `created` (reproducible images).
+    #[command(flatten)]
+    pub epoch: EpochArgs,
     #[command(flatten)]
     pub digests: Digests,
 }
@@ -631,6 +640,7 @@ impl PushArgs {
             "--blob-cache",
             &self.blob_cache.as_deref().map(path),
         ));
+        a.extend(self.epoch.to_args());
         a.extend(self.digests.to_args());
         a
     }

@@ -104,6 +104,9 @@ fn every_pod_command_round_trips() {
         vec![2],
         Digests::new(digest('1')),
     )));
+    let mut stamped = StageArgs::in_pod(vec![3], digests());
+    stamped.epoch.source_date_epoch = Some(0);
+    round_trip(PodCommand::Stage(stamped));
     round_trip(PodCommand::Push(PushArgs {
         workspace: PathBuf::from(paths::WORKSPACE),
         destinations: vec![
@@ -112,6 +115,7 @@ fn every_pod_command_round_trips() {
         ],
         registries: RegistryArgs::default(),
         blob_cache: None,
+        epoch: EpochArgs::default(),
         digests: digests(),
     }));
     round_trip(PodCommand::Push(PushArgs {
@@ -119,6 +123,9 @@ fn every_pod_command_round_trips() {
         destinations: vec!["reg:5000/team/web:1".into()],
         registries: RegistryArgs::default(),
         blob_cache: Some(PathBuf::from(paths::PUSH_BLOBS)),
+        epoch: EpochArgs {
+            source_date_epoch: Some(1_700_000_000),
+        },
         digests: Digests::new(digest('2')),
     }));
     round_trip(PodCommand::Install(InstallArgs {

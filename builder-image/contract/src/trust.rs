@@ -311,6 +311,7 @@ mod tests {
                 },
             ],
             inputs: None,
+            source_time: None,
         };
         let d = t.for_push(&graph).expect("digests");
         assert_eq!(d.plan, digest('1'));
@@ -327,6 +328,7 @@ mod tests {
                 ..Default::default()
             }],
             inputs: None,
+            source_time: None,
         };
         let d = t.for_push(&scratch).expect("digests");
         assert!(d.images.is_empty());

@@ -139,6 +139,11 @@ impl Workspace {
     pub fn dockerfile(&self) -> PathBuf {
         self.root.join("Dockerfile")
     }
+    /// The git source's commit time, seconds in decimal (the fetch step writes it, the resolve
+    /// step reports it in the graph).
+    pub fn source_time(&self) -> PathBuf {
+        self.root.join("source-time")
+    }
     pub fn context(&self) -> PathBuf {
         self.root.join("context")
     }

@@ -14,6 +14,8 @@
 //! - [`reference`](mod@reference): image references as distribution/reference parses them.
 //! - [`plan`](mod@plan): which stages a target needs, in what order, with ARG/ENV scoping, the
 //!   paths later stages copy from each, and the FROM-chains that can run in one container.
+//! - [`cache_key`]: the cache keys of stages and instructions (a versioned, canonical,
+//!   length-prefixed fold; pure: the engine hands it expanded steps and content roots).
 //! - [`gocompat`]: the Go standard-library functions BuildKit's behaviour is defined by
 //!   (`strconv.Quote`, `path.Clean`, `filepath.Match`, `time.ParseDuration`, Unicode classes).
 //!
@@ -37,6 +39,7 @@
 //! [`MountError`]: dockerfile::instructions::MountError
 //! [`PlanError`]: plan::PlanError
 
+pub mod cache_key;
 pub mod dockerfile;
 pub mod dockerignore;
 pub mod gocompat;

@@ -33,6 +33,11 @@ pub struct BuildArgs {
     /// At most this many stages at once (default: all that are ready).
     #[arg(long, default_value_t = 0)]
     max_parallel: usize,
+    /// Reproducible images: the config's and new history's `created`, and no file in the
+    /// build's own layers newer than this (seconds since 1970). Without it (or empty, as CI
+    /// systems often export it), as before.
+    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+    source_date_epoch: Option<String>,
 }
 
 /// `--secret id=ID,src=FILE` (also `source=`); without `src` the file is named like the id.
@@ -52,6 +57,16 @@ fn secret(raw: &str) -> Result<(String, PathBuf), CommandError> {
     Ok((id, src))
 }
 
+/// `--source-date-epoch` / `SOURCE_DATE_EPOCH`: seconds, or unset when empty.
+fn source_date_epoch(raw: Option<&str>) -> Result<Option<u64>, CommandError> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(s) => slipway_contract::epoch::parse_seconds(s)
+            .map(Some)
+            .map_err(|e| CommandError::Message(format!("--source-date-epoch: {e}"))),
+    }
+}
+
 pub fn run(a: &BuildArgs) -> Result<(), CommandError> {
     let opts = BuildOptions {
         context: a.context.clone(),
@@ -67,8 +82,30 @@ pub fn run(a: &BuildArgs) -> Result<(), CommandError> {
         state_dir: a.state_dir.clone(),
         keep_workspace: a.keep_workspace,
         max_parallel: a.max_parallel,
+        source_date_epoch: source_date_epoch(a.source_date_epoch.as_deref())?,
     };
     let out = local::build(&opts).map_err(|e| CommandError::Message(e.to_string()))?;
     println!("{}", out.digest);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_date_epoch_is_seconds_or_unset() {
+        assert_eq!(source_date_epoch(None).ok(), Some(None));
+        assert_eq!(source_date_epoch(Some("")).ok(), Some(None));
+        assert_eq!(
+            source_date_epoch(Some("1700000000")).ok(),
+            Some(Some(1_700_000_000))
+        );
+        let e = source_date_epoch(Some("yesterday")).expect_err("not seconds");
+        assert_eq!(
+            e.to_string(),
+            "--source-date-epoch: source date epoch \"yesterday\": expected whole seconds since \
+             1970 (0 to 253402300799)"
+        );
+    }
 }

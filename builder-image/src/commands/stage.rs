@@ -26,6 +26,7 @@ pub fn run(a: &StageArgs) -> Result<(), CommandError> {
         secrets_dir: None,
         cache_dir: None,
         digests: a.digests.clone(),
+        epoch: a.epoch.source_date_epoch,
     };
     match stage::run_stage(&opts) {
         Ok(done) => {

@@ -50,6 +50,7 @@ fn fanout() -> Observed {
                 sj(4, "final", &[0, 1, 2, 3]),
             ],
             inputs: Some(fixtures::inputs()),
+            source_time: None,
         }),
         outputs: fixtures::outputs_of(0..5),
         ..Default::default()

@@ -57,6 +57,7 @@ pub fn build() -> ImageBuild {
             resources: None,
             timeout: None,
             max_parallel_stages: None,
+            source_date_epoch: None,
             secrets: vec![
                 BuildSecret {
                     id: "tok".into(),
@@ -149,6 +150,7 @@ pub fn graph() -> BuildGraph {
         target: 1,
         jobs: vec![sj(0, "base", vec![]), sj(1, "app", vec![0])],
         inputs: Some(inputs()),
+        source_time: None,
     }
 }
 

@@ -3,8 +3,10 @@
 //! Jobs may run at once, and where the push step writes. No client; unit-tested.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
+use slipway_contract::epoch::{EpochError, SourceDateEpoch};
 use slipway_contract::url::{self, UrlError};
 use slipway_frontend::reference::{Reference, ReferenceError};
 
@@ -36,6 +38,27 @@ pub enum Invalid {
         #[source]
         source: UrlError,
     },
+    #[error("spec.sourceDateEpoch: {0}")]
+    SourceDateEpoch(#[source] EpochError),
+    #[error("spec.sourceDateEpoch: git is the commit time of a git source (spec.source.git)")]
+    EpochNotGit,
+}
+
+/// `spec.sourceDateEpoch` as the build uses it (the CRD's rule already holds it to seconds or
+/// `git`; an object written before that rule, or without it, is checked here too).
+pub fn source_date_epoch(ib: &ImageBuild) -> Result<Option<SourceDateEpoch>, Invalid> {
+    let Some(v) = &ib.spec.source_date_epoch else {
+        return Ok(None);
+    };
+    let text = match v {
+        IntOrString::Int(n) => n.to_string(),
+        IntOrString::String(s) => s.clone(),
+    };
+    let e: SourceDateEpoch = text.parse().map_err(Invalid::SourceDateEpoch)?;
+    if e == SourceDateEpoch::Git && ib.spec.source.git.is_none() {
+        return Err(Invalid::EpochNotGit);
+    }
+    Ok(Some(e))
 }
 
 /// Credentials never travel in a source URL (the fetch step checks the rest: https for a
@@ -89,6 +112,8 @@ pub struct Build {
     /// Checked here, reported when the push Job is due (as before: prepare and stage Jobs run
     /// without it).
     pub push: Result<PushTarget, InvalidOutput>,
+    /// `spec.sourceDateEpoch`; `git` is resolved from the prepare pod's report.
+    pub epoch: Option<SourceDateEpoch>,
 }
 
 impl Build {
@@ -107,6 +132,7 @@ fn settings(ib: &ImageBuild, now: Timestamp) -> Result<Build, Invalid> {
     let namespace = ib.namespace().ok_or(Invalid::NoNamespace)?;
     let uid = ib.uid().ok_or(Invalid::NoUid)?;
     check_source_urls(ib)?;
+    let epoch = source_date_epoch(ib)?;
     let generation = ib.metadata.generation.unwrap_or(1);
     let status = ib.status.as_ref();
     let same_generation = status.and_then(|s| s.observed_generation) == Some(generation);
@@ -144,6 +170,7 @@ fn settings(ib: &ImageBuild, now: Timestamp) -> Result<Build, Invalid> {
             timed_out: elapsed > limit,
         },
         push: push_target(&ib.spec.output),
+        epoch,
     })
 }
 
@@ -197,7 +224,36 @@ pub fn parse_duration(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::GitSource;
     use crate::reconcile::fixtures;
+
+    #[test]
+    fn source_date_epoch_is_seconds_or_git_of_a_git_source() {
+        let mut ib = fixtures::build();
+        assert_eq!(source_date_epoch(&ib), Ok(None));
+        ib.spec.source_date_epoch = Some(IntOrString::Int(1_700_000_000));
+        assert_eq!(
+            source_date_epoch(&ib),
+            Ok(Some(SourceDateEpoch::Seconds(1_700_000_000)))
+        );
+        ib.spec.source_date_epoch = Some(IntOrString::String("17".into()));
+        assert_eq!(
+            source_date_epoch(&ib),
+            Ok(Some(SourceDateEpoch::Seconds(17)))
+        );
+        for bad in [IntOrString::Int(-1), IntOrString::String("now".into())] {
+            ib.spec.source_date_epoch = Some(bad);
+            let e = validate(&ib, Timestamp::UNIX_EPOCH).expect_err("invalid");
+            assert!(e.to_string().contains("spec.sourceDateEpoch"), "{e}");
+        }
+        ib.spec.source_date_epoch = Some(IntOrString::String("git".into()));
+        assert_eq!(source_date_epoch(&ib), Err(Invalid::EpochNotGit));
+        ib.spec.source.git = Some(GitSource {
+            url: "https://git.example/app.git".into(),
+            ..Default::default()
+        });
+        assert_eq!(source_date_epoch(&ib), Ok(Some(SourceDateEpoch::Git)));
+    }
 
     #[test]
     fn a_source_url_with_credentials_is_refused_without_showing_them() {

@@ -6,6 +6,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub mod archive;
+pub mod content_root;
 pub mod copy;
 pub mod glob;
 pub mod root;

@@ -4,6 +4,13 @@
 //! give them sorted (see [`entry_order`]) so that equal trees give equal layers.
 //! Deletions are `.wh.<name>` whiteouts; a replaced directory gets `.wh..wh..opq` (OCI
 //! image-spec, layer.md).
+//!
+//! The bytes depend on nothing but the entries: GNU headers with no atime or ctime and empty
+//! user and group names, PAX records only for xattrs (sorted), and a gzip header with no
+//! name, mtime 0 and OS 255 ("unknown"). With a source date epoch
+//! ([`LayerWriter::clamp_to`]), an mtime later than it is written as it, as BuildKit's
+//! `rewrite-timestamp` does; earlier ones are kept, so a file copied from an old tree keeps
+//! its time.
 
 use std::cmp::Ordering;
 use std::ffi::OsString;
@@ -11,8 +18,8 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use flate2::Compression;
 use flate2::write::GzEncoder;
+use flate2::{Compression, GzBuilder};
 use sha2::{Digest, Sha256};
 
 /// What a layer entry is (a walk records it from the file type; sockets are never written).
@@ -108,24 +115,44 @@ pub struct Meta {
 /// long-name record.
 pub struct LayerWriter<W: Write> {
     tar: tar::Builder<Hashing<GzEncoder<Hashing<W>>>>,
+    /// The source date epoch: no entry is written newer than this.
+    clamp: Option<u64>,
+}
+
+/// An mtime as written under a source date epoch: never later than it.
+pub fn clamp_mtime(mtime: u64, epoch: Option<u64>) -> u64 {
+    match epoch {
+        Some(e) if mtime > e => e,
+        _ => mtime,
+    }
 }
 
 impl<W: Write> LayerWriter<W> {
     pub fn new(out: W, level: Compression) -> Self {
-        let gz = GzEncoder::new(hashing(out), level);
+        // Said here rather than left to flate2's defaults, which the layer's digest rests on.
+        let gz = GzBuilder::new()
+            .mtime(0)
+            .operating_system(GZIP_OS_UNKNOWN)
+            .write(hashing(out), level);
         let mut tar = tar::Builder::new(hashing(gz));
         tar.mode(tar::HeaderMode::Complete);
         tar.follow_symlinks(false);
-        LayerWriter { tar }
+        LayerWriter { tar, clamp: None }
     }
 
-    fn header(kind: tar::EntryType, meta: Meta, size: u64) -> tar::Header {
+    /// Writes no mtime later than `epoch` (seconds), if one is given.
+    pub fn clamp_to(mut self, epoch: Option<u64>) -> Self {
+        self.clamp = epoch;
+        self
+    }
+
+    fn header(&self, kind: tar::EntryType, meta: Meta, size: u64) -> tar::Header {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
         h.set_mode(meta.mode & 0o7777);
         h.set_uid(meta.uid);
         h.set_gid(meta.gid);
-        h.set_mtime(meta.mtime);
+        h.set_mtime(clamp_mtime(meta.mtime, self.clamp));
         h.set_size(size);
         h
     }
@@ -142,7 +169,7 @@ impl<W: Write> LayerWriter<W> {
         data: impl Read,
     ) -> io::Result<()> {
         let path = path.as_ref();
-        let mut h = Self::header(tar::EntryType::Regular, meta, size);
+        let mut h = self.header(tar::EntryType::Regular, meta, size);
         let exact = Exact {
             inner: data.take(size),
             left: size,
@@ -152,7 +179,7 @@ impl<W: Write> LayerWriter<W> {
     }
 
     pub fn add_dir(&mut self, path: impl AsRef<Path>, meta: Meta) -> io::Result<()> {
-        let mut h = Self::header(tar::EntryType::Directory, meta, 0);
+        let mut h = self.header(tar::EntryType::Directory, meta, 0);
         self.tar.append_data(&mut h, path, io::empty())
     }
 
@@ -162,7 +189,7 @@ impl<W: Write> LayerWriter<W> {
         meta: Meta,
         target: impl AsRef<Path>,
     ) -> io::Result<()> {
-        let mut h = Self::header(tar::EntryType::Symlink, meta, 0);
+        let mut h = self.header(tar::EntryType::Symlink, meta, 0);
         self.tar.append_link(&mut h, path, target)
     }
 
@@ -173,17 +200,19 @@ impl<W: Write> LayerWriter<W> {
         meta: Meta,
         target: impl AsRef<Path>,
     ) -> io::Result<()> {
-        let mut h = Self::header(tar::EntryType::Link, meta, 0);
+        let mut h = self.header(tar::EntryType::Link, meta, 0);
         self.tar.append_link(&mut h, path, target)
     }
 
     /// Extended attributes (security.capability, user.*, ...) of the entry added next, as
     /// PAX `SCHILY.xattr.<name>` records.
     pub fn add_xattrs(&mut self, xattrs: &[(String, Vec<u8>)]) -> io::Result<()> {
-        let records: Vec<(String, &[u8])> = xattrs
+        // Sorted: the order a file system lists them in is not the same on every copy.
+        let mut records: Vec<(String, &[u8])> = xattrs
             .iter()
             .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
             .collect();
+        records.sort();
         self.tar
             .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))
     }
@@ -206,7 +235,7 @@ impl<W: Write> LayerWriter<W> {
                 return Err(io::Error::other(msg));
             }
         };
-        let mut h = Self::header(t, meta, 0);
+        let mut h = self.header(t, meta, 0);
         let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
         h.set_device_major(major as u32)?;
         h.set_device_minor(minor as u32)?;
@@ -246,6 +275,9 @@ impl<W: Write> LayerWriter<W> {
         Ok((inner.inner, digests))
     }
 }
+
+/// The gzip header's OS byte: 255, "unknown", the same on every machine.
+const GZIP_OS_UNKNOWN: u8 = 255;
 
 /// The name of the opaque marker: `<dir>/.wh..wh..opq`.
 const OPAQUE: &str = ".wh..wh..opq";
@@ -486,5 +518,81 @@ mod tests {
             entry_order(Path::new("a/"), Path::new("/a")),
             Ordering::Equal
         );
+    }
+
+    #[test]
+    fn a_source_date_epoch_clamps_newer_times_only() {
+        assert_eq!(clamp_mtime(5, None), 5);
+        assert_eq!(clamp_mtime(5, Some(10)), 5);
+        assert_eq!(clamp_mtime(10, Some(10)), 10);
+        assert_eq!(clamp_mtime(11, Some(10)), 10);
+        let epoch = 1_600_000_000;
+        let m = |mtime| Meta {
+            mode: 0o644,
+            mtime,
+            ..Meta::default()
+        };
+        let mut w = LayerWriter::new(Vec::new(), Compression::fast()).clamp_to(Some(epoch));
+        w.add_dir("new", m(1_700_000_000)).expect("dir");
+        w.add_file("new/old", m(1_000), 1, &b"o"[..]).expect("file");
+        w.add_symlink("new/link", m(u64::from(u32::MAX)), "old")
+            .expect("symlink");
+        w.add_whiteout("gone").expect("whiteout");
+        let (blob, _) = w.finish().expect("finish");
+        let mut ar = tar::Archive::new(GzDecoder::new(&blob[..]));
+        let times: Vec<(String, u64)> = ar
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                let e = e.expect("entry");
+                let p = e.path().expect("path").display().to_string();
+                (p, e.header().mtime().expect("mtime"))
+            })
+            .collect();
+        assert_eq!(
+            times,
+            [
+                ("new".to_string(), epoch),
+                ("new/old".to_string(), 1_000),
+                ("new/link".to_string(), epoch),
+                (".wh.gone".to_string(), 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_bytes_depend_only_on_the_entries() {
+        // The same tree, its xattrs listed in another order, at another moment.
+        let layer = |xattrs: &[(String, Vec<u8>)]| {
+            let mut w = LayerWriter::new(Vec::new(), Compression::fast()).clamp_to(Some(100));
+            w.add_dir("d", Meta::default()).expect("dir");
+            w.add_xattrs(xattrs).expect("xattrs");
+            let m = Meta {
+                mode: 0o755,
+                mtime: 200,
+                ..Meta::default()
+            };
+            w.add_file("d/f", m, 2, &b"hi"[..]).expect("file");
+            w.finish().expect("finish")
+        };
+        let x = |k: &str| (k.to_string(), b"v".to_vec());
+        let (a, da) = layer(&[x("user.a"), x("security.capability")]);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let (b, db) = layer(&[x("security.capability"), x("user.a")]);
+        assert_eq!(a, b);
+        assert_eq!(da, db);
+        // gzip: no name or comment (FLG 0), MTIME 0, XFL 4 (fastest), OS 255.
+        assert_eq!(&a[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255]);
+        // tar: no atime or ctime (GNU fields zero), no user or group names.
+        let mut ar = tar::Archive::new(GzDecoder::new(&a[..]));
+        for e in ar.entries().expect("entries") {
+            let e = e.expect("entry");
+            let h = e.header();
+            assert_eq!(h.username_bytes(), Some(&b""[..]));
+            assert_eq!(h.groupname_bytes(), Some(&b""[..]));
+            if let Some(gnu) = h.as_gnu() {
+                assert!(gnu.atime.iter().chain(&gnu.ctime).all(|b| *b == 0));
+            }
+        }
     }
 }

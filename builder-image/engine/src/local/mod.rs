@@ -61,6 +61,9 @@ pub struct BuildOptions {
     pub keep_workspace: bool,
     /// At most this many stages at once (0: as many as are ready).
     pub max_parallel: usize,
+    /// `SOURCE_DATE_EPOCH` (seconds): `created` of the config and the new history, and no
+    /// file in the build's own layers newer than it.
+    pub source_date_epoch: Option<u64>,
 }
 
 pub struct BuildOutput {
@@ -210,6 +213,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
             secrets: &secrets,
             seccomp: seccomp::profile(&DEFAULT_CAPS),
             inputs: &inputs,
+            epoch: opts.source_date_epoch,
         };
         let outputs = run_jobs(opts, plan_roots(&plan, &images), &graph, &host)?;
         // The target's result as the host vouches for it: the digest of what the target's
@@ -226,7 +230,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
             digests: &digests,
         };
         let target = checked.result(&checked.plan()?, plan.target_index)?;
-        let image = steps::push::assemble(&ws, &target, &images)?;
+        let image = steps::push::assemble(&ws, &target, &images, opts.source_date_epoch)?;
         if opts.destinations.is_empty() {
             let digest = sha256_bytes(&manifest_json(
                 &image.config,
@@ -387,6 +391,8 @@ struct Host<'a> {
     seccomp: Seccomp,
     /// The digests of the files the host wrote into the workspace.
     inputs: &'a Inputs,
+    /// `--source-date-epoch`, handed to every stage container.
+    epoch: Option<u64>,
 }
 
 /// Runs a Job (a chain of stages) in one container rooted in the chain's base image, given the
@@ -413,6 +419,8 @@ fn run_chain(
     let root = StageRoot::prepare(&h.state.base_trees(), dir.path(), base)?;
     let cache = h.state.run_cache();
     let started = std::time::Instant::now();
+    let mut stage_args = StageArgs::in_pod(chain.to_vec(), digests);
+    stage_args.epoch.source_date_epoch = h.epoch;
     let c = Container {
         id: format!("slipway-{}-{index}", h.build),
         rootfs: &root.rootfs,
@@ -426,7 +434,7 @@ fn run_chain(
         // The build's own SSL_CERT_FILE, if any, reaches ADD of https URLs in the stages.
         ca_file: ca_file.as_deref(),
         args: std::iter::once(paths::BIN.to_string())
-            .chain(PodCommand::Stage(StageArgs::in_pod(chain.to_vec(), digests)).to_args())
+            .chain(PodCommand::Stage(stage_args).to_args())
             .collect(),
     };
     let code = runc::run(&c, &dir.bundle());

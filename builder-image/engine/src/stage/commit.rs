@@ -35,7 +35,8 @@ impl Engine<'_> {
         let tmp = dir.join(format!("layer-{}.tmp", self.layers.len()));
         let io_err = |e: io::Error| self.fail(cmd, LayerError::Write(e));
         let f = fs::File::create(&tmp).map_err(io_err)?;
-        let mut w = LayerWriter::new(io::BufWriter::new(f), flate2::Compression::fast());
+        let mut w = LayerWriter::new(io::BufWriter::new(f), flate2::Compression::fast())
+            .clamp_to(self.epoch);
         write(&mut w).map_err(io_err)?;
         let (out, d) = w.finish().map_err(io_err)?;
         out.into_inner()

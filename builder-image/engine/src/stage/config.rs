@@ -97,6 +97,18 @@ pub struct StageImage {
     pub history: Vec<History>,
     /// CMD was set in this stage (so a later ENTRYPOINT keeps it).
     cmd_set: bool,
+    /// The `created` of the history entries this stage adds (RFC 3339): the source date
+    /// epoch when there is one; else none, as before.
+    pub created: Option<String>,
+}
+
+/// A source date epoch as the image config's and history's `created` say it: RFC 3339 in UTC
+/// (`2023-11-14T22:13:20Z`). Epochs are checked against the last second this form can say
+/// when parsed (`slipway_contract::epoch::MAX_EPOCH`); a larger one is written as that second.
+pub fn created_at(epoch: u64) -> String {
+    let secs = i64::try_from(epoch).unwrap_or(i64::MAX);
+    let t = jiff::Timestamp::from_second(secs).unwrap_or(jiff::Timestamp::MAX);
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// `["a" "b"]`, Go's `%q` of a string slice.
@@ -166,10 +178,10 @@ impl StageImage {
             created_by
         };
         self.history.push(History {
+            created: self.created.clone(),
             created_by,
             comment: "buildkit.dockerfile.v0".into(),
             empty_layer: !layer,
-            ..Default::default()
         });
     }
 

@@ -63,6 +63,9 @@ pub struct StageOptions {
     /// The digests of the workspace files the chain reads (the plan, the Dockerfile, the
     /// images', its parents' results and exports): nothing else is read there.
     pub digests: Digests,
+    /// `SOURCE_DATE_EPOCH`: the new history entries' `created`, and no file in the stage's
+    /// layers newer than it.
+    pub epoch: Option<u64>,
 }
 
 /// What a chain of stages leaves: the last one's result, and the digests of what each of
@@ -116,6 +119,8 @@ struct Engine<'a> {
     step: usize,
     steps: usize,
     threads: usize,
+    /// The source date epoch the stage's layers are clamped to.
+    epoch: Option<u64>,
 }
 
 /// The tree one stage of a chain leaves to the next.
@@ -289,9 +294,11 @@ fn run_one(
         step: 0,
         steps: 0,
         threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        epoch: opts.epoch,
         ws,
     };
     e.start(carry).map_err(|m| setup(&label, m))?;
+    e.image.created = opts.epoch.map(config::created_at);
     let stage = &df.stages[ps.index];
     let triggers = e.triggers()?;
     e.steps = triggers.len() + stage.commands.len() + 1;

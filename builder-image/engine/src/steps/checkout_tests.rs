@@ -30,6 +30,8 @@ impl Repo {
             .args(args)
             .current_dir(self.dir.path())
             .env("GIT_DIR", self.dir.path())
+            // Commits made here are at a known time (sourceDateEpoch: git).
+            .env("GIT_COMMITTER_DATE", "1650000000 +0000")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -268,4 +270,20 @@ fn a_crafted_repository_cannot_write_outside_the_context() {
         format!("git {}: a: the tree names it twice", repo.path().display())
     );
     assert_eq!(fs::read_dir(outside.path()).expect("dir").count(), 0);
+}
+
+/// `sourceDateEpoch: git`: the clone reports the revision's committer time.
+#[test]
+fn a_clone_reports_the_commit_time() {
+    let repo = Repo::new();
+    let file = repo.blob(b"hello\n");
+    let tree = repo.tree(&[("100644", b"hello.txt", &file)]);
+    repo.commit(&tree);
+    let ws = tempfile::tempdir().expect("tempdir");
+    let spec = GitSpec {
+        url: repo.path().display().to_string(),
+        ..Default::default()
+    };
+    let time = clone(&spec, &ws.path().join("git")).expect("cloned");
+    assert_eq!(time, Some(1_650_000_000));
 }

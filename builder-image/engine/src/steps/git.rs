@@ -165,8 +165,10 @@ fn fetch(spec: &GitSpec, bare: &Path) -> Result<gix::Repository, (&'static str, 
     Ok(repo)
 }
 
-/// Clones `spec.url` and writes the revision's tree into `dest` (made anew).
-pub fn clone(spec: &GitSpec, dest: &Path) -> Result<(), GitError> {
+/// Clones `spec.url` and writes the revision's tree into `dest` (made anew); returns the
+/// revision's commit time in seconds (`sourceDateEpoch: git`), `None` for a revision that is
+/// no commit or a time before 1970.
+pub fn clone(spec: &GitSpec, dest: &Path) -> Result<Option<u64>, GitError> {
     check_git(&spec.url, spec.credentials.is_some()).map_err(GitError::Url)?;
     let shown = redacted(&spec.url);
     let url: &str = &shown;
@@ -207,12 +209,16 @@ pub fn clone(spec: &GitSpec, dest: &Path) -> Result<(), GitError> {
             })?,
         },
     };
-    let tree = repo
-        .find_object(id)
-        .map_err(step(url, "revision"))?
-        .peel_to_tree()
-        .map_err(step(url, "revision"))?
-        .id;
+    let object = repo.find_object(id).map_err(step(url, "revision"))?;
+    // The committer's time, as `git log -1 --format=%ct` (and BuildKit's
+    // SOURCE_DATE_EPOCH=context) says it.
+    let time = object
+        .clone()
+        .peel_to_commit()
+        .ok()
+        .and_then(|c| c.time().ok())
+        .and_then(|t| u64::try_from(t.seconds).ok());
+    let tree = object.peel_to_tree().map_err(step(url, "revision"))?.id;
     let _ = fs::remove_dir_all(dest);
     checkout::write_tree(&repo, tree, dest, spec.limit).map_err(|source| GitError::Checkout {
         url: url.to_string(),
@@ -220,7 +226,7 @@ pub fn clone(spec: &GitSpec, dest: &Path) -> Result<(), GitError> {
     })?;
     let _ = fs::remove_dir_all(&bare);
     eprintln!("git {url}: checked out {id}");
-    Ok(())
+    Ok(time)
 }
 
 #[cfg(test)]

@@ -174,7 +174,10 @@ fn fetch_source(args: &FetchArgs, ws: &Workspace) -> Result<PathBuf, PrepareFail
         }
         ResolvedSource::Git(g) => {
             let checkout = ws.root.join("git");
-            git::clone(&g, &checkout)?;
+            if let Some(t) = git::clone(&g, &checkout)? {
+                let at_time = ws.source_time();
+                fs::write(&at_time, t.to_string()).map_err(at(&at_time))?;
+            }
             let dir = match &g.context_dir {
                 Some(d) if !d.is_empty() && d != "." => context_dir(&checkout, d)?,
                 _ => checkout,
@@ -239,7 +242,13 @@ pub fn resolve(args: &ResolveArgs) -> Result<BuildGraph, PrepareError> {
         Fetch::Manifests,
     ))??;
     let inputs = trusted::inputs(&ws, images.keys().cloned())?;
-    Ok(BuildGraph::new(&plan, &plan::pinned(&images)).with_inputs(inputs))
+    // Written by this pod's fetch step (nothing else has written the workspace yet).
+    let source_time = fs::read_to_string(ws.source_time())
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok());
+    Ok(BuildGraph::new(&plan, &plan::pinned(&images))
+        .with_inputs(inputs)
+        .with_source_time(source_time))
 }
 
 /// Both steps in one process.

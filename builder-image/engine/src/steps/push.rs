@@ -59,7 +59,7 @@ pub fn push(args: &PushArgs) -> Result<String, PushError> {
         ws: &ws,
         digests: &args.digests,
     })?;
-    let image = assemble(&ws, &r, &images)?;
+    let image = assemble(&ws, &r, &images, args.epoch.source_date_epoch)?;
     let blobs = args
         .blob_cache
         .clone()
@@ -73,11 +73,13 @@ pub fn push(args: &PushArgs) -> Result<String, PushError> {
 }
 
 /// The final image of the target's result `r`: its chain root's layers, then the stage
-/// layers (read beneath the workspace `ws`).
+/// layers (read beneath the workspace `ws`). With a source date epoch the config's `created`
+/// is that time; without one the config has none (the base's is dropped, as before).
 pub fn assemble(
     ws: &Workspace,
     r: &StageResult,
     images: &BTreeMap<String, ImageInfo>,
+    epoch: Option<u64>,
 ) -> Result<ImageToPush, PushError> {
     let base = r.base.as_ref().and_then(|b| images.get(b));
     let mut config = match base {
@@ -105,6 +107,9 @@ pub fn assemble(
         "moby.buildkit.buildinfo.v1",
     ] {
         obj.remove(k);
+    }
+    if let Some(e) = epoch {
+        obj.insert("created".into(), crate::stage::config::created_at(e).into());
     }
     obj.insert("config".into(), serde_json::to_value(&r.config)?);
     if !r.author.is_empty() {

@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use slipway_contract::epoch::EpochArgs;
 use slipway_contract::graph::StageJob;
 use slipway_contract::pod::{
     self, Digests, InstallArgs, PodCommand, PushArgs, RegistryArgs, StageArgs, paths,
@@ -244,6 +245,23 @@ fn stage_workspace(stages: &[usize]) -> Vec<VolumeMount> {
     mounts
 }
 
+/// What the controller hands a stage or push pod: the digests of what it reads, and the
+/// source date epoch it stamps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Given {
+    pub digests: Digests,
+    pub epoch: EpochArgs,
+}
+
+impl From<Digests> for Given {
+    fn from(digests: Digests) -> Self {
+        Given {
+            digests,
+            epoch: EpochArgs::default(),
+        }
+    }
+}
+
 /// A stage Job: the chain's base image, the engine binary copied in by an init container,
 /// as root; only the secrets its RUN commands ask for; the digests of what it reads.
 pub fn stage_job(
@@ -253,11 +271,12 @@ pub fn stage_job(
     sj: &StageJob,
     node: Option<&str>,
     deadline: &Deadline,
-    digests: Digests,
+    given: Given,
 ) -> Job {
     let step = Step::Stage(pos, sj.label());
-    let mut stage = StageArgs::in_pod(sj.stages.clone(), digests);
+    let mut stage = StageArgs::in_pod(sj.stages.clone(), given.digests);
     stage.limits.size_limit = s.size_limit;
+    stage.epoch = given.epoch;
     let args = PodCommand::Stage(stage).to_args();
     let mut volumes = vec![
         workspace_volume(ib),
@@ -370,7 +389,7 @@ pub fn push_job(
     target: &PushTarget,
     node: Option<&str>,
     deadline: &Deadline,
-    digests: Digests,
+    given: Given,
 ) -> Job {
     let out = &ib.spec.output;
     let args = PodCommand::Push(PushArgs {
@@ -378,7 +397,8 @@ pub fn push_job(
         destinations: target.destinations.clone(),
         registries: insecure(s, out.insecure_registry.then_some(target.registry.as_str())),
         blob_cache: Some(paths::PUSH_BLOBS.into()),
-        digests,
+        epoch: given.epoch,
+        digests: given.digests,
     })
     .to_args();
     let mut volumes = vec![
@@ -466,7 +486,7 @@ mod tests {
             &sj,
             Some("node-a"),
             &Deadline(Some(600)),
-            digests(),
+            digests().into(),
         );
         assert_eq!(j.metadata.name.as_deref(), Some("web-3-s1-build"));
         let owner = &j.metadata.owner_references.as_ref().expect("owner")[0];
@@ -543,7 +563,29 @@ mod tests {
             cache_mounts: true,
             ..Default::default()
         };
-        let j = stage_job(&ib, &settings(), 0, &sj, None, &Deadline(None), digests());
+        let stamped = EpochArgs {
+            source_date_epoch: Some(1_700_000_000),
+        };
+        let j = stage_job(
+            &ib,
+            &settings(),
+            0,
+            &sj,
+            None,
+            &Deadline(None),
+            Given {
+                digests: digests(),
+                epoch: stamped,
+            },
+        );
+        let args = j.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        let args = args
+            .and_then(|p| p.containers[0].args.clone())
+            .expect("args");
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["--source-date-epoch", "1700000000"])
+        );
         let pod = j.spec.and_then(|s| s.template.spec).expect("pod");
         assert_eq!(
             pod.containers[0].image.as_deref(),
@@ -560,11 +602,25 @@ mod tests {
         let mut d = Digests::new(digest('a'));
         d.results
             .push(format!("1={}", digest('1')).parse().expect("pair"));
-        let p = push_job(&ib, &settings(), &target, None, &Deadline(None), d);
+        let p = push_job(
+            &ib,
+            &settings(),
+            &target,
+            None,
+            &Deadline(None),
+            Given {
+                digests: d,
+                epoch: stamped,
+            },
+        );
         // M12: a push is tried again; the digests of the plan and the target's result.
         assert_eq!(p.spec.as_ref().and_then(|s| s.backoff_limit), Some(2));
         let pod = p.spec.and_then(|s| s.template.spec).expect("pod");
         let args = pod.containers[0].args.clone().expect("args");
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["--source-date-epoch", "1700000000"])
+        );
         assert!(
             args.windows(2)
                 .any(|w| w == ["--result-digest".to_string(), format!("1={}", digest('1'))])

@@ -13,10 +13,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ResourceRequirements};
+use slipway_contract::epoch::{EpochArgs, resolve};
 use slipway_contract::graph::BuildGraph;
 use slipway_contract::trust::{Missing, Trusted};
 
-pub use jobs::{push_job, stage_job, workspace_pvc};
+pub use jobs::{Given, push_job, stage_job, workspace_pvc};
 #[cfg(test)]
 pub use names::LABEL_BUILD;
 pub use names::{
@@ -80,6 +81,9 @@ pub enum RenderError {
     /// stage Jobs do not need it.
     #[error("{0}")]
     Output(#[source] InvalidOutput),
+    /// `sourceDateEpoch: git` and a prepare pod that reported no commit time.
+    #[error("{0}")]
+    Epoch(#[source] slipway_contract::epoch::ResolveError),
 }
 
 /// The objects of this reconcile, for [`apply`](super::apply).
@@ -122,7 +126,16 @@ fn objects(
                 let digests = trusted(g, &seen.observed.outputs)?
                     .for_stage_job(sj)
                     .map_err(RenderError::Digests)?;
-                Ok(stage_job(ib, s, *pos, sj, node, &build.deadline, digests))
+                let epoch = epoch(build, g)?;
+                Ok(stage_job(
+                    ib,
+                    s,
+                    *pos,
+                    sj,
+                    node,
+                    &build.deadline,
+                    Given { digests, epoch },
+                ))
             }
             Create::Push => {
                 let target = build
@@ -133,7 +146,15 @@ fn objects(
                 let digests = trusted(g, &seen.observed.outputs)?
                     .for_push(g)
                     .map_err(RenderError::Digests)?;
-                Ok(push_job(ib, s, target, node, &build.deadline, digests))
+                let epoch = epoch(build, g)?;
+                Ok(push_job(
+                    ib,
+                    s,
+                    target,
+                    node,
+                    &build.deadline,
+                    Given { digests, epoch },
+                ))
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -145,6 +166,13 @@ fn objects(
         workspace: workspace_pvc(ib, s),
         jobs,
     })
+}
+
+/// The source date epoch stage and push pods stamp: the spec's seconds, or for `git` the
+/// commit time the prepare pod reported.
+fn epoch(build: &Build, g: &BuildGraph) -> Result<EpochArgs, RenderError> {
+    let source_date_epoch = resolve(build.epoch, g.source_time).map_err(RenderError::Epoch)?;
+    Ok(EpochArgs { source_date_epoch })
 }
 
 /// The digests the controller holds: the prepare step's, and those of the stages done.
@@ -211,5 +239,22 @@ mod tests {
         ib.spec.resources = None;
         s.default_resources = None;
         assert_eq!(prepare_resources(&ib, &s), None);
+    }
+
+    #[test]
+    fn git_epochs_are_the_commit_time_prepare_reported() {
+        use slipway_contract::epoch::SourceDateEpoch;
+        let mut build = fixtures::validated(&fixtures::build(), 1_000);
+        let mut g = fixtures::graph();
+        let at = |n| EpochArgs {
+            source_date_epoch: n,
+        };
+        assert_eq!(epoch(&build, &g).expect("none"), at(None));
+        build.epoch = Some(SourceDateEpoch::Seconds(9));
+        assert_eq!(epoch(&build, &g).expect("seconds"), at(Some(9)));
+        build.epoch = Some(SourceDateEpoch::Git);
+        assert!(matches!(epoch(&build, &g), Err(RenderError::Epoch(_))));
+        g.source_time = Some(1_650_000_000);
+        assert_eq!(epoch(&build, &g).expect("git"), at(Some(1_650_000_000)));
     }
 }

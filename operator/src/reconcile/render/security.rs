@@ -271,7 +271,7 @@ mod tests {
             &sj,
             Some("n"),
             &Deadline(None),
-            Digests::new(digest('a')),
+            Digests::new(digest('a')).into(),
         ))
     }
 
@@ -284,7 +284,7 @@ mod tests {
             &target,
             None,
             &Deadline(None),
-            Digests::new(digest('a')),
+            Digests::new(digest('a')).into(),
         ))
     }
 

@@ -32,9 +32,9 @@ engine_status=0
 if [[ ${SLIPWAY_ENGINE:-1} == 0 ]]; then
   echo "== tier 2 skipped: SLIPWAY_ENGINE=0"
 elif [[ $(id -u) != 0 ]]; then
-  echo "== tier 2 skipped: runc and buildah need root"
+  echo "== tier 2 skipped: runc and buildkitd need root"
 else
-  echo "== tier 2: the engine (local builds in runc, a loopback registry, buildah for fidelity)"
+  echo "== tier 2: the engine (local builds in runc, a loopback registry, BuildKit as the reference)"
   tests/engine/run.sh 2>&1 | tee "$logs/engine.log" || engine_status=1
 fi
 

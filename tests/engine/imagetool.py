@@ -10,10 +10,11 @@
   imagetool.py leaks OCI_DIR SECRET REGEX   fails, naming each, if the config or a layer holds
                                             SECRET's bytes or an entry whose path matches REGEX
                                             (the hostile tests' "nothing leaked into the image")
-  imagetool.py compare OURS THEIRS [KNOWN [OURS_CONFIG THEIRS_CONFIG]]
-                                            file trees and runtime configs equal, except the
-                                            documented differences listed in the KNOWN file
-                                            (lines `path <p>` or `config <Field>`, # comments)
+  imagetool.py compare [--peer NAME] [--known FILE --case CASE] OURS THEIRS OURS_CONFIG THEIRS_CONFIG
+                                            file trees, runtime configs and history
+                                            (created_by, empty_layer) equal, except the
+                                            documented differences of CASE in FILE
+                                            (see read_known; the configs are raw JSON)
 
 Names are the tar's raw bytes (tarfile decodes them with surrogateescape, so unpack writes
 them back byte for byte); where a name is printed, a byte that is not UTF-8 is shown as \\xNN
@@ -238,46 +239,88 @@ def config_of(oci, raw=None):
     return out
 
 
-BUILDAH_PLACEHOLDERS = {"dev", "proc", "sys", "run", "etc", "etc/hostname", "etc/hosts",
-                        "etc/resolv.conf", "run/.containerenv"}
+def history_of(raw):
+    """(created_by, empty_layer) per history entry of a raw image config."""
+    with open(raw) as f:
+        return [(h.get("created_by", ""), bool(h.get("empty_layer")))
+                for h in json.load(f).get("history") or []]
 
 
-def cmd_compare(ours, theirs, known_file=None, ours_config=None, theirs_config=None):
-    known_paths, known_config = set(), set()
-    if known_file and os.path.exists(known_file):
-        with open(known_file) as f:
+def read_known(path, case):
+    """The documented differences of one case: lines `CASE path P` (P and all under it),
+    `CASE mountpoint P` (P only where the peer has it as an empty directory and we have
+    nothing), `CASE config FIELD`, `CASE history N` (the Nth entry, from 0) or `CASE history`
+    (all); `#` starts a comment. CASE `*` is every case.
+    Returns (paths, mount points, config fields, history entries or None for all)."""
+    paths, mounts, config, history = set(), set(), set(), set()
+    if path and os.path.exists(path):
+        with open(path) as f:
             for line in f:
-                line = line.split("#", 1)[0].strip()
-                if line.startswith("path "):
-                    known_paths.add(line[5:].strip())
-                elif line.startswith("config "):
-                    known_config.add(line[7:].strip())
-    a, b = flatten(ours), flatten(theirs)
-    bad = 0
+                words = line.split("#", 1)[0].split(None, 2)
+                if len(words) < 2 or words[0] not in (case, "*"):
+                    continue
+                what, arg = words[1], (words[2].strip() if len(words) > 2 else "")
+                if what == "path":
+                    paths.add(arg)
+                elif what == "mountpoint":
+                    mounts.add(arg)
+                elif what == "config":
+                    config.add(arg)
+                elif what == "history":
+                    history = None if not arg else (history | {int(arg)} if history is not None else None)
+                else:
+                    raise SystemExit(f"{path}: unknown line: {line.strip()}")
+    return paths, mounts, config, history
+
+
+def differences(a, b, ca, cb, ha, hb, known, peer):
+    """What differs between two images (ours first), less the known differences: one line
+    each. a/b: flattened trees, ca/cb: runtime configs, ha/hb: history entries."""
+    paths, mounts, fields, hist = known
+    out = []
     for p in sorted(set(a) | set(b)):
-        if p in known_paths or any(p.startswith(k + "/") for k in known_paths):
+        if p in paths or any(p.startswith(k + "/") for k in paths):
             continue
-        # buildah leaves the mount points of its RUN containers behind (empty directories
-        # and files); BuildKit and Slipway do not.
-        e = b.get(p, {})
-        if (p not in a and p in BUILDAH_PLACEHOLDERS
-                and (e.get("type") == "dir" or e.get("size") == 0)):
+        if (p in mounts and p not in a and b[p].get("type") == "dir"
+                and not any(k.startswith(p + "/") for k in b)):
             continue
         ea, eb = dict(a.get(p, {})), dict(b.get(p, {}))
         ea.pop("hardlink", None)
         eb.pop("hardlink", None)
         if ea != eb:
-            bad += 1
-            print(f"tree {shown(p)}: slipway {ea or 'absent'} / buildah {eb or 'absent'}")
-    ca, cb = config_of(ours, ours_config), config_of(theirs, theirs_config)
+            out.append(f"tree {shown(p)}: slipway {ea or 'absent'} / {peer} {eb or 'absent'}")
     for k in sorted(set(ca) | set(cb)):
-        if k in known_config:
-            continue
-        if ca.get(k) != cb.get(k):
-            bad += 1
-            print(f"config {k}: slipway {ca.get(k)!r} / buildah {cb.get(k)!r}")
-    print(f"compared {len(set(a) | set(b))} paths and {len(set(ca) | set(cb))} config fields: "
-          f"{bad} differences")
+        if k not in fields and ca.get(k) != cb.get(k):
+            out.append(f"config {k}: slipway {ca.get(k)!r} / {peer} {cb.get(k)!r}")
+    if hist is not None:
+        for i in range(max(len(ha), len(hb))):
+            x = ha[i] if i < len(ha) else None
+            y = hb[i] if i < len(hb) else None
+            if i not in hist and x != y:
+                out.append(f"history {i}: slipway {x!r} / {peer} {y!r}")
+    return out
+
+
+def cmd_compare(args):
+    """compare [--peer NAME] [--known FILE --case CASE] OURS THEIRS OURS_CONFIG THEIRS_CONFIG"""
+    opts = {"--peer": "peer", "--known": None, "--case": ""}
+    rest = []
+    while args:
+        x = args.pop(0)
+        if x in opts:
+            opts[x] = args.pop(0)
+        else:
+            rest.append(x)
+    ours, theirs, ours_config, theirs_config = rest
+    a, b = flatten(ours), flatten(theirs)
+    ca, cb = config_of(ours, ours_config), config_of(theirs, theirs_config)
+    ha, hb = history_of(ours_config), history_of(theirs_config)
+    known = read_known(opts["--known"], opts["--case"])
+    bad = differences(a, b, ca, cb, ha, hb, known, opts["--peer"])
+    for line in bad:
+        print(line)
+    print(f"compared {len(set(a) | set(b))} paths, {len(set(ca) | set(cb))} config fields and "
+          f"{max(len(ha), len(hb))} history entries: {len(bad)} differences")
     sys.exit(1 if bad else 0)
 
 
@@ -323,7 +366,7 @@ if __name__ == "__main__":
     elif cmd == "runspec":
         cmd_runspec(*args)
     elif cmd == "compare":
-        cmd_compare(*args)
+        cmd_compare(list(args))
     elif cmd == "layers":
         cmd_layers(args[0])
     elif cmd == "leaks":

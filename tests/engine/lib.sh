@@ -5,7 +5,7 @@ CACHE=${SLIPWAY_CACHE:-/var/cache/slipway}
 REG_DIR=$CACHE/engine-registry
 repo=${repo:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 passed=0 failed=0 skipped=0
-REG_PID=
+REG_PID= BK_PID=
 
 log() { printf '%s\n' "$*" >&2; }
 
@@ -64,7 +64,56 @@ engine_setup() {
   export ENGINE WORK ENGINE_STATE
 }
 
+# BuildKit, the fidelity reference: buildkitd (OCI worker: runc, overlayfs) as root on a unix
+# socket in $WORK, its state in $WORK too (every run starts cold, nothing stale is compared),
+# pulling from and pushing to the loopback registry over plain http.
+start_buildkitd() {
+  local bin start=$SECONDS
+  bin=$("$repo/tests/peers/build.sh" buildkit) || return 1
+  log "buildkit ready in $((SECONDS - start))s ($bin)"
+  BK=$WORK/buildkit
+  mkdir -p "$BK"
+  cat > "$BK/buildkitd.toml" <<TOML
+root = "$BK/root"
+[grpc]
+  address = ["unix://$BK/buildkitd.sock"]
+[otel]
+  socketPath = "$BK/otel.sock"
+[worker.oci]
+  enabled = true
+  snapshotter = "overlayfs"
+  networkMode = "host"
+  gc = false
+[worker.containerd]
+  enabled = false
+[registry."$ENGINE_REGISTRY"]
+  http = true
+TOML
+  PATH=$bin:$PATH buildkitd --config "$BK/buildkitd.toml" >"$BK/log" 2>&1 &
+  BK_PID=$!
+  BUILDCTL=("$bin/buildctl" --addr "unix://$BK/buildkitd.sock")
+  for _ in $(seq 100); do
+    "${BUILDCTL[@]}" debug workers >/dev/null 2>&1 && return 0
+    kill -0 "$BK_PID" 2>/dev/null || break
+    sleep 0.2
+  done
+  log "buildkitd did not start: $(tail -5 "$BK/log")"
+  return 1
+}
+
+stop_buildkitd() {
+  [[ -n $BK_PID ]] || return 0
+  kill "$BK_PID" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$BK_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$BK_PID" 2>/dev/null || true; wait "$BK_PID" 2>/dev/null || true
+  BK_PID=
+  # Snapshots a killed daemon left mounted would stop the removal of $WORK.
+  awk -v d="$WORK/buildkit/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+    while read -r m; do umount -l "$m" 2>/dev/null || true; done
+}
+
 engine_teardown() {
+  stop_buildkitd
   # Safe under `set -e` (the scripts that source this file use it): a killed registry's
   # wait status must not stop the clean-up.
   if [[ -n $REG_PID ]]; then kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null || true; fi

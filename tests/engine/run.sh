@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The engine tier: real local builds with `slipway-builder build` (stages in runc containers),
 # pushed to a real registry (Debian's docker-registry on a loopback port this script starts),
-# read back with skopeo, run with runc, and compared with buildah 1.28 building the same
-# Dockerfile. Needs root. Prints `engine: N passed, N failed, N skipped`.
+# read back with skopeo, run with runc, and compared with BuildKit (tests/peers/build.sh, the
+# reference) building the same Dockerfile. Needs root. Prints `engine: N passed, N failed, N skipped`.
 #   SLIPWAY_ENGINE_ONLY=regex     run only the tests whose names match (grep -E)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -12,6 +12,7 @@ source "$here/lib.sh"
 
 engine_setup || { echo "engine: 0 passed, 1 failed, 0 skipped"; exit 1; }
 trap engine_teardown EXIT
+start_buildkitd || { echo "engine: 0 passed, 1 failed, 0 skipped"; exit 1; }
 
 R=$ENGINE_REGISTRY
 only=${SLIPWAY_ENGINE_ONLY:-}
@@ -68,28 +69,35 @@ case_args() { # DIR: extra build args of a case
   fi
 }
 
-fidelity() { # NAME DIR: buildah builds the same Dockerfile; trees and configs must match.
-  local name=$1 d=$2 args=()
-  if [[ -f $d/build-args ]]; then while read -r a; do [[ -n $a ]] && args+=(--build-arg "$a"); done < "$d/build-args"; fi
-  bud() {
-    buildah bud --isolation chroot --format docker --tls-verify=false --layers=false -q \
-      --build-arg "BASE_REGISTRY=$R" "${args[@]}" -t "localhost/slipway-fidelity/$name" "$d" >"$WORK/buildah-$name.log" 2>&1
-  }
-  # buildah 1.28's chroot runner now and then fails to seal its memfd copy of itself
-  # (EBUSY); that is the peer tripping, not the comparison: it gets one more try.
-  bud || { grep -q 'sealing memfd' "$WORK/buildah-$name.log" && bud; } \
-    || { tail -20 "$WORK/buildah-$name.log"; return 1; }
-  # Through the registry in Docker's format: an OCI layout would drop Healthcheck, Shell and
-  # OnBuild from buildah's config. The trees come from OCI layouts, the configs raw.
-  buildah push -q --format docker --tls-verify=false "localhost/slipway-fidelity/$name" \
-    "docker://$R/buildah-fidelity/$name:latest" >/dev/null 2>&1 || { echo "buildah push failed"; return 1; }
-  buildah rmi -f "localhost/slipway-fidelity/$name" >/dev/null 2>&1
-  rm -rf "$WORK/buildah-oci-$name"
-  skopeo copy -q --src-tls-verify=false "docker://$R/buildah-fidelity/$name:latest" "oci:$WORK/buildah-oci-$name:latest" || return 1
-  skopeo inspect --tls-verify=false --config --raw "docker://$R/buildah-fidelity/$name:latest" > "$WORK/buildah-config-$name.json" || return 1
+# buildkit NAME DIR: BuildKit builds the same Dockerfile (same context, build args and
+# secrets) and pushes it; its image must match Slipway's: file trees, runtime configs and
+# history (created_by, empty_layer), except what buildkit-known lists for NAME, with why.
+buildkit() {
+  local name=$1 d=$2 args=() a df=$WORK/bk-dockerfile-$name ref=$R/buildkit-fidelity/$name:latest
+  while IFS= read -r -d '' a; do
+    case $a in
+      --build-arg) ;;
+      --secret) args+=(--secret) ;;
+      id=*) args+=("$a") ;;
+      *) args+=(--opt "build-arg:$a") ;;
+    esac
+  done < <(case_args "$d")
+  # A `# syntax=` line would make BuildKit pull that frontend from outside: its built-in
+  # dockerfile.v0 is the same syntax.
+  local src=$WORK/df-$name/Dockerfile
+  [[ -f $src ]] || src=$d/Dockerfile
+  mkdir -p "$df"
+  grep -Ev '^#[[:space:]]*syntax=' "$src" > "$df/Dockerfile"
+  "${BUILDCTL[@]}" build --progress plain --frontend dockerfile.v0 \
+    --local "context=$d" --local "dockerfile=$df" --opt "build-arg:BASE_REGISTRY=$R" "${args[@]}" \
+    --output "type=image,name=$ref,push=true,registry.insecure=true" >"$WORK/buildkit-$name.log" 2>&1 ||
+    { tail -20 "$WORK/buildkit-$name.log"; return 1; }
+  rm -rf "$WORK/buildkit-oci-$name"
+  skopeo copy -q --src-tls-verify=false "docker://$ref" "oci:$WORK/buildkit-oci-$name:latest" || return 1
+  skopeo inspect --tls-verify=false --config --raw "docker://$ref" > "$WORK/buildkit-config-$name.json" || return 1
   skopeo inspect --tls-verify=false --config --raw "docker://$R/engine-tests/$name:latest" > "$WORK/config-$name.json" || return 1
-  python3 "$here/imagetool.py" compare "$WORK/oci-$name" "$WORK/buildah-oci-$name" "$d/fidelity-known" \
-    "$WORK/config-$name.json" "$WORK/buildah-config-$name.json"
+  python3 "$here/imagetool.py" compare --peer buildkit --known "$here/buildkit-known" --case "$name" \
+    "$WORK/oci-$name" "$WORK/buildkit-oci-$name" "$WORK/config-$name.json" "$WORK/buildkit-config-$name.json"
 }
 
 # --- the article's examples --------------------------------------------------------------
@@ -126,14 +134,20 @@ for d in "$here"/cases/*/; do
     local args=()
     if [[ -x $d/prepare ]]; then (cd "$d" && ./prepare) || return 1; fi
     while IFS= read -r -d '' a; do args+=("$a"); done < <(case_args "$d")
+    # COPY --from takes no variables, so an image named there is written for the default
+    # registry; both builders get the Dockerfile with it pointing at this run's registry.
+    local df=$WORK/df-$name/Dockerfile
+    mkdir -p "${df%/*}"
+    sed "s|127\.0\.0\.1:5055/|$R/|g" "$d/Dockerfile" > "$df"
+    cmp -s "$df" "$d/Dockerfile" || args+=(--dockerfile "$df")
     build "$name" "$d" "${args[@]}" >"$WORK/build-$name.log" 2>&1 || { tail -20 "$WORK/build-$name.log"; return 1; }
     check_run "$name" "$d/expect"
   }
   run_test "case-$name" t_case
-  if [[ -f $d/no-fidelity ]]; then
-    skip_test "fidelity-$name" "$(cat "$d/no-fidelity")"
-  elif [[ -d $WORK/oci-$name ]]; then
-    run_test "fidelity-$name" fidelity "$name" "$d"
+  if [[ -d $WORK/oci-$name ]]; then
+    run_test "buildkit-$name" buildkit "$name" "$d"
+  else
+    skip_test "buildkit-$name" "Slipway's build of the case failed: nothing to compare"
   fi
 done
 # ONBUILD triggers recorded in a pushed image run when another build uses it as its base.
@@ -146,12 +160,14 @@ if want onbuild-from-image && [[ -d $WORK/oci-metadata ]]; then
   }
   run_test onbuild-from-image t_onbuild_image
 fi
-if want fidelity-examples; then
-  for ex in go node; do
-    [[ -d $WORK/oci-example-$ex ]] || continue
-    run_test "fidelity-example-$ex" fidelity "example-$ex" "$repo/examples/$ex"
-  done
-fi
+for ex in go node; do
+  want "buildkit-example-$ex" || continue
+  if [[ -d $WORK/oci-example-$ex ]]; then
+    run_test "buildkit-example-$ex" buildkit "example-$ex" "$repo/examples/$ex"
+  else
+    skip_test "buildkit-example-$ex" "Slipway's build of example-$ex did not run or failed"
+  fi
+done
 
 # --- independent stages run at the same time ----------------------------------------------
 if want parallel-stages; then

@@ -144,6 +144,7 @@ pub fn extract_into(
         root,
         dest.trim_start_matches('/'),
         owner.unwrap_or((0, 0)),
+        0o755,
         out,
     )
     .map_err(|source| ExtractError::Dest {

@@ -79,12 +79,14 @@ fn chown(p: &Path, uid: u32, gid: u32) -> io::Result<()> {
 }
 
 /// Creates the missing directories of the in-image directory `dest_rel` (relative to `root`,
-/// symlinks in it resolved inside the root) with mode 0755 and the owner; returns the real
-/// directory.
+/// symlinks in it resolved inside the root) with `mode` and the owner; returns the real
+/// directory. A COPY or ADD makes them with its `--chmod` mode when it has one, else 0755
+/// (BuildKit's fsutil `MkdirAll` with the copy's mode).
 pub fn make_dirs(
     root: &Path,
     dest_rel: &str,
     owner: (u32, u32),
+    mode: u32,
     out: &mut Written,
 ) -> io::Result<PathBuf> {
     let mut cur = PathBuf::new();
@@ -103,7 +105,7 @@ pub fn make_dirs(
             fs::remove_file(&real)?;
         }
         fs::create_dir(&real)?;
-        fs::set_permissions(&real, fs::Permissions::from_mode(0o755))?;
+        fs::set_permissions(&real, fs::Permissions::from_mode(mode))?;
         chown(&real, owner.0, owner.1)?;
         out.record(root, &real);
         cur = real.strip_prefix(root).unwrap_or(&cur).to_path_buf();
@@ -167,9 +169,10 @@ pub fn copy_source(
     out: &mut Written,
 ) -> io::Result<()> {
     let parent_owner = opts.owner.of_new();
+    let dir_mode = opts.chmod.unwrap_or(0o755);
     let dest_rel = dest.trim_start_matches('/');
     if is_dir {
-        let dir = make_dirs(root, dest_rel, parent_owner, out)?;
+        let dir = make_dirs(root, dest_rel, parent_owner, dir_mode, out)?;
         // The top directory takes the source's metadata only when the COPY made it.
         copy_children(root, src, &dir, opts, out)
     } else {
@@ -177,7 +180,7 @@ pub fn copy_source(
             Some((p, n)) => (p, n),
             None => ("", dest_rel),
         };
-        let dir = make_dirs(root, parent, parent_owner, out)?;
+        let dir = make_dirs(root, parent, parent_owner, dir_mode, out)?;
         let dst = dir.join(name);
         if copy_entry(src, &dst, opts)? {
             out.record(root, &dst);
@@ -228,12 +231,15 @@ fn copy_children(
     Ok(())
 }
 
-/// Writes an inline file (a COPY heredoc, a downloaded URL) at `dest` with `mode`.
+/// Writes an inline file (a COPY heredoc, a downloaded URL) at `dest` with `mode`; missing
+/// parents get `dir_mode`.
+#[allow(clippy::too_many_arguments)]
 pub fn write_file(
     root: &Path,
     dest: &str,
     data: &[u8],
     mode: u32,
+    dir_mode: u32,
     owner: (u32, u32),
     mtime: Option<FileTime>,
     out: &mut Written,
@@ -243,7 +249,7 @@ pub fn write_file(
         Some((p, n)) => (p, n),
         None => ("", dest_rel),
     };
-    let dir = make_dirs(root, parent, owner, out)?;
+    let dir = make_dirs(root, parent, owner, dir_mode, out)?;
     let dst = dir.join(name);
     if let Ok(m) = fs::symlink_metadata(&dst) {
         if m.is_dir() {
@@ -329,6 +335,61 @@ mod tests {
             fs::read_link(root.path().join("usr/lib/app/link")).expect("link"),
             Path::new("a.txt")
         );
+    }
+
+    #[test]
+    fn chmod_applies_to_the_directories_a_copy_makes() {
+        // As BuildKit: `COPY --chmod=751 sub/ /out/modes` makes /out and /out/modes 0751,
+        // `COPY --chmod=700 a rel/` makes rel/ 0700 (0600 there too: the engine runs as root);
+        // a directory already there keeps its mode, and without --chmod new ones are 0755.
+        let ctx = tempfile::tempdir().expect("tmp");
+        let root = tempfile::tempdir().expect("tmp");
+        let (c, r) = (ctx.path(), root.path());
+        fs::create_dir_all(c.join("sub/deeper")).expect("mkdir");
+        fs::write(c.join("sub/deeper/x"), "x").expect("w");
+        fs::write(c.join("a"), "a").expect("w");
+        fs::create_dir(r.join("kept")).expect("mkdir");
+        fs::set_permissions(r.join("kept"), fs::Permissions::from_mode(0o750)).expect("chmod");
+        let me = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
+        let opts = |chmod| CopyOptions {
+            owner: Owner::Set(me.0, me.1),
+            chmod,
+            ignore: None,
+        };
+        let mode = |p: &str| fs::symlink_metadata(r.join(p)).expect(p).mode() & 0o7777;
+        let mut w = Written::default();
+        copy_source(
+            r,
+            &c.join("sub"),
+            true,
+            "/out/modes",
+            &opts(Some(0o751)),
+            &mut w,
+        )
+        .expect("copy dir");
+        copy_source(r, &c.join("a"), false, "/rel/a", &opts(Some(0o700)), &mut w)
+            .expect("copy file");
+        copy_source(
+            r,
+            &c.join("a"),
+            false,
+            "/kept/a",
+            &opts(Some(0o700)),
+            &mut w,
+        )
+        .expect("copy into existing");
+        copy_source(r, &c.join("a"), false, "/plain/a", &opts(None), &mut w).expect("plain");
+        assert_eq!(
+            [mode("out"), mode("out/modes"), mode("out/modes/deeper")],
+            [0o751; 3]
+        );
+        assert_eq!(mode("out/modes/deeper/x"), 0o751);
+        assert_eq!([mode("rel"), mode("rel/a")], [0o700, 0o700]);
+        assert_eq!(mode("kept"), 0o750);
+        assert_eq!(mode("plain"), 0o755);
     }
 
     #[test]

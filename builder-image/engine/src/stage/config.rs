@@ -159,6 +159,16 @@ fn trim_fraction(v: u64, div: u64) -> String {
     format!("{whole}.{}", f.trim_end_matches('0'))
 }
 
+/// The config a stage `FROM scratch` starts with: BuildKit's `emptyImage`, PATH set and the
+/// working directory `/`.
+pub fn scratch_config() -> Config {
+    Config {
+        env: vec![format!("PATH={}", slipway_frontend::plan::DEFAULT_PATH)],
+        working_dir: "/".into(),
+        ..Default::default()
+    }
+}
+
 impl StageImage {
     /// Starts from a base image's config (or an empty one for `scratch`); ONBUILD triggers
     /// never carry over.
@@ -171,12 +181,18 @@ impl StageImage {
         }
     }
 
+    /// A history entry; a layer made by a RUN, COPY or ADD is marked ` # buildkit`.
     fn commit(&mut self, created_by: String, layer: bool) {
         let created_by = if layer {
             format!("{created_by} # buildkit")
         } else {
             created_by
         };
+        self.commit_as(created_by, layer);
+    }
+
+    /// A history entry written as given (BuildKit's commitToHistory without a state).
+    fn commit_as(&mut self, created_by: String, layer: bool) {
         self.history.push(History {
             created: self.created.clone(),
             created_by,
@@ -318,19 +334,18 @@ impl StageImage {
         self.config.on_build.push(expression.to_string());
     }
 
-    /// EXPOSE with already expanded words: `80`, `80/udp`, `8000-8002/tcp`.
+    /// EXPOSE with already expanded words: `80`, `80/udp`, `8000-8002/tcp`. The history
+    /// lists the ports in the order of the words, ranges expanded, repeats kept (BuildKit's
+    /// `EXPOSE %v` of its port list).
     pub fn expose(&mut self, words: &[String]) -> Result<(), ConfigError> {
         let mut ports = Vec::new();
         for w in words {
             ports.extend(parse_port_spec(w)?);
         }
-        ports.sort();
-        ports.dedup();
         for p in &ports {
             self.config.exposed_ports.insert(p.clone(), Empty {});
         }
-        let shown: Vec<String> = ports.iter().map(|p| format!("{p}:{{}}")).collect();
-        self.commit(format!("EXPOSE map[{}]", shown.join(" ")), false);
+        self.commit(format!("EXPOSE [{}]", ports.join(" ")), false);
         Ok(())
     }
 
@@ -340,7 +355,8 @@ impl StageImage {
         let wd = in_image_path(&self.config.working_dir, path);
         self.config.working_dir = wd.clone();
         let layer = wd != "/";
-        self.commit(format!("WORKDIR {wd}"), layer);
+        // A layer, but BuildKit writes its entry without the ` # buildkit` mark.
+        self.commit_as(format!("WORKDIR {wd}"), layer);
         (wd, layer)
     }
 
@@ -505,21 +521,38 @@ mod tests {
         assert_eq!(img.workdir("/"), ("/".to_string(), false));
         let last = img.history.last().expect("history");
         assert!(last.empty_layer && last.created_by == "WORKDIR /");
-        assert_eq!(img.history[3].created_by, "WORKDIR /app # buildkit");
+        assert_eq!(img.history[3].created_by, "WORKDIR /app");
+        assert!(!img.history[3].empty_layer);
+    }
+
+    #[test]
+    fn scratch_starts_like_buildkit_empty_image() {
+        let c = scratch_config();
+        assert_eq!(c.working_dir, "/");
+        assert_eq!(
+            c.env,
+            ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+        );
     }
 
     #[test]
     fn expose_volume_labels_signal_health() {
         let mut img = StageImage::default();
-        img.expose(&["80".into(), "53/udp".into(), "8000-8001".into()])
-            .expect("ports");
+        img.expose(&[
+            "80".into(),
+            "53/udp".into(),
+            "8000-8001".into(),
+            "80".into(),
+        ])
+        .expect("ports");
         assert_eq!(
             img.config.exposed_ports.keys().cloned().collect::<Vec<_>>(),
             ["53/udp", "80/tcp", "8000/tcp", "8001/tcp"]
         );
+        // As BuildKit v0.34 writes it: the words' order, ranges expanded, repeats kept.
         assert_eq!(
             img.history[0].created_by,
-            "EXPOSE map[53/udp:{} 80/tcp:{} 8000/tcp:{} 8001/tcp:{}]"
+            "EXPOSE [80/tcp 53/udp 8000/tcp 8001/tcp 80/tcp]"
         );
         assert!(img.expose(&["http".into()]).is_err());
         img.volume(&["/data".into()]);

@@ -208,12 +208,18 @@ pub fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
 }
 
-/// The history text of a COPY/ADD: keyword, `--from`, sources and destination.
-pub fn copy_history(kw: &str, paths: &SourcesAndDest, from: Option<&str>) -> String {
+/// The history text of a COPY/ADD as BuildKit writes it (dispatchCopy): keyword, then
+/// `--chown` and `--chmod` (no `--from`, `--link` or other flags), sources, heredocs as
+/// `<<NAME`, destination; every word already expanded.
+pub fn copy_history(
+    kw: &str,
+    paths: &SourcesAndDest,
+    chown: Option<&str>,
+    chmod: Option<&str>,
+) -> String {
     let mut parts = vec![kw.to_string()];
-    if let Some(f) = from {
-        parts.push(format!("--from={f}"));
-    }
+    parts.extend(chown.map(|c| format!("--chown={c}")));
+    parts.extend(chmod.map(|c| format!("--chmod={c}")));
     parts.extend(paths.sources.iter().cloned());
     parts.extend(paths.contents.iter().map(|f| format!("<<{}", f.name)));
     parts.push(paths.dest.clone());
@@ -294,8 +300,8 @@ impl Engine<'_> {
             archives: Archives::Copy,
         };
         let w = self.copy_sources(cmd, &spec)?;
-        self.image
-            .copy(copy_history("COPY", &c.paths, c.from.as_deref()));
+        let history = self.history_of(cmd, "COPY", &c.paths, &c.chown, &c.chmod)?;
+        self.image.copy(history);
         self.commit_written(cmd, &w)
     }
 
@@ -322,8 +328,32 @@ impl Engine<'_> {
             };
             self.copy_sources(cmd, &spec)?
         };
-        self.image.copy(copy_history("ADD", &a.paths, None));
+        let history = self.history_of(cmd, "ADD", &a.paths, &a.chown, &a.chmod)?;
+        self.image.copy(history);
         self.commit_written(cmd, &w)
+    }
+
+    /// [`copy_history`] of the instruction's words, expanded as BuildKit expands them.
+    fn history_of(
+        &self,
+        cmd: &Command,
+        kw: &str,
+        paths: &SourcesAndDest,
+        chown: &Option<String>,
+        chmod: &Option<String>,
+    ) -> Result<String, StageError> {
+        let opt = |w: &Option<String>| w.as_deref().map(|w| self.expand(cmd, w)).transpose();
+        let mut expanded = paths.clone();
+        for s in &mut expanded.sources {
+            *s = self.expand(cmd, s)?;
+        }
+        expanded.dest = self.expand(cmd, &paths.dest)?;
+        Ok(copy_history(
+            kw,
+            &expanded,
+            opt(chown)?.as_deref(),
+            opt(chmod)?.as_deref(),
+        ))
     }
 
     fn chown(&self, cmd: &Command, spec: Option<&str>) -> Result<Option<(u32, u32)>, StageError> {
@@ -388,6 +418,7 @@ impl Engine<'_> {
                 &target,
                 data.as_bytes(),
                 spec.chmod.unwrap_or(0o644),
+                spec.chmod.unwrap_or(0o755),
                 spec.owner.of_new(),
                 None,
                 &mut w,
@@ -472,6 +503,7 @@ impl Engine<'_> {
             &target,
             &dl.data,
             chmod.unwrap_or(0o600),
+            chmod.unwrap_or(0o755),
             owner.of_new(),
             dl.mtime,
             &mut w,
@@ -601,14 +633,15 @@ mod tests {
 
     #[test]
     fn history_text() {
-        let p = paths("COPY --from=build --chown=1:1 /a /b /dest/");
+        // As BuildKit v0.34 writes it: --chown and --chmod kept, --from left out.
+        let p = paths("COPY --from=build --chown=1:1 --chmod=640 /a /b /dest/");
         assert_eq!(
-            copy_history("COPY", &p, Some("build")),
-            "COPY --from=build /a /b /dest/"
+            copy_history("COPY", &p, Some("1:1"), Some("640")),
+            "COPY --chown=1:1 --chmod=640 /a /b /dest/"
         );
         let p = paths("ADD <<EOF site.conf /etc/nginx/\nx\nEOF");
         assert_eq!(
-            copy_history("ADD", &p, None),
+            copy_history("ADD", &p, None, None),
             "ADD site.conf <<EOF /etc/nginx/"
         );
     }

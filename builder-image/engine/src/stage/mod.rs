@@ -428,7 +428,7 @@ impl Engine<'_> {
                 if layer {
                     let owner = self.user_ids(cmd)?;
                     let mut w = Written::default();
-                    fscopy::make_dirs(&self.root, &wd, owner, &mut w).map_err(|source| {
+                    fscopy::make_dirs(&self.root, &wd, owner, 0o755, &mut w).map_err(|source| {
                         let dir = wd.clone();
                         self.fail(cmd, InstructionFailure::Workdir { dir, source })
                     })?;
@@ -446,8 +446,11 @@ impl Engine<'_> {
             Instruction::Entrypoint(c) => self.image.entrypoint(c),
             Instruction::Healthcheck(h) => self.image.healthcheck(h),
             Instruction::Expose { ports } => {
+                // BuildKit sorts the words as written, before expanding them (parseExpose).
+                let mut raw: Vec<&String> = ports.iter().collect();
+                raw.sort();
                 let mut words = Vec::new();
-                for p in ports {
+                for p in raw {
                     words.extend(
                         self.lex
                             .process_words(p, &self.vars)

@@ -85,9 +85,13 @@ pub fn check_network(mode: NetworkMode) -> Result<(), RunError> {
 pub enum Argv {
     /// This argv, as is.
     Exec(Vec<String>),
-    /// A heredoc with its own interpreter (`#!`): written out as a file named `file` and
-    /// executed by its path.
-    Script { file: String, body: String },
+    /// A heredoc with its own interpreter (`#!`): written out as a file named `file`, its
+    /// path handed to SHELL (`/bin/sh -c /dev/pipes/<file>`, as BuildKit runs it).
+    Script {
+        shell: Vec<String>,
+        file: String,
+        body: String,
+    },
 }
 
 /// The command RUN executes, heredocs included (BuildKit's `dispatchRun` rules): exec form
@@ -105,6 +109,7 @@ pub fn argv(image: &StageImage, c: &CmdLine) -> Argv {
         let body = file.data.clone();
         if body.starts_with("#!") {
             return Argv::Script {
+                shell: image.current_shell(),
                 file: sanitize(&file.name),
                 body,
             };
@@ -276,21 +281,22 @@ impl Engine<'_> {
     }
 
     /// The argv of [`argv`], with a `#!` heredoc script written where RUN can execute it
-    /// (BuildKit runs it as `/dev/pipes/<name>`; so does a stage rooted at `/`).
+    /// (BuildKit runs it as `/bin/sh -c /dev/pipes/<name>`; so does a stage rooted at `/`).
     fn run_argv(
         &self,
         cmd: &Command,
         c: &CmdLine,
         files: &mut RunFiles,
     ) -> Result<Vec<String>, StageError> {
-        let (file, body) = match argv(&self.image, c) {
+        let (mut shell, file, body) = match argv(&self.image, c) {
             Argv::Exec(v) => return Ok(v),
-            Argv::Script { file, body } => (file, body),
+            Argv::Script { shell, file, body } => (shell, file, body),
         };
         let path = files
             .write(Area::Small, &file, body.as_bytes(), 0o755, (0, 0))
             .map_err(|e| self.fail(cmd, RunError::Script(e)))?;
-        Ok(vec![visible_path(&self.root, &path)])
+        shell.push(visible_path(&self.root, &path));
+        Ok(shell)
     }
 
     /// Runs the helper, streaming its output line by line with the stage's name.
@@ -406,13 +412,15 @@ mod tests {
             argv(&img, &run_line("RUN <<EOF\necho one\necho two\nEOF")),
             Argv::Exec(strings(&["/bin/bash", "-c", "echo one\necho two\n"]))
         );
-        // With its own interpreter it is written out and executed by path.
+        // With its own interpreter it is written out and its path given to SHELL (BuildKit's
+        // history: `RUN /bin/sh -c /dev/pipes/EOT`; the kernel then reads the `#!`).
         assert_eq!(
             argv(
                 &img,
                 &run_line("RUN <<run.py\n#!/usr/bin/python3\nprint(1)\nrun.py")
             ),
             Argv::Script {
+                shell: strings(&["/bin/bash", "-c"]),
                 file: "run_py".into(),
                 body: "#!/usr/bin/python3\nprint(1)\n".into()
             }

@@ -12,7 +12,7 @@ use slipway_frontend::plan::{Base, DEFAULT_PATH};
 
 use crate::fs::at;
 use crate::layer::snapshot;
-use crate::stage::config::{Config, StageImage};
+use crate::stage::config::{StageImage, scratch_config};
 use crate::stage::{Carry, Engine, SetupError};
 use crate::trusted::{self, Checked};
 use crate::workspace::LayerRef;
@@ -57,10 +57,7 @@ impl Engine<'_> {
             }
             Base::Image(name) if name == "scratch" => {
                 self.use_scratch_root(scratch_root)?;
-                let config = Config {
-                    env: vec![format!("PATH={DEFAULT_PATH}")],
-                    ..Default::default()
-                };
+                let config = scratch_config();
                 self.vars.set("PATH", DEFAULT_PATH);
                 self.image = StageImage::from_base(config, vec![]);
             }

@@ -127,8 +127,8 @@ pub enum Create {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub phase: Phase,
-    /// `Succeeded` condition: status, reason, message.
-    pub status: &'static str,
+    /// The conditions' reason and message ([`conditions`](super::conditions) derives their
+    /// status from the phase).
     pub reason: BuildReason,
     pub message: String,
     pub create: Vec<Create>,
@@ -145,11 +145,6 @@ impl Decision {
     fn new(phase: Phase, reason: BuildReason, message: impl Into<String>) -> Self {
         Decision {
             phase,
-            status: match phase {
-                Phase::Succeeded => "True",
-                Phase::Failed => "False",
-                _ => "Unknown",
-            },
             reason,
             message: message.into(),
             create: vec![],
@@ -509,7 +504,6 @@ mod tests {
         let d = decide(&Observed::default(), &limits(4, "1h"));
         assert_eq!(d.phase, Phase::Pending);
         assert_eq!(d.create, vec![Create::Prepare]);
-        assert_eq!(d.status, "Unknown");
     }
 
     #[test]
@@ -543,7 +537,7 @@ mod tests {
         });
         o.push = Some(p);
         let d = decide(&o, &limits(3, "1h"));
-        assert_eq!((d.phase, d.status), (Phase::Succeeded, "True"));
+        assert_eq!(d.phase, Phase::Succeeded);
         assert_eq!(d.image.map(|i| i.digest), Some("sha256:ab".to_string()));
         assert_eq!(d.stages.len(), 5);
     }
@@ -562,7 +556,7 @@ mod tests {
         });
         o.stages.insert(1, f);
         let d = decide(&o, &limits(4, "1h"));
-        assert_eq!((d.phase, d.status), (Phase::Failed, "False"));
+        assert_eq!(d.phase, Phase::Failed);
         assert_eq!(d.reason.as_str(), "StageFailed");
         assert!(d.message.contains("exit code 3"));
         assert!(d.stop && d.create.is_empty());

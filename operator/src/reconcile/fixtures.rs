@@ -638,9 +638,10 @@ impl Scenario {
                     .body(json!({"status": {
                         "phase": "Pending",
                         "observedGeneration": 3,
-                        "conditions": [{"type": "Succeeded", "status": "Unknown",
-                                        "reason": "Pending",
-                                        "message": "creating the prepare Job"}],
+                        "conditions": ([("Succeeded", "Unknown"), ("Ready", "False"),
+                                        ("Reconciling", "True")].map(|(t, s)| json!({
+                            "type": t, "status": s, "reason": "Pending",
+                            "message": "creating the prepare Job", "observedGeneration": 3}))),
                         "image": null, "stages": null,
                     }})),
                 );

@@ -7,7 +7,7 @@
 //! 4. [`render`]: the objects the decision needs; pure;
 //! 5. [`apply`]: superseded generations removed, the workspace and Jobs created (or adopted,
 //!    when this ImageBuild owns them), a failed build's Jobs stopped;
-//! 6. [`status`]: events, metrics and the status patch.
+//! 6. [`status`]: events, metrics and the status patch; [`conditions`] from the phase.
 //!
 //! A finished build only waits for its `ttlSecondsAfterFinished` ([`expire`]). Everything is
 //! found again by name, label and owner, so a restarted controller carries on. A build that
@@ -16,6 +16,7 @@
 //! writes is bounded ([`text`]).
 
 mod apply;
+mod conditions;
 mod context;
 mod decide;
 #[cfg(test)]
@@ -231,10 +232,12 @@ mod tests {
                     .expect("json"),
             ),
             event("Started"),
-            status_patch(serde_json::json!({"status": {"phase": "Pending", "conditions": [{
-                "reason": "Pending",
-                "message": "Job ns/web-3-prepare exists and is not owned by ImageBuild ns/web: it is not adopted",
-            }]}})),
+            status_patch(serde_json::json!({"status": {"phase": "Pending", "conditions":
+                (["Succeeded", "Ready", "Reconciling"].map(|t| serde_json::json!({
+                    "type": t,
+                    "reason": "Pending",
+                    "message": "Job ns/web-3-prepare exists and is not owned by ImageBuild ns/web: it is not adopted",
+                })))}})),
         ]);
         let calls = server.run(calls);
         let e = reconcile(Arc::new(fixtures::build()), ctx)
@@ -258,11 +261,13 @@ mod tests {
             fixtures::Call::new(http::Method::POST, fixtures::CLAIMS, refused)
                 .status(http::StatusCode::UNPROCESSABLE_ENTITY),
             event("Failed"),
-            status_patch(serde_json::json!({"status": {"phase": "Failed", "conditions": [{
-                "status": "False",
-                "reason": "Invalid",
-                "message": "PersistentVolumeClaim web-3-workspace was refused by the API server: PersistentVolumeClaim \"web-3-workspace\" is invalid: spec.resources[storage]: Invalid value: \"10Gx\"",
-            }]}})),
+            status_patch(serde_json::json!({"status": {"phase": "Failed", "conditions":
+                ([("Succeeded", "False"), ("Ready", "False"), ("Stalled", "True")].map(|(t, s)| serde_json::json!({
+                    "type": t,
+                    "status": s,
+                    "reason": "Invalid",
+                    "message": "PersistentVolumeClaim web-3-workspace was refused by the API server: PersistentVolumeClaim \"web-3-workspace\" is invalid: spec.resources[storage]: Invalid value: \"10Gx\"",
+                })))}})),
         ]);
         let calls = server.run(calls);
         let action = reconcile(Arc::new(fixtures::build()), ctx)

@@ -1,26 +1,24 @@
 //! The status step: what the build reports after a decision. The next status (phase, the
-//! `Succeeded` condition, times, stages, image), the events for what changed since the last
+//! conditions of [`conditions`](super::conditions), times, stages, image), the events for what changed since the last
 //! status (phase and stage transitions), the metrics of builds and stages that just finished,
 //! and the status patch (only when it changed). The first three are pure and unit-tested.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
 use kube::Resource;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use tracing::{info, warn};
 
+use super::conditions::{Outcome, conditions};
 use super::context::{Apis, Ctx, Error};
 use super::decide::Decision;
 use super::text::{MESSAGE_LIMIT, bounded};
 use super::validate::Build;
 use crate::api::{ImageBuild, ImageBuildStatus, Phase, StagePhase};
 use crate::metrics::Metrics;
-
-/// The condition type the build's outcome is reported in.
-pub const CONDITION: &str = "Succeeded";
 
 /// Reports the decision: events, metrics, then the status patch.
 pub async fn report(
@@ -83,19 +81,16 @@ pub fn next_status(
     now: Time,
 ) -> ImageBuildStatus {
     let same = build.same_generation;
-    let old_conditions = if same { old.conditions.clone() } else { vec![] };
-    let conditions = set_condition(
-        &old_conditions,
-        Condition {
-            type_: CONDITION.into(),
-            status: d.status.into(),
-            reason: d.reason.to_string(),
-            // A pod's message may be megabytes (a RUN line): the patch must not be refused.
-            message: bounded(&d.message, MESSAGE_LIMIT),
-            last_transition_time: now.clone(),
-            observed_generation: Some(build.generation),
-        },
-    );
+    let old_conditions: &[_] = if same { &old.conditions } else { &[] };
+    // A pod's message may be megabytes (a RUN line): the patch must not be refused.
+    let message = bounded(&d.message, MESSAGE_LIMIT);
+    let outcome = Outcome {
+        phase: d.phase,
+        reason: d.reason.as_str(),
+        message: &message,
+        generation: build.generation,
+    };
+    let conditions = conditions(old_conditions, outcome, &now);
     let completion = d
         .phase
         .finished()
@@ -224,22 +219,6 @@ pub fn record_metrics(
     }
 }
 
-/// The conditions with `new` set: lastTransitionTime moves only when the status changes.
-pub fn set_condition(old: &[Condition], mut new: Condition) -> Vec<Condition> {
-    let mut out: Vec<Condition> = old
-        .iter()
-        .filter(|c| c.type_ != new.type_)
-        .cloned()
-        .collect();
-    if let Some(prev) = old.iter().find(|c| c.type_ == new.type_)
-        && prev.status == new.status
-    {
-        new.last_transition_time = prev.last_transition_time.clone();
-    }
-    out.push(new);
-    out
-}
-
 /// `1m23s` for the Duration column.
 pub fn format_duration(secs: i64) -> String {
     let secs = secs.max(0);
@@ -265,11 +244,6 @@ mod tests {
     fn decision(phase: Phase, reason: BuildReason, message: &str) -> Decision {
         Decision {
             phase,
-            status: match phase {
-                Phase::Succeeded => "True",
-                Phase::Failed => "False",
-                _ => "Unknown",
-            },
             reason,
             message: message.into(),
             create: vec![],
@@ -289,25 +263,6 @@ mod tests {
             start_time: Some(at(100)),
             completion_time: Some(at(130)),
         }
-    }
-
-    #[test]
-    fn transition_time_moves_only_with_the_status() {
-        let c = |status: &str, t: i64, msg: &str| Condition {
-            type_: CONDITION.into(),
-            status: status.into(),
-            reason: "R".into(),
-            message: msg.into(),
-            last_transition_time: at(t),
-            observed_generation: Some(1),
-        };
-        let one = set_condition(&[], c("Unknown", 10, "a"));
-        let two = set_condition(&one, c("Unknown", 20, "b"));
-        assert_eq!(two.len(), 1);
-        assert_eq!(two[0].last_transition_time.0.as_second(), 10);
-        assert_eq!(two[0].message, "b");
-        let three = set_condition(&two, c("True", 30, "c"));
-        assert_eq!(three[0].last_transition_time.0.as_second(), 30);
     }
 
     #[test]

@@ -19,9 +19,11 @@ use std::collections::BTreeMap;
     shortname = "ib",
     status = "ImageBuildStatus",
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
-    printcolumn = r#"{"name":"Image","type":"string","jsonPath":".status.image.ref"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Succeeded\")].reason"}"#,
+    printcolumn = r#"{"name":"Digest","type":"string","jsonPath":".status.image.shortDigest"}"#,
+    printcolumn = r#"{"name":"Duration","type":"string","jsonPath":".status.duration"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
-    printcolumn = r#"{"name":"Duration","type":"string","jsonPath":".status.duration"}"#
+    printcolumn = r#"{"name":"Image","type":"string","jsonPath":".status.image.ref","priority":1}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ImageBuildSpec {
@@ -282,12 +284,28 @@ pub struct StageStatus {
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct PushedImage {
     /// The reference pushed, as the spec names it.
     #[serde(rename = "ref")]
     pub reference: String,
     /// The manifest digest the registry holds.
     pub digest: String,
+    /// The digest's first 12 hex digits, for the Digest column (a column's JSONPath cannot
+    /// cut a string).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub short_digest: String,
+}
+
+impl PushedImage {
+    pub fn new(reference: String, digest: String) -> Self {
+        let hex = digest.split_once(':').map_or(digest.as_str(), |(_, h)| h);
+        PushedImage {
+            short_digest: hex.chars().take(12).collect(),
+            reference,
+            digest,
+        }
+    }
 }
 
 /// The CRD as the manifest in `crds/` holds it.
@@ -332,7 +350,27 @@ mod tests {
             .iter()
             .filter_map(|c| c["name"].as_str())
             .collect();
-        assert_eq!(cols, ["Phase", "Image", "Age", "Duration"]);
+        assert_eq!(
+            cols,
+            ["Phase", "Reason", "Digest", "Duration", "Age", "Image"]
+        );
+        let path = |name: &str| {
+            version["additionalPrinterColumns"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+                .map(|c| (c["jsonPath"].clone(), c["priority"].clone()))
+        };
+        assert_eq!(
+            path("Reason"),
+            Some((
+                r#".status.conditions[?(@.type=="Succeeded")].reason"#.into(),
+                serde_json::Value::Null
+            ))
+        );
+        assert_eq!(
+            path("Image"),
+            Some((".status.image.ref".into(), serde_json::json!(1)))
+        );
         let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
         let required: Vec<&str> = spec["required"]
             .as_array()
@@ -365,6 +403,21 @@ mod tests {
             status["stages"]["items"]["properties"]["phase"]["enum"],
             serde_json::json!(["Pending", "Running", "Succeeded", "Failed"])
         );
+    }
+
+    #[test]
+    fn the_short_digest_is_what_the_digest_column_shows() {
+        let hex = "0123456789abcdef".repeat(4);
+        let i = PushedImage::new("r/x:1".into(), format!("sha256:{hex}"));
+        assert_eq!(i.short_digest, "0123456789ab");
+        let v = serde_json::to_value(&i).expect("json");
+        assert_eq!(v["shortDigest"], "0123456789ab");
+        assert_eq!(v["ref"], "r/x:1");
+        // A status written before the column existed still reads.
+        let old: PushedImage =
+            serde_json::from_value(serde_json::json!({"ref": "r", "digest": "sha256:ab"}))
+                .expect("old status");
+        assert_eq!(old.short_digest, "");
     }
 
     #[test]

@@ -404,10 +404,7 @@ fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
                     BuildReason::Pushed,
                     format!("pushed {reference}@{digest}"),
                 );
-                d.image = Some(PushedImage {
-                    reference,
-                    digest: digest.clone(),
-                });
+                d.image = Some(PushedImage::new(reference, digest.clone()));
                 d
             }
             _ => Decision::new(

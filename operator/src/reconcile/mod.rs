@@ -24,6 +24,8 @@ mod decide_tests;
 mod expire;
 #[cfg(test)]
 pub(crate) mod fixtures;
+#[cfg(test)]
+mod health_tests;
 mod observe;
 mod pods;
 mod render;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Slipway's test command (README, .ci/run): every tier this machine can run.
 #   tier 1  unit + front end: cargo test --workspace (BuildKit and patternmatcher fixtures
-#           from $SLIPWAY_FIXTURES or ../shared/fixtures)
+#           from $SLIPWAY_FIXTURES or ../shared/fixtures), then tests/health/run.sh: Argo CD's
+#           health script in Lua 5.1 on the statuses the unit tests record
 #   tier 3  end to end on a real local cluster: tests/cluster/up.sh brings it up (building
 #           Kubernetes on the first run), tests/e2e/run.sh runs against it, and down.sh
 #           removes it again unless it was already running or SLIPWAY_KEEP_CLUSTER=1.
@@ -27,6 +28,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 echo "== tier 1: unit and front-end tests"
 cargo test --workspace --no-fail-fast 2>&1 | tee "$logs/unit.log"
+health_status=0
+echo "== tier 1: GitOps health (Argo CD's health.lua on the operator's recorded statuses)"
+tests/health/run.sh 2>&1 | tee "$logs/health.log" || health_status=1
 
 engine_status=0
 if [[ ${SLIPWAY_ENGINE:-1} == 0 ]]; then
@@ -69,8 +73,11 @@ echo "== summary"
   grep -hE '^test result:' "$logs/unit.log" | awk '
     { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
     END { printf "unit %d %d %d\n", p, f, s }'
+  # No health line at all counts as a failure (awk exits 0 either way, unlike grep).
+  awk '/^health: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped/ { p = $2; f = $4; s = $6; n = 1 }
+    END { printf "health %d %d %d\n", p, (n ? f : 1), s }' "$logs/health.log"
   [[ -f $logs/engine.log ]] && grep -hE '^engine: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$logs/engine.log" | tail -1 | awk '{ printf "engine %d %d %d\n", $2, $4, $6 }'
   [[ -f $logs/e2e.log ]] && grep -hE '^e2e: [0-9]+ passed, [0-9]+ failed' "$logs/e2e.log" | tail -1 | awk '{ printf "e2e %d %d 0\n", $2, $4 }'
 } | awk '{ print $1 ": " $2 " passed, " $3 " failed, " $4 " skipped"; p += $2; f += $3; s += $4 }
          END { printf "%d passed, %d failed, %d skipped\n", p, f, s }'
-(( e2e_status == 0 && engine_status == 0 ))
+(( e2e_status == 0 && engine_status == 0 && health_status == 0 ))

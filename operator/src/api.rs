@@ -266,6 +266,21 @@ pub struct ImageBuildStatus {
     pub stages: Vec<StageStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<PushedImage>,
+    /// The images the build's stages start from, as pinned when it was prepared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub base_images: Vec<BaseImage>,
+}
+
+/// An external image stages start from: its name as the Dockerfile writes it, and the digest
+/// it was pinned to.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BaseImage {
+    pub name: String,
+    pub digest: String,
+    /// The pushed image's base: its layers are the image's first ones.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub target: bool,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -11,8 +11,9 @@ use slipway_contract::graph::BuildGraph;
 use slipway_contract::result::{PodResult, Reason};
 use slipway_contract::trust::Outputs;
 
+use super::bases::base_images;
 use super::pods::{self, Blocked, MAX_DISRUPTIONS, PodsSeen};
-use crate::api::{Phase, PushedImage, StagePhase, StageStatus};
+use crate::api::{BaseImage, Phase, PushedImage, StagePhase, StageStatus};
 
 /// The `Succeeded` condition's reason: a build pod's own, or one of the controller's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +136,7 @@ pub struct Decision {
     /// Delete the Jobs still running (the build failed).
     pub stop: bool,
     pub stages: Vec<StageStatus>,
+    pub bases: Vec<BaseImage>,
     pub image: Option<PushedImage>,
     /// A running Job has no pod yet: look again soon (its `FailedCreate` events do not wake
     /// the controller).
@@ -150,6 +152,7 @@ impl Decision {
             create: vec![],
             stop: phase == Phase::Failed,
             stages: vec![],
+            bases: vec![],
             image: None,
             soon: false,
         }
@@ -160,6 +163,7 @@ impl Decision {
     pub fn failed(&self, reason: BuildReason, message: String) -> Decision {
         Decision {
             stages: self.stages.clone(),
+            bases: self.bases.clone(),
             ..Decision::new(Phase::Failed, reason, message)
         }
     }
@@ -230,6 +234,7 @@ pub fn decide(observed: &Observed, limits: &Limits) -> Decision {
     let timeout = limits.timeout.as_str();
     let mut d = decide_phase(observed, limits.max_parallel, timeout);
     d.stages = stage_statuses(observed);
+    d.bases = observed.graph.as_ref().map(base_images).unwrap_or_default();
     d.soon = !d.phase.finished()
         && observed
             .prepare
@@ -244,6 +249,7 @@ pub fn decide(observed: &Observed, limits: &Limits) -> Decision {
             format!("the build did not finish within its timeout of {timeout}"),
         );
         t.stages = d.stages;
+        t.bases = d.bases;
         return t;
     }
     d

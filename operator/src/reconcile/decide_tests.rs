@@ -211,3 +211,23 @@ fn a_step_that_reports_no_digests_ends_the_build() {
     );
     assert!(d.create.is_empty() && d.stop);
 }
+
+#[test]
+fn the_bases_the_graph_pinned_are_reported_until_the_end() {
+    let mut o = fanout();
+    if let Some(g) = o.graph.as_mut() {
+        g.jobs[4].base = Some("busybox:1".into());
+    }
+    let d = decide(&o, &limits(4, "1h"));
+    let bases: Vec<(&str, &str, bool)> = d
+        .bases
+        .iter()
+        .map(|b| (b.name.as_str(), b.digest.as_str(), b.target))
+        .collect();
+    assert_eq!(bases, [("busybox:1", "sha256:00", true)]);
+    // A build stopped at its timeout still says what it was built on.
+    let mut late = limits(4, "1h");
+    late.timed_out = true;
+    let d = decide(&o, &late);
+    assert_eq!((d.phase, d.bases.len()), (Phase::Failed, 1));
+}

@@ -12,7 +12,7 @@ use slipway_contract::result::Reason;
 use super::decide::{BuildReason, Decision};
 use super::fixtures;
 use super::status::next_status;
-use crate::api::{ImageBuildStatus, Phase, PushedImage, StagePhase, StageStatus};
+use crate::api::{BaseImage, ImageBuildStatus, Phase, PushedImage, StagePhase, StageStatus};
 
 const RECORDED: &str = "/../tests/health/statuses.json";
 
@@ -60,6 +60,7 @@ fn decision(phase: Phase, reason: BuildReason, message: &str) -> Decision {
         create: vec![],
         stop: phase == Phase::Failed,
         stages: vec![],
+        bases: vec![],
         image: None,
         soon: false,
     }
@@ -74,6 +75,19 @@ fn stage(index: i32, phase: StagePhase) -> StageStatus {
         start_time: Some(at(1_700_000_010)),
         completion_time: (phase == StagePhase::Succeeded).then(|| at(1_700_000_070)),
     }
+}
+
+/// What the prepare step pinned, once it reported its graph.
+fn bases() -> Vec<BaseImage> {
+    let base = |name: &str, hex: &str, target| BaseImage {
+        name: name.into(),
+        digest: format!("sha256:{}", hex.repeat(32)),
+        target,
+    };
+    vec![
+        base("golang:1.22", "a1", false),
+        base("gcr.io/distroless/static", "b2", true),
+    ]
 }
 
 /// One recorded case: a name, the object, and what Argo CD and kstatus must say of it.
@@ -122,9 +136,11 @@ fn cases() -> Vec<Case> {
         stage(1, StagePhase::Running),
         stage(2, StagePhase::Pending),
     ];
+    d.bases = bases();
     let building = status_after(&preparing, &d, 1_700_000_040);
     let mut d = decision(Phase::Pushing, BuildReason::Pushing, "pushing the image");
     d.stages = (0..3).map(|i| stage(i, StagePhase::Succeeded)).collect();
+    d.bases = bases();
     let pushing = status_after(&building, &d, 1_700_000_080);
     let digest = format!("sha256:{}", "3f9a".repeat(16));
     let reference = "reg:5000/team/web:1.0".to_string();
@@ -134,6 +150,7 @@ fn cases() -> Vec<Case> {
         &format!("pushed {reference}@{digest}"),
     );
     d.stages = pushing.stages.clone();
+    d.bases = bases();
     d.image = Some(PushedImage::new(reference, digest));
     let succeeded = status_after(&pushing, &d, 1_700_000_083);
     let mut d = decision(
@@ -146,6 +163,7 @@ fn cases() -> Vec<Case> {
         stage(1, StagePhase::Failed),
         stage(2, StagePhase::Pending),
     ];
+    d.bases = bases();
     let failed = status_after(&building, &d, 1_700_000_050);
     let timed_out = status_after(
         &preparing,

@@ -16,6 +16,7 @@
 //! writes is bounded ([`text`]).
 
 mod apply;
+mod bases;
 mod conditions;
 mod context;
 mod decide;

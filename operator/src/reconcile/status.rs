@@ -59,7 +59,13 @@ async fn patch(
     let mut value = serde_json::to_value(new).unwrap_or_default();
     // A new generation clears what the previous one reported.
     if let Some(obj) = value.as_object_mut() {
-        for k in ["image", "completionTime", "duration", "stages"] {
+        for k in [
+            "image",
+            "completionTime",
+            "duration",
+            "stages",
+            "baseImages",
+        ] {
             obj.entry(k).or_insert(serde_json::Value::Null);
         }
     }
@@ -107,6 +113,7 @@ pub fn next_status(
         duration,
         stages: d.stages.clone(),
         image: d.image.clone(),
+        base_images: d.bases.clone(),
     }
 }
 
@@ -249,6 +256,7 @@ mod tests {
             create: vec![],
             stop: false,
             stages: vec![],
+            bases: vec![],
             image: None,
             soon: false,
         }
@@ -281,8 +289,14 @@ mod tests {
             observed_generation: Some(3),
             ..Default::default()
         };
-        let d = decision(Phase::Succeeded, BuildReason::Pushed, "pushed r@sha256:ab");
+        let mut d = decision(Phase::Succeeded, BuildReason::Pushed, "pushed r@sha256:ab");
+        d.bases = vec![crate::api::BaseImage {
+            name: "busybox".into(),
+            digest: "sha256:cd".into(),
+            target: true,
+        }];
         let s = next_status(&b, &old, &d, at(183));
+        assert_eq!(s.base_images, d.bases);
         assert_eq!(s.phase, Some(Phase::Succeeded));
         assert_eq!(s.duration.as_deref(), Some("1m23s"));
         assert_eq!(s.completion_time, Some(at(183)));

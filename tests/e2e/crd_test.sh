@@ -33,10 +33,12 @@ YAML
 
 if out=$(ib valid "    inline: {dockerfile: \"FROM busybox\"}" "  output: {image: registry.local/app:1}"); then
   cols=$(kubectl -n "$ns" get ib valid 2>&1 | head -1)
-  if [[ $cols == *PHASE*IMAGE*AGE*DURATION* ]]; then
-    ok "a valid ImageBuild is stored; kubectl get ib shows PHASE IMAGE AGE DURATION"
+  wide=$(kubectl -n "$ns" get ib valid -o wide 2>&1 | head -1)
+  if [[ $cols == *PHASE*REASON*DIGEST*DURATION*AGE* && $cols != *IMAGE* &&
+        $wide == *AGE*IMAGE* ]]; then
+    ok "a valid ImageBuild is stored; kubectl get ib shows PHASE REASON DIGEST DURATION AGE (-o wide: IMAGE)"
   else
-    bad "kubectl get ib shows the printer columns" "$cols"
+    bad "kubectl get ib shows the printer columns" "$cols / $wide"
   fi
 else
   bad "a valid ImageBuild is stored" "$out"

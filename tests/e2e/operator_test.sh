@@ -7,6 +7,7 @@
 #   - a git source served by `git daemon` on the node's address (the harness's own)
 #   - a fan-out whose independent stage Jobs overlap in time
 #   - failures: a RUN exiting 3, an invalid Dockerfile
+#   - the kstatus conditions of a success and of a failure (Ready, Stalled; no Reconciling)
 set -uo pipefail
 : "${KUBECONFIG:?run eval \"\$(tests/cluster/up.sh)\" first}" "${SLIPWAY_REGISTRY:?}"
 here=$(cd "$(dirname "$0")" && pwd)
@@ -60,6 +61,13 @@ check_built() {
     bad "$name: condition Succeeded" "$(describe "$name")"; return
   fi
   ref=$(status "$name" '{.status.image.ref}') digest=$(status "$name" '{.status.image.digest}')
+  # kstatus (Flux) reads Reconciling and Stalled, both gone now; Ready agrees with Succeeded.
+  got=$(status "$name" '{range .status.conditions[*]}{.type}={.status},{end}')
+  if [[ $got == "Succeeded=True,Ready=True," ]]; then
+    ok "$name: conditions $got"
+  else
+    bad "$name: conditions Succeeded=True,Ready=True" "$got"
+  fi
   got=$(skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$ref" 2>&1)
   if [[ $got == "$digest" ]]; then
     ok "$name: Succeeded; $ref is $digest in the registry ($(status "$name" '{.status.duration}'))"
@@ -227,6 +235,12 @@ for case in "run-fails|StageFailed|Dockerfile:2: RUN echo failing && exit 3: exi
       ok "$name: Failed, $got"
     else
       bad "$name: condition says $reason and $text" "$got"
+    fi
+    got=$(status "$name" '{range .status.conditions[*]}{.type}={.status}/{.reason},{end}')
+    if [[ $got == "Succeeded=False/$reason,Ready=False/$reason,Stalled=True/$reason," ]]; then
+      ok "$name: conditions $got"
+    else
+      bad "$name: conditions Succeeded=False, Ready=False, Stalled=True" "$got"
     fi
   else
     bad "$name: phase Failed" "$(describe "$name")"

@@ -136,6 +136,7 @@ pub struct Decision {
     /// Delete the Jobs still running (the build failed).
     pub stop: bool,
     pub stages: Vec<StageStatus>,
+    /// The base images the prepare step pinned, once it reported its graph.
     pub bases: Vec<BaseImage>,
     pub image: Option<PushedImage>,
     /// A running Job has no pod yet: look again soon (its `FailedCreate` events do not wake

@@ -1,7 +1,8 @@
 //! The status step: what the build reports after a decision. The next status (phase, the
-//! conditions of [`conditions`](super::conditions), times, stages, image), the events for what changed since the last
-//! status (phase and stage transitions), the metrics of builds and stages that just finished,
-//! and the status patch (only when it changed). The first three are pure and unit-tested.
+//! [`conditions`](super::conditions), times, stages, image, bases), the events for what
+//! changed since the last status (phase and stage transitions), the metrics of builds and
+//! stages that just finished, and the status patch (only when it changed). The first three
+//! are pure and unit-tested.
 
 use std::collections::{BTreeMap, BTreeSet};
 

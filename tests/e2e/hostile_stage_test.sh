@@ -86,6 +86,8 @@ COPY --from=bb /bin/busybox /bin/busybox
 RUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox mkdir -p /.slipway-run/secrets && /bin/busybox ln -s /leak /.slipway-run/secrets/token\"]
 RUN --mount=type=secret,id=token [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox test -s /run/secrets/token && /bin/busybox echo mounted > /mounted\"]
 RUN --mount=type=secret,id=token,env=TOKEN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox test -n \\\"\$TOKEN\\\" && /bin/busybox echo env > /env\"]
+# A #! script still goes through SHELL (BuildKit: /bin/sh -c /dev/pipes/EOT): scratch has none.
+SHELL [\"/bin/busybox\", \"sh\", \"-c\"]
 RUN <<EOT
 #!/bin/busybox sh
 /bin/busybox echo script > /script

@@ -292,3 +292,201 @@ impl<W: Write> Write for ParallelGzip<W> {
         self.out.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::read::GzDecoder;
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+
+    /// Pseudo-random bytes (xorshift), the same on every run.
+    fn random(n: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 24) as u8
+            })
+            .collect()
+    }
+
+    /// Text-like data: compressible, with matches reaching across piece boundaries.
+    fn text(n: usize) -> Vec<u8> {
+        let words = ["layer ", "digest ", "tar ", "gzip\n", "sha256 ", "slipway "];
+        let mut out = Vec::with_capacity(n + 16);
+        let mut i = 0usize;
+        while out.len() < n {
+            out.extend_from_slice(words[(i * 7 + i / 5) % words.len()].as_bytes());
+            i += 1;
+        }
+        out.truncate(n);
+        out
+    }
+
+    /// Compresses `data` on `threads` threads, handing it over in `step`-byte writes.
+    fn gz(data: &[u8], threads: usize, step: usize) -> Vec<u8> {
+        let mut g = ParallelGzip::new(Vec::new(), Compression::fast(), threads);
+        for part in data.chunks(step.max(1)) {
+            g.write_all(part).expect("write");
+        }
+        g.finish().expect("finish")
+    }
+
+    fn gunzip(blob: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut d = GzDecoder::new(blob);
+        d.read_to_end(&mut out).expect("gunzip");
+        // One member: nothing may follow its trailer.
+        assert_eq!(d.into_inner(), &[] as &[u8], "bytes after the gzip member");
+        out
+    }
+
+    /// `gzip -t` and `zcat` on the blob; `None` when gzip is not installed.
+    fn gzip_cli(blob: &[u8]) -> Option<Vec<u8>> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("blob.gz");
+        std::fs::write(&f, blob).expect("write blob");
+        let test = Command::new("gzip").arg("-t").arg(&f).status();
+        let Ok(test) = test else {
+            eprintln!("gzip not installed: CLI check skipped");
+            return None;
+        };
+        assert!(test.success(), "gzip -t rejected the stream");
+        let out = Command::new("zcat")
+            .arg(&f)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("zcat");
+        assert!(out.status.success(), "zcat failed");
+        Some(out.stdout)
+    }
+
+    #[test]
+    fn round_trips_through_flate2_and_the_gzip_cli() {
+        for data in [
+            text(3 * CHUNK + 12_345),
+            random(CHUNK + 7, 1),
+            b"hi".to_vec(),
+        ] {
+            let blob = gz(&data, 2, 10_000);
+            assert_eq!(gunzip(&blob), data);
+            if let Some(cli) = gzip_cli(&blob) {
+                assert_eq!(cli, data);
+            }
+        }
+    }
+
+    #[test]
+    fn the_bytes_do_not_depend_on_threads_or_write_sizes() {
+        let data = [text(5 * CHUNK / 2), random(CHUNK, 2), vec![0; CHUNK + 1]].concat();
+        let one = gz(&data, 1, 1 << 20);
+        for (threads, step) in [(1, 4096), (2, 1 << 20), (2, 777), (4, 65_536), (4, 1)] {
+            assert_eq!(
+                gz(&data, threads, step),
+                one,
+                "{threads} threads, {step}-byte writes"
+            );
+        }
+        // Flushing along the way writes out what is ready but cuts nothing.
+        let mut g = ParallelGzip::new(Vec::new(), Compression::fast(), 2);
+        for part in data.chunks(100_000) {
+            g.write_all(part).expect("write");
+            g.flush().expect("flush");
+        }
+        assert_eq!(g.finish().expect("finish"), one);
+        println!(
+            "{} bytes -> {} bytes, same on 1, 2 and 4 threads",
+            data.len(),
+            one.len()
+        );
+    }
+
+    #[test]
+    fn empty_input_is_a_valid_empty_stream() {
+        for threads in [1, 2, 4] {
+            let blob = gz(&[], threads, 1);
+            // Header, a final empty fixed block (03 00), CRC-32 0 and length 0.
+            let want = [
+                0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ];
+            assert_eq!(blob, want);
+            assert_eq!(gunzip(&blob), b"");
+            if let Some(cli) = gzip_cli(&blob) {
+                assert!(cli.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn input_at_and_around_piece_boundaries() {
+        for n in [
+            WINDOW - 1,
+            WINDOW,
+            CHUNK - 1,
+            CHUNK,
+            CHUNK + 1,
+            2 * CHUNK,
+            3 * CHUNK - 1,
+        ] {
+            let data = text(n);
+            let blob = gz(&data, 1, CHUNK);
+            assert_eq!(gunzip(&blob), data, "{n} bytes");
+            assert_eq!(gz(&data, 4, 1000), blob, "{n} bytes on 4 threads");
+            // The trailer: CRC-32 and length of the whole input.
+            let t = &blob[blob.len() - 8..];
+            assert_eq!(t[..4], crc32fast::hash(&data).to_le_bytes());
+            assert_eq!(t[4..], (n as u32).to_le_bytes());
+        }
+    }
+
+    #[test]
+    fn a_large_input_of_random_and_zero_data() {
+        // 24 MiB: random (stored blocks), zeros (long runs) and text, interleaved.
+        let mut data = Vec::new();
+        for i in 0..4u64 {
+            data.extend(random(3 << 20, i + 10));
+            data.extend(std::iter::repeat_n(0u8, (2 << 20) + 333));
+            data.extend(text((1 << 20) - 333));
+        }
+        let blob = gz(&data, 4, 1 << 16);
+        assert_eq!(gz(&data, 1, 1 << 20), blob);
+        assert_eq!(gz(&data, 2, 12_345), blob);
+        assert_eq!(gunzip(&blob), data);
+        if let Some(cli) = gzip_cli(&blob) {
+            assert!(cli == data, "zcat gave other bytes");
+        }
+        // Pieces cost little against one deflate stream at the same level.
+        let mut whole = flate2::write::GzEncoder::new(Vec::new(), Compression::fast());
+        whole.write_all(&data).expect("gzip");
+        let whole = whole.finish().expect("gzip").len();
+        println!(
+            "{} MiB: pieces {} bytes, one stream {whole} bytes",
+            data.len() >> 20,
+            blob.len()
+        );
+        assert!(blob.len() as f64 <= whole as f64 * 1.01);
+    }
+
+    #[test]
+    fn a_failing_sink_fails_the_stream() {
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        for threads in [1, 2] {
+            let mut g = ParallelGzip::new(Full, Compression::fast(), threads);
+            let r = g
+                .write_all(&text(8 * CHUNK))
+                .and_then(|()| g.finish().map(drop));
+            assert_eq!(r.expect_err("full").kind(), io::ErrorKind::StorageFull);
+        }
+    }
+}

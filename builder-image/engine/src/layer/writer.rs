@@ -396,6 +396,32 @@ mod tests {
     }
 
     #[test]
+    fn a_layer_is_the_same_on_any_number_of_threads() {
+        // Big enough for several gzip pieces, so the threads really share the work.
+        let layer = |threads| {
+            let mut w = LayerWriter::with_threads(Vec::new(), Compression::fast(), threads);
+            for i in 0..3u8 {
+                let data: Vec<u8> = (0..700_000u32).map(|j| (j % 251) as u8 ^ i).collect();
+                w.add_file(
+                    format!("f{i}"),
+                    Meta::default(),
+                    data.len() as u64,
+                    &data[..],
+                )
+                .expect("file");
+            }
+            w.finish().expect("finish")
+        };
+        let (one, d1) = layer(1);
+        for threads in [2, 4] {
+            let (blob, d) = layer(threads);
+            assert_eq!((&blob, &d), (&one, &d1), "{threads} threads");
+        }
+        assert_eq!(d1.digest, sha(&one));
+        assert!(gzip_threads() >= 1);
+    }
+
+    #[test]
     fn entries_keep_kind_metadata_and_whiteouts() {
         let (blob, _) = sample();
         let mut ar = tar::Archive::new(GzDecoder::new(&blob[..]));

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use flate2::Compression;
-use slipway_engine::layer::writer::{LayerWriter, Meta};
+use slipway_engine::layer::writer::{LayerDigests, LayerWriter, Meta};
 
 const FILE_MB: usize = 4;
 
@@ -60,8 +60,8 @@ impl Write for Count {
     }
 }
 
-/// Writes the layer on `threads` threads; returns the compressed size.
-fn write_layer(mb: usize, threads: usize) -> u64 {
+/// Writes the layer on `threads` threads; returns its digests.
+fn write_layer(mb: usize, threads: usize) -> LayerDigests {
     let mut w = LayerWriter::with_threads(Count::default(), Compression::fast(), threads);
     let meta = Meta {
         mode: 0o644,
@@ -74,7 +74,7 @@ fn write_layer(mb: usize, threads: usize) -> u64 {
         w.add_file(format!("data/f{i:05}"), meta, size, content(i))
             .expect("add file");
     }
-    w.finish().expect("finish").1.size
+    w.finish().expect("finish").1
 }
 
 /// An uncompressed tar of the same entries, for the peer.
@@ -149,11 +149,14 @@ fn main() {
     ];
     let mut rates: [Vec<f64>; 4] = Default::default();
     let mut sizes = [0u64; 4];
+    let mut digests = Vec::new();
     for _ in 0..runs {
         for threads in [1, 2] {
             let t = Instant::now();
-            sizes[threads - 1] = write_layer(mb, threads);
+            let d = write_layer(mb, threads);
             rates[threads - 1].push(rate(t));
+            sizes[threads - 1] = d.size;
+            digests.push(d.digest);
         }
         if has_pigz {
             for threads in [1, 2] {
@@ -168,7 +171,17 @@ fn main() {
             sizes[threads + 1] = pigz(&tar, threads, true).unwrap_or(0);
         }
     }
-    let med: Vec<f64> = rates.iter().map(|r| median(r.clone())).collect();
+    // The point of the piece scheme: the thread count never shows in the bytes.
+    digests.dedup();
+    assert_eq!(
+        digests.len(),
+        1,
+        "the layer's digest depends on the threads"
+    );
+    let med: Vec<f64> = rates
+        .iter()
+        .map(|r| if r.is_empty() { 0.0 } else { median(r.clone()) })
+        .collect();
     for (i, name) in names.iter().enumerate() {
         if rates[i].is_empty() {
             continue;
@@ -182,8 +195,9 @@ fn main() {
         );
     }
     println!(
-        "layer_emit: slipway 2 threads / 1 thread = {:.2}",
-        med[1] / med[0]
+        "layer_emit: slipway 2 threads / 1 thread = {:.2}; digest {} on both",
+        med[1] / med[0],
+        digests[0]
     );
     if has_pigz {
         println!(

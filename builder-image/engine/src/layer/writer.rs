@@ -11,6 +11,10 @@
 //! ([`LayerWriter::clamp_to`]), an mtime later than it is written as it, as BuildKit's
 //! `rewrite-timestamp` does; earlier ones are kept, so a file copied from an old tree keeps
 //! its time.
+//!
+//! The gzip stream is compressed on as many threads as the process may use
+//! ([`gzip_threads`]), in pieces whose bytes do not depend on that number
+//! ([`super::parallel_gzip`]): the same tree gives the same digest on any machine.
 
 use std::cmp::Ordering;
 use std::ffi::OsString;
@@ -18,9 +22,10 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use flate2::write::GzEncoder;
-use flate2::{Compression, GzBuilder};
+use flate2::Compression;
 use sha2::{Digest, Sha256};
+
+use super::parallel_gzip::ParallelGzip;
 
 /// What a layer entry is (a walk records it from the file type; sockets are never written).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +119,7 @@ pub struct Meta {
 /// bytes (a name need not be UTF-8), and one longer than a tar header holds goes in a GNU
 /// long-name record.
 pub struct LayerWriter<W: Write> {
-    tar: tar::Builder<Hashing<GzEncoder<Hashing<W>>>>,
+    tar: tar::Builder<Hashing<ParallelGzip<Hashing<W>>>>,
     /// The source date epoch: no entry is written newer than this.
     clamp: Option<u64>,
 }
@@ -127,13 +132,27 @@ pub fn clamp_mtime(mtime: u64, epoch: Option<u64>) -> u64 {
     }
 }
 
+/// The most threads a layer is compressed on: past this the tar, the two sha256 and the
+/// disk on the calling thread are the limit, not deflate.
+const MAX_GZIP_THREADS: usize = 4;
+
+/// How many threads to compress on: the CPUs this process may use (std reads the affinity
+/// mask and the cgroup's CPU quota, so a pod limited to one CPU compresses inline), at most
+/// [`MAX_GZIP_THREADS`]. Only the speed depends on it, never the bytes.
+pub fn gzip_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_GZIP_THREADS)
+}
+
 impl<W: Write> LayerWriter<W> {
     pub fn new(out: W, level: Compression) -> Self {
-        // Said here rather than left to flate2's defaults, which the layer's digest rests on.
-        let gz = GzBuilder::new()
-            .mtime(0)
-            .operating_system(GZIP_OS_UNKNOWN)
-            .write(hashing(out), level);
+        Self::with_threads(out, level, gzip_threads())
+    }
+
+    /// Compresses on `threads` threads (1: on the caller's); the bytes are the same for any.
+    pub fn with_threads(out: W, level: Compression, threads: usize) -> Self {
+        let gz = ParallelGzip::new(hashing(out), level, threads);
         let mut tar = tar::Builder::new(hashing(gz));
         tar.mode(tar::HeaderMode::Complete);
         tar.follow_symlinks(false);
@@ -276,9 +295,6 @@ impl<W: Write> LayerWriter<W> {
     }
 }
 
-/// The gzip header's OS byte: 255, "unknown", the same on every machine.
-const GZIP_OS_UNKNOWN: u8 = 255;
-
 /// The name of the opaque marker: `<dir>/.wh..wh..opq`.
 const OPAQUE: &str = ".wh..wh..opq";
 
@@ -377,6 +393,32 @@ mod tests {
         assert_ne!(d.diff_id, d.digest);
         // The same input gives the same layer.
         assert_eq!(sample().1, d);
+    }
+
+    #[test]
+    fn a_layer_is_the_same_on_any_number_of_threads() {
+        // Big enough for several gzip pieces, so the threads really share the work.
+        let layer = |threads| {
+            let mut w = LayerWriter::with_threads(Vec::new(), Compression::fast(), threads);
+            for i in 0..3u8 {
+                let data: Vec<u8> = (0..700_000u32).map(|j| (j % 251) as u8 ^ i).collect();
+                w.add_file(
+                    format!("f{i}"),
+                    Meta::default(),
+                    data.len() as u64,
+                    &data[..],
+                )
+                .expect("file");
+            }
+            w.finish().expect("finish")
+        };
+        let (one, d1) = layer(1);
+        for threads in [2, 4] {
+            let (blob, d) = layer(threads);
+            assert_eq!((&blob, &d), (&one, &d1), "{threads} threads");
+        }
+        assert_eq!(d1.digest, sha(&one));
+        assert!(gzip_threads() >= 1);
     }
 
     #[test]

@@ -244,6 +244,10 @@ if want reproducible; then
   source "$here/reproducible.sh"
 fi
 
+# --- the layer cache across builds: --cache-repo (issue 13) ---------------------------------
+# shellcheck source=tests/engine/cache.sh
+source "$here/cache.sh"   # each group checks `want` itself
+
 # --- hostile: attacks from a Dockerfile, a context, a RUN step, a base image or a registry;
 # each asserts the clear error or that nothing happened (SECURITY.md lists them) ------------
 for h in "$here"/hostile/*.sh; do

@@ -38,6 +38,11 @@ pub struct BuildArgs {
     /// systems often export it), as before.
     #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
     source_date_epoch: Option<String>,
+    /// The layer cache: a repository (`registry/repository`, no tag) where each stage's
+    /// result is looked up before it runs and stored after the push (read and written with
+    /// the same credentials as the destinations).
+    #[arg(long, value_name = "REPOSITORY")]
+    cache_repo: Option<String>,
 }
 
 /// `--secret id=ID,src=FILE` (also `source=`); without `src` the file is named like the id.
@@ -83,6 +88,7 @@ pub fn run(a: &BuildArgs) -> Result<(), CommandError> {
         keep_workspace: a.keep_workspace,
         max_parallel: a.max_parallel,
         source_date_epoch: source_date_epoch(a.source_date_epoch.as_deref())?,
+        cache_repo: a.cache_repo.clone(),
     };
     let out = local::build(&opts).map_err(|e| CommandError::Message(e.to_string()))?;
     println!("{}", out.digest);

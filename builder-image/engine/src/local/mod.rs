@@ -18,6 +18,7 @@
 //! the digests of exactly what it reads ([`Trusted`]), so a stage cannot change what another
 //! stage or the push reads.
 
+pub mod cache;
 pub mod rootfs;
 pub mod runc;
 pub mod seccomp;
@@ -64,6 +65,9 @@ pub struct BuildOptions {
     /// `SOURCE_DATE_EPOCH` (seconds): `created` of the config and the new history, and no
     /// file in the build's own layers newer than it.
     pub source_date_epoch: Option<u64>,
+    /// The cache repository (`registry/repository`): stages found there are restored, not
+    /// run; stages that ran are stored there after the push.
+    pub cache_repo: Option<String>,
 }
 
 pub struct BuildOutput {
@@ -136,6 +140,8 @@ pub enum BuildError {
     Trust(#[from] TrustError),
     #[error(transparent)]
     Digests(#[from] Missing),
+    #[error(transparent)]
+    CacheRestore(#[from] cache::RestoreError),
 }
 
 fn io(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> BuildError {
@@ -215,7 +221,41 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
             inputs: &inputs,
             epoch: opts.source_date_epoch,
         };
-        let outputs = run_jobs(opts, plan_roots(&plan, &images), &graph, &host)?;
+        let mut cache = match &opts.cache_repo {
+            Some(repo) => {
+                let store = crate::cache::store::Store {
+                    registry: &registry,
+                    repository: repo.clone(),
+                };
+                match crate::cache::keys::builder_identity(&engine).and_then(|b| {
+                    crate::cache::keys::Keys::compute(
+                        &ws,
+                        &context,
+                        &plan,
+                        &images,
+                        opts.source_date_epoch,
+                        &b,
+                    )
+                }) {
+                    Ok(keys) => Some(cache::LocalCache::new(store, keys, &plan)),
+                    Err(e) => {
+                        eprintln!("warning: cache: {e}; building without the cache");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let outputs = run_jobs(
+            opts,
+            plan_roots(&plan, &images),
+            &graph,
+            &host,
+            cache.as_mut(),
+        )?;
+        if let Some(c) = cache.as_mut() {
+            c.before_push(&ws)?;
+        }
         // The target's result as the host vouches for it: the digest of what the target's
         // container left, the plan's target, every layer at stages/<N>/layers/<hex>.tar.gz of
         // its own FROM-chain (opened beneath the workspace when pushed, and checked against
@@ -231,7 +271,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
         };
         let target = checked.result(&checked.plan()?, plan.target_index)?;
         let image = steps::push::assemble(&ws, &target, &images, opts.source_date_epoch)?;
+        let store_cache = || {
+            if let Some(c) = &cache {
+                c.write(&ws, &outputs);
+                eprintln!("{}", c.outcome());
+            }
+        };
         if opts.destinations.is_empty() {
+            store_cache();
             let digest = sha256_bytes(&manifest_json(
                 &image.config,
                 &sha256_bytes(&image.config),
@@ -247,6 +294,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
         for d in &opts.destinations {
             eprintln!("pushed {d}@{digest}");
         }
+        store_cache();
         Ok(BuildOutput {
             digest,
             pushed: opts.destinations.clone(),
@@ -321,6 +369,7 @@ fn run_jobs(
     roots: BTreeMap<usize, &ImageInfo>,
     graph: &BuildGraph,
     host: &Host,
+    mut cache: Option<&mut cache::LocalCache>,
 ) -> Result<BTreeMap<usize, Outputs>, BuildError> {
     let mut outputs: BTreeMap<usize, Outputs> = BTreeMap::new();
     let max = if opts.max_parallel == 0 {
@@ -335,11 +384,32 @@ fn run_jobs(
     let (tx, rx) = mpsc::channel::<(usize, Result<BTreeMap<usize, Outputs>, BuildError>)>();
     std::thread::scope(|scope| {
         loop {
+            // A Job whose stages all hit is done at once: the loop looks again for Jobs
+            // that are ready now.
+            let mut skipped = false;
             if failed.is_none() {
                 for pos in graph.ready(&done, &started, max.saturating_sub(running)) {
                     started.insert(pos);
+                    let mut job = graph.jobs[pos].clone();
+                    if let Some(c) = cache.as_deref_mut() {
+                        // The stages that hit are done; the Job runs what is left of its
+                        // chain, started from the last hit's result.
+                        let (hits, rest) = c.try_job(&job, &outputs);
+                        outputs.extend(hits);
+                        match rest {
+                            None => {
+                                done.extend(job.stages.iter().copied());
+                                skipped = true;
+                                continue;
+                            }
+                            Some(rest) => job = rest,
+                        }
+                        if let Err(e) = c.before_run(host.ws, &job) {
+                            failed.get_or_insert(e.into());
+                            break;
+                        }
+                    }
                     running += 1;
-                    let job = &graph.jobs[pos];
                     let tx = tx.clone();
                     let base = roots.get(&job.stages[0]).copied();
                     // Every stage it needs is done: the host holds their digests.
@@ -347,14 +417,17 @@ fn run_jobs(
                         inputs: host.inputs,
                         stages: &outputs,
                     }
-                    .for_stage_job(job);
+                    .for_stage_job(&job);
                     scope.spawn(move || {
                         let r = digests
                             .map_err(BuildError::from)
-                            .and_then(|d| run_chain(host, job, base, d));
+                            .and_then(|d| run_chain(host, &job, base, d));
                         let _ = tx.send((pos, r));
                     });
                 }
+            }
+            if skipped && failed.is_none() {
+                continue;
             }
             if running == 0 {
                 break;

@@ -228,6 +228,52 @@ impl Registry {
         })
     }
 
+    /// A manifest and its config, looked up by reference: `None` when the registry has no
+    /// such manifest or repository (a cache miss). Layers come back with their digests, sizes
+    /// and media types (no path, no diff_id); every digest is checked for shape first.
+    pub async fn lookup(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Vec<LayerRef>, Vec<u8>)>, RegistryError> {
+        let r = parse_ref(name)?;
+        let auth = self.auth(&r);
+        let op = format!("look up {}", r.whole());
+        let found = retrying(&r, &op, || async {
+            match self.client.pull_manifest_and_config(&r, &auth).await {
+                Ok(m) => Ok(Some(m)),
+                Err(e) if not_found(&e) => Ok(None),
+                Err(e) => Err(Protocol(e)),
+            }
+        })
+        .await?;
+        let Some((manifest, _, config)) = found else {
+            return Ok(None);
+        };
+        let digests = std::iter::once((DigestOf::Config, &manifest.config.digest))
+            .chain(manifest.layers.iter().map(|l| (DigestOf::Layer, &l.digest)));
+        for (of, d) in digests {
+            sha256_hex(d).map_err(|e| err(&r, &op, RegistryErrorKind::digest(of, e)))?;
+        }
+        let layers = manifest
+            .layers
+            .iter()
+            .map(|l| LayerRef {
+                path: String::new(),
+                digest: l.digest.clone(),
+                diff_id: String::new(),
+                size: l.size.max(0) as u64,
+                media_type: l.media_type.clone(),
+            })
+            .collect();
+        Ok(Some((layers, config.into_bytes())))
+    }
+
+    /// One blob of `name`'s repository, in the blob cache (downloaded and checked once).
+    pub async fn fetch(&self, name: &str, blob: &LayerRef) -> Result<PathBuf, RegistryError> {
+        let r = parse_ref(name)?;
+        self.fetch_blob(&r, &descriptor(blob)).await
+    }
+
     /// Where `r`'s blobs are cached: by registry and repository, so a manifest can only name
     /// blobs its own repository served (a digest alone would hand another image's private
     /// layer to whoever knows its digest).
@@ -423,6 +469,22 @@ impl Registry {
             self.client.blob_exists(r, digest).await.map_err(Protocol)
         })
         .await
+    }
+}
+
+/// A registry's "no such manifest" (or repository): a miss, not a failure.
+fn not_found(e: &OciDistributionError) -> bool {
+    use oci_client::errors::OciErrorCode;
+    match e {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::ServerError { code: 404, .. } => true,
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound
+            )
+        }),
+        _ => false,
     }
 }
 

@@ -81,8 +81,14 @@ impl Engine<'_> {
     pub(super) fn finish(self) -> Result<(StageResult, Carry), SetupError> {
         if !self.ps.exports.is_empty() {
             let out = self.ws.stage_exports(self.ps.index);
-            crate::stage::exports::write_exports(&self.root, &self.ps.exports, &self.skip, &out)
-                .map_err(SetupError::Exports)?;
+            crate::stage::exports::write_exports(
+                &self.root,
+                &self.ps.exports,
+                &self.skip,
+                &out,
+                self.epoch,
+            )
+            .map_err(SetupError::Exports)?;
         }
         let result = StageResult {
             index: self.ps.index,

@@ -19,12 +19,16 @@ use crate::fs::root::resolve_in_root;
 use crate::fs::unpack::apply_layer;
 
 /// Writes the export tar of `patterns` from the tree at `root`, leaving out `skip` (absolute
-/// paths: mount points, the engine's own folder).
+/// paths: mount points, the engine's own folder). With a source date epoch, no time in it is
+/// later than the epoch, as in the layers: the same tree gives the same bytes, which is what
+/// lets a stage that copies from this one hit the cache when this one was rebuilt to the same
+/// files ([`crate::cache`]'s slow key).
 pub fn write_exports(
     root: &Path,
     patterns: &[String],
     skip: &BTreeSet<PathBuf>,
     out: &Path,
+    epoch: Option<u64>,
 ) -> io::Result<usize> {
     let tmp = out.with_extension("tar.tmp");
     let mut b = tar::Builder::new(io::BufWriter::new(fs::File::create(&tmp)?));
@@ -40,7 +44,7 @@ pub fn write_exports(
             if off_tree(root, &real, skip) || fs::symlink_metadata(&real).is_err() {
                 continue; // outside, or a dangling link: the consumer reports it missing
             }
-            count += add_tree(&mut b, &real, &name, skip)?;
+            count += add_tree(&mut b, &real, &name, skip, epoch)?;
         }
     }
     b.into_inner()?.into_inner().map_err(|e| e.into_error())?;
@@ -63,14 +67,18 @@ fn add_tree<W: io::Write>(
     path: &Path,
     name: &Path,
     skip: &BTreeSet<PathBuf>,
+    epoch: Option<u64>,
 ) -> io::Result<usize> {
     // Below a path that is not skipped, only a skipped one itself can appear.
     if skip.contains(path) {
         return Ok(0);
     }
-    b.append_path_with_name(path, name)?;
-    let mut n = 1;
     let m = fs::symlink_metadata(path)?;
+    match epoch {
+        Some(e) => append_clamped(b, path, name, &m, e)?,
+        None => b.append_path_with_name(path, name)?,
+    }
+    let mut n = 1;
     if m.is_dir() {
         let mut children: Vec<_> = fs::read_dir(path)?
             .flatten()
@@ -79,10 +87,47 @@ fn add_tree<W: io::Write>(
         children.sort();
         for c in children {
             // Raw bytes: a name that is not UTF-8 reaches the consumer as it is.
-            n += add_tree(b, &path.join(&c), &name.join(&c), skip)?;
+            n += add_tree(b, &path.join(&c), &name.join(&c), skip, epoch)?;
         }
     }
     Ok(n)
+}
+
+/// One entry as `append_path_with_name` writes it (GNU header, owner, mode, long names), its
+/// mtime clamped to `epoch`.
+fn append_clamped<W: io::Write>(
+    b: &mut tar::Builder<W>,
+    path: &Path,
+    name: &Path,
+    m: &fs::Metadata,
+    epoch: u64,
+) -> io::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let t = m.file_type();
+    let mut h = tar::Header::new_gnu();
+    h.set_metadata_in_mode(m, tar::HeaderMode::Complete);
+    if h.mtime()? > epoch {
+        h.set_mtime(epoch);
+    }
+    if t.is_file() {
+        return b.append_data(&mut h, name, fs::File::open(path)?);
+    }
+    h.set_size(0);
+    if t.is_symlink() {
+        return b.append_link(&mut h, name, fs::read_link(path)?);
+    }
+    if t.is_char_device() || t.is_block_device() {
+        // tar's split of the device number (glibc's major/minor).
+        let dev = m.rdev();
+        h.set_device_major((((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0fff)) as u32)?;
+        h.set_device_minor((((dev >> 12) & 0xffff_ff00) | (dev & 0xff)) as u32)?;
+    } else if t.is_socket() {
+        return Err(io::Error::other(format!(
+            "{}: socket can not be archived",
+            path.display()
+        )));
+    }
+    b.append_data(&mut h, name, io::empty())
 }
 
 /// Why a stage's exports could not be unpacked.
@@ -147,6 +192,7 @@ mod tests {
             ],
             &BTreeSet::new(),
             &out,
+            None,
         )
         .expect("exports");
         assert_eq!(n, 5);
@@ -186,9 +232,10 @@ mod tests {
             ],
             &skip,
             &out,
+            Some(1_700_000_000),
         )
         .expect("exports");
-        // `/dir` and what is in it, the links as links.
+        // `/dir` and what is in it, the links as links (through the clamped writer too).
         assert_eq!(n, 4);
         let into = tempfile::tempdir().expect("tmp");
         extract(&out, into.path()).expect("extract");
@@ -219,5 +266,57 @@ mod tests {
         let text = err.to_string();
         assert!(text.starts_with(&format!("{}: ", tar.display())), "{text}");
         assert!(matches!(err, ExportsError::Io(_)));
+    }
+
+    #[test]
+    fn with_an_epoch_the_same_tree_gives_the_same_bytes() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().expect("tmp");
+        let r = d.path();
+        fs::create_dir_all(r.join("out/sub")).expect("mkdir");
+        fs::write(r.join("out/sub/file"), "built").expect("w");
+        fs::set_permissions(r.join("out/sub/file"), fs::Permissions::from_mode(0o750))
+            .expect("chmod");
+        symlink("sub/file", r.join("out/link")).expect("ln");
+        let write = |name: &str, epoch| {
+            let out = d.path().join(name);
+            write_exports(r, &["/out".into()], &BTreeSet::new(), &out, epoch).expect("exports");
+            fs::read(&out).expect("tar")
+        };
+        let epoch = 1_700_000_000;
+        let a = write("a.tar", Some(epoch));
+        // Rebuilt a second later: the same files, newer times.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        fs::write(r.join("out/sub/file"), "built").expect("w");
+        let b = write("b.tar", Some(epoch));
+        assert_eq!(a, b, "the same tree, other bytes");
+        let plain = write("c.tar", None);
+        assert_ne!(a, plain, "without an epoch the times are the files' own");
+        // Each entry as the plain writer has it, but for the time.
+        let entries = |bytes: &[u8]| {
+            let mut t = tar::Archive::new(bytes);
+            t.entries()
+                .expect("entries")
+                .map(|e| {
+                    let e = e.expect("entry");
+                    let h = e.header();
+                    let link = e.link_name().expect("link").map(|l| l.into_owned());
+                    (
+                        e.path().expect("path").into_owned(),
+                        h.mode().expect("mode"),
+                        h.entry_type(),
+                        h.size().expect("size"),
+                        link,
+                        h.mtime().expect("mtime"),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let (ea, ep) = (entries(&a), entries(&plain));
+        assert_eq!(ea.len(), 4);
+        for (x, y) in ea.iter().zip(&ep) {
+            assert_eq!((&x.0, x.1, x.2, x.3, &x.4), (&y.0, y.1, y.2, y.3, &y.4));
+            assert_eq!(x.5, epoch);
+        }
     }
 }

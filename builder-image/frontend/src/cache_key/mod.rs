@@ -60,6 +60,7 @@
 
 mod content;
 pub mod record;
+pub mod stage;
 
 use std::collections::BTreeMap;
 use std::fmt;

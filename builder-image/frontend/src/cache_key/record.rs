@@ -65,7 +65,7 @@ impl Record {
         self.opt_bytes(name, v.map(|b| [u8::from(b)]).as_ref().map(|b| &b[..]))
     }
 
-    fn opt_bytes(&mut self, name: &str, v: Option<&[u8]>) -> &mut Self {
+    pub fn opt_bytes(&mut self, name: &str, v: Option<&[u8]>) -> &mut Self {
         self.name(name);
         match v {
             None => self.frame(&[0]),

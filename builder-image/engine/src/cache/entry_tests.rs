@@ -1,0 +1,150 @@
+//! A found entry is used only when everything in it is what the stage's key and chain say.
+
+use super::*;
+use crate::stage::config::Config;
+
+const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+const D3: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
+
+fn layer(stage: usize, digest: &str, size: u64) -> LayerRef {
+    LayerRef {
+        path: format!("stages/{stage}/layers/{}.tar.gz", &digest[7..]),
+        digest: digest.into(),
+        diff_id: D3.into(),
+        size,
+        media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+    }
+}
+
+fn result(index: usize, layers: Vec<LayerRef>) -> Vec<u8> {
+    serde_json::to_vec(&StageResult {
+        index,
+        name: Some("build".into()),
+        base: None,
+        config: Config::default(),
+        author: String::new(),
+        history: Vec::new(),
+        layers,
+        vars: Vec::new(),
+        args: Vec::new(),
+    })
+    .expect("json")
+}
+
+fn record(v: &str) -> Record {
+    let mut r = Record::new("stage");
+    r.str("v", v);
+    r
+}
+
+fn blob(digest: &str, size: u64) -> LayerRef {
+    LayerRef {
+        path: String::new(),
+        digest: digest.into(),
+        diff_id: String::new(),
+        size,
+        media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+    }
+}
+
+/// Stage 2 built FROM stage 1: its result lists both stages' layers.
+fn entry(exports: bool) -> (Vec<u8>, Vec<u8>, Vec<LayerRef>) {
+    let res = result(2, vec![layer(1, D1, 10), layer(2, D2, 20)]);
+    let config = EntryConfig::new(Some(&record("fast")), Some(&record("slow")), &res, exports);
+    let mut blobs = vec![blob(D1, 10), blob(D2, 20)];
+    if exports {
+        blobs.push(blob(D3, 30));
+    }
+    (config.to_bytes(), res, blobs)
+}
+
+#[test]
+fn a_checked_hit_restores_the_very_result() {
+    let (config, res, blobs) = entry(true);
+    let hit = Hit::check(2, &[2, 1], KeyKind::Fast, &record("fast"), &config, blobs).expect("hit");
+    assert_eq!(hit.result, res);
+    assert_eq!(hit.layers.len(), 2);
+    assert_eq!(hit.exports.as_ref().map(|e| e.digest.as_str()), Some(D3));
+    assert_eq!(hit.bytes(), 60);
+    let out = hit.outputs().expect("outputs");
+    assert_eq!(out.result.to_string(), sha256_bytes(&res));
+    assert_eq!(out.exports.map(|d| d.to_string()).as_deref(), Some(D3));
+    // The slow record too.
+    let (config, _, blobs) = entry(false);
+    let hit =
+        Hit::check(2, &[2, 1], KeyKind::Slow, &record("slow"), &config, blobs).expect("slow hit");
+    assert_eq!(hit.exports, None);
+}
+
+#[test]
+fn an_entry_that_is_not_what_the_key_says_is_a_miss() {
+    let (config, _, blobs) = entry(true);
+    let check = |kind, rec: &Record, config: &[u8], blobs: Vec<LayerRef>, lineage: &[usize]| {
+        Hit::check(2, lineage, kind, rec, config, blobs).expect_err("rejected")
+    };
+    // Another input under the same key (a collision, or a bug in what a key holds).
+    assert_eq!(
+        check(
+            KeyKind::Fast,
+            &record("other"),
+            &config,
+            blobs.clone(),
+            &[2, 1]
+        ),
+        Rejected::Record(KeyKind::Fast)
+    );
+    assert_eq!(
+        check(
+            KeyKind::Slow,
+            &record("fast"),
+            &config,
+            blobs.clone(),
+            &[2, 1]
+        ),
+        Rejected::Record(KeyKind::Slow)
+    );
+    // Not an entry at all: an image's config pushed under the tag.
+    assert_eq!(
+        check(
+            KeyKind::Fast,
+            &record("fast"),
+            br#"{"architecture":"amd64"}"#,
+            blobs.clone(),
+            &[2, 1]
+        ),
+        Rejected::NotAnEntry
+    );
+    // A layer swapped, or one missing.
+    let mut swapped = blobs.clone();
+    swapped[1] = blob(D1, 20);
+    assert_eq!(
+        check(KeyKind::Fast, &record("fast"), &config, swapped, &[2, 1]),
+        Rejected::Layers
+    );
+    assert_eq!(
+        check(
+            KeyKind::Fast,
+            &record("fast"),
+            &config,
+            blobs[..2].to_vec(),
+            &[2, 1]
+        ),
+        Rejected::Layers
+    );
+    // A result whose layers lie outside this stage's chain (stage 1 is not its parent here).
+    assert_eq!(
+        check(KeyKind::Fast, &record("fast"), &config, blobs.clone(), &[2]),
+        Rejected::LayerPath("stages/1/layers/1111111111111111111111111111111111111111111111111111111111111111.tar.gz".into())
+    );
+    // Another stage's result.
+    let hit = Hit::check(
+        5,
+        &[5, 2, 1],
+        KeyKind::Fast,
+        &record("fast"),
+        &config,
+        blobs,
+    );
+    assert_eq!(hit.expect_err("index"), Rejected::Index(2));
+}

@@ -1,0 +1,190 @@
+//! The layer cache in local mode (`--cache-repo`): the host looks each Job's stages up when
+//! the Job is ready, runs no container for a Job whose stages all hit, puts a hit's files into
+//! the workspace only when a stage that runs (or the push) reads them, and stores every stage
+//! that ran once the image is pushed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use slipway_contract::graph::StageJob;
+use slipway_contract::trust::Outputs;
+use slipway_frontend::plan::Plan;
+
+use crate::cache::entry::{Hit, KeyKind};
+use crate::cache::keys::Keys;
+use crate::cache::store::{CacheError, Outcome, Store};
+use crate::net::RuntimeError;
+use crate::trusted::lineage;
+use crate::workspace::Workspace;
+
+/// Restoring a hit a stage that runs needs failed: the build cannot go on without it.
+#[derive(Debug, thiserror::Error)]
+#[error("cache: restoring stage #{index}: {source}")]
+pub struct RestoreError {
+    pub index: usize,
+    #[source]
+    pub source: CacheError,
+}
+
+pub struct LocalCache<'a> {
+    pub store: Store<'a>,
+    pub keys: Keys,
+    plan: &'a Plan,
+    hits: BTreeMap<usize, Hit>,
+    restored: BTreeSet<usize>,
+    ran: Vec<usize>,
+}
+
+fn run<T>(fut: impl Future<Output = Result<T, CacheError>>) -> Result<T, CacheError> {
+    crate::net::block_on(fut).map_err(|RuntimeError(e)| CacheError::Io {
+        path: "the async runtime".into(),
+        source: e,
+    })?
+}
+
+impl<'a> LocalCache<'a> {
+    pub fn new(store: Store<'a>, keys: Keys, plan: &'a Plan) -> Self {
+        LocalCache {
+            store,
+            keys,
+            plan,
+            hits: BTreeMap::new(),
+            restored: BTreeSet::new(),
+            ran: Vec::new(),
+        }
+    }
+
+    /// Looks the stages of a ready Job up, parent first (each by its fast key, else by its
+    /// slow key from what the stages it needs left, or their hits say they left), up to the
+    /// first miss. Returns the digests of what the hits leave, and the Job that is left to
+    /// run: `None` when every stage hit; else the chain from the first miss on, which starts
+    /// from the last hit's result (restored before it runs) as a chain whose parent ran in
+    /// another Job does.
+    pub fn try_job(
+        &mut self,
+        job: &StageJob,
+        outputs: &BTreeMap<usize, Outputs>,
+    ) -> (BTreeMap<usize, Outputs>, Option<StageJob>) {
+        let mut seen = outputs.clone();
+        let mut hits = BTreeMap::new();
+        for &i in &job.stages {
+            let Some((hit, out)) = self
+                .lookup(i, &seen)
+                .and_then(|h| h.outputs().ok().map(|o| (h, o)))
+            else {
+                break;
+            };
+            eprintln!(
+                "cache: stage #{i} hit ({} key): {} bytes not made again",
+                hit.kind.as_str(),
+                hit.bytes()
+            );
+            seen.insert(i, out.clone());
+            hits.insert(i, out);
+            self.hits.insert(i, hit);
+        }
+        let k = hits.len();
+        if k == job.stages.len() {
+            return (hits, None);
+        }
+        let mut rest = job.clone();
+        rest.stages = job.stages[k..].to_vec();
+        rest.names = job.names.get(k..).map(<[_]>::to_vec).unwrap_or_default();
+        rest.needs.extend(job.stages[..k].iter().copied());
+        (hits, Some(rest))
+    }
+
+    fn lookup(&self, index: usize, outputs: &BTreeMap<usize, Outputs>) -> Option<Hit> {
+        let chain = lineage(self.plan, index);
+        let fast = self.keys.fast(index);
+        let slow = self.keys.slow(index, outputs);
+        let tries = fast
+            .map(|k| (KeyKind::Fast, k.clone()))
+            .into_iter()
+            .chain(slow.map(|k| (KeyKind::Slow, k)));
+        for (kind, keyed) in tries {
+            match run(self.store.lookup(index, &chain, kind, &keyed)) {
+                Ok(Some(hit)) => return Some(hit),
+                Ok(None) => {}
+                Err(e) => eprintln!("warning: cache: stage #{index}: {e}; treated as a miss"),
+            }
+        }
+        None
+    }
+
+    /// The Job runs: the hits it reads (the stages it needs) go into the workspace first.
+    pub fn before_run(&mut self, ws: &Workspace, job: &StageJob) -> Result<(), RestoreError> {
+        self.ran.extend(job.stages.iter().copied());
+        let needs: BTreeSet<usize> = job
+            .stages
+            .iter()
+            .filter_map(|i| self.plan.stage(*i))
+            .flat_map(|s| s.depends_on.iter().copied())
+            .filter(|i| !job.stages.contains(i))
+            .collect();
+        for i in needs {
+            self.restore(ws, i)?;
+        }
+        Ok(())
+    }
+
+    /// The push reads the target and the stages it is built on.
+    pub fn before_push(&mut self, ws: &Workspace) -> Result<(), RestoreError> {
+        for i in lineage(self.plan, self.plan.target_index) {
+            self.restore(ws, i)?;
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, ws: &Workspace, index: usize) -> Result<(), RestoreError> {
+        if self.restored.contains(&index) {
+            return Ok(());
+        }
+        let Some(hit) = self.hits.get(&index) else {
+            return Ok(()); // it ran
+        };
+        run(self.store.restore(ws, hit)).map_err(|source| RestoreError { index, source })?;
+        self.restored.insert(index);
+        Ok(())
+    }
+
+    /// Stores every stage that ran (by both keys), and a hit found only by its slow key under
+    /// its fast key too. Failures are warnings: the image is already pushed.
+    pub fn write(&self, ws: &Workspace, outputs: &BTreeMap<usize, Outputs>) {
+        for &i in &self.ran {
+            let fast = self.keys.fast(i);
+            let slow = self.keys.slow(i, outputs);
+            if fast.is_none() && slow.is_none() {
+                continue;
+            }
+            if let Err(e) = run(self.store.write(ws, i, fast, slow.as_ref())) {
+                eprintln!("warning: cache: storing stage #{i}: {e}");
+            }
+        }
+        for (i, hit) in &self.hits {
+            if hit.kind != KeyKind::Slow {
+                continue;
+            }
+            if let (Some(fast), Some(slow)) = (self.keys.fast(*i), self.keys.slow(*i, outputs))
+                && let Err(e) = run(self.store.alias(hit, fast, &slow))
+            {
+                eprintln!("warning: cache: storing stage #{i} under its fast key: {e}");
+            }
+        }
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        let mut o = Outcome::default();
+        for s in &self.plan.stages {
+            let i = s.index;
+            if let Some(hit) = self.hits.get(&i) {
+                o.hits.insert(i, hit.kind);
+                o.bytes_reused += hit.bytes();
+            } else if self.keys.uncacheable(i).is_some() {
+                o.uncacheable.push(i);
+            } else {
+                o.misses.push(i);
+            }
+        }
+        o
+    }
+}

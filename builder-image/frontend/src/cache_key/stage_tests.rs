@@ -1,0 +1,219 @@
+//! Whole-stage keys: what must change a key, what must not, and what the context use of a
+//! stage is.
+
+use super::*;
+use crate::dockerfile::{instructions, parser};
+
+fn stages(text: &str) -> Vec<Stage> {
+    let parsed = parser::parse(text).expect("parse");
+    instructions::from_ast(&parsed.ast)
+        .expect("instructions")
+        .stages
+}
+
+fn inputs(text: &str) -> StageInputs {
+    let s = &stages(text)[0];
+    StageInputs {
+        builder: "sha256:engine".into(),
+        index: 0,
+        name: s.name.clone(),
+        from: From::Image {
+            manifest: "sha256:base".into(),
+        },
+        platform: "linux/amd64".into(),
+        instructions: s
+            .commands
+            .iter()
+            .map(|c| instruction_json(&c.instruction))
+            .collect(),
+        meta_args: Vec::new(),
+        build_args: BTreeMap::new(),
+        context: Some(ContentRoot([1; 32])),
+        images: BTreeMap::new(),
+        exports: Vec::new(),
+        source_date_epoch: None,
+    }
+}
+
+fn key(s: &StageInputs) -> Key {
+    stage_key(s, &BTreeMap::new()).0
+}
+
+const DF: &str = "FROM base AS build\nCOPY app.txt /app/\nRUN echo hi > /out\n";
+
+#[test]
+fn the_same_stage_gives_the_same_key_wherever_it_is_in_the_file() {
+    let a = inputs(DF);
+    // Lines above it (another stage, comments) move it, but change nothing it does.
+    let b = inputs(&format!("# a comment\n\n{DF}"));
+    assert_eq!(key(&a), key(&b));
+    assert_eq!(a.instructions, b.instructions);
+}
+
+#[test]
+fn every_input_changes_the_key() {
+    let a = inputs(DF);
+    let k = key(&a);
+    let mut changed: Vec<(&str, StageInputs)> = Vec::new();
+    let mut m = |what, f: &dyn Fn(&mut StageInputs)| {
+        let mut s = a.clone();
+        f(&mut s);
+        changed.push((what, s));
+    };
+    m("builder", &|s| s.builder = "sha256:other".into());
+    m("index", &|s| s.index = 1);
+    m("name", &|s| s.name = None);
+    m("base", &|s| {
+        s.from = From::Image {
+            manifest: "sha256:moved".into(),
+        }
+    });
+    m("scratch", &|s| s.from = From::Scratch);
+    m("platform", &|s| s.platform = "linux/arm64".into());
+    m("a RUN", &|s| {
+        s.instructions[1] = s.instructions[1].replace("hi", "ho")
+    });
+    m("meta args", &|s| s.meta_args.push("{}".into()));
+    m("a build arg", &|s| {
+        s.build_args.insert("V".into(), "1".into());
+    });
+    m("the context", &|s| s.context = Some(ContentRoot([2; 32])));
+    m("no context", &|s| s.context = None);
+    m("an image", &|s| {
+        s.images.insert("img".into(), "sha256:i".into());
+    });
+    m("exports", &|s| s.exports.push("/out".into()));
+    m("the epoch", &|s| s.source_date_epoch = Some(1));
+    for (what, s) in &changed {
+        assert_ne!(key(s), k, "{what} did not change the key");
+    }
+}
+
+#[test]
+fn build_arg_values_with_separators_do_not_collide() {
+    // kaniko #873: "a=b,c" + "d" and "a" + "b,c=d" joined the same.
+    let mut a = inputs(DF);
+    a.build_args = BTreeMap::from([("A".into(), "b,C=d".into())]);
+    let mut b = inputs(DF);
+    b.build_args = BTreeMap::from([("A".into(), "b".into()), ("C".into(), "d".into())]);
+    assert_ne!(key(&a), key(&b));
+}
+
+#[test]
+fn deps_enter_by_key_or_by_output() {
+    let s = inputs(DF);
+    let by_key = |k: u8| BTreeMap::from([(3, Dep::Key(Key([k; 32])))]);
+    assert_ne!(stage_key(&s, &by_key(1)).0, stage_key(&s, &by_key(2)).0);
+    let out = |r: &str, e: Option<&str>| {
+        BTreeMap::from([(
+            3,
+            Dep::Output {
+                result: Some(r.into()),
+                exports: e.map(Into::into),
+            },
+        )])
+    };
+    // The same bytes produced, however they were produced: the same key.
+    assert_eq!(
+        stage_key(&s, &out("sha256:r", Some("sha256:e"))).0,
+        stage_key(&s, &out("sha256:r", Some("sha256:e"))).0
+    );
+    assert_ne!(
+        stage_key(&s, &out("sha256:r", Some("sha256:e"))).0,
+        stage_key(&s, &out("sha256:r", Some("sha256:f"))).0
+    );
+    assert_ne!(
+        stage_key(&s, &out("sha256:r", None)).0,
+        stage_key(&s, &out("sha256:r", Some("sha256:e"))).0
+    );
+    // Copied from only: its result is not read, so not keyed.
+    let copied = BTreeMap::from([(
+        3,
+        Dep::Output {
+            result: None,
+            exports: Some("sha256:e".into()),
+        },
+    )]);
+    assert_ne!(
+        stage_key(&s, &copied).0,
+        stage_key(&s, &out("sha256:r", Some("sha256:e"))).0
+    );
+    // Another stage index is another dependency.
+    let other = BTreeMap::from([(4, Dep::Key(Key([1; 32])))]);
+    assert_ne!(stage_key(&s, &by_key(1)).0, stage_key(&s, &other).0);
+    // The record kept with an entry is what was hashed.
+    let (k, r) = stage_key(&s, &by_key(1));
+    assert_eq!(stage_key(&s, &by_key(1)).1, r);
+    assert_ne!(k.0, [0; 32]);
+}
+
+#[test]
+fn context_use_follows_copy_add_and_bind_mounts() {
+    let u = |text: &str| context_use(&stages(text)[0]);
+    assert_eq!(
+        u("FROM a\nRUN true\nCOPY --from=b /x /y\n"),
+        ContextUse::None
+    );
+    assert_eq!(u("FROM a\nCOPY <<EOF /f\nhi\nEOF\n"), ContextUse::None);
+    assert_eq!(
+        u("FROM a\nCOPY go.mod ./go.sum /src/\nADD ./cmd/../pkg/ /p\n"),
+        ContextUse::Paths(BTreeSet::from([
+            "go.mod".into(),
+            "go.sum".into(),
+            "pkg".into()
+        ]))
+    );
+    assert_eq!(
+        u("FROM a\nCOPY src/*.go /x/\n"),
+        ContextUse::Paths(BTreeSet::from(["src".into()]))
+    );
+    assert_eq!(u("FROM a\nCOPY *.go /x/\n"), ContextUse::Whole);
+    assert_eq!(u("FROM a\nCOPY . /x/\n"), ContextUse::Whole);
+    assert_eq!(u("FROM a\nARG F=a\nCOPY $F /x/\n"), ContextUse::Whole);
+    assert_eq!(
+        u("FROM a\nCOPY ../../etc/passwd /x\n"),
+        ContextUse::Paths(BTreeSet::from(["etc/passwd".into()]))
+    );
+    assert_eq!(
+        u("FROM a\nRUN --mount=type=bind,source=go.mod,target=/m true\n"),
+        ContextUse::Paths(BTreeSet::from(["go.mod".into()]))
+    );
+    assert_eq!(u("FROM a\nRUN --mount=target=/m true\n"), ContextUse::Whole);
+    assert_eq!(
+        u("FROM a\nRUN --mount=type=bind,from=b,target=/m --mount=type=cache,target=/c true\n"),
+        ContextUse::None
+    );
+    assert_eq!(
+        u("FROM a\nADD https://example.invalid/f /f\n"),
+        ContextUse::None
+    );
+}
+
+#[test]
+fn downloads_without_a_checksum_are_not_cached() {
+    let un = |text: &str| uncacheable(&stages(text)[0]);
+    assert_eq!(un(DF), None);
+    assert_eq!(
+        un("FROM a\nADD https://example.invalid/f /f\n"),
+        Some(Uncacheable::AddUrl)
+    );
+    assert_eq!(
+        un(
+            "FROM a\nADD --checksum=sha256:24454f830cdb571e2c4ad15481119c43b3cafd48dd869a9b2945d1036d1dc68d https://example.invalid/f /f\n"
+        ),
+        None
+    );
+    assert_eq!(
+        un("FROM a\nADD git@example.invalid:a/b.git /src\n"),
+        Some(Uncacheable::AddGit)
+    );
+}
+
+#[test]
+fn declared_args_are_the_stage_arg_names() {
+    let s = &stages("FROM a\nARG X=1 Y\nRUN true\nARG Z\n")[0];
+    assert_eq!(
+        declared_args(s),
+        BTreeSet::from(["X".into(), "Y".into(), "Z".into()])
+    );
+}

@@ -1,0 +1,210 @@
+# Sourced by tests/engine/run.sh: the layer cache (issue 13), local mode with --cache-repo.
+# - cold ≡ warm: every case and example built twice with a fresh cache repository and the
+#   same SOURCE_DATE_EPOCH: the second build starts no container (only stages that cannot be
+#   cached run), and pushes the same manifest digest;
+# - must-miss: each mutation (a renamed file, a mode, --chown, a build arg only RUN uses, ARG
+#   values with separators, a COPY --from stage that makes other bytes of the same size, a
+#   .dockerignore that lets a file in, the base image moved behind its tag) misses exactly
+#   where it must, and gives the digest of a build of the mutated input without the cache;
+# - must-hit: a change in a stage the target does not need, and an upstream stage rebuilt to
+#   the same bytes (the slow key);
+# - the Go example: a no-change rebuild runs nothing; a change to main.go reruns the stages
+#   that read it and not the one that downloads modules.
+# The registry's storage is kept across runs: each test uses a cache repository of its own.
+
+CE=1700000000
+CACHE_RUN=$(date +%s)-$$
+# A fresh cache repository for test NAME.
+crepo() { echo "$R/engine-cache/$1-$CACHE_RUN"; }
+
+# cbuild NAME CTX REPO [args]: a build with the cache (REPO "" for none) and the epoch; its
+# log is $WORK/cache-NAME.log.
+cbuild() {
+  local name=$1 ctx=$2 cr=$3 log=$WORK/cache-$1.log; shift 3
+  local with=()
+  [[ -n $cr ]] && with=(--cache-repo "$cr")
+  build "$name" "$ctx" --source-date-epoch "$CE" "${with[@]}" "$@" >"$log" 2>&1 ||
+    { tail -20 "$log"; return 1; }
+}
+cdigest() { skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$R/engine-tests/$1:latest"; }
+# The build's cache line: `cache: H hits, M misses, U not cacheable, B bytes reused`.
+coutcome() { grep -E '^cache: [0-9]+ hits' "$WORK/cache-$1.log" | tail -1; }
+# Containers the build started (one line each as they end).
+ccontainers() { grep -c 'container exited with' "$WORK/cache-$1.log"; }
+# The stages that hit, by index: `0 2 3`.
+chits() { grep -oE '^cache: stage #[0-9]+ hit' "$WORK/cache-$1.log" | grep -oE '[0-9]+' | tr '\n' ' ' | sed 's/ $//'; }
+# field N of the outcome line: 2 hits, 4 misses, 6 not cacheable
+cfield() { coutcome "$1" | awk -v n="$2" '{ print $n }'; }
+
+# cold_warm NAME CTX [args]: cold then warm with one fresh repository; same digest, and the
+# warm build ran only what cannot be cached.
+cold_warm() {
+  local name=$1 ctx=$2 cr; shift 2
+  cr=$(crepo "$name")
+  cbuild "$name-cold" "$ctx" "$cr" "$@" || return 1
+  cbuild "$name-warm" "$ctx" "$cr" "$@" || return 1
+  local a b
+  a=$(cdigest "$name-cold") && b=$(cdigest "$name-warm") || return 1
+  echo "cold: $(coutcome "$name-cold") -> $a"
+  echo "warm: $(coutcome "$name-warm") -> $b"
+  [[ $a == "$b" ]] || { echo "the warm build's digest differs"; return 1; }
+  [[ $(cfield "$name-cold" 2) == 0 ]] || { echo "the cold build hit a fresh repository"; return 1; }
+  [[ $(cfield "$name-warm" 4) == 0 ]] || { echo "the warm build missed"; return 1; }
+  local unc containers
+  unc=$(cfield "$name-warm" 6); containers=$(ccontainers "$name-warm")
+  if ((unc == 0)) && ((containers != 0)); then
+    echo "the warm build started $containers containers"; return 1
+  fi
+  echo "warm build: $containers containers ($unc stages not cacheable)"
+}
+
+if want cache-cold-warm; then
+  for d in "$here"/cases/*/; do
+    name=$(basename "$d")
+    t_cache_case() {
+      local args=()
+      if [[ -x $d/prepare ]]; then (cd "$d" && ./prepare) || return 1; fi
+      while IFS= read -r -d '' a; do args+=("$a"); done < <(case_args "$d")
+      local df=$WORK/cdf-$name/Dockerfile
+      mkdir -p "${df%/*}"
+      sed "s|127\.0\.0\.1:5055/|$R/|g" "$d/Dockerfile" > "$df"
+      cmp -s "$df" "$d/Dockerfile" || args+=(--dockerfile "$df")
+      cold_warm "cache-$name" "$d" "${args[@]}"
+    }
+    run_test "cache-cold-warm-$name" t_cache_case
+  done
+  for ex in go node; do
+    run_test "cache-cold-warm-example-$ex" cold_warm "cache-example-$ex" "$repo/examples/$ex"
+  done
+fi
+
+# --- must-miss and must-hit --------------------------------------------------------------
+CM=$WORK/cache-mutations
+# A three-stage build: `gen` makes a file from a build arg, `app` copies context files
+# (with --chown) and gen's output, `unused` is not needed by the target.
+cm_reset() {
+  rm -rf "$CM"; mkdir -p "$CM/ctx/files"
+  cat > "$CM/ctx/Dockerfile" <<'DF'
+ARG BASE_REGISTRY=127.0.0.1:5055
+FROM ${BASE_REGISTRY}/slipway-test/busybox:latest AS gen
+ARG FLAVOUR=plain
+ARG A
+ARG B
+RUN echo "flavour $FLAVOUR" > /gen.txt && echo "a=$A b=$B" >> /gen.txt
+FROM ${BASE_REGISTRY}/slipway-test/busybox:latest AS unused
+RUN echo unused > /u
+FROM ${BASE_REGISTRY}/slipway-test/busybox:latest
+COPY --chown=1000:1000 files/ /app/
+COPY --from=gen /gen.txt /app/gen.txt
+CMD ["cat", "/app/gen.txt"]
+DF
+  echo one > "$CM/ctx/files/one.txt"
+  echo two > "$CM/ctx/files/two.txt"
+  echo 'secret.txt' > "$CM/ctx/.dockerignore"
+  echo hidden > "$CM/ctx/files/secret.txt"
+}
+
+# mutation NAME WANT_HITS SETUP [build args...]: cold build into a fresh repository, the
+# mutation (SETUP, a function), then a warm build that must hit exactly WANT_HITS (stage
+# indexes, "" for none) and push the digest a build of the mutated input without the cache
+# pushes.
+mutation() {
+  local name=$1 want=$2 setup=$3 cr; shift 3
+  cr=$(crepo "$name")
+  cm_reset
+  cbuild "$name-cold" "$CM/ctx" "$cr" "$@" || return 1
+  "$setup" || return 1
+  cbuild "$name-warm" "$CM/ctx" "$cr" "${CM_ARGS[@]}" || return 1
+  cbuild "$name-none" "$CM/ctx" "" "${CM_ARGS[@]}" || return 1
+  local hits a b
+  hits=$(chits "$name-warm")
+  a=$(cdigest "$name-warm") && b=$(cdigest "$name-none") || return 1
+  echo "$name: warm build hit stages [$hits] ($(coutcome "$name-warm")); want [$want]"
+  [[ $hits == "$want" ]] || return 1
+  [[ $a == "$b" ]] || { echo "digest with the cache $a, without $b"; return 1; }
+  echo "digest $a, the same without the cache"
+}
+CM_ARGS=()
+# The plan numbers stages from 0 in Dockerfile order: gen 0, unused 1 (the target does not
+# need it), the target 2.
+m_rename() { mv "$CM/ctx/files/two.txt" "$CM/ctx/files/deux.txt"; }
+m_mode() { chmod 0755 "$CM/ctx/files/one.txt"; }
+m_chown() { sed -i 's/--chown=1000:1000/--chown=1000:1001/' "$CM/ctx/Dockerfile"; }
+m_ignore() { : > "$CM/ctx/.dockerignore"; }
+m_gen_same_size() { sed -i 's/flavour \$FLAVOUR/flavouR $FLAVOUR/' "$CM/ctx/Dockerfile"; }
+m_unused() { sed -i 's/echo unused/echo changed/' "$CM/ctx/Dockerfile"; }
+m_gen_same_bytes() { sed -i 's/> \/gen.txt/>\/gen.txt/' "$CM/ctx/Dockerfile"; }
+m_touch() { touch "$CM/ctx/files/one.txt"; }
+m_none() { :; }
+
+if want cache-must; then
+  run_test cache-must-miss-rename mutation cache-rename "0" m_rename
+  run_test cache-must-miss-mode mutation cache-mode "0" m_mode
+  run_test cache-must-miss-chown mutation cache-chown "0" m_chown
+  run_test cache-must-miss-dockerignore mutation cache-ignore "0" m_ignore
+  # Same size, other bytes: the target's COPY --from must miss.
+  run_test cache-must-miss-copy-from mutation cache-copy-from "" m_gen_same_size
+  t_arg_run() { CM_ARGS=(--build-arg FLAVOUR=spicy); mutation cache-arg-run "" m_none; local r=$?; CM_ARGS=(); return $r; }
+  run_test cache-must-miss-build-arg t_arg_run
+  # A=x,B=y with B unset, against A=x and B=y: joined with a separator they would collide.
+  t_arg_sep() {
+    CM_ARGS=(--build-arg A=x --build-arg B=y)
+    mutation cache-arg-sep "" m_none --build-arg "A=x b=y" --build-arg "B="
+    local r=$?; CM_ARGS=(); return $r
+  }
+  run_test cache-must-miss-arg-separators t_arg_sep
+  run_test cache-must-hit-unneeded-stage mutation cache-unneeded "0 2" m_unused
+  run_test cache-must-hit-same-bytes mutation cache-same-bytes "2" m_gen_same_bytes
+  run_test cache-must-hit-touched-file mutation cache-touch "0 2" m_touch
+  # The base image moved behind the same tag: every stage built on it misses.
+  t_base_moved() {
+    local base=$R/engine-cache/base-$CACHE_RUN:latest cr
+    cr=$(crepo cache-base-moved)
+    skopeo copy -q --src-tls-verify=false --dest-tls-verify=false \
+      "docker://$R/slipway-test/busybox:latest" "docker://$base" || return 1
+    mkdir -p "$WORK/cache-base"
+    printf 'FROM %s\nRUN echo hi > /hi\n' "$base" > "$WORK/cache-base/Dockerfile"
+    cbuild cache-base-cold "$WORK/cache-base" "$cr" || return 1
+    cbuild cache-base-again "$WORK/cache-base" "$cr" || return 1
+    [[ $(chits cache-base-again) == 0 ]] || { echo "no hit before the move"; return 1; }
+    # Another image under the same tag: busybox with one more layer.
+    mkdir -p "$WORK/cache-base-new"
+    printf 'FROM %s/slipway-test/busybox:latest\nRUN echo moved > /moved\n' "$R" > "$WORK/cache-base-new/Dockerfile"
+    "$ENGINE" build --context "$WORK/cache-base-new" --destination "$base" \
+      --insecure-registry "$R" --state-dir "$ENGINE_STATE" >"$WORK/cache-base-new.log" 2>&1 || { tail "$WORK/cache-base-new.log"; return 1; }
+    cbuild cache-base-warm "$WORK/cache-base" "$cr" || return 1
+    cbuild cache-base-none "$WORK/cache-base" "" || return 1
+    echo "after the move: hits [$(chits cache-base-warm)] ($(coutcome cache-base-warm))"
+    [[ -z $(chits cache-base-warm) ]] || return 1
+    [[ $(cdigest cache-base-warm) == "$(cdigest cache-base-none)" ]] || { echo "digests differ"; return 1; }
+  }
+  run_test cache-must-miss-base-moved t_base_moved
+fi
+
+# --- the Go example: no change, then one source file ---------------------------------------
+if want cache-example-go; then
+  t_cache_go() {
+    local cr ctx=$WORK/cache-go
+    cr=$(crepo cache-go)
+    rm -rf "$ctx"; cp -r "$repo/examples/go" "$ctx"
+    cbuild cache-go-cold "$ctx" "$cr" || return 1
+    cbuild cache-go-same "$ctx" "$cr" || return 1
+    echo "no change: $(coutcome cache-go-same), $(ccontainers cache-go-same) containers"
+    [[ $(ccontainers cache-go-same) == 0 ]] || return 1
+    [[ $(cdigest cache-go-same) == "$(cdigest cache-go-cold)" ]] || { echo "digests differ"; return 1; }
+    # A test file changes: the builder reruns, makes the same binary, the final stage hits.
+    echo '// a comment' >> "$ctx/main_test.go"
+    cbuild cache-go-test "$ctx" "$cr" || return 1
+    echo "main_test.go changed: hits [$(chits cache-go-test)], $(ccontainers cache-go-test) containers"
+    [[ $(chits cache-go-test) == "0 3" ]] || return 1
+    [[ $(cdigest cache-go-test) == "$(cdigest cache-go-cold)" ]] || { echo "the image changed"; return 1; }
+    # The program changes: base (go mod download) hits, builder and the final stage rerun.
+    sed -i 's/Hello from/Hello again from/' "$ctx/main.go"
+    cbuild cache-go-main "$ctx" "$cr" || return 1
+    cbuild cache-go-main-none "$ctx" "" || return 1
+    echo "main.go changed: hits [$(chits cache-go-main)], $(ccontainers cache-go-main) containers"
+    [[ $(chits cache-go-main) == "0" ]] || return 1
+    [[ $(cdigest cache-go-main) == "$(cdigest cache-go-main-none)" ]] || { echo "digests differ"; return 1; }
+  }
+  run_test cache-example-go t_cache_go
+fi

@@ -100,7 +100,7 @@ CMD ["cat", "/app/gen.txt"]
 DF
   echo one > "$CM/ctx/files/one.txt"
   echo two > "$CM/ctx/files/two.txt"
-  echo 'secret.txt' > "$CM/ctx/.dockerignore"
+  echo 'files/secret.txt' > "$CM/ctx/.dockerignore"
   echo hidden > "$CM/ctx/files/secret.txt"
 }
 
@@ -179,6 +179,28 @@ if want cache-must; then
     [[ $(cdigest cache-base-warm) == "$(cdigest cache-base-none)" ]] || { echo "digests differ"; return 1; }
   }
   run_test cache-must-miss-base-moved t_base_moved
+  # Hostile: an entry under a stage's tag that is another stage's (a registry, or whoever can
+  # push to the cache repository, swapped it) is a miss, said as a warning, and the image is
+  # the one a build without the cache makes.
+  t_swapped_entry() {
+    local cr gen targets t log=$WORK/cache-cache-swapped-cold.log
+    cr=$(crepo cache-swapped)
+    cm_reset
+    cbuild cache-swapped-cold "$CM/ctx" "$cr" || return 1
+    # The fast and slow tags of the target (stage 2), both pointed at gen's (stage 0) entry.
+    gen=$(grep -E '^cache: stage #0 stored under' "$log" | grep -oE 'sw1-[0-9a-f]{64}' | head -1)
+    targets=$(grep -E '^cache: stage #2 stored under' "$log" | grep -oE 'sw1-[0-9a-f]{64}')
+    [[ -n $gen && -n $targets ]] || { echo "no stored tags in the log"; tail "$log"; return 1; }
+    for t in $targets; do
+      skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$cr:$gen" "docker://$cr:$t" || return 1
+    done
+    cbuild cache-swapped-warm "$CM/ctx" "$cr" || return 1
+    grep -E "^warning: cache: stage #2: entry sw1-" "$WORK/cache-cache-swapped-warm.log" || { echo "no warning"; tail "$WORK/cache-cache-swapped-warm.log"; return 1; }
+    echo "hits [$(chits cache-swapped-warm)]"
+    [[ $(chits cache-swapped-warm) == 0 ]] || return 1
+    [[ $(cdigest cache-swapped-warm) == "$(cdigest cache-swapped-cold)" ]] || { echo "the image changed"; return 1; }
+  }
+  run_test cache-hostile-swapped-entry t_swapped_entry
 fi
 
 # --- the Go example: no change, then one source file ---------------------------------------

@@ -209,6 +209,10 @@ impl Keys {
     pub fn slow(&self, index: usize, outputs: &BTreeMap<usize, Outputs>) -> Option<Keyed> {
         let inputs = self.inputs.get(&index)?.as_ref().ok()?;
         let lineage = self.lineage.get(&index)?;
+        // Needing no stage, its fast key says it all.
+        if self.deps.get(&index)?.is_empty() {
+            return None;
+        }
         let deps: BTreeMap<usize, Dep> = self
             .deps
             .get(&index)?

@@ -156,8 +156,16 @@ impl<'a> LocalCache<'a> {
             if fast.is_none() && slow.is_none() {
                 continue;
             }
-            if let Err(e) = run(self.store.write(ws, i, fast, slow.as_ref())) {
-                eprintln!("warning: cache: storing stage #{i}: {e}");
+            match run(self.store.write(ws, i, fast, slow.as_ref())) {
+                Ok(()) => eprintln!(
+                    "cache: stage #{i} stored under {}",
+                    fast.into_iter()
+                        .chain(slow.as_ref())
+                        .map(|k| k.key.tag())
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ),
+                Err(e) => eprintln!("warning: cache: storing stage #{i}: {e}"),
             }
         }
         for (i, hit) in &self.hits {

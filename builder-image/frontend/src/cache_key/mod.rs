@@ -40,23 +40,16 @@
 //! [`SCHEME`] is part of every hash and of every tag: any change to what a record holds, or
 //! how, bumps it (`sw2`), so old entries stop matching instead of matching wrongly.
 //!
-//! # How storage and planning will use the keys (parts 2 and 3)
+//! # What the build uses today: whole-stage keys ([`stage`])
 //!
-//! - Storage: one OCI image manifest per instruction key in the cache repository, tagged
-//!   [`Key::tag`] (`sw1-<64 hex>`, within the 128-character tag limit), whose layers are the
-//!   very blobs the final image uses (a hit is a cross-repository mount, never a re-upload),
-//!   and whose config keeps the record bytes of the key's last step and the chain's keys; and
-//!   one stage-result manifest per stage final key, listing the stage's layers and config, so a
-//!   fully cached stage is restored with one GET. On a hit the stored record is compared with
-//!   the one just computed: a mismatch is a miss (and a bug report), never a wrong image.
-//! - Planning: the prepare pod, which already resolves every base to its platform manifest
-//!   digest, expands each stage's instructions, computes the context's content roots (the
-//!   engine's `fs::content_root`) and the keys, and probes the cache read-only; a stage whose
-//!   final key hits, and whose consumers all hit, gets no Job. `COPY --from` a stage that ran
-//!   is keyed again by the content root its stage pod reports. Only the push pod writes the
-//!   cache, after the push, best-effort. Keys are computed from trusted inputs only (the plan,
-//!   the context, resolved digests; never from a stage pod's word about another stage's
-//!   key).
+//! The layer cache (local mode `--cache-repo`) caches whole stages: [`stage::stage_key`] keys
+//! a stage by its instructions as written plus everything expansion could read, and the
+//! stages it needs by their keys (fast) or by what they left (slow). The per-instruction
+//! chain here is for prefix hits inside a stage, which would also need each instruction
+//! expanded before it runs (the prepare pod does not run the stage's instructions); it is not
+//! used by the build yet. The engine's `cache` module documents storage (one OCI manifest per
+//! key whose layers are the stage's own blobs and exports, the record re-checked on a hit)
+//! and planning (a Job whose stages all hit runs no container).
 
 mod content;
 pub mod record;

@@ -64,11 +64,7 @@ if want cache-cold-warm; then
     t_cache_case() {
       local args=()
       if [[ -x $d/prepare ]]; then (cd "$d" && ./prepare) || return 1; fi
-      while IFS= read -r -d '' a; do args+=("$a"); done < <(case_args "$d")
-      local df=$WORK/cdf-$name/Dockerfile
-      mkdir -p "${df%/*}"
-      sed "s|127\.0\.0\.1:5055/|$R/|g" "$d/Dockerfile" > "$df"
-      cmp -s "$df" "$d/Dockerfile" || args+=(--dockerfile "$df")
+      while IFS= read -r -d '' a; do args+=("$a"); done < <(case_build_args "$name" "$d")
       cold_warm "cache-$name" "$d" "${args[@]}"
     }
     run_test "cache-cold-warm-$name" t_cache_case

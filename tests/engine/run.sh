@@ -69,6 +69,18 @@ case_args() { # DIR: extra build args of a case
   fi
 }
 
+# case_build_args NAME DIR: a case's build args (case_args), and --dockerfile when its
+# Dockerfile names an image for the default registry: COPY --from takes no variables, so such
+# an image is written for 127.0.0.1:5055, and both builders get the Dockerfile with it pointing
+# at this run's registry ($WORK/df-NAME/Dockerfile, which buildkit() reads too).
+case_build_args() {
+  local name=$1 d=$2 df=$WORK/df-$1/Dockerfile
+  case_args "$d"
+  mkdir -p "${df%/*}"
+  sed "s|127\.0\.0\.1:5055/|$R/|g" "$d/Dockerfile" > "$df"
+  cmp -s "$df" "$d/Dockerfile" || printf -- '--dockerfile\0%s\0' "$df"
+}
+
 # buildkit NAME DIR: BuildKit builds the same Dockerfile (same context, build args and
 # secrets) and pushes it; its image must match Slipway's: file trees, runtime configs and
 # history (created_by, empty_layer), except what buildkit-known lists for NAME, with why.
@@ -133,13 +145,7 @@ for d in "$here"/cases/*/; do
   t_case() {
     local args=()
     if [[ -x $d/prepare ]]; then (cd "$d" && ./prepare) || return 1; fi
-    while IFS= read -r -d '' a; do args+=("$a"); done < <(case_args "$d")
-    # COPY --from takes no variables, so an image named there is written for the default
-    # registry; both builders get the Dockerfile with it pointing at this run's registry.
-    local df=$WORK/df-$name/Dockerfile
-    mkdir -p "${df%/*}"
-    sed "s|127\.0\.0\.1:5055/|$R/|g" "$d/Dockerfile" > "$df"
-    cmp -s "$df" "$d/Dockerfile" || args+=(--dockerfile "$df")
+    while IFS= read -r -d '' a; do args+=("$a"); done < <(case_build_args "$name" "$d")
     build "$name" "$d" "${args[@]}" >"$WORK/build-$name.log" 2>&1 || { tail -20 "$WORK/build-$name.log"; return 1; }
     check_run "$name" "$d/expect"
   }

@@ -27,7 +27,9 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 echo "== tier 1: unit and front-end tests"
-cargo test --workspace --no-fail-fast 2>&1 | tee "$logs/unit.log"
+# A failing unit test still reaches the summary (and fails the run there).
+unit_status=0
+cargo test --workspace --no-fail-fast 2>&1 | tee "$logs/unit.log" || unit_status=1
 health_status=0
 echo "== tier 1: GitOps health (Argo CD's health.lua on the operator's recorded statuses)"
 tests/health/run.sh 2>&1 | tee "$logs/health.log" || health_status=1
@@ -80,4 +82,4 @@ echo "== summary"
   [[ -f $logs/e2e.log ]] && grep -hE '^e2e: [0-9]+ passed, [0-9]+ failed' "$logs/e2e.log" | tail -1 | awk '{ printf "e2e %d %d 0\n", $2, $4 }'
 } | awk '{ print $1 ": " $2 " passed, " $3 " failed, " $4 " skipped"; p += $2; f += $3; s += $4 }
          END { printf "%d passed, %d failed, %d skipped\n", p, f, s }'
-(( e2e_status == 0 && engine_status == 0 && health_status == 0 ))
+(( unit_status == 0 && e2e_status == 0 && engine_status == 0 && health_status == 0 ))

@@ -204,13 +204,19 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
             &registry,
             &plan,
             &ws,
-            Fetch::Layers,
+            // With the cache, a base's layers are fetched when a container is rooted in it.
+            if opts.cache_repo.is_some() {
+                Fetch::Copied
+            } else {
+                Fetch::Layers
+            },
         ))
         .map_err(BuildError::Runtime)??;
         let graph = BuildGraph::new(&plan, &steps::plan::pinned(&images));
         // What the host wrote, before any container runs.
         let inputs = trusted::inputs(&ws, images.keys().cloned())?;
         let host = Host {
+            registry: &registry,
             state: &state,
             build: &build_id,
             ws: &ws,
@@ -453,6 +459,7 @@ fn run_jobs(
 
 /// What every stage container of a build shares.
 struct Host<'a> {
+    registry: &'a Registry,
     state: &'a StateDir,
     /// The build's name: its workspace's, and its containers' prefix.
     build: &'a str,
@@ -489,6 +496,14 @@ fn run_chain(
         .display()))?;
     let secrets = SecretCopies::write(dir.path().join("secrets"), &job.secrets, h.secrets)
         .map_err(io(dir.path().join("secrets").display()))?;
+    // A base resolved without its layers (Fetch::Copied): fetched now, by digest.
+    let fetched = match base {
+        Some(b) if b.layers.iter().any(|l| l.path.is_empty()) => {
+            Some(crate::net::block_on(h.registry.pull(&b.pinned)).map_err(BuildError::Runtime)??)
+        }
+        _ => None,
+    };
+    let base = fetched.as_ref().or(base);
     let root = StageRoot::prepare(&h.state.base_trees(), dir.path(), base)?;
     let cache = h.state.run_cache();
     let started = std::time::Instant::now();

@@ -126,6 +126,10 @@ pub enum Fetch {
     /// cannot unpack an image as it is (owners, devices): the stage pods that copy from one
     /// unpack it into their own folder, checked ([`crate::trusted::unpack_image`]).
     Manifests,
+    /// Manifests and configs of the images stages build on, whose layers are fetched only
+    /// when a stage container is rooted in one (local mode with the layer cache, where a
+    /// stage that hits needs none); the images stages copy from as [`Fetch::Layers`] does.
+    Copied,
 }
 
 /// Why an image could not be resolved.
@@ -164,7 +168,7 @@ pub async fn resolve_images(
         let info = r?;
         eprintln!("resolved {n} to {}", info.pinned);
         workspace::write_json(&ws.image_info(&n), &info)?;
-        if fetch == Fetch::Layers && copied.contains(&n) {
+        if matches!(fetch, Fetch::Layers | Fetch::Copied) && copied.contains(&n) {
             unpack_image(&info, &ws.image_rootfs(&n))?;
         }
         out.insert(n, info);

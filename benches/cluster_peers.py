@@ -329,7 +329,7 @@ def summarize(rows, header):
         pods = f"{m('sw', 'pods'):.0f}/{m('kc', 'pods'):.0f}/{m('bc', 'pods'):.0f}+d"
         mem = f"{m('sw', 'mem') / 1e6:.0f}/{m('kc', 'mem') / 1e6:.0f}/{m('bc', 'mem') / 1e6:.0f}"
         by = f"{m('sw', 'bytes') / 1e6:.1f}/{m('kc', 'bytes') / 1e6:.1f}/{m('bc', 'bytes') / 1e6:.1f}"
-        print(f"{build:9} | {sw:8.1f} {kc:8.1f}{fails('kc'):>0} {rt(kc)} {bc:8.1f}{fails('bc')} {rt(bc)} | "
+        print(f"{build:9} | {sw:8.1f} {kc:8.1f}{fails('kc')} {rt(kc)} {bc:8.1f}{fails('bc')} {rt(bc)} | "
               f"{kw:8.1f}{fails('kw')} {rt(kw)} {bw:8.1f}{fails('bw')} {rt(bw)} | {pods:>10} | {mem:>14} | {by:>16}"
               + (f"  slipway failed {fails('sw')}" if fails("sw") else ""))
     sys.stdout.flush()

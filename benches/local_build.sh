@@ -17,9 +17,8 @@
 #   bk-local   BuildKit's own layer cache, warm (the same build again: every step a hit)
 #   bk-reg     BuildKit after `prune --all`, `--import-cache type=registry` (mode=max, exported
 #              by an earlier run)
-#   sw-reg     Slipway with a registry cache: not built yet (issue 13). The hook is
-#              slipway_registry_cache_flags below: once `slipway-builder build` has a cache flag,
-#              it returns it and this column is measured like bk-reg.
+#   sw-reg     Slipway with its registry cache (`--cache-repo`, filled by one build first), from
+#              an empty state directory each time: measured like bk-reg.
 # Ratios are BuildKit / Slipway (above 1: Slipway is faster). Also the compressed bytes of the
 # layers each side pushed (the base's layers mounted or skipped are not counted).
 #   sudo benches/local_build.sh [RUNS]      BENCH_BUILDS="go fanout" picks builds,
@@ -40,7 +39,7 @@ seq_no=0
 # The hook for Slipway's registry cache (issue 13): print the flags that make
 # `slipway-builder build` import from and export to REF, or nothing while there are none.
 slipway_registry_cache_flags() { # REF
-  :
+  echo --cache-repo "$1"
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -99,6 +98,8 @@ for name in ${BENCH_BUILDS:-go node fanout bigfile files20k gomod npm}; do
   msr=-
   if [[ -n $(slipway_registry_cache_flags x) ]]; then
     sr=()
+    # shellcheck disable=SC2046
+    next "sw-$name"; timed slipway "$name" "$DEST" $(slipway_registry_cache_flags "$R/bench/swcache-$name") >/dev/null
     for _ in $(seq "$runs"); do
       rm -rf "$state"
       # shellcheck disable=SC2046

@@ -9,7 +9,8 @@
 # ratio slipway / buildkit (below 1: Slipway is faster). Also the containers Slipway started.
 # CACHE_BENCH_STATE=warm keeps the local state instead (one Slipway state directory, no prune):
 # the same machine building again, where both also have the base images unpacked.
-#   sudo benches/cache_rebuild.sh [RUNS]      (CACHE_BENCH_BUILDS="go node fanout" picks builds)
+#   sudo benches/cache_rebuild.sh [RUNS]      (CACHE_BENCH_BUILDS="go node fanout" picks builds,
+#                                              CACHE_BENCH_KINDS="no-change one-file" rebuilds)
 # Slipway: `--cache-repo R/bench-cache/slipway-NAME --source-date-epoch 1700000000`.
 # BuildKit: `--export-cache type=registry,ref=R/bench-cache/buildkit-NAME:cache,mode=max`
 #           `--import-cache type=registry,ref=...` (mode=max: every stage, as Slipway stores).
@@ -61,7 +62,7 @@ for name in ${CACHE_BENCH_BUILDS:-go node fanout}; do
   cb=$(timed buildkit "$name" "$ctx" "$WORK/b-cold-$name.log")
   printf '%-8s %-10s %10.2f %10.2f %8.2f %s\n' "$name" cold "$cs" "$cb" "$(echo "scale=2; $cs / $cb" | bc)" \
     "$(grep -c 'container exited' "$WORK/s-cold-$name.log" || true)"
-  for kind in no-change one-file; do
+  for kind in ${CACHE_BENCH_KINDS:-no-change one-file}; do
     s=() b=() containers=()
     for i in $(seq "$runs"); do
       if [[ $kind == one-file ]]; then

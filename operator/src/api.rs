@@ -77,6 +77,17 @@ pub struct ImageBuildSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub ttl_seconds_after_finished: Option<i32>,
+    /// Change it (for example, count it up) to build an unchanged spec again: like any spec
+    /// change it makes a new generation, which builds anew (a base image's tag moved, a
+    /// branch got new commits). The value means nothing else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub rebuild: Option<i64>,
+    /// Stop the build and start none while it is set: its Jobs and Pods are deleted and the
+    /// phase is `Cancelled` (reason `Cancelled`), which is final for this generation.
+    /// Setting it back to false (or removing it) builds again, as any spec change does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel: bool,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
@@ -184,7 +195,8 @@ pub struct BuildSecret {
     pub secret_ref: SecretKeySelector,
 }
 
-/// Where a build stands: Pending, Preparing, Building, Pushing, Succeeded or Failed.
+/// Where a build stands: Pending, Preparing, Building, Pushing, Succeeded, Failed or
+/// Cancelled (the last three are final for the generation).
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum Phase {
     #[serde(rename = "Pending")]
@@ -199,6 +211,10 @@ pub enum Phase {
     Succeeded,
     #[serde(rename = "Failed")]
     Failed,
+    // Stopped by `spec.cancel`. (Not a doc comment: a described variant would make the
+    // schema a oneOf, and `status.phase` would lose its `null`.)
+    #[serde(rename = "Cancelled")]
+    Cancelled,
 }
 
 impl Phase {
@@ -211,11 +227,12 @@ impl Phase {
             Phase::Pushing => "Pushing",
             Phase::Succeeded => "Succeeded",
             Phase::Failed => "Failed",
+            Phase::Cancelled => "Cancelled",
         }
     }
 
     pub fn finished(self) -> bool {
-        matches!(self, Phase::Succeeded | Phase::Failed)
+        matches!(self, Phase::Succeeded | Phase::Failed | Phase::Cancelled)
     }
 }
 
@@ -269,6 +286,34 @@ pub struct ImageBuildStatus {
     /// The images the build's stages start from, as pinned when it was prepared.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub base_images: Vec<BaseImage>,
+    /// The commit a git source was checked out at (full hex), as the prepare step found it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_revision: Option<String>,
+    /// The last builds that ended (at most 10, newest first), this one included once it
+    /// ended: a rebuild or a changed spec keeps what earlier generations pushed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<BuildRecord>,
+}
+
+/// One ended build of an ImageBuild, as `status.history` keeps it.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildRecord {
+    /// The ImageBuild's generation the build was of.
+    pub generation: i64,
+    /// Succeeded, Failed or Cancelled.
+    pub phase: Phase,
+    /// The `Succeeded` condition's reason (`Pushed`, `StageFailed`, `Cancelled`, ...).
+    pub reason: String,
+    /// The manifest digest pushed (a succeeded build's only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
 }
 
 /// An external image stages start from: its name as the Dockerfile writes it, and the digest
@@ -310,6 +355,10 @@ pub struct PushedImage {
     /// cut a string).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub short_digest: String,
+    /// Bytes the image takes in the registry: its config and layers, compressed, as the
+    /// manifest lists them (what `crane manifest | jq` sums; the manifest itself not counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
 }
 
 impl PushedImage {
@@ -319,6 +368,7 @@ impl PushedImage {
             short_digest: hex.chars().take(12).collect(),
             reference,
             digest,
+            size: None,
         }
     }
 }
@@ -410,6 +460,7 @@ mod tests {
                 "Pushing",
                 "Succeeded",
                 "Failed",
+                "Cancelled",
                 null
             ])
         );
@@ -444,6 +495,7 @@ mod tests {
             Phase::Pushing,
             Phase::Succeeded,
             Phase::Failed,
+            Phase::Cancelled,
         ] {
             assert_eq!(serde_json::to_value(p).ok(), Some(p.as_str().into()));
             let back: Phase = serde_json::from_value(p.as_str().into()).expect("parses");
@@ -458,5 +510,6 @@ mod tests {
             assert_eq!(serde_json::to_value(p).ok(), Some(p.as_str().into()));
         }
         assert!(Phase::Failed.finished() && !Phase::Pushing.finished());
+        assert!(Phase::Cancelled.finished());
     }
 }

@@ -127,7 +127,12 @@ local function from_conditions(o)
   local succeeded, ready = by.Succeeded, by.Ready
   if succeeded == nil or ready == nil then return "missing Succeeded or Ready" end
   if succeeded.status == "True" and ready.status == "True" then return "Healthy", succeeded end
-  if succeeded.status == "False" and ready.status == "False" then return "Degraded", succeeded end
+  if succeeded.status == "False" and ready.status == "False" then
+    if succeeded.reason == "Cancelled" and ready.reason == "Cancelled" then
+      return "Suspended", succeeded
+    end
+    return "Degraded", succeeded
+  end
   if succeeded.status == "Unknown" and ready.status == "False" then return "Progressing", succeeded end
   return "Succeeded=" .. succeeded.status .. " disagrees with Ready=" .. ready.status
 end
@@ -148,7 +153,8 @@ for _, case in ipairs(cases) do
     problem = "the conditions say " .. want .. ", the case expects " .. case.expect.argo
   elseif hs.status ~= want then
     problem = "Argo CD says " .. tostring(hs.status) .. ", the conditions say " .. want
-  elseif want == "Degraded" and not string.find(hs.message or "", cond.message, 1, true) then
+  elseif (want == "Degraded" or want == "Suspended")
+    and not string.find(hs.message or "", cond.message, 1, true) then
     problem = "the message " .. string.format("%q", tostring(hs.message)) .. " lacks the condition's"
   elseif type(hs.message) ~= "string" or hs.message == "" then
     problem = "no message"

@@ -28,6 +28,17 @@ pub struct BuildGraph {
     /// `sourceDateEpoch: git` stamps ([`crate::epoch::resolve`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_time: Option<u64>,
+    /// The commit a git source was checked out at, as the fetch step found it (full hex):
+    /// the status' `sourceRevision` and the image's `org.opencontainers.image.revision`.
+    /// Read through [`BuildGraph::revision`], which takes only a well-formed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_revision: Option<String>,
+}
+
+/// Whether `s` is a git object id as `git rev-parse` prints it: 40 (SHA-1) or 64 (SHA-256)
+/// lowercase hex digits.
+pub fn is_commit_id(s: &str) -> bool {
+    matches!(s.len(), 40 | 64) && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// One stage Job: a chain of stages run one after the other in one pod.
@@ -130,6 +141,7 @@ impl BuildGraph {
             jobs,
             inputs: None,
             source_time: None,
+            source_revision: None,
         }
     }
 
@@ -147,6 +159,19 @@ impl BuildGraph {
             source_time,
             ..self
         }
+    }
+
+    /// The graph with the git source's commit.
+    pub fn with_source_revision(self, source_revision: Option<String>) -> Self {
+        BuildGraph {
+            source_revision,
+            ..self
+        }
+    }
+
+    /// The git commit, when it is one: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits.
+    pub fn revision(&self) -> Option<&str> {
+        self.source_revision.as_deref().filter(|r| is_commit_id(r))
     }
 
     /// The Job (by position) that runs `stage`.
@@ -281,5 +306,25 @@ mod tests {
             g.ready(&BTreeSet::from([0, 1]), &BTreeSet::from([0, 1]), 8),
             vec![2]
         );
+    }
+
+    #[test]
+    fn only_a_commit_id_is_taken_as_the_revision() {
+        let g = |r: &str| BuildGraph::default().with_source_revision(Some(r.into()));
+        let sha1 = "0123456789abcdef0123456789abcdef01234567";
+        let sha256 = "ab".repeat(32);
+        assert_eq!(g(sha1).revision(), Some(sha1));
+        assert_eq!(g(&sha256).revision(), Some(sha256.as_str()));
+        for bad in [
+            "",
+            "main",
+            &sha1[..39],
+            &sha1.to_uppercase(),
+            &format!("{sha1}\n"),
+            &format!("{}=x", &sha1[..38]),
+        ] {
+            assert_eq!(g(bad).revision(), None, "{bad:?}");
+        }
+        assert_eq!(BuildGraph::default().revision(), None);
     }
 }

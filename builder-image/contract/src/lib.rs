@@ -15,8 +15,10 @@
 //! - [`url`]: what a source URL may be (no credentials in it, https where it matters) and
 //!   how one is shown (without user information).
 //! - [`epoch`]: `SOURCE_DATE_EPOCH`, the time a reproducible build stamps.
+//! - [`annotations`]: the OCI annotations of a cluster build's image.
 //! - [`size`]: byte sizes as settings and flags write them (`--size-limit 1Gi`).
 
+pub mod annotations;
 pub mod digest;
 pub mod epoch;
 pub mod graph;

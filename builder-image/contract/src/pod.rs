@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use slipway_frontend::plan::PlanOptions;
 
+use crate::annotations::Annotation;
 use crate::digest::Digest;
 use crate::epoch::EpochArgs;
 use crate::size::Size;
@@ -624,11 +625,15 @@ pub struct PushArgs {
     /// Where base layers fetched for the push are kept (default: `blobs/` in the workspace).
     #[arg(long)]
     pub blob_cache: Option<PathBuf>,
-    /// The image config's `created` (reproducible images).
+    /// The image config's `created` (reproducible images), and the manifest's
+    /// `org.opencontainers.image.created` annotation.
     #[command(flatten)]
     pub epoch: EpochArgs,
     #[command(flatten)]
     pub digests: Digests,
+    /// Manifest annotations, from the controller ([`crate::annotations`]).
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotations: Vec<Annotation>,
 }
 
 impl PushArgs {
@@ -642,6 +647,9 @@ impl PushArgs {
         ));
         a.extend(self.epoch.to_args());
         a.extend(self.digests.to_args());
+        for an in &self.annotations {
+            a.extend(["--annotation".to_string(), an.to_string()]);
+        }
         a
     }
 }

@@ -1,6 +1,7 @@
 //! The pod contract's arguments: what the operator renders is what the binary parses.
 
 use super::*;
+use crate::annotations;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -117,6 +118,7 @@ fn every_pod_command_round_trips() {
         blob_cache: None,
         epoch: EpochArgs::default(),
         digests: digests(),
+        annotations: vec![],
     }));
     round_trip(PodCommand::Push(PushArgs {
         workspace: PathBuf::from(paths::WORKSPACE),
@@ -127,6 +129,10 @@ fn every_pod_command_round_trips() {
             source_date_epoch: Some(1_700_000_000),
         },
         digests: Digests::new(digest('2')),
+        annotations: vec![
+            Annotation::new(annotations::BASE_NAME, "alpine:3.20"),
+            Annotation::new(annotations::SOURCE, "https://g.example/r.git?a=b"),
+        ],
     }));
     round_trip(PodCommand::Install(InstallArgs {
         dir: PathBuf::from(paths::BIN_DIR),

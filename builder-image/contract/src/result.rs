@@ -52,10 +52,13 @@ pub enum PodResult {
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         outputs: BTreeMap<usize, Outputs>,
     },
-    /// The push pod: the manifest digest, pushed to every reference.
+    /// The push pod: the manifest digest, pushed to every reference, and the bytes of the
+    /// config and layers the manifest lists (`None` from a push pod before it said).
     Pushed {
         digest: String,
         refs: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
     },
     Failed {
         reason: Reason,
@@ -206,7 +209,27 @@ mod tests {
         let graph = PodResult::Pushed {
             digest: "sha256:00".into(),
             refs: vec!["r/x:1".repeat(1000)],
+            size: Some(1234),
         };
         assert!(PodResult::in_log(&graph.termination_message()));
+    }
+
+    #[test]
+    fn a_push_result_without_a_size_still_reads() {
+        let old = r#"{"pushed":{"digest":"sha256:00","refs":["r/x:1"]}}"#;
+        assert_eq!(
+            PodResult::parse(old),
+            Some(PodResult::Pushed {
+                digest: "sha256:00".into(),
+                refs: vec!["r/x:1".into()],
+                size: None,
+            })
+        );
+        let new = PodResult::Pushed {
+            digest: "sha256:00".into(),
+            refs: vec![],
+            size: Some(7),
+        };
+        assert!(new.termination_message().contains(r#""size":7"#));
     }
 }

@@ -312,6 +312,7 @@ mod tests {
             ],
             inputs: None,
             source_time: None,
+            source_revision: None,
         };
         let d = t.for_push(&graph).expect("digests");
         assert_eq!(d.plan, digest('1'));
@@ -329,6 +330,7 @@ mod tests {
             }],
             inputs: None,
             source_time: None,
+            source_revision: None,
         };
         let d = t.for_push(&scratch).expect("digests");
         assert!(d.images.is_empty());

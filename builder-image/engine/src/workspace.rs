@@ -144,6 +144,10 @@ impl Workspace {
     pub fn source_time(&self) -> PathBuf {
         self.root.join("source-time")
     }
+    /// The git source's commit, hex (the fetch step writes it, the resolve step reports it).
+    pub fn source_revision(&self) -> PathBuf {
+        self.root.join("source-revision")
+    }
     pub fn context(&self) -> PathBuf {
         self.root.join("context")
     }

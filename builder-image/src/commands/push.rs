@@ -8,10 +8,11 @@ use super::CommandError;
 
 pub fn run(a: &PushArgs) -> Result<(), CommandError> {
     match push::push(a) {
-        Ok(digest) => {
+        Ok(pushed) => {
             PodResult::Pushed {
-                digest,
+                digest: pushed.digest,
                 refs: a.destinations.clone(),
+                size: Some(pushed.size),
             }
             .report();
             Ok(())

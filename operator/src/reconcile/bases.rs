@@ -78,6 +78,7 @@ mod tests {
             ],
             inputs: None,
             source_time: None,
+            source_revision: None,
         };
         let bases = base_images(&g);
         let got: Vec<(&str, &str, bool)> = bases
@@ -106,6 +107,7 @@ mod tests {
             jobs,
             inputs: None,
             source_time: None,
+            source_revision: None,
         };
         let bases = base_images(&g);
         assert_eq!(bases.len(), MAX_BASES);

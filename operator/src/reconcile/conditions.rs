@@ -63,8 +63,9 @@ pub struct Outcome<'a> {
 pub fn truths(phase: Phase) -> Vec<(Kind, Truth)> {
     match phase {
         Phase::Succeeded => vec![(Kind::Succeeded, Truth::True), (Kind::Ready, Truth::True)],
-        // A failed build does nothing more until its spec changes: stalled, in kstatus' words.
-        Phase::Failed => vec![
+        // A failed or cancelled build does nothing more until its spec changes: stalled, in
+        // kstatus' words (Flux's health check fails on it rather than waiting for it).
+        Phase::Failed | Phase::Cancelled => vec![
             (Kind::Succeeded, Truth::False),
             (Kind::Ready, Truth::False),
             (Kind::Stalled, Truth::True),
@@ -136,6 +137,10 @@ mod tests {
             (Phase::Succeeded, &["Succeeded=True", "Ready=True"][..]),
             (
                 Phase::Failed,
+                &["Succeeded=False", "Ready=False", "Stalled=True"][..],
+            ),
+            (
+                Phase::Cancelled,
                 &["Succeeded=False", "Ready=False", "Stalled=True"][..],
             ),
         ] {

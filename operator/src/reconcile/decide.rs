@@ -28,6 +28,8 @@ pub enum BuildReason {
     Evicted,
     /// The API server refused an object of the build (its spec, say).
     Invalid,
+    /// `spec.cancel` stopped the build.
+    Cancelled,
     Pending,
     Preparing,
     Building,
@@ -44,6 +46,7 @@ impl BuildReason {
             BuildReason::PodRejected => "PodRejected",
             BuildReason::Evicted => "Evicted",
             BuildReason::Invalid => "Invalid",
+            BuildReason::Cancelled => "Cancelled",
             BuildReason::Pending => "Pending",
             BuildReason::Preparing => "Preparing",
             BuildReason::Building => "Building",
@@ -80,6 +83,8 @@ pub struct Limits {
     pub timeout: String,
     /// The build ran past its timeout.
     pub timed_out: bool,
+    /// `spec.cancel`: no Job runs.
+    pub cancel: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -139,6 +144,8 @@ pub struct Decision {
     /// The base images the prepare step pinned, once it reported its graph.
     pub bases: Vec<BaseImage>,
     pub image: Option<PushedImage>,
+    /// The git commit the prepare step checked out, once it reported its graph.
+    pub revision: Option<String>,
     /// A running Job has no pod yet: look again soon (its `FailedCreate` events do not wake
     /// the controller).
     pub soon: bool,
@@ -151,10 +158,11 @@ impl Decision {
             reason,
             message: message.into(),
             create: vec![],
-            stop: phase == Phase::Failed,
+            stop: matches!(phase, Phase::Failed | Phase::Cancelled),
             stages: vec![],
             bases: vec![],
             image: None,
+            revision: None,
             soon: false,
         }
     }
@@ -165,6 +173,7 @@ impl Decision {
         Decision {
             stages: self.stages.clone(),
             bases: self.bases.clone(),
+            revision: self.revision.clone(),
             ..Decision::new(Phase::Failed, reason, message)
         }
     }
@@ -231,11 +240,26 @@ fn failure(obs: &JobObs, fallback: Reason, what: &str, timeout: &str) -> Decisio
     }
 }
 
+/// The message of a cancelled build.
+pub const CANCELLED: &str =
+    "cancelled by spec.cancel: its Jobs were stopped and none starts while it is set";
+
 pub fn decide(observed: &Observed, limits: &Limits) -> Decision {
     let timeout = limits.timeout.as_str();
-    let mut d = decide_phase(observed, limits.max_parallel, timeout);
+    let mut d = if limits.cancel {
+        // Final: nothing is created, and whatever runs is stopped (setting spec.cancel makes a
+        // new generation: the Jobs it stops are the superseded ones apply removes).
+        Decision::new(Phase::Cancelled, BuildReason::Cancelled, CANCELLED)
+    } else {
+        decide_phase(observed, limits.max_parallel, timeout)
+    };
     d.stages = stage_statuses(observed);
     d.bases = observed.graph.as_ref().map(base_images).unwrap_or_default();
+    d.revision = observed
+        .graph
+        .as_ref()
+        .and_then(|g| g.revision())
+        .map(str::to_string);
     d.soon = !d.phase.finished()
         && observed
             .prepare
@@ -251,6 +275,7 @@ pub fn decide(observed: &Observed, limits: &Limits) -> Decision {
         );
         t.stages = d.stages;
         t.bases = d.bases;
+        t.revision = d.revision;
         return t;
     }
     d
@@ -404,14 +429,17 @@ fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
         }
         JobState::Failed { .. } => failure(push, Reason::PushFailed, "the push step", timeout),
         JobState::Succeeded => match &push.result {
-            Some(PodResult::Pushed { digest, refs }) => {
+            Some(PodResult::Pushed { digest, refs, size }) => {
                 let reference = refs.first().cloned().unwrap_or_default();
                 let mut d = Decision::new(
                     Phase::Succeeded,
                     BuildReason::Pushed,
                     format!("pushed {reference}@{digest}"),
                 );
-                d.image = Some(PushedImage::new(reference, digest.clone()));
+                d.image = Some(PushedImage {
+                    size: size.and_then(|n| i64::try_from(n).ok()),
+                    ..PushedImage::new(reference, digest.clone())
+                });
                 d
             }
             _ => Decision::new(
@@ -459,6 +487,7 @@ mod tests {
             max_parallel,
             timeout: timeout.into(),
             timed_out: false,
+            cancel: false,
         }
     }
 
@@ -497,6 +526,7 @@ mod tests {
                 ],
                 inputs: Some(fixtures::inputs()),
                 source_time: None,
+                source_revision: None,
             }),
             outputs: fixtures::outputs_of(0..5),
             ..Default::default()
@@ -538,11 +568,16 @@ mod tests {
         p.result = Some(PodResult::Pushed {
             digest: "sha256:ab".into(),
             refs: vec!["r/x:1".into()],
+            size: Some(4096),
         });
         o.push = Some(p);
         let d = decide(&o, &limits(3, "1h"));
         assert_eq!(d.phase, Phase::Succeeded);
-        assert_eq!(d.image.map(|i| i.digest), Some("sha256:ab".to_string()));
+        let image = d.image.expect("image");
+        assert_eq!(
+            (image.digest.as_str(), image.size),
+            ("sha256:ab", Some(4096))
+        );
         assert_eq!(d.stages.len(), 5);
     }
 
@@ -630,6 +665,7 @@ mod tests {
             (BuildReason::PodRejected, "PodRejected"),
             (BuildReason::Evicted, "Evicted"),
             (BuildReason::Invalid, "Invalid"),
+            (BuildReason::Cancelled, "Cancelled"),
             (BuildReason::Pending, "Pending"),
             (BuildReason::Preparing, "Preparing"),
             (BuildReason::Building, "Building"),

@@ -15,6 +15,7 @@ fn limits(max_parallel: usize, timeout: &str) -> Limits {
         max_parallel,
         timeout: timeout.into(),
         timed_out: false,
+        cancel: false,
     }
 }
 
@@ -51,6 +52,7 @@ fn fanout() -> Observed {
             ],
             inputs: Some(fixtures::inputs()),
             source_time: None,
+            source_revision: None,
         }),
         outputs: fixtures::outputs_of(0..5),
         ..Default::default()
@@ -230,4 +232,59 @@ fn the_bases_the_graph_pinned_are_reported_until_the_end() {
     late.timed_out = true;
     let d = decide(&o, &late);
     assert_eq!((d.phase, d.bases.len()), (Phase::Failed, 1));
+}
+
+#[test]
+fn a_cancelled_build_creates_nothing_and_stops_what_runs() {
+    let cancel = Limits {
+        cancel: true,
+        ..limits(4, "1h")
+    };
+    // Cancelled before anything ran: no prepare Job.
+    let d = decide(&Observed::default(), &cancel);
+    assert_eq!(
+        (d.phase, d.reason),
+        (Phase::Cancelled, BuildReason::Cancelled)
+    );
+    assert!(d.create.is_empty() && d.stop);
+    assert!(d.message.contains("spec.cancel"), "{}", d.message);
+    // Cancelled while stages run (the same generation, as a restarted controller may find
+    // it): nothing more starts, the running Jobs are stopped.
+    let mut o = fanout();
+    o.stages.insert(0, obs(JobState::Running));
+    assert!(!decide(&o, &limits(4, "1h")).create.is_empty());
+    let d = decide(&o, &cancel);
+    assert_eq!(d.phase, Phase::Cancelled);
+    assert!(d.create.is_empty() && d.stop);
+    // Neither a timeout nor a finished push turns it into something else.
+    let late = Limits {
+        timed_out: true,
+        ..cancel.clone()
+    };
+    assert_eq!(decide(&o, &late).reason, BuildReason::Cancelled);
+    o.push = Some(JobObs {
+        result: Some(PodResult::Pushed {
+            digest: "sha256:ab".into(),
+            refs: vec!["r/x:1".into()],
+            size: None,
+        }),
+        ..obs(JobState::Succeeded)
+    });
+    let d = decide(&o, &cancel);
+    assert_eq!((d.phase, d.image), (Phase::Cancelled, None));
+}
+
+#[test]
+fn the_commit_the_prepare_step_found_is_reported() {
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    let mut o = fanout();
+    if let Some(g) = o.graph.as_mut() {
+        g.source_revision = Some(sha.into());
+    }
+    assert_eq!(decide(&o, &limits(4, "1h")).revision.as_deref(), Some(sha));
+    // Something else in its place is not taken.
+    if let Some(g) = o.graph.as_mut() {
+        g.source_revision = Some("main; rm -rf /".into());
+    }
+    assert_eq!(decide(&o, &limits(4, "1h")).revision, None);
 }

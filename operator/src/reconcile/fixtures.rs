@@ -78,6 +78,8 @@ pub fn build() -> ImageBuild {
             ],
             cache_volume: None,
             ttl_seconds_after_finished: None,
+            rebuild: None,
+            cancel: false,
         },
     );
     ib.metadata.namespace = Some("ns".into());
@@ -151,6 +153,7 @@ pub fn graph() -> BuildGraph {
         jobs: vec![sj(0, "base", vec![]), sj(1, "app", vec![0])],
         inputs: Some(inputs()),
         source_time: None,
+        source_revision: None,
     }
 }
 

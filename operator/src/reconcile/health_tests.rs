@@ -58,10 +58,11 @@ fn decision(phase: Phase, reason: BuildReason, message: &str) -> Decision {
         reason,
         message: message.into(),
         create: vec![],
-        stop: phase == Phase::Failed,
+        stop: matches!(phase, Phase::Failed | Phase::Cancelled),
         stages: vec![],
         bases: vec![],
         image: None,
+        revision: None,
         soon: false,
     }
 }
@@ -151,7 +152,11 @@ fn cases() -> Vec<Case> {
     );
     d.stages = pushing.stages.clone();
     d.bases = bases();
-    d.image = Some(PushedImage::new(reference, digest));
+    d.image = Some(PushedImage {
+        size: Some(31_457_280),
+        ..PushedImage::new(reference, digest)
+    });
+    d.revision = Some("9c1b".repeat(10));
     let succeeded = status_after(&pushing, &d, 1_700_000_083);
     let mut d = decision(
         Phase::Failed,
@@ -174,6 +179,33 @@ fn cases() -> Vec<Case> {
         ),
         1_700_000_600,
     );
+    // spec.cancel set while building: a new generation, stopped at once.
+    let cancelled = {
+        let mut b = fixtures::validated(&fixtures::build(), 1_700_000_000);
+        b.generation = 4;
+        b.same_generation = false;
+        let d = decision(
+            Phase::Cancelled,
+            BuildReason::Cancelled,
+            super::decide::CANCELLED,
+        );
+        next_status(&b, &building, &d, at(1_700_000_045))
+    };
+    // A rebuild (spec.rebuild changed) of a build that succeeded: its digest is in the
+    // history while generation 4 builds.
+    let rebuilding = {
+        let mut b = fixtures::validated(&fixtures::build(), 1_700_000_100);
+        b.generation = 4;
+        b.same_generation = false;
+        let mut d = decision(
+            Phase::Building,
+            BuildReason::Building,
+            "running stage build",
+        );
+        d.stages = vec![stage(0, StagePhase::Running)];
+        d.bases = bases();
+        next_status(&b, &succeeded, &d, at(1_700_000_140))
+    };
     let case = |name, status: &ImageBuildStatus, argo, kstatus| Case {
         name,
         generation: 3,
@@ -211,6 +243,26 @@ fn cases() -> Vec<Case> {
         Case {
             generation: 4,
             ..case("failed-spec-changed", &failed, "Progressing", InProgress)
+        },
+        // Cancelled: stopped on purpose, final until the spec changes again. Argo CD's
+        // Suspended (as for a suspended Job), kstatus' Failed (Stalled: it will not become
+        // ready by itself; kstatus has no suspended state).
+        Case {
+            generation: 4,
+            ..case("cancelled", &cancelled, "Suspended", Failed)
+        },
+        Case {
+            generation: 5,
+            ..case(
+                "cancelled-spec-changed",
+                &cancelled,
+                "Progressing",
+                InProgress,
+            )
+        },
+        Case {
+            generation: 4,
+            ..case("rebuilding", &rebuilding, "Progressing", InProgress)
         },
     ]
 }
@@ -289,6 +341,29 @@ fn ready_agrees_with_succeeded_in_every_case() {
             c.name
         );
     }
+}
+
+#[test]
+fn a_rebuild_and_a_cancel_keep_what_was_pushed_before() {
+    let all = cases();
+    let of = |name: &str| {
+        all.iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.status.clone())
+            .expect("case")
+    };
+    let pushed = of("succeeded").image.expect("image").digest;
+    let rebuilding = of("rebuilding");
+    assert_eq!(rebuilding.image, None);
+    assert_eq!(
+        rebuilding.history[0].digest.as_deref(),
+        Some(pushed.as_str())
+    );
+    assert_eq!(rebuilding.history[0].generation, 3);
+    let cancelled = of("cancelled");
+    assert_eq!(cancelled.phase, Some(Phase::Cancelled));
+    assert_eq!(cancelled.history[0].phase, Phase::Cancelled);
+    assert!(cancelled.completion_time.is_some());
 }
 
 #[test]

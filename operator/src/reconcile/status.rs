@@ -18,7 +18,7 @@ use super::context::{Apis, Ctx, Error};
 use super::decide::Decision;
 use super::text::{MESSAGE_LIMIT, bounded};
 use super::validate::Build;
-use crate::api::{ImageBuild, ImageBuildStatus, Phase, StagePhase};
+use crate::api::{BuildRecord, ImageBuild, ImageBuildStatus, Phase, StagePhase};
 use crate::metrics::Metrics;
 
 /// Reports the decision: events, metrics, then the status patch.
@@ -66,6 +66,7 @@ async fn patch(
             "duration",
             "stages",
             "baseImages",
+            "sourceRevision",
         ] {
             obj.entry(k).or_insert(serde_json::Value::Null);
         }
@@ -105,7 +106,7 @@ pub fn next_status(
     let duration = completion
         .as_ref()
         .map(|c| format_duration(c.0.as_second() - build.start.0.as_second()));
-    ImageBuildStatus {
+    let mut status = ImageBuildStatus {
         phase: Some(d.phase),
         conditions,
         observed_generation: Some(build.generation),
@@ -115,7 +116,53 @@ pub fn next_status(
         stages: d.stages.clone(),
         image: d.image.clone(),
         base_images: d.bases.clone(),
+        source_revision: d.revision.clone(),
+        history: vec![],
+    };
+    status.history = history(old, &status, d.reason.as_str());
+    status
+}
+
+/// How many ended builds `status.history` keeps (kpack keeps 10 of each kind).
+pub const HISTORY_LIMIT: usize = 10;
+
+/// What `status` says of its build, once it ended.
+fn record(status: &ImageBuildStatus, reason: &str) -> Option<BuildRecord> {
+    let phase = status.phase.filter(|p| p.finished())?;
+    Some(BuildRecord {
+        generation: status.observed_generation?,
+        phase,
+        reason: reason.into(),
+        digest: status.image.as_ref().map(|i| i.digest.clone()),
+        source_revision: status.source_revision.clone(),
+        start_time: status.start_time.clone(),
+        completion_time: status.completion_time.clone(),
+    })
+}
+
+/// `status.history` after `new`: its build first once it ended (in place of an entry of its
+/// generation already there), then the earlier ones, newest first, at most [`HISTORY_LIMIT`].
+/// A status written before there was a history has its ended build kept when a new
+/// generation replaces it.
+pub fn history(old: &ImageBuildStatus, new: &ImageBuildStatus, reason: &str) -> Vec<BuildRecord> {
+    let mut out = old.history.clone();
+    let known = |out: &[BuildRecord], g: Option<i64>| out.iter().any(|r| Some(r.generation) == g);
+    if old.observed_generation != new.observed_generation && !known(&out, old.observed_generation) {
+        let old_reason = old
+            .conditions
+            .iter()
+            .find(|c| c.type_ == super::conditions::Kind::Succeeded.as_str())
+            .map_or("", |c| c.reason.as_str());
+        if let Some(r) = record(old, old_reason) {
+            out.insert(0, r);
+        }
     }
+    if let Some(r) = record(new, reason) {
+        out.retain(|e| e.generation != r.generation);
+        out.insert(0, r);
+    }
+    out.truncate(HISTORY_LIMIT);
+    out
 }
 
 /// The events for what changed from `old` to `new`: the phase, then each stage.
@@ -141,6 +188,7 @@ pub fn events(
                 format!("{}: {}", d.reason, d.message),
             ),
             Phase::Succeeded => (EventType::Normal, "Pushed", d.message.clone()),
+            Phase::Cancelled => (EventType::Normal, "Cancelled", d.message.clone()),
             p => (EventType::Normal, p.as_str(), d.message.clone()),
         };
         events.push((type_, reason.to_string(), note));
@@ -193,10 +241,10 @@ pub fn record_metrics(
             (Some(s), Some(c)) => Some((c.0.as_second() - s.0.as_second()) as f64),
             _ => None,
         };
-        let result = if d.phase == Phase::Succeeded {
-            "succeeded"
-        } else {
-            "failed"
+        let result = match d.phase {
+            Phase::Succeeded => "succeeded",
+            Phase::Cancelled => "cancelled",
+            _ => "failed",
         };
         metrics.build_finished(result, d.reason.as_str(), secs);
     }
@@ -259,6 +307,7 @@ mod tests {
             stages: vec![],
             bases: vec![],
             image: None,
+            revision: None,
             soon: false,
         }
     }
@@ -393,5 +442,100 @@ mod tests {
         assert!(text.contains("slipway_builds_total{result=\"succeeded\",reason=\"Pushed\"} 1"));
         assert!(text.contains("slipway_build_duration_seconds_sum 60.0"));
         assert!(text.contains("slipway_stage_duration_seconds_count 1\n"));
+    }
+
+    /// A status of `generation` after decision `d` over `old`, at `now`.
+    fn after(old: &ImageBuildStatus, generation: i64, d: &Decision, now: i64) -> ImageBuildStatus {
+        let mut b = fixtures::validated(&fixtures::build(), 100);
+        b.generation = generation;
+        b.same_generation = old.observed_generation == Some(generation);
+        next_status(&b, old, d, at(now))
+    }
+
+    fn pushed(digest: &str) -> Decision {
+        let mut d = decision(Phase::Succeeded, BuildReason::Pushed, "pushed");
+        d.image = Some(crate::api::PushedImage::new("r/x:1".into(), digest.into()));
+        d.revision = Some("ab".repeat(20));
+        d
+    }
+
+    #[test]
+    fn a_rebuild_keeps_the_earlier_builds_digest_in_the_history() {
+        let building = decision(Phase::Building, BuildReason::Building, "");
+        let first = after(&ImageBuildStatus::default(), 3, &building, 100);
+        assert!(first.history.is_empty(), "nothing ended yet");
+        let first = after(&first, 3, &pushed("sha256:aa"), 150);
+        // Reported again (a later reconcile): one entry still.
+        let first = after(&first, 3, &pushed("sha256:aa"), 160);
+        assert_eq!(first.history.len(), 1);
+        let h = &first.history[0];
+        assert_eq!(
+            (
+                h.generation,
+                h.phase,
+                h.reason.as_str(),
+                h.digest.as_deref()
+            ),
+            (3, Phase::Succeeded, "Pushed", Some("sha256:aa"))
+        );
+        assert_eq!(h.source_revision.as_deref(), Some("ab".repeat(20).as_str()));
+        // spec.rebuild changed: generation 4 builds; the image of 3 is gone from `image`
+        // but not from the history.
+        let second = after(&first, 4, &building, 200);
+        assert_eq!(second.image, None);
+        assert_eq!(second.history, first.history);
+        let second = after(&second, 4, &pushed("sha256:bb"), 250);
+        let digests: Vec<(i64, Option<&str>)> = second
+            .history
+            .iter()
+            .map(|r| (r.generation, r.digest.as_deref()))
+            .collect();
+        assert_eq!(digests, [(4, Some("sha256:bb")), (3, Some("sha256:aa"))]);
+        // Cancelled, then failed: recorded too, without a digest.
+        let cancelled = after(
+            &second,
+            5,
+            &decision(Phase::Cancelled, BuildReason::Cancelled, "cancelled"),
+            300,
+        );
+        assert_eq!(cancelled.history[0].phase, Phase::Cancelled);
+        assert_eq!(cancelled.history[0].reason, "Cancelled");
+        assert_eq!(cancelled.history[0].digest, None);
+        assert_eq!(cancelled.history.len(), 3);
+    }
+
+    #[test]
+    fn the_history_keeps_the_last_ten_builds() {
+        let mut s = ImageBuildStatus::default();
+        for g in 1..=13 {
+            s = after(&s, g, &pushed(&format!("sha256:{g:02}")), 100 + g);
+        }
+        assert_eq!(s.history.len(), HISTORY_LIMIT);
+        assert_eq!(s.history[0].generation, 13);
+        assert_eq!(s.history[9].generation, 4);
+    }
+
+    #[test]
+    fn a_status_from_before_the_history_keeps_its_build_when_the_spec_changes() {
+        let mut b = fixtures::validated(&fixtures::build(), 100);
+        b.same_generation = true;
+        let mut old = next_status(
+            &b,
+            &ImageBuildStatus::default(),
+            &pushed("sha256:aa"),
+            at(150),
+        );
+        old.history.clear();
+        let next = after(
+            &old,
+            4,
+            &decision(Phase::Pending, BuildReason::Pending, ""),
+            200,
+        );
+        assert_eq!(next.history.len(), 1);
+        assert_eq!(
+            (next.history[0].generation, next.history[0].reason.as_str()),
+            (3, "Pushed")
+        );
     }
 }

@@ -168,6 +168,7 @@ fn settings(ib: &ImageBuild, now: Timestamp) -> Result<Build, Invalid> {
             max_parallel,
             timeout,
             timed_out: elapsed > limit,
+            cancel: ib.spec.cancel,
         },
         push: push_target(&ib.spec.output),
         epoch,

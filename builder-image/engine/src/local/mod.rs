@@ -289,6 +289,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
                 &image.config,
                 &sha256_bytes(&image.config),
                 image.layers.iter().map(|(l, _)| l),
+                &image.annotations,
             ));
             return Ok(BuildOutput {
                 digest,

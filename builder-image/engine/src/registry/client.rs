@@ -15,7 +15,7 @@
 //! uploaded ([`crate::registry::verify`]), and one that changed since its stage wrote it is
 //! never completed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -57,6 +57,17 @@ pub struct ImageToPush {
     /// The base image, pinned (for cross-repository mounts of its layers, and fetching them):
     /// the only repository other than the destinations' the push reads from.
     pub base: Option<String>,
+    /// The manifest's annotations (a cluster build's: [`slipway_contract::annotations`]).
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl ImageToPush {
+    /// The bytes of the config and layers the manifest lists: what the image takes in a
+    /// registry (the manifest itself aside).
+    pub fn size(&self) -> u64 {
+        let layers: u64 = self.layers.iter().map(|(l, _)| l.size).sum();
+        self.config.len() as u64 + layers
+    }
 }
 
 /// Where a layer to push is read from.
@@ -341,6 +352,7 @@ impl Registry {
             &image.config,
             &config_digest,
             image.layers.iter().map(|(l, _)| l),
+            &image.annotations,
         ));
         let digest = sha256_bytes(&manifest);
         for r in &refs {

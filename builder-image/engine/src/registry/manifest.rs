@@ -1,6 +1,7 @@
 //! The OCI image manifest of a built image (oci-client's types and media types), and the
 //! sha256 digests of blobs. The manifest pushed is exactly the bytes hashed for its digest.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use oci_client::manifest::{
@@ -19,11 +20,13 @@ pub fn oci_layer_type(media_type: &str) -> &'static str {
     }
 }
 
-/// The OCI manifest of a config and its layers, serialized.
+/// The OCI manifest of a config and its layers, serialized; `annotations` only when there
+/// are any (none: the bytes BuildKit writes for the same image).
 pub fn manifest_json<'a>(
     config: &[u8],
     config_digest: &str,
     layers: impl IntoIterator<Item = &'a LayerRef>,
+    annotations: &BTreeMap<String, String>,
 ) -> Vec<u8> {
     let manifest = OciImageManifest {
         schema_version: 2,
@@ -43,6 +46,7 @@ pub fn manifest_json<'a>(
                 ..Default::default()
             })
             .collect(),
+        annotations: (!annotations.is_empty()).then(|| annotations.clone()),
         ..Default::default()
     };
     // Through a JSON value, whose maps sort their keys: the bytes (and so the digest) stay
@@ -100,7 +104,13 @@ mod tests {
                 5_000_000_000,
             ),
         ];
-        let m = manifest_json(config, &sha256_bytes(config), layers.iter().map(|(l, _)| l));
+        let none = BTreeMap::new();
+        let m = manifest_json(
+            config,
+            &sha256_bytes(config),
+            layers.iter().map(|(l, _)| l),
+            &none,
+        );
         let want = concat!(
             r#"{"config":{"digest":"sha256:9d99a75171aea000c711b34c0e5e3f28d3d537dd99d110eafbfbc2bd8e52c2bf","#,
             r#""mediaType":"application/vnd.oci.image.config.v1+json","size":37},"layers":["#,
@@ -119,8 +129,41 @@ mod tests {
             sha256_bytes(&m),
             "sha256:855866bd151d9f8376764f3c7c6414560e2d87eed7b6279383b890ac3d984d1b"
         );
-        let m = manifest_json(config, &sha256_bytes(config), []);
+        let m = manifest_json(config, &sha256_bytes(config), [], &none);
         assert_eq!(
+            sha256_bytes(&m),
+            "sha256:74d4bbce0ab7e5f5352de3596eb5e25ea0d175a85b1d6b0ff9fbc7e37758ffb0"
+        );
+    }
+
+    /// Annotations go last but one, keys sorted; the same ones give the same bytes.
+    #[test]
+    fn annotations_are_written_sorted_when_there_are_any() {
+        let config = br#"{"architecture":"amd64","os":"linux"}"#;
+        let a = BTreeMap::from([
+            (
+                "org.opencontainers.image.revision".to_string(),
+                "ab12".to_string(),
+            ),
+            (
+                "org.opencontainers.image.base.name".to_string(),
+                "alpine:3".to_string(),
+            ),
+        ]);
+        let m = manifest_json(config, &sha256_bytes(config), [], &a);
+        let text = String::from_utf8_lossy(&m).into_owned();
+        assert!(
+            text.contains(concat!(
+                r#""annotations":{"org.opencontainers.image.base.name":"alpine:3","#,
+                r#""org.opencontainers.image.revision":"ab12"},"config""#
+            )),
+            "{text}"
+        );
+        assert_eq!(
+            m,
+            manifest_json(config, &sha256_bytes(config), [], &a.clone())
+        );
+        assert_ne!(
             sha256_bytes(&m),
             "sha256:74d4bbce0ab7e5f5352de3596eb5e25ea0d175a85b1d6b0ff9fbc7e37758ffb0"
         );

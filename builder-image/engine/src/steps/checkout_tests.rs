@@ -72,8 +72,8 @@ impl Repo {
         )
     }
 
-    /// Makes `tree` the tip of `main` (the remote's HEAD).
-    fn commit(&self, tree: &str) {
+    /// Makes `tree` the tip of `main` (the remote's HEAD); returns the commit's id.
+    fn commit(&self, tree: &str) -> String {
         let c = self.git(
             &[
                 "-c",
@@ -88,6 +88,7 @@ impl Repo {
             b"",
         );
         self.git(&["update-ref", "refs/heads/main", &c], b"");
+        c
     }
 
     fn open(&self) -> gix::Repository {
@@ -272,18 +273,20 @@ fn a_crafted_repository_cannot_write_outside_the_context() {
     assert_eq!(fs::read_dir(outside.path()).expect("dir").count(), 0);
 }
 
-/// `sourceDateEpoch: git`: the clone reports the revision's committer time.
+/// `sourceDateEpoch: git`: the clone reports the revision's committer time, and its commit
+/// (the image's `org.opencontainers.image.revision`).
 #[test]
-fn a_clone_reports_the_commit_time() {
+fn a_clone_reports_the_commit_and_its_time() {
     let repo = Repo::new();
     let file = repo.blob(b"hello\n");
     let tree = repo.tree(&[("100644", b"hello.txt", &file)]);
-    repo.commit(&tree);
+    let commit = repo.commit(&tree);
     let ws = tempfile::tempdir().expect("tempdir");
     let spec = GitSpec {
         url: repo.path().display().to_string(),
         ..Default::default()
     };
-    let time = clone(&spec, &ws.path().join("git")).expect("cloned");
-    assert_eq!(time, Some(1_650_000_000));
+    let got = clone(&spec, &ws.path().join("git")).expect("cloned");
+    assert_eq!(got.time, Some(1_650_000_000));
+    assert_eq!(got.commit.as_deref(), Some(commit.trim()));
 }

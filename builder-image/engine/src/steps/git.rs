@@ -165,10 +165,20 @@ fn fetch(spec: &GitSpec, bare: &Path) -> Result<gix::Repository, (&'static str, 
     Ok(repo)
 }
 
+/// What a clone checked out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cloned {
+    /// The revision's commit time in seconds (`sourceDateEpoch: git`), `None` for a revision
+    /// that is no commit or a time before 1970.
+    pub time: Option<u64>,
+    /// The commit the revision names (a tag peeled to it), full hex; `None` for a revision
+    /// that is no commit.
+    pub commit: Option<String>,
+}
+
 /// Clones `spec.url` and writes the revision's tree into `dest` (made anew); returns the
-/// revision's commit time in seconds (`sourceDateEpoch: git`), `None` for a revision that is
-/// no commit or a time before 1970.
-pub fn clone(spec: &GitSpec, dest: &Path) -> Result<Option<u64>, GitError> {
+/// revision's commit and its time.
+pub fn clone(spec: &GitSpec, dest: &Path) -> Result<Cloned, GitError> {
     check_git(&spec.url, spec.credentials.is_some()).map_err(GitError::Url)?;
     let shown = redacted(&spec.url);
     let url: &str = &shown;
@@ -212,12 +222,12 @@ pub fn clone(spec: &GitSpec, dest: &Path) -> Result<Option<u64>, GitError> {
     let object = repo.find_object(id).map_err(step(url, "revision"))?;
     // The committer's time, as `git log -1 --format=%ct` (and BuildKit's
     // SOURCE_DATE_EPOCH=context) says it.
-    let time = object
-        .clone()
-        .peel_to_commit()
-        .ok()
+    let commit = object.clone().peel_to_commit().ok();
+    let time = commit
+        .as_ref()
         .and_then(|c| c.time().ok())
         .and_then(|t| u64::try_from(t.seconds).ok());
+    let commit = commit.map(|c| c.id.to_string());
     let tree = object.peel_to_tree().map_err(step(url, "revision"))?.id;
     let _ = fs::remove_dir_all(dest);
     checkout::write_tree(&repo, tree, dest, spec.limit).map_err(|source| GitError::Checkout {
@@ -226,7 +236,7 @@ pub fn clone(spec: &GitSpec, dest: &Path) -> Result<Option<u64>, GitError> {
     })?;
     let _ = fs::remove_dir_all(&bare);
     eprintln!("git {url}: checked out {id}");
-    Ok(time)
+    Ok(Cloned { time, commit })
 }
 
 #[cfg(test)]

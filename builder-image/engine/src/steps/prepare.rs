@@ -15,7 +15,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use slipway_contract::graph::BuildGraph;
+use slipway_contract::graph::{BuildGraph, is_commit_id};
 use slipway_contract::pod::{FetchArgs, Inline, PrepareArgs, ResolveArgs, Source, env};
 use slipway_contract::result::Reason;
 use slipway_contract::size::Size;
@@ -174,9 +174,14 @@ fn fetch_source(args: &FetchArgs, ws: &Workspace) -> Result<PathBuf, PrepareFail
         }
         ResolvedSource::Git(g) => {
             let checkout = ws.root.join("git");
-            if let Some(t) = git::clone(&g, &checkout)? {
+            let cloned = git::clone(&g, &checkout)?;
+            if let Some(t) = cloned.time {
                 let at_time = ws.source_time();
                 fs::write(&at_time, t.to_string()).map_err(at(&at_time))?;
+            }
+            if let Some(c) = &cloned.commit {
+                let at_rev = ws.source_revision();
+                fs::write(&at_rev, c).map_err(at(&at_rev))?;
             }
             let dir = match &g.context_dir {
                 Some(d) if !d.is_empty() && d != "." => context_dir(&checkout, d)?,
@@ -246,9 +251,14 @@ pub fn resolve(args: &ResolveArgs) -> Result<BuildGraph, PrepareError> {
     let source_time = fs::read_to_string(ws.source_time())
         .ok()
         .and_then(|t| t.trim().parse::<u64>().ok());
+    let source_revision = fs::read_to_string(ws.source_revision())
+        .ok()
+        .map(|r| r.trim().to_string())
+        .filter(|r| is_commit_id(r));
     Ok(BuildGraph::new(&plan, &plan::pinned(&images))
         .with_inputs(inputs)
-        .with_source_time(source_time))
+        .with_source_time(source_time)
+        .with_source_revision(source_revision))
 }
 
 /// Both steps in one process.

@@ -52,14 +52,42 @@ pub fn target(
     Ok((r, images))
 }
 
-/// Pushes the built image of the workspace to every destination; returns the digest.
-pub fn push(args: &PushArgs) -> Result<String, PushError> {
+/// What the push pod pushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// The manifest digest.
+    pub digest: String,
+    /// The config's and layers' bytes ([`ImageToPush::size`]).
+    pub size: u64,
+}
+
+/// The manifest annotations of a cluster build: the controller's, and `created` from the
+/// source date epoch when there is one (the time the config says; none without it).
+pub fn annotations(args: &PushArgs) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = args
+        .annotations
+        .iter()
+        .map(|a| (a.key.clone(), a.value.clone()))
+        .collect();
+    if let Some(e) = args.epoch.source_date_epoch {
+        out.insert(
+            slipway_contract::annotations::CREATED.into(),
+            crate::stage::config::created_at(e),
+        );
+    }
+    out
+}
+
+/// Pushes the built image of the workspace to every destination, with the controller's
+/// annotations on its manifest.
+pub fn push(args: &PushArgs) -> Result<Pushed, PushError> {
     let ws = Workspace::new(&args.workspace);
     let (r, images) = target(Checked {
         ws: &ws,
         digests: &args.digests,
     })?;
-    let image = assemble(&ws, &r, &images, args.epoch.source_date_epoch)?;
+    let mut image = assemble(&ws, &r, &images, args.epoch.source_date_epoch)?;
+    image.annotations = annotations(args);
     let blobs = args
         .blob_cache
         .clone()
@@ -69,7 +97,10 @@ pub fn push(args: &PushArgs) -> Result<String, PushError> {
     for d in &args.destinations {
         eprintln!("pushed {d}@{digest}");
     }
-    Ok(digest)
+    Ok(Pushed {
+        digest,
+        size: image.size(),
+    })
 }
 
 /// The final image of the target's result `r`: its chain root's layers, then the stage
@@ -128,5 +159,47 @@ pub fn assemble(
         config,
         layers,
         base: base.map(|b| b.pinned.clone()),
+        annotations: BTreeMap::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slipway_contract::annotations::{self, Annotation};
+    use slipway_contract::epoch::EpochArgs;
+
+    fn args(epoch: Option<u64>, given: Vec<Annotation>) -> PushArgs {
+        PushArgs {
+            workspace: "/ws".into(),
+            destinations: vec!["r/x:1".into()],
+            registries: Default::default(),
+            blob_cache: None,
+            epoch: EpochArgs {
+                source_date_epoch: epoch,
+            },
+            digests: slipway_contract::pod::Digests::new(
+                slipway_contract::digest::Digest::parse(&format!("sha256:{}", "0".repeat(64)))
+                    .expect("digest"),
+            ),
+            annotations: given,
+        }
+    }
+
+    #[test]
+    fn created_is_annotated_only_with_a_source_date_epoch() {
+        let rev = Annotation::new(annotations::REVISION, "ab".repeat(20));
+        let without = annotations(&args(None, vec![rev.clone()]));
+        assert_eq!(
+            without,
+            BTreeMap::from([(rev.key.clone(), rev.value.clone())])
+        );
+        let with = annotations(&args(Some(1_700_000_000), vec![rev.clone()]));
+        assert_eq!(
+            with.get(annotations::CREATED).map(String::as_str),
+            Some("2023-11-14T22:13:20Z")
+        );
+        assert_eq!(with.len(), 2);
+        assert!(annotations(&args(None, vec![])).is_empty());
+    }
 }

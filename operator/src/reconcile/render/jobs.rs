@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use slipway_contract::annotations::Annotation;
 use slipway_contract::epoch::EpochArgs;
 use slipway_contract::graph::StageJob;
 use slipway_contract::pod::{
@@ -251,6 +252,8 @@ fn stage_workspace(stages: &[usize]) -> Vec<VolumeMount> {
 pub struct Given {
     pub digests: Digests,
     pub epoch: EpochArgs,
+    /// The image's manifest annotations (the push pod's only).
+    pub annotations: Vec<Annotation>,
 }
 
 impl From<Digests> for Given {
@@ -258,6 +261,7 @@ impl From<Digests> for Given {
         Given {
             digests,
             epoch: EpochArgs::default(),
+            annotations: vec![],
         }
     }
 }
@@ -399,6 +403,7 @@ pub fn push_job(
         blob_cache: Some(paths::PUSH_BLOBS.into()),
         epoch: given.epoch,
         digests: given.digests,
+        annotations: given.annotations,
     })
     .to_args();
     let mut volumes = vec![
@@ -576,6 +581,7 @@ mod tests {
             Given {
                 digests: digests(),
                 epoch: stamped,
+                annotations: vec![],
             },
         );
         let args = j.spec.as_ref().and_then(|s| s.template.spec.as_ref());
@@ -611,6 +617,10 @@ mod tests {
             Given {
                 digests: d,
                 epoch: stamped,
+                annotations: vec![Annotation::new(
+                    slipway_contract::annotations::REVISION,
+                    "ab".repeat(20),
+                )],
             },
         );
         // M12: a push is tried again; the digests of the plan and the target's result.
@@ -629,6 +639,11 @@ mod tests {
             args.windows(2)
                 .any(|w| w == ["--destination", "reg:5000/team/web:latest"])
         );
+        assert!(args.windows(2).any(|w| w
+            == [
+                "--annotation".to_string(),
+                format!("org.opencontainers.image.revision={}", "ab".repeat(20))
+            ]));
         assert!(
             args.windows(2)
                 .any(|w| w == ["--insecure-registry", "reg:5000"])

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ResourceRequirements};
+use slipway_contract::annotations::{Annotation, ImageOrigin};
 use slipway_contract::epoch::{EpochArgs, resolve};
 use slipway_contract::graph::BuildGraph;
 use slipway_contract::trust::{Missing, Trusted};
@@ -26,6 +27,7 @@ pub use names::{
 };
 pub use prepare::prepare_job;
 
+use super::bases::base_images;
 use super::context::Error;
 use super::decide::{Create, Decision};
 use super::observe::Observation;
@@ -134,7 +136,11 @@ fn objects(
                     sj,
                     node,
                     &build.deadline,
-                    Given { digests, epoch },
+                    Given {
+                        digests,
+                        epoch,
+                        annotations: vec![],
+                    },
                 ))
             }
             Create::Push => {
@@ -153,7 +159,11 @@ fn objects(
                     target,
                     node,
                     &build.deadline,
-                    Given { digests, epoch },
+                    Given {
+                        digests,
+                        epoch,
+                        annotations: image_annotations(ib, g),
+                    },
                 ))
             }
         })
@@ -173,6 +183,28 @@ fn objects(
 fn epoch(build: &Build, g: &BuildGraph) -> Result<EpochArgs, RenderError> {
     let source_date_epoch = resolve(build.epoch, g.source_time).map_err(RenderError::Epoch)?;
     Ok(EpochArgs { source_date_epoch })
+}
+
+/// The pushed image's OCI annotations (`contract::annotations`), from what the controller
+/// trusts: the spec's git URL, the commit and the target's base the prepare pod reported
+/// (`created` the push pod adds from the epoch it is given). No stage pod has a say.
+pub fn image_annotations(ib: &ImageBuild, g: &BuildGraph) -> Vec<Annotation> {
+    let base = base_images(g).into_iter().find(|b| b.target);
+    // Normalized as BuildKit writes it: `docker.io/library/alpine:latest`.
+    let base_name = base.as_ref().map(|b| {
+        slipway_frontend::reference::Reference::parse(&b.name)
+            .map(|r| r.with_default_tag().to_string())
+            .unwrap_or_else(|_| b.name.clone())
+    });
+    ImageOrigin {
+        source: ib.spec.source.git.as_ref().map(|git| git.url.as_str()),
+        revision: g.revision(),
+        base: base
+            .as_ref()
+            .zip(base_name.as_deref())
+            .map(|(b, name)| (name, b.digest.as_str())),
+    }
+    .annotations()
 }
 
 /// The digests the controller holds: the prepare step's, and those of the stages done.
@@ -256,5 +288,46 @@ mod tests {
         assert!(matches!(epoch(&build, &g), Err(RenderError::Epoch(_))));
         g.source_time = Some(1_650_000_000);
         assert_eq!(epoch(&build, &g).expect("git"), at(Some(1_650_000_000)));
+    }
+
+    #[test]
+    fn the_image_is_annotated_with_what_the_controller_trusts() {
+        use crate::api::GitSource;
+        use slipway_contract::annotations::{BASE_DIGEST, BASE_NAME, REVISION, SOURCE};
+        let mut g = fixtures::graph();
+        let get =
+            |a: &[Annotation], k: &str| a.iter().find(|x| x.key == k).map(|x| x.value.clone());
+        // Inline source, no commit: only the base, named as BuildKit names it.
+        let mut ib = fixtures::build();
+        let a = image_annotations(&ib, &g);
+        assert_eq!(
+            get(&a, BASE_NAME).as_deref(),
+            Some("docker.io/library/busybox:latest")
+        );
+        assert_eq!(get(&a, BASE_DIGEST).as_deref(), Some("sha256:00"));
+        assert_eq!((get(&a, SOURCE), get(&a, REVISION)), (None, None));
+        // A git source and the commit prepare reported.
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        ib.spec.source.inline = None;
+        ib.spec.source.git = Some(GitSource {
+            url: "https://git.example/team/web.git".into(),
+            ..Default::default()
+        });
+        g.source_revision = Some(sha.into());
+        let a = image_annotations(&ib, &g);
+        assert_eq!(
+            get(&a, SOURCE).as_deref(),
+            Some("https://git.example/team/web.git")
+        );
+        assert_eq!(get(&a, REVISION).as_deref(), Some(sha));
+        // A revision that is no commit id is left out; FROM scratch has no base.
+        g.source_revision = Some("v1.0".into());
+        for j in &mut g.jobs {
+            j.base = None;
+            j.image = None;
+        }
+        let a = image_annotations(&ib, &g);
+        let keys: Vec<&str> = a.iter().map(|x| x.key.as_str()).collect();
+        assert_eq!(keys, [SOURCE]);
     }
 }

@@ -226,7 +226,15 @@ async fn signalled() -> Signal {
     }
 }
 
-pub async fn build(ctx: &Ctx, a: &BuildArgs) -> Result<Outcome, Error> {
+/// A build's flags checked and its context packed: all that needs no cluster.
+pub struct Prepared {
+    req: Request,
+    archive: Vec<u8>,
+    summary: String,
+    store: Store,
+}
+
+pub fn prepare(a: &BuildArgs) -> Result<Prepared, Error> {
     if let Some(p) = &a.platform {
         return Err(Error::Usage(format!(
             "--platform {p}: not supported yet; images are built for the platform of the \
@@ -247,7 +255,7 @@ pub async fn build(ctx: &Ctx, a: &BuildArgs) -> Result<Outcome, Error> {
     let packed = pack::pack(&a.dir, a.file.as_deref(), store.limit(), store.describe())?;
     let req = Request {
         name: a.name.clone(),
-        image: image.clone(),
+        image,
         additional_tags,
         dockerfile: packed.dockerfile.clone(),
         target: a.target.clone(),
@@ -257,20 +265,33 @@ pub async fn build(ctx: &Ctx, a: &BuildArgs) -> Result<Outcome, Error> {
         insecure: a.insecure,
         timeout: a.timeout.clone(),
     };
-    let base = a.name.clone().unwrap_or_else(|| {
-        spec::generate_name(&image)
-            .trim_end_matches('-')
-            .to_string()
-    });
-    let context_line = format!(
+    let summary = format!(
         "{} files, {} packed, {} left out by .dockerignore",
         packed.entries,
         pack::human(packed.archive.len() as u64),
         packed.excluded
     );
-    let stored = store
-        .put(&ctx.client, &ctx.ns, &base, packed.archive)
-        .await?;
+    Ok(Prepared {
+        req,
+        archive: packed.archive,
+        summary,
+        store,
+    })
+}
+
+pub async fn build(ctx: &Ctx, a: &BuildArgs, p: Prepared) -> Result<Outcome, Error> {
+    let Prepared {
+        req,
+        archive,
+        summary,
+        store,
+    } = p;
+    let base = req.name.clone().unwrap_or_else(|| {
+        spec::generate_name(&req.image)
+            .trim_end_matches('-')
+            .to_string()
+    });
+    let stored = store.put(&ctx.client, &ctx.ns, &base, archive).await?;
     let api: Api<ImageBuild> = Api::namespaced(ctx.client.clone(), &ctx.ns);
     let ib = spec::image_build(&req, &ctx.ns, stored.source());
     let created = match api.create(&PostParams::default(), &ib).await {
@@ -287,7 +308,7 @@ pub async fn build(ctx: &Ctx, a: &BuildArgs) -> Result<Outcome, Error> {
     ctx.emit(&Change::Created {
         name: name.clone(),
         namespace: ctx.ns.clone(),
-        context: context_line,
+        context: summary,
     });
     if a.no_follow {
         if !ctx.json {

@@ -61,9 +61,15 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: &Cli, program: &'static str) -> Result<Outcome, error::Error> {
+    if let Command::Build(a) = &cli.command {
+        // The flags and the context are checked before the cluster is asked anything.
+        let prepared = commands::prepare(a)?;
+        let ctx = Ctx::new(cli, program).await?;
+        return commands::build(&ctx, a, prepared).await;
+    }
     let ctx = Ctx::new(cli, program).await?;
     match &cli.command {
-        Command::Build(a) => commands::build(&ctx, a).await,
+        Command::Build(_) => unreachable!("handled above"),
         Command::Logs(a) => commands::logs(&ctx, a).await,
         Command::Wait(a) => commands::wait(&ctx, a).await,
         Command::Get(a) => commands::get(&ctx, a).await,

@@ -298,7 +298,13 @@ pub async fn build(ctx: &Ctx, a: &BuildArgs, p: Prepared) -> Result<Outcome, Err
         Ok(c) => c,
         Err(e) => {
             stored.remove(&ctx.client, &ctx.ns).await;
-            return Err(Error::api("create the ImageBuild", e));
+            let what = if Error::is_not_found(&e) {
+                "create the ImageBuild (is Slipway installed? the cluster has no ImageBuild \
+                 kind)"
+            } else {
+                "create the ImageBuild"
+            };
+            return Err(Error::api(what, e));
         }
     };
     let name = created.metadata.name.clone().unwrap_or_default();

@@ -322,3 +322,84 @@ pub async fn wait(
 ) -> Result<ImageBuild, Error> {
     follow(client, ns, name, false, sink).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+        ContainerStatus, PodSpec, PodStatus,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn status(name: &str, running: bool, terminated: bool) -> ContainerStatus {
+        ContainerStatus {
+            name: name.into(),
+            state: Some(ContainerState {
+                running: running.then(ContainerStateRunning::default),
+                terminated: terminated.then(ContainerStateTerminated::default),
+                waiting: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn prepare_pod(generation: &str, phase: &str) -> Pod {
+        let c = |n: &str| Container {
+            name: n.into(),
+            ..Default::default()
+        };
+        Pod {
+            metadata: ObjectMeta {
+                name: Some("web-2-prepare-x".into()),
+                labels: Some(
+                    [(labels::STEP, "prepare"), (labels::GENERATION, generation)]
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                init_containers: Some(vec![c("fetch")]),
+                containers: vec![c("plan")],
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                init_container_statuses: Some(vec![status("fetch", false, true)]),
+                container_statuses: Some(vec![status("plan", true, false)]),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn containers_in_order_and_their_state() {
+        let p = prepare_pod("2", "Running");
+        assert_eq!(containers(&p), ["fetch", "plan"]);
+        assert_eq!(container_state(&p, "fetch"), Started::Terminated);
+        assert_eq!(container_state(&p, "plan"), Started::Running);
+        assert_eq!(container_state(&p, "push"), Started::NotYet);
+        assert!(!pod_over(&p));
+        assert!(pod_over(&prepare_pod("2", "Failed")));
+    }
+
+    #[test]
+    fn only_the_current_generation_s_pods() {
+        let mut ib = ImageBuild::new(
+            "web",
+            serde_json::from_value(serde_json::json!({
+                "source": {"inline": {"dockerfile": "FROM x"}},
+                "output": {"image": "r/web:1"}
+            }))
+            .expect("spec"),
+        );
+        ib.metadata.generation = Some(2);
+        assert!(current(&prepare_pod("2", "Running"), &ib));
+        assert!(!current(&prepare_pod("1", "Succeeded"), &ib));
+        assert_eq!(selector("web"), "build.slipway.dev/build=web");
+        let long = "a".repeat(70);
+        assert_eq!(selector(&long).len(), "build.slipway.dev/build=".len() + 63);
+    }
+}

@@ -324,6 +324,10 @@ pub async fn wait(
 }
 
 #[cfg(test)]
+#[path = "follow_tests.rs"]
+mod follow_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{

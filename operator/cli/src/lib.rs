@@ -49,7 +49,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    match rt.block_on(run(&cli, program)) {
+    let result = rt.block_on(run(&cli, program));
+    // Not waiting for a prompt's read of stdin that a second Ctrl-C answered.
+    rt.shutdown_background();
+    match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::BuildFailed) => ExitCode::from(1),
         Ok(Outcome::Interrupted) => ExitCode::from(INTERRUPTED),

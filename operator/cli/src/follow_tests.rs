@@ -238,3 +238,135 @@ async fn a_missing_build_is_not_found() {
         .expect_err("not found");
     assert_eq!(e.to_string(), "imagebuild nope not found in namespace ns");
 }
+
+/// A build still running when the CLI attaches: its stage pod's log is streamed
+/// (`follow=true`), and the watch then reports the build pushed.
+fn respond_live(req: &Request<Body>, watches: &Mutex<usize>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let json_body =
+        |v: &Value| Response::new(Body::from(serde_json::to_vec(v).unwrap_or_default()));
+    let builds = "/apis/build.slipway.dev/v1alpha1/namespaces/ns/imagebuilds";
+    let pods_path = "/api/v1/namespaces/ns/pods";
+    let mut running = build();
+    running["status"] = json!({"phase": "Building", "observedGeneration": 2,
+        "stages": [{"name": "app", "index": 0, "phase": "Running", "job": "web-2-s0-app"}]});
+    let mut live = pod(
+        "web-2-s0-app-x",
+        "stage",
+        Some("app"),
+        "web-2-s0-app",
+        "2",
+        &[],
+        "stage",
+    );
+    live["status"] = json!({"phase": "Running", "containerStatuses": [{"name": "stage", "ready": true,
+        "restartCount": 0, "image": "x", "imageID": "", "state": {"running": {}}}]});
+    let watch = query
+        .split('&')
+        .any(|q| q == "watch=true" || q == "watch=1");
+    if watch && path == builds {
+        let mut n = watches.lock().expect("lock");
+        *n += 1;
+        if *n == 1 {
+            // Pushed, a little later than the log's first lines.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let ev = json!({"type": "MODIFIED", "object": build()});
+            return Response::new(Body::from(format!("{ev}\n").into_bytes()));
+        }
+        return Response::new(Body::from(Vec::new()));
+    }
+    if watch {
+        return Response::new(Body::from(Vec::new()));
+    }
+    if path == format!("{builds}/web") {
+        return json_body(&running);
+    }
+    if path == builds {
+        return json_body(
+            &json!({"apiVersion": "build.slipway.dev/v1alpha1", "kind": "ImageBuildList",
+            "metadata": {"resourceVersion": "7"}, "items": [running]}),
+        );
+    }
+    if path == pods_path {
+        return json_body(&json!({"apiVersion": "v1", "kind": "PodList",
+            "metadata": {"resourceVersion": "9"}, "items": [live]}));
+    }
+    if path == format!("{pods_path}/web-2-s0-app-x/log") {
+        assert!(
+            query.contains("follow=true"),
+            "a running container is streamed: {query}"
+        );
+        return Response::new(Body::from(
+            b"[app 1/2] FROM x\n[app 2/2] RUN make\n[app] done\n".to_vec(),
+        ));
+    }
+    if path == format!("{pods_path}/web-2-s0-app-x") {
+        return json_body(&pod(
+            "web-2-s0-app-x",
+            "stage",
+            Some("app"),
+            "web-2-s0-app",
+            "2",
+            &[],
+            "stage",
+        ));
+    }
+    let mut r = json_body(
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+        "reason": "NotFound", "code": 404, "message": "not found"}),
+    );
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
+}
+
+#[derive(Default)]
+struct Changes {
+    lines: Vec<String>,
+}
+
+impl Sink for Changes {
+    fn build(&mut self, before: Option<&ImageBuild>, now: &ImageBuild) {
+        for c in crate::output::changes(before, now) {
+            self.lines
+                .push(c.plain(crate::output::Style { color: false }));
+        }
+    }
+    fn log(&mut self, line: &LogLine) {
+        self.lines.push(line.plain());
+    }
+    fn tick(&mut self, _: &ImageBuild) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_build_is_streamed_until_it_is_pushed() {
+    let watches = Arc::new(Mutex::new(0));
+    let service = tower::service_fn(move |req: Request<Body>| {
+        let r = respond_live(&req, &watches);
+        async move { Ok::<_, Infallible>(r) }
+    });
+    let client = Client::new(service, "ns");
+    let mut sink = Changes::default();
+    let done = tokio::time::timeout(
+        Duration::from_secs(30),
+        follow(&client, "ns", "web", true, &mut sink),
+    )
+    .await
+    .expect("follow ends once the build is pushed")
+    .expect("follows");
+    assert_eq!(finished(&done), Some(slipway_api::Phase::Succeeded));
+    let logs: Vec<&String> = sink.lines.iter().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(
+        logs,
+        ["[app 1/2] FROM x", "[app 2/2] RUN make", "[app] done"]
+    );
+    assert_eq!(
+        sink.lines.first().map(String::as_str),
+        Some("phase Building")
+    );
+    assert!(
+        sink.lines.contains(&"phase Succeeded".to_string()),
+        "{:?}",
+        sink.lines
+    );
+}

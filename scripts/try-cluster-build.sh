@@ -1,41 +1,36 @@
 #!/usr/bin/env bash
 # One command, a real build on Kubernetes: starts the local single-node cluster
 # (tests/cluster/up.sh; builds Kubernetes from the Go module proxy on the first run), deploys
-# Slipway on it (tests/e2e/deploy.sh: builder image, base images, CRD, operator), applies one
-# of the article's examples as an ImageBuild, waits for it, and runs the pushed image as a Pod.
-# Needs root. The cluster stays up afterwards: tests/cluster/down.sh removes it.
+# Slipway on it (tests/e2e/deploy.sh: builder image, base images, CRD, operator), builds the
+# CLI, and builds one of the article's examples with it:
+#   kubectl slipway build examples/go -t $SLIPWAY_REGISTRY/demo/go:1
+# which packs the directory, uploads it, follows the build's stages and prints ref@digest;
+# then runs the pushed image as a Pod. Needs root. The cluster stays up afterwards:
+# tests/cluster/down.sh removes it.
 #   scripts/try-cluster-build.sh go|node
 set -euo pipefail
 example=${1:-go}
 repo=$(cd "$(dirname "$0")/.." && pwd)
-[[ -f $repo/examples/$example/imagebuild.yaml ]] || { echo "usage: $0 go|node" >&2; exit 2; }
+[[ -f $repo/examples/$example/Dockerfile ]] || { echo "usage: $0 go|node" >&2; exit 2; }
+export HOME=${HOME:-/root}
+if [[ -z "${CARGO_TARGET_DIR:-}" ]]; then
+  key=$(rustc --version | tr -c 'A-Za-z0-9.\n' '-' | tr -d '\n')
+  export CARGO_TARGET_DIR="${SLIPWAY_CACHE:-/var/cache/slipway}/cargo-target/$key"
+fi
 echo "== starting the local cluster" >&2
 eval "$("$repo/tests/cluster/up.sh")"
 echo "== deploying Slipway" >&2
 eval "$("$repo/tests/e2e/deploy.sh")"
-name=$example-example
-kubectl delete imagebuild "$name" --ignore-not-found >/dev/null
-kubectl delete configmap "$name-context" --ignore-not-found >/dev/null
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-tar -czf "$tmp/context.tar.gz" -C "$repo/examples/$example" .
-kubectl create configmap "$name-context" --from-file=context.tar.gz="$tmp/context.tar.gz" >/dev/null
-echo "== kubectl apply -f examples/$example/imagebuild.yaml" >&2
-kubectl apply -f "$repo/examples/$example/imagebuild.yaml"
-for _ in $(seq 900); do
-  phase=$(kubectl get imagebuild "$name" -o jsonpath='{.status.phase}')
-  [[ $phase == Succeeded || $phase == Failed ]] && break
-  sleep 1
-done
-kubectl wait --for=condition=Succeeded "imagebuild/$name" --timeout=5s >/dev/null || {
-  kubectl get imagebuild "$name" -o jsonpath='{.status.conditions[0].reason}: {.status.conditions[0].message}{"\n"}' >&2
-  exit 1
-}
-kubectl get imagebuild "$name"
-ref=$(kubectl get imagebuild "$name" -o jsonpath='{.status.image.ref}')
-digest=$(kubectl get imagebuild "$name" -o jsonpath='{.status.image.digest}')
-echo "== running ${ref%:*}@$digest as a Pod" >&2
-kubectl delete pod "run-$name" --ignore-not-found >/dev/null
-kubectl run "run-$name" --image="${ref%:*}@$digest" --restart=Never >/dev/null
-kubectl wait --for=jsonpath='{.status.phase}'=Succeeded "pod/run-$name" --timeout=120s >/dev/null
-kubectl logs "run-$name"
+echo "== building the CLI (cargo build --release -p slipway-cli)" >&2
+(cd "$repo" && cargo build --release --quiet -p slipway-cli)
+export PATH="$CARGO_TARGET_DIR/release:$PATH"
+echo "== kubectl slipway build examples/$example -t $SLIPWAY_REGISTRY/demo/$example:1" >&2
+cd "$repo"
+image=$(kubectl slipway build "examples/$example" -t "$SLIPWAY_REGISTRY/demo/$example:1")
+echo "$image"
+name=run-$example-example
+echo "== running ${image%%:1@*}@${image#*@} as a Pod" >&2
+kubectl delete pod "$name" --ignore-not-found >/dev/null
+kubectl run "$name" --image="${image%%:1@*}@${image#*@}" --restart=Never >/dev/null
+kubectl wait --for=jsonpath='{.status.phase}'=Succeeded "pod/$name" --timeout=120s >/dev/null
+kubectl logs "$name"

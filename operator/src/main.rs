@@ -10,7 +10,8 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use slipway_contract::graph::BuildGraph;
 use slipway_frontend::plan::Plan;
 
-mod api;
+/// The ImageBuild types live in their own crate (slipway-api), which the CLI shares.
+use slipway_api as api;
 mod endpoints;
 mod leader;
 mod metrics;

@@ -13,60 +13,25 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
-use sha2::{Digest, Sha256};
+
+use slipway_api::labels;
 
 use super::Step;
 use crate::api::ImageBuild;
 
-pub const LABEL_BUILD: &str = "build.slipway.dev/build";
-pub const LABEL_GENERATION: &str = "build.slipway.dev/generation";
-pub const LABEL_STAGE: &str = "build.slipway.dev/stage";
-pub const LABEL_STEP: &str = "build.slipway.dev/step";
+pub const LABEL_BUILD: &str = labels::BUILD;
+pub const LABEL_GENERATION: &str = labels::GENERATION;
+pub const LABEL_STAGE: &str = labels::STAGE;
+pub const LABEL_STEP: &str = labels::STEP;
 /// Annotations the controller puts on the prepare Job once it has read the pod's result.
 pub const ANNOTATION_GRAPH: &str = "build.slipway.dev/graph";
 pub const ANNOTATION_NODE: &str = "build.slipway.dev/node";
 /// The digests a stage Job's pod reported of what its stages wrote, kept on the Job once read.
 pub const ANNOTATION_OUTPUTS: &str = "build.slipway.dev/outputs";
 
-/// The longest label value, and so the longest Job name (the Job controller labels its pods
-/// with it).
-pub const MAX_LABEL: usize = 63;
-/// Bytes of sha256 a shortened value ends with: 64 bits.
-const HASH_BYTES: usize = 8;
-const HASH_HEX: usize = 2 * HASH_BYTES;
-
-/// `s` when it fits `max` bytes and does not end like a shortened value; else its start,
-/// cut after a letter or digit, `-`, and 16 hex digits of its sha256. `s` is a DNS name or a
-/// DNS label (as every caller's is): so is the result.
-pub fn fit(s: &str, max: usize) -> String {
-    if s.len() <= max && !looks_shortened(s) {
-        return s.to_string();
-    }
-    let hash = hex::encode(&Sha256::digest(s.as_bytes())[..HASH_BYTES]);
-    let mut keep = max.saturating_sub(HASH_HEX + 1).min(s.len());
-    while !s.is_char_boundary(keep) {
-        keep -= 1;
-    }
-    // A DNS name's parts, and a label value, end with a letter or digit.
-    let cut = s[..keep].trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
-    let cut = if cut.is_empty() { "x" } else { cut };
-    format!("{cut}-{hash}")
-}
-
-/// Ends with `-` and 16 lowercase hex digits, as [`fit`]'s shortened values do.
-fn looks_shortened(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() > HASH_HEX
-        && b[b.len() - HASH_HEX - 1] == b'-'
-        && b[b.len() - HASH_HEX..]
-            .iter()
-            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// A label value for `s` (a build's name): itself, or shortened to 63 characters.
-pub fn label_value(s: &str) -> String {
-    fit(s, MAX_LABEL)
-}
+#[cfg(test)]
+use slipway_api::labels::looks_shortened;
+pub use slipway_api::labels::{MAX_LABEL, fit, label_value};
 
 /// The label selector of a build's objects (all generations): what its objects carry.
 pub fn build_selector(build: &str) -> String {
@@ -128,13 +93,14 @@ pub fn labels(ib: &ImageBuild, step: Option<&Step>) -> BTreeMap<String, String> 
     ]);
     if let Some(s) = step {
         let step = match s {
-            Step::Prepare => "prepare",
+            Step::Prepare => labels::Step::Prepare,
             Step::Stage(_, label) => {
                 l.insert(LABEL_STAGE.to_string(), dns_label(label));
-                "stage"
+                labels::Step::Stage
             }
-            Step::Push => "push",
-        };
+            Step::Push => labels::Step::Push,
+        }
+        .as_str();
         l.insert(LABEL_STEP.to_string(), step.to_string());
     }
     l

@@ -9,6 +9,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub mod labels;
+
 /// An image to build from a Dockerfile and push.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema)]
 #[kube(
@@ -389,8 +391,8 @@ mod tests {
     fn crds_directory_matches_the_code() {
         // crds/ for kubectl, and the chart's copy (Helm installs charts/slipway/crds/).
         for rel in [
-            "/../crds/imagebuilds.build.slipway.dev.json",
-            "/../charts/slipway/crds/imagebuilds.build.slipway.dev.json",
+            "/../../crds/imagebuilds.build.slipway.dev.json",
+            "/../../charts/slipway/crds/imagebuilds.build.slipway.dev.json",
         ] {
             let path = format!("{}{rel}", env!("CARGO_MANIFEST_DIR"));
             let on_disk = std::fs::read_to_string(&path).unwrap_or_default();

@@ -1,0 +1,72 @@
+//! The CLI's errors: each prints as one line, and says which exit code it ends with.
+
+use crate::pack::PackError;
+use crate::spec::TagError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Flags that cannot work together, or a value the cluster cannot take.
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Tag(#[from] TagError),
+    #[error("{0}")]
+    Pack(#[from] PackError),
+    #[error("kubeconfig: {0}")]
+    Config(String),
+    /// An API call failed; `what` says what it was for.
+    #[error("{what}: {}", api_message(.source))]
+    Api {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("imagebuild {name} not found in namespace {namespace}")]
+    NotFound { name: String, namespace: String },
+    #[error("imagebuild {0} was deleted while it was followed")]
+    Deleted(String),
+    #[error("imagebuild {name}: still {phase} after {waited}")]
+    Timeout {
+        name: String,
+        phase: String,
+        waited: String,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// An API error's own message (the API server's, for a refused request).
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => {
+            if s.message.is_empty() {
+                format!("{} ({})", s.reason, s.code)
+            } else {
+                s.message.clone()
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+impl Error {
+    pub fn api(what: &str, source: kube::Error) -> Error {
+        Error::Api {
+            what: what.to_string(),
+            source,
+        }
+    }
+
+    /// The process's exit code for it: 2 for usage, 3 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) | Error::Tag(_) => 2,
+            _ => 3,
+        }
+    }
+
+    /// Whether the API said the object does not exist.
+    pub fn is_not_found(e: &kube::Error) -> bool {
+        matches!(e, kube::Error::Api(s) if s.code == 404)
+    }
+}

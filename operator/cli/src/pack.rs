@@ -1,0 +1,697 @@
+//! Packing a build context: the directory as a gzip tar, without what `.dockerignore` (or
+//! `<Dockerfile>.dockerignore`, which wins) excludes, with the rules `docker build` sends a
+//! context by (slipway-frontend's matcher, moby/patternmatcher's). The Dockerfile and the
+//! ignore file are always sent, as Docker does: the build reads them, and its COPY applies
+//! the same ignore file again. Entries are sorted, owned 0:0 without names, with their own
+//! modes and modification times; symlinks stay symlinks; sockets, FIFOs and devices are left
+//! out. The archive is cut off as soon as it grows past the limit the upload can take.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use slipway_frontend::dockerignore::{self, IgnoreError, Matcher, ParentMatches};
+
+/// Why a context could not be packed.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    #[error("{0}: not a directory")]
+    NotADirectory(PathBuf),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0}: no Dockerfile there (name one with -f)")]
+    NoDockerfile(PathBuf),
+    #[error("{dockerfile}: the Dockerfile must be inside the context {context}")]
+    DockerfileOutside {
+        dockerfile: PathBuf,
+        context: PathBuf,
+    },
+    #[error("{file}: {source}")]
+    Ignore {
+        file: PathBuf,
+        #[source]
+        source: IgnoreError,
+    },
+    #[error("{0}: a file name that is not UTF-8 (the context's paths must be)")]
+    NotUtf8(PathBuf),
+    /// The archive grew past `limit` bytes; `largest` are the biggest top-level entries.
+    #[error(
+        "the packed context is {} after {files} files, over the {} {holder}; leave out \
+         what the build does not need with .dockerignore{}, or build from a git or tarball \
+         source",
+        human(*.size),
+        human(*.limit),
+        largest_hint(largest)
+    )]
+    TooLarge {
+        size: u64,
+        limit: u64,
+        /// What takes the context, and holds no more than `limit`.
+        holder: &'static str,
+        files: usize,
+        largest: Vec<(String, u64)>,
+    },
+}
+
+fn largest_hint(largest: &[(String, u64)]) -> String {
+    if largest.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = largest
+        .iter()
+        .map(|(p, n)| format!("{p} {}", human(*n)))
+        .collect();
+    format!(" (largest: {})", list.join(", "))
+}
+
+/// Bytes as people read them: `512 B`, `3.2 KiB`, `1.0 MiB`.
+pub fn human(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+/// A packed context.
+#[derive(Debug)]
+pub struct Packed {
+    /// The gzip tar.
+    pub archive: Vec<u8>,
+    /// The Dockerfile's path in the context, `/`-separated.
+    pub dockerfile: String,
+    /// Entries written (files, directories, symlinks) and left out.
+    pub entries: usize,
+    pub excluded: usize,
+    /// Bytes of file content before compression.
+    pub content_bytes: u64,
+}
+
+/// What one entry of the context becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Include,
+    /// Left out; a directory is still walked when an exception (`!pattern`) may take a
+    /// path below it back in.
+    Exclude {
+        descend: bool,
+    },
+}
+
+/// The ignore rules of one context: which entries go, and which always stay.
+#[derive(Debug, Default)]
+pub struct Selector {
+    matcher: Matcher,
+    has_exceptions: bool,
+    always: Vec<String>,
+}
+
+impl Selector {
+    /// `patterns` as the ignore file reads (`read_patterns`); `always` are paths sent
+    /// whatever the patterns say (the Dockerfile and the ignore file).
+    pub fn new(patterns: &[String], always: Vec<String>) -> Result<Selector, IgnoreError> {
+        Ok(Selector {
+            matcher: Matcher::new(patterns)?,
+            has_exceptions: patterns.iter().any(|p| p.starts_with('!')),
+            always,
+        })
+    }
+
+    /// The decision for `rel` (relative, `/`-separated) given its parent directory's
+    /// per-pattern results; returns its own results for its entries.
+    pub fn decide(
+        &self,
+        rel: &str,
+        is_dir: bool,
+        parent: &ParentMatches,
+    ) -> (Decision, ParentMatches) {
+        let (excluded, info) = self.matcher.matches_using_parent_results(rel, parent);
+        let kept = !excluded
+            || self.always.iter().any(|a| a == rel)
+            || (is_dir
+                && self
+                    .always
+                    .iter()
+                    .any(|a| a.starts_with(&format!("{rel}/"))));
+        let d = if kept {
+            Decision::Include
+        } else {
+            Decision::Exclude {
+                descend: is_dir && self.has_exceptions,
+            }
+        };
+        (d, info)
+    }
+}
+
+/// Packs `dir` (the Dockerfile: `dockerfile`, relative to the working directory, else
+/// `dir/Dockerfile`), stopping with [`PackError::TooLarge`] past `limit` compressed bytes,
+/// the most `holder` holds.
+pub fn pack(
+    dir: &Path,
+    dockerfile: Option<&Path>,
+    limit: u64,
+    holder: &'static str,
+) -> Result<Packed, PackError> {
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PackError::Io { path, source }
+    };
+    let context = fs::canonicalize(dir).map_err(io_err(dir))?;
+    if !context.is_dir() {
+        return Err(PackError::NotADirectory(dir.to_path_buf()));
+    }
+    let given = dockerfile
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| dir.join("Dockerfile"));
+    let df_abs = match fs::canonicalize(&given) {
+        Ok(p) if p.is_file() => p,
+        _ => return Err(PackError::NoDockerfile(given)),
+    };
+    let df_rel = df_abs
+        .strip_prefix(&context)
+        .map_err(|_| PackError::DockerfileOutside {
+            dockerfile: given.clone(),
+            context: dir.to_path_buf(),
+        })?
+        .to_str()
+        .ok_or_else(|| PackError::NotUtf8(given.clone()))?
+        .to_string();
+
+    // `<Dockerfile>.dockerignore` next to the Dockerfile wins over the context's.
+    let mut always = vec![df_rel.clone()];
+    let mut patterns = Vec::new();
+    for candidate in dockerignore::candidates(&context, &df_abs) {
+        let Ok(text) = fs::read_to_string(&candidate) else {
+            continue;
+        };
+        patterns = dockerignore::read_patterns(&text);
+        if let Some(rel) = candidate.strip_prefix(&context).ok().and_then(Path::to_str) {
+            always.push(rel.to_string());
+        }
+        Selector::new(&patterns, Vec::new()).map_err(|source| PackError::Ignore {
+            file: candidate.clone(),
+            source,
+        })?;
+        break;
+    }
+    let selector = Selector::new(&patterns, always).map_err(|source| PackError::Ignore {
+        file: context.join(".dockerignore"),
+        source,
+    })?;
+
+    let mut w = Writer {
+        tar: tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default())),
+        limit,
+        holder,
+        entries: 0,
+        excluded: 0,
+        content_bytes: 0,
+        top: Vec::new(),
+    };
+    w.tar.mode(tar::HeaderMode::Deterministic);
+    walk(&context, "", &selector, &ParentMatches::default(), &mut w)?;
+    let Writer {
+        tar,
+        entries,
+        excluded,
+        content_bytes,
+        top,
+        ..
+    } = w;
+    let archive = tar
+        .into_inner()
+        .and_then(|gz| gz.finish())
+        .map_err(io_err(&context))?;
+    if archive.len() as u64 > limit {
+        return Err(too_large(archive.len() as u64, limit, holder, entries, top));
+    }
+    Ok(Packed {
+        archive,
+        dockerfile: df_rel,
+        entries,
+        excluded,
+        content_bytes,
+    })
+}
+
+struct Writer {
+    tar: tar::Builder<GzEncoder<Vec<u8>>>,
+    limit: u64,
+    holder: &'static str,
+    entries: usize,
+    excluded: usize,
+    content_bytes: u64,
+    /// Content bytes under each top-level entry, for the hint of an over-large context.
+    top: Vec<(String, u64)>,
+}
+
+impl Writer {
+    fn count(&mut self, rel: &str, n: u64) {
+        self.content_bytes += n;
+        let top = rel.split('/').next().unwrap_or(rel);
+        match self.top.iter_mut().find(|(p, _)| p == top) {
+            Some((_, total)) => *total += n,
+            None => self.top.push((top.to_string(), n)),
+        }
+    }
+
+    /// Stops once the compressed bytes so far (what the encoder has handed on; the rest is
+    /// checked when the archive is finished) are over the limit.
+    fn check(&mut self) -> Result<(), PackError> {
+        let size = self.tar.get_ref().get_ref().len() as u64;
+        if size <= self.limit {
+            return Ok(());
+        }
+        Err(too_large(
+            size,
+            self.limit,
+            self.holder,
+            self.entries,
+            std::mem::take(&mut self.top),
+        ))
+    }
+}
+
+fn too_large(
+    size: u64,
+    limit: u64,
+    holder: &'static str,
+    files: usize,
+    mut largest: Vec<(String, u64)>,
+) -> PackError {
+    largest.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    largest.truncate(3);
+    PackError::TooLarge {
+        size,
+        limit,
+        holder,
+        files,
+        largest,
+    }
+}
+
+fn walk(
+    dir: &Path,
+    rel_dir: &str,
+    sel: &Selector,
+    parent: &ParentMatches,
+    w: &mut Writer,
+) -> Result<(), PackError> {
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PackError::Io { path, source }
+    };
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .map_err(io_err(dir))?;
+    names.sort();
+    for name in names {
+        let path = dir.join(&name);
+        let name = name
+            .to_str()
+            .ok_or_else(|| PackError::NotUtf8(path.clone()))?;
+        let rel = if rel_dir.is_empty() {
+            name.to_string()
+        } else {
+            format!("{rel_dir}/{name}")
+        };
+        let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+        let ft = meta.file_type();
+        let (decision, info) = sel.decide(&rel, ft.is_dir(), parent);
+        match decision {
+            Decision::Exclude { descend } => {
+                w.excluded += 1;
+                if descend {
+                    // Walk it for exceptions; a path taken back in brings its parents.
+                    let mut sub = Writer {
+                        tar: tar::Builder::new(GzEncoder::new(Vec::new(), Compression::none())),
+                        limit: u64::MAX,
+                        holder: "",
+                        entries: 0,
+                        excluded: 0,
+                        content_bytes: 0,
+                        top: Vec::new(),
+                    };
+                    sub.tar.mode(tar::HeaderMode::Deterministic);
+                    walk(&path, &rel, sel, &info, &mut sub)?;
+                    if sub.entries > 0 {
+                        header(w, &rel, &meta, &path)?;
+                        walk(&path, &rel, sel, &info, w)?;
+                    }
+                }
+                continue;
+            }
+            Decision::Include => {}
+        }
+        if ft.is_dir() {
+            header(w, &rel, &meta, &path)?;
+            walk(&path, &rel, sel, &info, w)?;
+        } else if ft.is_file() || ft.is_symlink() {
+            header(w, &rel, &meta, &path)?;
+        } else {
+            // Sockets, FIFOs, devices: nothing a build can COPY.
+            w.excluded += 1;
+        }
+        w.check()?;
+    }
+    Ok(())
+}
+
+/// Writes one entry (a directory, a regular file with its content, or a symlink).
+fn header(w: &mut Writer, rel: &str, meta: &fs::Metadata, path: &Path) -> Result<(), PackError> {
+    let io_err = |source| PackError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(meta.permissions().mode() & 0o7777);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(meta.mtime().max(0) as u64);
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_size(0);
+        w.tar
+            .append_data(&mut h, format!("{rel}/"), io::empty())
+            .map_err(io_err)?;
+    } else if ft.is_symlink() {
+        let target = fs::read_link(path).map_err(io_err)?;
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        w.tar.append_link(&mut h, rel, &target).map_err(io_err)?;
+    } else {
+        let file = fs::File::open(path).map_err(io_err)?;
+        let len = file.metadata().map_err(io_err)?.len();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(len);
+        w.tar
+            .append_data(&mut h, rel, io::Read::take(file, len))
+            .map_err(io_err)?;
+        w.count(rel, len);
+    }
+    w.entries += 1;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::io::Read;
+    use std::os::unix::fs::symlink;
+
+    fn sel(patterns: &[&str], always: &[&str]) -> Selector {
+        let text = patterns.join("\n");
+        Selector::new(
+            &dockerignore::read_patterns(&text),
+            always.iter().map(|s| s.to_string()).collect(),
+        )
+        .expect("patterns")
+    }
+
+    /// Walks a virtual tree (paths, directories ending in `/`) as `walk` does.
+    fn kept(s: &Selector, tree: &[&str]) -> Vec<String> {
+        fn go(
+            s: &Selector,
+            tree: &[&str],
+            dir: &str,
+            parent: &ParentMatches,
+            out: &mut Vec<String>,
+        ) -> bool {
+            let mut any = false;
+            for entry in tree {
+                let is_dir = entry.ends_with('/');
+                let path = entry.trim_end_matches('/');
+                let (d, name) = match path.rsplit_once('/') {
+                    Some((d, n)) => (d, n),
+                    None => ("", path),
+                };
+                if d != dir {
+                    continue;
+                }
+                let _ = name;
+                let (decision, info) = s.decide(path, is_dir, parent);
+                match decision {
+                    Decision::Include => {
+                        out.push(entry.to_string());
+                        any = true;
+                        if is_dir {
+                            go(s, tree, path, &info, out);
+                        }
+                    }
+                    Decision::Exclude { descend: true } => {
+                        let mut sub = Vec::new();
+                        if go(s, tree, path, &info, &mut sub) {
+                            out.push(entry.to_string());
+                            out.extend(sub);
+                            any = true;
+                        }
+                    }
+                    Decision::Exclude { descend: false } => {}
+                }
+            }
+            any
+        }
+        let mut out = Vec::new();
+        go(s, tree, "", &ParentMatches::default(), &mut out);
+        out
+    }
+
+    const TREE: &[&str] = &[
+        ".dockerignore",
+        ".git/",
+        ".git/HEAD",
+        "Dockerfile",
+        "main.go",
+        "node_modules/",
+        "node_modules/a/",
+        "node_modules/a/index.js",
+        "node_modules/keep/",
+        "node_modules/keep/index.js",
+        "src/",
+        "src/app.log",
+        "src/app.go",
+        "src/deep/",
+        "src/deep/x.log",
+    ];
+
+    #[test]
+    fn ignore_patterns_decide_what_is_sent() {
+        let s = sel(&[".git", "node_modules", "**/*.log"], &[]);
+        assert_eq!(
+            kept(&s, TREE),
+            [
+                ".dockerignore",
+                "Dockerfile",
+                "main.go",
+                "src/",
+                "src/app.go",
+                "src/deep/"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_exception_takes_a_path_back_with_its_parents() {
+        let s = sel(&["node_modules", "!node_modules/keep"], &[]);
+        let k = kept(&s, TREE);
+        assert!(k.contains(&"node_modules/".to_string()), "{k:?}");
+        assert!(
+            k.contains(&"node_modules/keep/index.js".to_string()),
+            "{k:?}"
+        );
+        assert!(!k.contains(&"node_modules/a/index.js".to_string()), "{k:?}");
+    }
+
+    #[test]
+    fn the_dockerfile_and_the_ignore_file_are_always_sent() {
+        let s = sel(&["*", "!main.go"], &["Dockerfile", ".dockerignore"]);
+        assert_eq!(kept(&s, TREE), [".dockerignore", "Dockerfile", "main.go"]);
+        // A Dockerfile in an excluded directory brings the directory.
+        let s = sel(&["build"], &["build/Dockerfile"]);
+        assert_eq!(
+            kept(&s, &["build/", "build/Dockerfile", "build/other"]),
+            ["build/", "build/Dockerfile"]
+        );
+    }
+
+    fn unpack(archive: &[u8]) -> BTreeMap<String, (tar::EntryType, String, u32)> {
+        let mut out = BTreeMap::new();
+        let mut t = tar::Archive::new(flate2::read::GzDecoder::new(archive));
+        for e in t.entries().expect("entries") {
+            let mut e = e.expect("entry");
+            let path = e.path().expect("path").to_string_lossy().into_owned();
+            let kind = e.header().entry_type();
+            let mode = e.header().mode().expect("mode");
+            assert_eq!(e.header().uid().ok(), Some(0));
+            let mut body = String::new();
+            if kind == tar::EntryType::Symlink {
+                body = e
+                    .link_name()
+                    .ok()
+                    .flatten()
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+            } else {
+                e.read_to_string(&mut body).expect("read");
+            }
+            out.insert(path, (kind, body, mode));
+        }
+        out
+    }
+
+    #[test]
+    fn packs_a_directory_into_a_gzip_tar() {
+        let d = tempfile::tempdir().expect("tmp");
+        let ctx = d.path();
+        fs::write(ctx.join("Dockerfile"), "FROM scratch\n").expect("w");
+        fs::write(ctx.join(".dockerignore"), "# comment\n*.log\nsecret/\n").expect("w");
+        fs::write(ctx.join("app.sh"), "echo hi\n").expect("w");
+        fs::set_permissions(ctx.join("app.sh"), fs::Permissions::from_mode(0o755)).expect("chmod");
+        fs::write(ctx.join("debug.log"), "noise").expect("w");
+        fs::create_dir_all(ctx.join("secret")).expect("mkdir");
+        fs::write(ctx.join("secret/key"), "k").expect("w");
+        fs::create_dir_all(ctx.join("lib")).expect("mkdir");
+        fs::write(ctx.join("lib/a.txt"), "a").expect("w");
+        symlink("lib/a.txt", ctx.join("link")).expect("ln");
+        let p = pack(ctx, None, 1 << 20, "a test").expect("packs");
+        assert_eq!(p.dockerfile, "Dockerfile");
+        let got = unpack(&p.archive);
+        let names: Vec<&str> = got.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                ".dockerignore",
+                "Dockerfile",
+                "app.sh",
+                "lib/",
+                "lib/a.txt",
+                "link"
+            ]
+        );
+        assert_eq!(got["app.sh"].2, 0o755);
+        assert_eq!(
+            got["link"],
+            (tar::EntryType::Symlink, "lib/a.txt".into(), got["link"].2)
+        );
+        assert_eq!(got["lib/a.txt"].1, "a");
+        assert_eq!((p.entries, p.excluded), (6, 2));
+        // The same tree packs to the same bytes.
+        assert_eq!(
+            pack(ctx, None, 1 << 20, "a test").expect("again").archive,
+            p.archive
+        );
+    }
+
+    #[test]
+    fn a_dockerfile_s_own_ignore_file_wins() {
+        let d = tempfile::tempdir().expect("tmp");
+        let ctx = d.path();
+        fs::create_dir_all(ctx.join("docker")).expect("mkdir");
+        fs::write(ctx.join("docker/app.Dockerfile"), "FROM scratch\n").expect("w");
+        fs::write(ctx.join("docker/app.Dockerfile.dockerignore"), "a.txt\n").expect("w");
+        fs::write(ctx.join(".dockerignore"), "b.txt\n").expect("w");
+        fs::write(ctx.join("a.txt"), "a").expect("w");
+        fs::write(ctx.join("b.txt"), "b").expect("w");
+        let df = ctx.join("docker/app.Dockerfile");
+        let p = pack(ctx, Some(&df), 1 << 20, "a test").expect("packs");
+        assert_eq!(p.dockerfile, "docker/app.Dockerfile");
+        let got = unpack(&p.archive);
+        assert!(
+            got.contains_key("b.txt") && !got.contains_key("a.txt"),
+            "{got:?}"
+        );
+        assert!(got.contains_key("docker/app.Dockerfile.dockerignore"));
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let d = tempfile::tempdir().expect("tmp");
+        let ctx = d.path().join("ctx");
+        fs::create_dir_all(&ctx).expect("mkdir");
+        let e = pack(&ctx, None, 1 << 20, "a test").expect_err("no Dockerfile");
+        assert!(
+            e.to_string()
+                .ends_with("ctx/Dockerfile: no Dockerfile there (name one with -f)"),
+            "{e}"
+        );
+        fs::write(d.path().join("Dockerfile"), "FROM scratch\n").expect("w");
+        let e =
+            pack(&ctx, Some(&d.path().join("Dockerfile")), 1 << 20, "a test").expect_err("outside");
+        assert!(matches!(e, PackError::DockerfileOutside { .. }), "{e}");
+        fs::write(ctx.join("Dockerfile"), "FROM scratch\n").expect("w");
+        fs::write(ctx.join(".dockerignore"), "!\n").expect("w");
+        let e = pack(&ctx, None, 1 << 20, "a test").expect_err("bad pattern");
+        assert!(
+            e.to_string()
+                .contains(".dockerignore: illegal exclusion pattern"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_over_large_context_stops_with_its_size_and_largest_parts() {
+        let d = tempfile::tempdir().expect("tmp");
+        let ctx = d.path();
+        fs::write(ctx.join("Dockerfile"), "FROM scratch\n").expect("w");
+        fs::create_dir_all(ctx.join("data")).expect("mkdir");
+        // Incompressible bytes: a simple generator, 64 KiB a file.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for i in 0..8 {
+            let bytes: Vec<u8> = (0..65536)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            fs::write(ctx.join(format!("data/{i}.bin")), bytes).expect("w");
+        }
+        let e = pack(ctx, None, 200 * 1024, "a test").expect_err("too large");
+        let PackError::TooLarge {
+            limit,
+            largest,
+            size,
+            ..
+        } = &e
+        else {
+            panic!("{e}")
+        };
+        assert_eq!(*limit, 200 * 1024);
+        assert!(*size > 200 * 1024);
+        assert_eq!(largest[0].0, "data");
+        let msg = e.to_string();
+        assert!(msg.starts_with("the packed context is "), "{msg}");
+        assert!(
+            msg.contains(", over the 200.0 KiB a test; leave out"),
+            "{msg}"
+        );
+        assert!(msg.contains("(largest: data "), "{msg}");
+        assert!(pack(ctx, None, 1 << 20, "a test").is_ok());
+    }
+
+    #[test]
+    fn sizes_read_as_people_read_them() {
+        assert_eq!(human(512), "512 B");
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(1 << 20), "1.0 MiB");
+    }
+}

@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# The CLI end to end (e2e tier): `kubectl slipway`, the kubectl plugin built here with cargo,
+# driven as a user drives it, against the operator tests/e2e/deploy.sh deploys:
+#   - `kubectl slipway build DIR -t $R/demo/go:1`, the README's first command, on a copy of
+#     examples/go with a .dockerignore: the stages' logs with [stage]
+#     prefixes, `ref@digest` on stdout, exit 0; the registry holds that digest, the image
+#     runs; the uploaded context left out what .dockerignore names
+#   - a failing RUN, created with --no-follow: `wait` exits 1 with the reason and message,
+#     `logs` prints the finished pods' lines with their prefix, `build` following it exits 1
+#   - get, list and --output json
+#   - a context over a ConfigMap's 1 MiB: refused before anything is created, naming the size
+#   - Ctrl-C without a terminal cancels the build the CLI started (the ImageBuild is deleted)
+set -uo pipefail
+: "${KUBECONFIG:?run eval \"\$(tests/cluster/up.sh)\" first}" "${SLIPWAY_REGISTRY:?}"
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+R=$SLIPWAY_REGISTRY
+ns=slipway-cli-$$
+source "$here/lib.sh"
+e2e_work cli-e2e
+cleanup_cmds='kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1'
+e2e_deploy "deploy.sh deploys Slipway"
+if [[ -z "${CARGO_TARGET_DIR:-}" ]]; then
+  key=$(rustc --version | tr -c 'A-Za-z0-9.\n' '-' | tr -d '\n')
+  export CARGO_TARGET_DIR="${SLIPWAY_CACHE:-/var/cache/slipway}/cargo-target/$key"
+fi
+if ! (cd "$repo" && cargo build --quiet -p slipway-cli) >"$work/cargo.log" 2>&1; then
+  bad "cargo build -p slipway-cli" "$(tail -20 "$work/cargo.log")"
+  summary; exit 1
+fi
+# kubectl finds the plugin as kubectl-slipway on PATH.
+export PATH="$CARGO_TARGET_DIR/debug:$PATH"
+kubectl create namespace "$ns" >/dev/null
+if kubectl plugin list 2>/dev/null | grep -q "kubectl-slipway$"; then
+  ok "kubectl plugin list finds kubectl-slipway"
+else
+  bad "kubectl plugin list finds kubectl-slipway" "$(kubectl plugin list 2>&1 | tail -5)"
+fi
+
+# --- Build a directory, following it to the digest.
+cp -r "$repo/examples/go" "$work/go"
+mkdir -p "$work/go/notes"
+echo "not for the build" > "$work/go/notes/todo.txt"
+echo "not for the build" > "$work/go/README.md"
+printf 'notes\n*.md\nimagebuild.yaml\n' > "$work/go/.dockerignore"
+kubectl slipway build "$work/go" -t "$R/demo/go:1" -n "$ns" \
+  >"$work/go.out" 2>"$work/go.err"
+rc=$?
+ref=$(tail -1 "$work/go.out")
+if [[ $rc == 0 && $ref =~ ^$R/demo/go:1@sha256:[0-9a-f]{64}$ ]]; then
+  ok "build examples/go: exit 0, prints $ref"
+else
+  bad "build examples/go: exit 0 and ref@digest" "exit $rc" "stdout: $(cat "$work/go.out")" "$(tail -15 "$work/go.err")"
+fi
+got=$(skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$R/demo/go:1" 2>&1)
+[[ $got == "${ref#*@}" ]] && ok "build examples/go: the registry holds the printed digest" \
+  || bad "build examples/go: the registry holds the printed digest" "registry: $got" "printed: $ref"
+# The stages' logs: the engine's step headers of both FROM-chains, and prefixed lines.
+if grep -qE '^\[base [0-9]+/[0-9]+\] RUN go mod download$' "$work/go.err" &&
+   grep -qE '^\[builder [0-9]+/[0-9]+\] RUN CGO_ENABLED=0 go build -o myapp$' "$work/go.err" &&
+   grep -qE '^\[3 [0-9]+/[0-9]+\] COPY --from=builder /app/myapp \.$' "$work/go.err"; then
+  ok "build examples/go: every stage's steps, prefixed [base n/m], [builder n/m], [3 n/m]"
+else
+  bad "build examples/go: the stages' step lines" "$(head -40 "$work/go.err")"
+fi
+unprefixed=$(grep -vE '^(\[[^]]+\] |imagebuild/|phase |stage )' "$work/go.err" | head -5)
+[[ -z $unprefixed ]] && ok "build examples/go: every log line carries its [stage] prefix (no terminal: plain lines)" \
+  || bad "build examples/go: every line prefixed" "$unprefixed"
+if grep -q '^phase Building$' "$work/go.err" && grep -q '^phase Succeeded$' "$work/go.err" &&
+   grep -q '^stage builder Succeeded$' "$work/go.err"; then
+  ok "build examples/go: phase and stage changes as plain lines"
+else
+  bad "build examples/go: phase and stage lines" "$(grep -E '^(phase|stage) ' "$work/go.err")"
+fi
+name=$(sed -n 's|^imagebuild/\([^ ]*\) created in namespace.*|\1|p' "$work/go.err")
+cm=$(kubectl -n "$ns" get imagebuild "$name" -o jsonpath='{.spec.source.configMap.name}' 2>&1)
+listing=$(kubectl -n "$ns" get configmap "$cm" -o jsonpath='{.binaryData.context\.tar\.gz}' | base64 -d | tar -tz 2>&1 | LC_ALL=C sort | tr '\n' ' ')
+if [[ $listing == ".dockerignore Dockerfile go.mod go.sum main.go main_test.go " ]]; then
+  ok "build examples/go: the uploaded context honours .dockerignore ($listing)"
+else
+  bad "build examples/go: the context honours .dockerignore" "$listing"
+fi
+owner=$(kubectl -n "$ns" get configmap "$cm" -o jsonpath='{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}')
+[[ $owner == "ImageBuild/$name" ]] && ok "build examples/go: the ImageBuild owns its context's ConfigMap" \
+  || bad "the context's ConfigMap owned by the ImageBuild" "$owner"
+kubectl -n "$ns" run run-go --image="${ref%%:1@*}@${ref#*@}" --restart=Never >/dev/null
+kubectl -n "$ns" wait --for=jsonpath='{.status.phase}'=Succeeded pod/run-go --timeout=120s >/dev/null 2>&1
+got=$(kubectl -n "$ns" logs run-go 2>&1)
+[[ $got == *"Hello from the multi-stage Go build!"* ]] && ok "build examples/go: the image runs as a Pod" \
+  || bad "build examples/go: the image runs" "$got"
+
+# --- get, list, wait and JSON output of the finished build.
+out=$(kubectl slipway get "$name" -n "$ns" -o json 2>&1)
+if [[ $(jq -r .phase <<<"$out") == Succeeded && $(jq -r .image <<<"$out") == "$ref" ]]; then
+  ok "get -o json: phase Succeeded, image $ref"
+else
+  bad "get -o json" "$out"
+fi
+out=$(kubectl slipway list -n "$ns" 2>&1)
+short=$(cut -c1-12 <<<"${ref#*@sha256:}")
+if grep -qE "^$name +Succeeded +- +$short +[0-9ms]+ +[0-9]+[smhd]$" <<<"$out"; then
+  ok "list: $name Succeeded with its short digest"
+else
+  bad "list" "$out"
+fi
+out=$(kubectl slipway wait "$name" -n "$ns" 2>&1); rc=$?
+[[ $rc == 0 && $out == "$ref" ]] && ok "wait on a finished build: exit 0, $ref" || bad "wait" "exit $rc" "$out"
+
+# --- A failing build: --no-follow, then wait, logs, and a followed one.
+mkdir -p "$work/fail"
+printf 'FROM %s/slipway-test/busybox:latest AS check\nRUN echo "about to fail" && exit 3\n' "$R" > "$work/fail/Dockerfile"
+fname=$(kubectl slipway build "$work/fail" -t "$R/demo/fail:1" -n "$ns" --no-follow 2>"$work/nofollow.err")
+rc=$?
+[[ $rc == 0 && $fname == fail-* ]] && ok "build --no-follow: prints the name ($fname) and returns" \
+  || bad "build --no-follow" "exit $rc" "$fname" "$(cat "$work/nofollow.err")"
+out=$(kubectl slipway wait "$fname" -n "$ns" --timeout 10m 2>&1); rc=$?
+want="error: build $fname failed: StageFailed: stage \"check\" (#0): Dockerfile:2: RUN echo \"about to fail\" && exit 3: exit code 3"
+[[ $rc == 1 && $out == "$want" ]] && ok "wait on a failing build: exit 1 and: $want" \
+  || bad "wait on a failing build" "exit $rc" "$out"
+out=$(kubectl slipway logs "$fname" -n "$ns" 2>&1)
+if grep -qx '\[check 2/2\] RUN echo "about to fail" && exit 3' <<<"$out" && grep -qx '\[check\] about to fail' <<<"$out"; then
+  ok "logs of a finished build: its stage's lines, prefixed [check]"
+else
+  bad "logs of a finished build" "$out"
+fi
+kubectl slipway build "$work/fail" -t "$R/demo/fail:2" -n "$ns" >"$work/fail.out" 2>"$work/fail.err"
+rc=$?
+if [[ $rc == 1 && ! -s $work/fail.out ]] && tail -1 "$work/fail.err" | grep -q 'failed: StageFailed: stage "check" (#0): Dockerfile:2: RUN echo "about to fail" && exit 3: exit code 3$' &&
+   grep -qx '\[check\] about to fail' "$work/fail.err"; then
+  ok "build of a failing Dockerfile: exit 1, the RUN's output and the reason on stderr"
+else
+  bad "build of a failing Dockerfile" "exit $rc" "stdout: $(cat "$work/fail.out")" "$(tail -8 "$work/fail.err")"
+fi
+out=$(kubectl slipway build "$work/fail" -t "$R/demo/fail:3" -n "$ns" -o json 2>&1); rc=$?
+if [[ $rc == 1 ]] && [[ $(tail -1 <<<"$out" | jq -r '.event + " " + .phase + " " + .reason') == "result Failed StageFailed" ]] &&
+   jq -e 'select(.event == "log" and .stage == "check" and .line == "about to fail")' <<<"$out" >/dev/null; then
+  ok "build -o json: JSON lines (created, phases, logs), a result event with the reason; exit 1"
+else
+  bad "build -o json" "exit $rc" "$(tail -5 <<<"$out")"
+fi
+
+# --- A context over what a ConfigMap holds: refused before anything is created.
+mkdir -p "$work/big"
+printf 'FROM %s/slipway-test/busybox:latest\nCOPY . /\n' "$R" > "$work/big/Dockerfile"
+head -c 1500000 /dev/urandom > "$work/big/blob.bin"
+before=$(kubectl -n "$ns" get imagebuilds,configmaps -o name | wc -l)
+out=$(kubectl slipway build "$work/big" -t "$R/demo/big:1" -n "$ns" 2>&1); rc=$?
+after=$(kubectl -n "$ns" get imagebuilds,configmaps -o name | wc -l)
+if [[ $rc == 3 && $out == "error: the packed context is "*"over the 1.0 MiB a ConfigMap"*"(largest: blob.bin 1.4 MiB"* && $before == "$after" ]]; then
+  ok "a 1.4 MiB context: exit 3, nothing created: $out"
+else
+  bad "an over-large context" "exit $rc" "$out" "objects before $before, after $after"
+fi
+
+# --- Ctrl-C (SIGINT) without a terminal: the build the CLI started is cancelled.
+mkdir -p "$work/slow"
+printf 'FROM %s/slipway-test/busybox:latest\nRUN sleep 120\n' "$R" > "$work/slow/Dockerfile"
+kubectl slipway build "$work/slow" -t "$R/demo/slow:1" -n "$ns" --name slow >"$work/slow.out" 2>"$work/slow.err" &
+pid=$!
+for _ in $(seq 60); do
+  [[ $(kubectl -n "$ns" get imagebuild slow -o jsonpath='{.status.phase}' 2>/dev/null) == Building ]] && break
+  sleep 1
+done
+kill -INT "$pid"
+wait "$pid"; rc=$?
+for _ in $(seq 15); do kubectl -n "$ns" get imagebuild slow >/dev/null 2>&1 || break; sleep 1; done
+if [[ $rc == 130 ]] && ! kubectl -n "$ns" get imagebuild slow >/dev/null 2>&1 && grep -q 'imagebuild/slow cancelled' "$work/slow.err"; then
+  ok "Ctrl-C while following, no terminal: exit 130, the ImageBuild deleted"
+else
+  bad "Ctrl-C cancels the build" "exit $rc" "$(tail -5 "$work/slow.err")" "$(kubectl -n "$ns" get imagebuild slow 2>&1)"
+fi
+
+summary
+[[ $fail == 0 ]]

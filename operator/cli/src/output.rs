@@ -440,6 +440,8 @@ mod tests {
                 resources: None,
                 timeout: None,
                 max_parallel_stages: None,
+                rebuild: None,
+                cancel: false,
                 secrets: vec![],
                 cache_volume: None,
                 source_date_epoch: None,

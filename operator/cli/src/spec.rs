@@ -126,6 +126,8 @@ pub fn image_build(req: &Request, namespace: &str, source: Source) -> ImageBuild
         resources: None,
         timeout: req.timeout.clone(),
         max_parallel_stages: None,
+        rebuild: None,
+        cancel: false,
         secrets: req
             .secrets
             .iter()

@@ -180,6 +180,7 @@ impl Store<'_> {
             config: config.to_bytes(),
             layers,
             base: None,
+            annotations: Default::default(),
         };
         self.registry.push(&tags, &image).await?;
         Ok(())
@@ -205,6 +206,7 @@ impl Store<'_> {
             config: config.to_bytes(),
             layers,
             base: None,
+            annotations: Default::default(),
         };
         self.registry
             .push(&[self.reference(&fast.key)], &image)

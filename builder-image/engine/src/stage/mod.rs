@@ -506,9 +506,9 @@ impl Engine<'_> {
             return Ok((0, 0));
         }
         let (p, g) = self.read_users();
-        users::exec_user(&self.image.config.user, &p, &g)
-            .map(|u| (u.uid, u.gid))
-            .map_err(|e| self.fail(cmd, e))
+        // BuildKit's mkdir takes USER as a file operation's owner, as `--chown` does: a user
+        // without a group gets the uid as gid (`USER 9999` makes 9999:9999, not runc's 9999:0).
+        users::chown_ids(&self.image.config.user, &p, &g).map_err(|e| self.fail(cmd, e))
     }
 
     /// WORKDIR, `/` when none is set: where RUN starts and relative paths are taken from.

@@ -3,6 +3,9 @@
 #   tier 1  unit + front end: cargo test --workspace (BuildKit and patternmatcher fixtures
 #           from $SLIPWAY_FIXTURES or ../shared/fixtures), then tests/health/run.sh: Argo CD's
 #           health script in Lua 5.1 on the statuses the unit tests record
+#   conformance  kaniko's Dockerfile corpus (from its module source) built by Slipway and by
+#           BuildKit and compared, after tier 2 (tests/conformance/run.sh; SLIPWAY_CONFORMANCE=0
+#           skips it, as SLIPWAY_ENGINE=0 does)
 #   tier 3  end to end on a real local cluster: tests/cluster/up.sh brings it up (building
 #           Kubernetes on the first run), tests/e2e/run.sh runs against it, and down.sh
 #           removes it again unless it was already running or SLIPWAY_KEEP_CLUSTER=1.
@@ -44,6 +47,16 @@ else
   tests/engine/run.sh 2>&1 | tee "$logs/engine.log" || engine_status=1
 fi
 
+conformance_status=0
+if [[ ${SLIPWAY_ENGINE:-1} == 0 || ${SLIPWAY_CONFORMANCE:-1} == 0 ]]; then
+  echo "== conformance skipped: SLIPWAY_ENGINE=0 or SLIPWAY_CONFORMANCE=0"
+elif [[ $(id -u) != 0 ]]; then
+  echo "== conformance skipped: runc and buildkitd need root"
+else
+  echo "== conformance: kaniko's Dockerfile corpus, built by Slipway and by BuildKit, compared"
+  tests/conformance/run.sh 2>&1 | tee "$logs/conformance.log" || conformance_status=1
+fi
+
 e2e_status=0
 if [[ ${SLIPWAY_E2E:-1} == 0 ]]; then
   echo "== tier 3 skipped: SLIPWAY_E2E=0"
@@ -79,7 +92,13 @@ echo "== summary"
   awk '/^health: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped/ { p = $2; f = $4; s = $6; n = 1 }
     END { printf "health %d %d %d\n", p, (n ? f : 1), s }' "$logs/health.log"
   [[ -f $logs/engine.log ]] && grep -hE '^engine: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$logs/engine.log" | tail -1 | awk '{ printf "engine %d %d %d\n", $2, $4, $6 }'
+  # conformance IDENTICAL DIFFER NOT_RUNNABLE UNLISTED; a log without the line is one failure.
+  [[ -f $logs/conformance.log ]] && awk '
+    /^conformance: [0-9]+ identical, [0-9]+ differ/ { i = $2; d = $4; u = 0; if ($6 ~ /^\(/) { u = substr($6, 2); k = $9 } else k = $6; n = 1 }
+    END { printf "conformance %d %d %d %d\n", i, d, k, (n ? u : 1) }' "$logs/conformance.log"
   [[ -f $logs/e2e.log ]] && grep -hE '^e2e: [0-9]+ passed, [0-9]+ failed' "$logs/e2e.log" | tail -1 | awk '{ printf "e2e %d %d 0\n", $2, $4 }'
-} | awk '{ print $1 ": " $2 " passed, " $3 " failed, " $4 " skipped"; p += $2; f += $3; s += $4 }
+} | awk '$1 == "conformance" { print "conformance: " $2 " identical, " $3 " differ, " $4 " not runnable" ($5 ? ", " $5 " not listed (failed)" : "");
+                               p += $2 + $3 - $5; f += $5; s += $4; next }
+         { print $1 ": " $2 " passed, " $3 " failed, " $4 " skipped"; p += $2; f += $3; s += $4 }
          END { printf "%d passed, %d failed, %d skipped\n", p, f, s }'
-(( unit_status == 0 && e2e_status == 0 && engine_status == 0 && health_status == 0 ))
+(( unit_status == 0 && e2e_status == 0 && engine_status == 0 && health_status == 0 && conformance_status == 0 ))

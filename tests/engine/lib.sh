@@ -53,12 +53,14 @@ ensure_images() {
   done
 }
 
+# engine_setup [IMAGE...]: the base images a tier needs (default: all the engine tier uses).
 engine_setup() {
   [[ $(id -u) == 0 ]] || { log "the engine tier needs root"; return 1; }
   engine_packages || return 1
   ENGINE=$("$repo/scripts/build-engine.sh") || return 1
   start_registry || return 1
-  ensure_images busybox debian golang node node-slim || return 1
+  (($#)) || set -- busybox debian golang node node-slim
+  ensure_images "$@" || return 1
   WORK=$(mktemp -d /var/tmp/slipway-engine-tests.XXXXXX)
   ENGINE_STATE=$WORK/state
   export ENGINE WORK ENGINE_STATE

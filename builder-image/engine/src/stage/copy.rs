@@ -456,18 +456,22 @@ impl Engine<'_> {
                     continue;
                 }
             }
-            fscopy::copy_source(
-                &self.root,
-                &item.source,
-                item.is_dir,
-                &item.dest,
-                &opts,
-                &mut w,
-            )
-            .map_err(|source| {
-                let (src, dest) = (item.source.clone(), item.dest.clone());
-                self.fail(cmd, CopyAddError::Copy { src, dest, source })
-            })?;
+            // A file copied onto an existing directory goes inside it by its own name, as in
+            // BuildKit (`COPY --from=s /hello /tmp` writes /tmp/hello, kaniko's
+            // Dockerfile_test_meta_arg).
+            let mut dest = item.dest.clone();
+            if !item.is_dir
+                && let Some(name) = item.source.file_name()
+                && crate::fs::root::resolve_in_root(&self.root, dest.trim_start_matches('/'))
+                    .is_ok_and(|p| p.is_dir())
+            {
+                dest = format!("{}/{}", dest.trim_end_matches('/'), name.to_string_lossy());
+            }
+            fscopy::copy_source(&self.root, &item.source, item.is_dir, &dest, &opts, &mut w)
+                .map_err(|source| {
+                    let (src, dest) = (item.source.clone(), dest.clone());
+                    self.fail(cmd, CopyAddError::Copy { src, dest, source })
+                })?;
         }
         Ok(w)
     }

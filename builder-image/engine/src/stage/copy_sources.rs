@@ -96,10 +96,15 @@ pub fn plan_copy(
             .into_iter()
             .filter(|c| c.is_empty() || !ignore.matches_or_parent_matches(c))
             .collect();
-        if kept.is_empty() {
+        // A wildcard that matches nothing is no error when another source matches (BuildKit's
+        // AllowEmptyWildcard: `COPY nothing* foo dst/` copies foo); a plain path must exist.
+        if kept.is_empty() && !has_glob(&rel) {
             return Err(CopyError::NotFound(src.clone()));
         }
         matched.extend(kept.into_iter().map(|k| (src.clone(), k)));
+    }
+    if matched.is_empty() {
+        return Err(CopyError::NotFound(sources.join(" ")));
     }
     let dest_is_dir = dest.ends_with('/') || dest == "." || dest.ends_with("/.");
     let dest_clean = crate::stage::config::in_image_path(workdir, dest);
@@ -220,6 +225,11 @@ mod tests {
         assert_eq!(
             plan(&d, &["nope*"], "/", &[]),
             Err(CopyError::NotFound("nope*".into()))
+        );
+        // Beside a source that matches, an empty wildcard is skipped, as in BuildKit.
+        assert_eq!(
+            plan(&d, &["nope*", "README.md"], "/x/", &[]),
+            Ok(vec![("README.md".into(), "/x/README.md".into(), false)])
         );
     }
 

@@ -506,9 +506,15 @@ impl Engine<'_> {
             return Ok((0, 0));
         }
         let (p, g) = self.read_users();
-        users::exec_user(&self.image.config.user, &p, &g)
-            .map(|u| (u.uid, u.gid))
-            .map_err(|e| self.fail(cmd, e))
+        // BuildKit's mkdir takes USER as a file operation's owner: a name as passwd has it
+        // (`USER app` is app's uid and gid), but a number without a group gets the uid as gid
+        // (`USER 9999` makes 9999:9999, not runc's 9999:0), and `root` needs no passwd file.
+        let spec = &self.image.config.user;
+        match users::exec_user(spec, &p, &g) {
+            Ok(u) if !spec.contains(':') && spec.parse::<u32>().is_ok() => Ok((u.uid, u.uid)),
+            Ok(u) => Ok((u.uid, u.gid)),
+            Err(e) => users::chown_ids(spec, &p, &g).map_err(|_| self.fail(cmd, e)),
+        }
     }
 
     /// WORKDIR, `/` when none is set: where RUN starts and relative paths are taken from.

@@ -88,6 +88,7 @@ fn split_spec(spec: &str) -> Result<(&str, Option<&str>), UserError> {
 fn find_group(spec: &str, groups: &[GroupEntry]) -> Result<u32, UserError> {
     match groups.iter().find(|g| g.name == spec) {
         Some(g) => Ok(g.gid),
+        None if spec == "root" => Ok(0),
         None => spec.parse().map_err(|_| UserError::NoGroup(spec.into())),
     }
 }
@@ -136,7 +137,9 @@ pub fn exec_user(
     Ok(user)
 }
 
-/// `--chown` for COPY/ADD: a user without a group means the same number for both.
+/// `--chown` for COPY/ADD, and the owner of the directories WORKDIR makes (BuildKit gives
+/// both the same file-operation user): a user without a group means the same number for
+/// both; `root` is 0 without /etc/passwd or /etc/group (BuildKit's parseUID and parseGID).
 pub fn chown_ids(
     spec: &str,
     passwd: &[PasswdEntry],
@@ -145,6 +148,7 @@ pub fn chown_ids(
     let (u, g) = split_spec(spec)?;
     let uid = match passwd.iter().find(|p| p.name == u) {
         Some(p) => p.uid,
+        None if u == "root" => 0,
         None => u.parse().map_err(|_| UserError::NoUser(u.into()))?,
     };
     let gid = match g {
@@ -197,5 +201,9 @@ mod tests {
         assert_eq!(chown_ids("10:20", &p, &g), Ok((10, 20)));
         assert!(chown_ids("ghost", &p, &g).is_err());
         assert!(chown_ids("", &p, &g).is_err());
+        // `root` needs no passwd or group file, as in BuildKit.
+        assert_eq!(chown_ids("root", &[], &[]), Ok((0, 0)));
+        assert_eq!(chown_ids("root:root", &[], &[]), Ok((0, 0)));
+        assert!(chown_ids("app", &[], &[]).is_err());
     }
 }

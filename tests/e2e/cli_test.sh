@@ -28,8 +28,12 @@ if ! (cd "$repo" && cargo build --quiet -p slipway-cli) >"$work/cargo.log" 2>&1;
   bad "cargo build -p slipway-cli" "$(tail -20 "$work/cargo.log")"
   summary; exit 1
 fi
-# kubectl finds the plugin as kubectl-slipway on PATH.
-export PATH="$CARGO_TARGET_DIR/debug:$PATH"
+# kubectl finds the plugin as kubectl-slipway on PATH: the two binaries alone in a directory
+# (cargo's own has kubectl-slipway.d beside it, which `kubectl plugin list` reports as a plugin
+# that is not executable, and fails on).
+mkdir -p "$work/bin"
+cp "$CARGO_TARGET_DIR/debug/kubectl-slipway" "$CARGO_TARGET_DIR/debug/slipway" "$work/bin/"
+export PATH="$work/bin:$PATH"
 kubectl create namespace "$ns" >/dev/null
 if kubectl plugin list 2>/dev/null | grep -q "kubectl-slipway$"; then
   ok "kubectl plugin list finds kubectl-slipway"
@@ -133,7 +137,7 @@ else
 fi
 out=$(kubectl slipway build "$work/fail" -t "$R/demo/fail:3" -n "$ns" -o json 2>&1); rc=$?
 if [[ $rc == 1 ]] && [[ $(tail -1 <<<"$out" | jq -r '.event + " " + .phase + " " + .reason') == "result Failed StageFailed" ]] &&
-   jq -e 'select(.event == "log" and .stage == "check" and .line == "about to fail")' <<<"$out" >/dev/null; then
+   grep '^{' <<<"$out" | jq -e 'select(.event == "log" and .stage == "check" and .line == "about to fail")' >/dev/null; then
   ok "build -o json: JSON lines (created, phases, logs), a result event with the reason; exit 1"
 else
   bad "build -o json" "exit $rc" "$(tail -5 <<<"$out")"

@@ -137,7 +137,7 @@ else
 fi
 out=$(kubectl slipway build "$work/fail" -t "$R/demo/fail:3" -n "$ns" -o json 2>&1); rc=$?
 if [[ $rc == 1 ]] && [[ $(tail -1 <<<"$out" | jq -r '.event + " " + .phase + " " + .reason') == "result Failed StageFailed" ]] &&
-   grep '^{' <<<"$out" | jq -e 'select(.event == "log" and .stage == "check" and .line == "about to fail")' >/dev/null; then
+   grep '^{' <<<"$out" | jq -s -e 'any(.[]; .event == "log" and .stage == "check" and .line == "about to fail")' >/dev/null; then
   ok "build -o json: JSON lines (created, phases, logs), a result event with the reason; exit 1"
 else
   bad "build -o json" "exit $rc" "$(tail -5 <<<"$out")"

@@ -285,9 +285,8 @@ fn context_root(
 
 /// The builder's identity in keys: the digest of the engine binary that runs the stages.
 pub fn builder_identity(engine: &Path) -> Result<String, KeyError> {
-    let bytes = fs::read(engine).map_err(|source| KeyError::Read {
+    crate::registry::manifest::sha256_file(engine).map_err(|source| KeyError::Read {
         what: engine.display().to_string(),
         source,
-    })?;
-    Ok(format!("sha256:{}", hex::encode(Sha256::digest(&bytes))))
+    })
 }

@@ -41,6 +41,9 @@ pub struct Metrics {
     reconciles: Counter,
     reconcile_errors: Counter,
     reconcile_seconds: Histogram,
+    /// Stages of finished builds restored from the layer cache, and those looked up in vain.
+    cache_hits: Counter,
+    cache_misses: Counter,
     /// The controller's cache, once the controller runs (a replica waiting for the lease
     /// has none and counts no build).
     builds_store: Arc<OnceLock<Store<ImageBuild>>>,
@@ -55,6 +58,8 @@ impl Default for Metrics {
         let reconciles = Counter::default();
         let reconcile_errors = Counter::default();
         let reconcile_seconds = Histogram::new(RECONCILE_BUCKETS);
+        let cache_hits = Counter::default();
+        let cache_misses = Counter::default();
         let builds_store = Arc::new(OnceLock::new());
         let mut registry = Registry::default();
         // Counters get their `_total` suffix from the encoder.
@@ -85,8 +90,20 @@ impl Default for Metrics {
             "How long one reconcile took",
             reconcile_seconds.clone(),
         );
+        registry.register(
+            "slipway_cache_hits",
+            "Stages of finished builds restored from the layer cache",
+            cache_hits.clone(),
+        );
+        registry.register(
+            "slipway_cache_misses",
+            "Stages of finished builds looked up in the layer cache and not found",
+            cache_misses.clone(),
+        );
         Metrics {
             registry,
+            cache_hits,
+            cache_misses,
             builds,
             build_seconds,
             stage_seconds,
@@ -124,6 +141,11 @@ impl Metrics {
         if let Some(s) = seconds {
             self.build_seconds.observe(s);
         }
+    }
+
+    pub fn cache_outcome(&self, hits: i32, misses: i32) {
+        self.cache_hits.inc_by(u64::try_from(hits).unwrap_or(0));
+        self.cache_misses.inc_by(u64::try_from(misses).unwrap_or(0));
     }
 
     pub fn stage_finished(&self, seconds: f64) {
@@ -221,6 +243,7 @@ mod tests {
         m.build_finished("failed", "StageFailed", Some(7.0));
         m.build_finished("succeeded", "Pushed", None);
         m.stage_finished(3.0);
+        m.cache_outcome(3, 1);
         m.reconcile_failed();
         drop(m.reconcile_started());
         let text = m.render();
@@ -235,6 +258,8 @@ mod tests {
         assert!(text.contains("slipway_stage_duration_seconds_count 1\n"));
         assert!(text.contains("slipway_builds_in_progress 0\n"));
         assert!(text.contains("slipway_reconciles_total 1\n"));
+        assert!(text.contains("slipway_cache_hits_total 3\n"));
+        assert!(text.contains("slipway_cache_misses_total 1\n"));
         assert!(text.contains("slipway_reconcile_errors_total 1\n"));
         assert!(text.contains("slipway_reconcile_duration_seconds_count 1\n"));
         assert!(text.contains("# TYPE slipway_builds_in_progress gauge\n"));

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use slipway_frontend::plan::{Base, Plan};
 
-use crate::trust::Inputs;
+use crate::trust::{Inputs, Outputs};
 
 /// The stages to run, as Jobs: one per fused FROM-chain.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +33,73 @@ pub struct BuildGraph {
     /// Read through [`BuildGraph::revision`], which takes only a well-formed one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_revision: Option<String>,
+    /// What the prepare step found in the layer cache; `None` for a build without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CachePlan>,
+}
+
+/// How a cache entry's key was made: before anything ran (from the keys of the stages it
+/// needs), or from what the stages it needs produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum KeyKind {
+    Fast,
+    Slow,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Fast => "fast",
+            KeyKind::Slow => "slow",
+        }
+    }
+}
+
+/// The layer cache's part of a build's graph: the stages restored instead of run (no Job
+/// has them: the graph's Jobs are what is left to run), and what was not.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CachePlan {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cached: Vec<CachedStage>,
+    /// Stages looked up and not found, by index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub misses: Vec<usize>,
+    /// Stages never cached (`ADD` of a URL without a checksum, of a git repository).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uncacheable: Vec<usize>,
+}
+
+/// A stage restored from the cache into the workspace by the prepare step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CachedStage {
+    pub index: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The digests of what the restored files are, checked by the prepare step: what later
+    /// pods are given, as for a stage that ran.
+    pub outputs: Outputs,
+    pub key: KeyKind,
+    /// Its layers, all from the cache.
+    pub layers: usize,
+    /// Bytes of layers and exports not made again.
+    pub bytes: u64,
+    /// The external image at the root of its FROM chain (`None` for scratch): the base of
+    /// the image when it is the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+}
+
+impl CachePlan {
+    pub fn stage(&self, index: usize) -> Option<&CachedStage> {
+        self.cached.iter().find(|c| c.index == index)
+    }
+
+    pub fn bytes_reused(&self) -> u64 {
+        self.cached.iter().map(|c| c.bytes).sum()
+    }
 }
 
 /// Whether `s` is a git object id as `git rev-parse` prints it: 40 (SHA-1) or 64 (SHA-256)
@@ -142,6 +209,7 @@ impl BuildGraph {
             inputs: None,
             source_time: None,
             source_revision: None,
+            cache: None,
         }
     }
 
@@ -172,6 +240,29 @@ impl BuildGraph {
     /// The git commit, when it is one: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits.
     pub fn revision(&self) -> Option<&str> {
         self.source_revision.as_deref().filter(|r| is_commit_id(r))
+    }
+
+    /// The stage restored from the cache, if `stage` was.
+    pub fn cached(&self, stage: usize) -> Option<&CachedStage> {
+        self.cache.as_ref().and_then(|c| c.stage(stage))
+    }
+
+    /// The stages restored from the cache, by index.
+    pub fn cached_stages(&self) -> impl Iterator<Item = &CachedStage> {
+        self.cache.iter().flat_map(|c| c.cached.iter())
+    }
+
+    /// Whether the target stage is known to the graph: run by a Job or restored.
+    pub fn has_target(&self) -> bool {
+        self.job_of(self.target).is_some() || self.cached(self.target).is_some()
+    }
+
+    /// The external image at the root of the target's chain: the pushed image's base.
+    pub fn target_base(&self) -> Option<&str> {
+        match self.job_of(self.target) {
+            Some(j) => j.base.as_deref(),
+            None => self.cached(self.target).and_then(|c| c.base.as_deref()),
+        }
     }
 
     /// The Job (by position) that runs `stage`.

@@ -12,7 +12,7 @@ use slipway_frontend::plan::PlanOptions;
 
 use crate::annotations::Annotation;
 use crate::digest::Digest;
-use crate::epoch::EpochArgs;
+use crate::epoch::{EpochArgs, SourceDateEpoch};
 use crate::size::Size;
 use crate::trust::{ImageDigest, Outputs, StageDigest};
 
@@ -358,6 +358,29 @@ impl From<Source> for SourceArgs {
     }
 }
 
+/// The layer cache of a cluster build (`spec.cache`), as the prepare step looks it up.
+#[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheArgs {
+    /// The cache repository (`registry/repository`, no tag): stages found there are restored
+    /// into the workspace and run no Job.
+    #[arg(long = "cache-repo", value_name = "REGISTRY/REPOSITORY")]
+    pub cache_repo: Option<String>,
+    /// The build's `sourceDateEpoch`, part of every key (`git`: the fetched commit's time).
+    #[arg(long = "cache-source-date-epoch", value_name = "SECONDS|git")]
+    pub epoch: Option<SourceDateEpoch>,
+}
+
+impl CacheArgs {
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = optional("--cache-repo", &self.cache_repo);
+        a.extend(optional(
+            "--cache-source-date-epoch",
+            &self.epoch.map(|e| e.to_string()),
+        ));
+        a
+    }
+}
+
 /// `slipway-builder prepare`.
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct PrepareArgs {
@@ -374,6 +397,8 @@ pub struct PrepareArgs {
     pub source: SourceArgs,
     #[command(flatten)]
     pub limits: SizeLimitArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 impl PrepareArgs {
@@ -383,6 +408,7 @@ impl PrepareArgs {
         a.extend(self.registries.to_args());
         a.extend(self.source.to_args());
         a.extend(self.limits.to_args());
+        a.extend(self.cache.to_args());
         a
     }
 
@@ -403,6 +429,7 @@ impl PrepareArgs {
             dockerfile: self.dockerfile.clone(),
             plan: self.plan.clone(),
             registries: self.registries.clone(),
+            cache: self.cache.clone(),
         }
     }
 }
@@ -451,6 +478,8 @@ pub struct ResolveArgs {
     pub plan: PlanArgs,
     #[command(flatten)]
     pub registries: RegistryArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 impl ResolveArgs {
@@ -458,6 +487,7 @@ impl ResolveArgs {
         let mut a = workspace_and_dockerfile(&self.workspace, &self.dockerfile);
         a.extend(self.plan.to_args());
         a.extend(self.registries.to_args());
+        a.extend(self.cache.to_args());
         a
     }
 }
@@ -500,6 +530,13 @@ pub struct Digests {
         value_name = "STAGE=DIGEST"
     )]
     pub exports: Vec<StageDigest>,
+    /// cache-keys.json's digest (the push step of a build with the layer cache).
+    #[arg(
+        long = "cache-keys-digest",
+        id = "cache_keys_digest",
+        value_name = "DIGEST"
+    )]
+    pub cache_keys: Option<Digest>,
 }
 
 impl Digests {
@@ -512,6 +549,7 @@ impl Digests {
             images: Vec::new(),
             results: Vec::new(),
             exports: Vec::new(),
+            cache_keys: None,
         }
     }
 
@@ -556,6 +594,7 @@ impl Digests {
         a.extend(repeated("--image-digest", &images));
         a.extend(repeated("--result-digest", &strings(&self.results)));
         a.extend(repeated("--exports-digest", &strings(&self.exports)));
+        a.extend(optional("--cache-keys-digest", &shown(&self.cache_keys)));
         a
     }
 }
@@ -634,6 +673,9 @@ pub struct PushArgs {
     /// Manifest annotations, from the controller ([`crate::annotations`]).
     #[arg(long = "annotation", value_name = "KEY=VALUE")]
     pub annotations: Vec<Annotation>,
+    /// The cache repository the stages that ran are stored in, once the image is pushed.
+    #[arg(long = "cache-repo", value_name = "REGISTRY/REPOSITORY")]
+    pub cache_repo: Option<String>,
 }
 
 impl PushArgs {
@@ -650,6 +692,7 @@ impl PushArgs {
         for an in &self.annotations {
             a.extend(["--annotation".to_string(), an.to_string()]);
         }
+        a.extend(optional("--cache-repo", &self.cache_repo));
         a
     }
 }

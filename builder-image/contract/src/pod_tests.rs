@@ -19,6 +19,7 @@ fn round_trip(c: PodCommand) {
 
 fn prepare_args(source: Source, limit: Size) -> PrepareArgs {
     PrepareArgs {
+        cache: Default::default(),
         workspace: PathBuf::from(paths::WORKSPACE),
         dockerfile: "build/Dockerfile".into(),
         plan: PlanArgs {
@@ -109,6 +110,7 @@ fn every_pod_command_round_trips() {
     stamped.epoch.source_date_epoch = Some(0);
     round_trip(PodCommand::Stage(stamped));
     round_trip(PodCommand::Push(PushArgs {
+        cache_repo: None,
         workspace: PathBuf::from(paths::WORKSPACE),
         destinations: vec![
             "reg:5000/team/web:1".into(),
@@ -121,6 +123,7 @@ fn every_pod_command_round_trips() {
         annotations: vec![],
     }));
     round_trip(PodCommand::Push(PushArgs {
+        cache_repo: None,
         workspace: PathBuf::from(paths::WORKSPACE),
         destinations: vec!["reg:5000/team/web:1".into()],
         registries: RegistryArgs::default(),

@@ -59,11 +59,50 @@ pub enum PodResult {
         refs: Vec<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         size: Option<u64>,
+        /// What the push step stored in the layer cache, after the image was pushed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache: Option<CacheWrite>,
     },
     Failed {
         reason: Reason,
         message: String,
     },
+}
+
+/// The push step's writes to the layer cache: best-effort, so a failure is counted and the
+/// first one said, never a failed build.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheWrite {
+    /// Stages stored.
+    pub stored: usize,
+    /// Stages that could not be.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed: usize,
+    /// The first failure, cut to [`CACHE_WARNING_LIMIT`] bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// How much of a cache write failure the push result carries.
+pub const CACHE_WARNING_LIMIT: usize = 300;
+
+impl CacheWrite {
+    /// Counts a failure; keeps the first one's message, cut on a character boundary.
+    pub fn failure(&mut self, message: &str) {
+        self.failed += 1;
+        if self.warning.is_none() {
+            let mut end = message.len().min(CACHE_WARNING_LIMIT);
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.warning = Some(message[..end].to_string());
+        }
+    }
 }
 
 impl PodResult {
@@ -207,6 +246,7 @@ mod tests {
         assert_eq!(PodResult::parse(&line), Some(stage));
         // A large graph still goes to the log.
         let graph = PodResult::Pushed {
+            cache: None,
             digest: "sha256:00".into(),
             refs: vec!["r/x:1".repeat(1000)],
             size: Some(1234),
@@ -220,12 +260,14 @@ mod tests {
         assert_eq!(
             PodResult::parse(old),
             Some(PodResult::Pushed {
+                cache: None,
                 digest: "sha256:00".into(),
                 refs: vec!["r/x:1".into()],
                 size: None,
             })
         );
         let new = PodResult::Pushed {
+            cache: None,
             digest: "sha256:00".into(),
             refs: vec![],
             size: Some(7),

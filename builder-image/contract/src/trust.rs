@@ -30,6 +30,10 @@ pub struct Inputs {
     /// Each `images/<key>.json`, by the reference as the Dockerfile names it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub images: BTreeMap<String, Digest>,
+    /// `cache-keys.json`, when the build uses the layer cache: what the push step stores the
+    /// stages that ran under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_keys: Option<Digest>,
 }
 
 /// The digests of what one stage wrote for the stages after it and the push step.
@@ -170,23 +174,32 @@ impl Trusted<'_> {
         Ok(d)
     }
 
-    /// What the push step reads: the plan, the target's result and its base image's JSON.
+    /// What the push step reads: the plan, the target's result and its base image's JSON;
+    /// with the layer cache, also `cache-keys.json` and every stage's result and exports (it
+    /// stores the stages that ran).
     pub fn for_push(&self, graph: &BuildGraph) -> Result<Digests, Missing> {
         let mut d = self.base();
-        let job = graph
-            .job_of(graph.target)
-            .ok_or(Missing::Target(graph.target))?;
-        if let Some(b) = &job.base {
+        if !graph.has_target() {
+            return Err(Missing::Target(graph.target));
+        }
+        if let Some(b) = graph.target_base() {
             self.add_image(&mut d, b)?;
         }
         let out = self
             .stages
             .get(&graph.target)
             .ok_or(Missing::Stage(graph.target))?;
-        d.results.push(StageDigest {
-            index: graph.target,
-            digest: out.result.clone(),
-        });
+        if graph.cache.is_some() {
+            d.cache_keys = self.inputs.cache_keys.clone();
+            for (index, out) in self.stages {
+                d.add_outputs(*index, out);
+            }
+        } else {
+            d.results.push(StageDigest {
+                index: graph.target,
+                digest: out.result.clone(),
+            });
+        }
         Ok(d)
     }
 }
@@ -201,6 +214,7 @@ mod tests {
 
     fn inputs() -> Inputs {
         Inputs {
+            cache_keys: None,
             plan: digest('1'),
             dockerfile: digest('2'),
             ignore: None,
@@ -294,6 +308,7 @@ mod tests {
             stages: &stages,
         };
         let graph = BuildGraph {
+            cache: None,
             target: 2,
             jobs: vec![
                 StageJob {
@@ -323,6 +338,7 @@ mod tests {
         assert_eq!(d.result(2), Some(&digest('9')));
         assert!(d.exports.is_empty());
         let scratch = BuildGraph {
+            cache: None,
             target: 0,
             jobs: vec![StageJob {
                 stages: vec![0],
@@ -337,5 +353,46 @@ mod tests {
         assert_eq!(d.result(0), Some(&digest('6')));
         let not_done = BuildGraph { target: 1, ..graph };
         assert_eq!(t.for_push(&not_done), Err(Missing::Stage(1)));
+    }
+
+    #[test]
+    fn a_push_with_the_cache_gets_every_stage_and_the_keys_even_for_a_restored_target() {
+        use crate::graph::{CachePlan, CachedStage, KeyKind};
+        let mut inputs = inputs();
+        inputs.cache_keys = Some(digest('c'));
+        let stages = BTreeMap::from([(0, outputs('6', Some('7'))), (2, outputs('9', None))]);
+        let t = Trusted {
+            inputs: &inputs,
+            stages: &stages,
+        };
+        // Every stage hit: no Job at all, the target's base from its cache entry.
+        let graph = BuildGraph {
+            target: 2,
+            cache: Some(CachePlan {
+                cached: vec![CachedStage {
+                    index: 2,
+                    name: None,
+                    outputs: outputs('9', None),
+                    key: KeyKind::Fast,
+                    layers: 1,
+                    bytes: 1,
+                    base: Some("busybox".into()),
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let d = t.for_push(&graph).expect("digests");
+        assert_eq!(d.image("busybox"), Some(&digest('4')));
+        assert_eq!(d.cache_keys, Some(digest('c')));
+        assert_eq!(d.result(0), Some(&digest('6')));
+        assert_eq!(d.exports(0), Some(&digest('7')));
+        assert_eq!(d.result(2), Some(&digest('9')));
+        // A target neither run nor restored is refused.
+        let lost = BuildGraph {
+            cache: Some(CachePlan::default()),
+            ..graph
+        };
+        assert_eq!(t.for_push(&lost), Err(Missing::Target(2)));
     }
 }

@@ -175,6 +175,7 @@ pub fn inputs(
         dockerfile: digest(ws.dockerfile())?,
         ignore,
         images: by_image,
+        cache_keys: None,
     })
 }
 

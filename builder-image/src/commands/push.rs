@@ -13,6 +13,7 @@ pub fn run(a: &PushArgs) -> Result<(), CommandError> {
                 digest: pushed.digest,
                 refs: a.destinations.clone(),
                 size: Some(pushed.size),
+                cache: pushed.cache,
             }
             .report();
             Ok(())

@@ -65,6 +65,10 @@ pub struct ImageBuildSpec {
     /// A PersistentVolumeClaim kept for `RUN --mount=type=cache` (else an empty directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_volume: Option<String>,
+    /// The layer cache: stages found there are restored instead of run (a build whose
+    /// stages all hit runs no stage Job), and the stages that ran are stored after the push.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheSpec>,
     /// Reproducible images (`SOURCE_DATE_EPOCH`): seconds since 1970, or `git` for the commit
     /// time of a git source. The image config's and new history entries' `created` are set to
     /// it and files in the build's own layers are no newer than it; base layers stay as pulled.
@@ -197,6 +201,20 @@ pub struct BuildSecret {
     pub secret_ref: SecretKeySelector,
 }
 
+/// The layer cache of a build.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheSpec {
+    /// `registry/repository` (no tag) holding one entry per stage key. The prepare step reads
+    /// it with the pull secrets (and `pullSecret`); the push step writes it with the push
+    /// secret, after the image is pushed (a failed write is an Event, not a failed build).
+    #[schemars(length(min = 1))]
+    pub repository: String,
+    /// A dockerconfigjson Secret to read the cache with, besides the build's pull secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_secret: Option<LocalObjectReference>,
+}
+
 /// Where a build stands: Pending, Preparing, Building, Pushing, Succeeded, Failed or
 /// Cancelled (the last three are final for the generation).
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -238,7 +256,8 @@ impl Phase {
     }
 }
 
-/// Where one stage stands: Pending, Running, Succeeded or Failed.
+/// Where one stage stands: Pending, Running, Succeeded, Failed, or Cached (restored from the
+/// layer cache: no Job ran it).
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum StagePhase {
     #[default]
@@ -250,6 +269,8 @@ pub enum StagePhase {
     Succeeded,
     #[serde(rename = "Failed")]
     Failed,
+    #[serde(rename = "Cached")]
+    Cached,
 }
 
 impl StagePhase {
@@ -260,6 +281,7 @@ impl StagePhase {
             StagePhase::Running => "Running",
             StagePhase::Succeeded => "Succeeded",
             StagePhase::Failed => "Failed",
+            StagePhase::Cached => "Cached",
         }
     }
 }
@@ -295,6 +317,34 @@ pub struct ImageBuildStatus {
     /// ended: a rebuild or a changed spec keeps what earlier generations pushed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<BuildRecord>,
+    /// What the layer cache did for this build (`spec.cache`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheStatus>,
+}
+
+/// The layer cache's outcome for a build.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheStatus {
+    /// Stages restored from the cache.
+    pub hits: i32,
+    /// Stages looked up and not found (they ran).
+    pub misses: i32,
+    /// Stages never cached (`ADD` of a URL without `--checksum`, of a git repository).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub not_cacheable: i32,
+    /// Bytes of layers and exports restored instead of made again.
+    pub bytes_reused: i64,
+    /// Stages the push step stored, once it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<i32>,
+    /// Why storing a stage failed (the first failure), when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_error: Option<String>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 /// One ended build of an ImageBuild, as `status.history` keeps it.
@@ -343,6 +393,9 @@ pub struct StageStatus {
     pub start_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// Layers restored from the layer cache (a Cached stage's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_layers: Option<i32>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -469,7 +522,7 @@ mod tests {
         assert_eq!(status["phase"]["nullable"], true);
         assert_eq!(
             status["stages"]["items"]["properties"]["phase"]["enum"],
-            serde_json::json!(["Pending", "Running", "Succeeded", "Failed"])
+            serde_json::json!(["Pending", "Running", "Succeeded", "Failed", "Cached"])
         );
     }
 

@@ -244,6 +244,7 @@ mod tests {
                 job: Some(job.to_string()),
                 start_time: None,
                 completion_time: None,
+                cached_layers: None,
             })
             .collect(),
             ..Default::default()

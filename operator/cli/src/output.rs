@@ -320,6 +320,7 @@ pub fn progress(ib: &ImageBuild, secs: u64, style: Style, width: usize) -> Strin
                 StagePhase::Running => "▶",
                 StagePhase::Succeeded => "✓",
                 StagePhase::Failed => "✗",
+                StagePhase::Cached => "=",
             };
             format!("{mark} {}", stage_name(st.name.as_deref(), st.index))
         })
@@ -444,6 +445,7 @@ mod tests {
                 cancel: false,
                 secrets: vec![],
                 cache_volume: None,
+                cache: None,
                 source_date_epoch: None,
                 ttl_seconds_after_finished: None,
             },
@@ -464,6 +466,7 @@ mod tests {
                     job: None,
                     start_time: None,
                     completion_time: None,
+                    cached_layers: None,
                 })
                 .collect(),
             ..Default::default()

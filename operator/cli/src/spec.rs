@@ -128,6 +128,7 @@ pub fn image_build(req: &Request, namespace: &str, source: Source) -> ImageBuild
         max_parallel_stages: None,
         rebuild: None,
         cancel: false,
+        cache: None,
         secrets: req
             .secrets
             .iter()

@@ -57,6 +57,7 @@ mod tests {
     #[test]
     fn each_chains_base_once_with_its_pinned_digest() {
         let g = BuildGraph {
+            cache: None,
             target: 3,
             jobs: vec![
                 job(
@@ -103,6 +104,7 @@ mod tests {
             })
             .collect();
         let g = BuildGraph {
+            cache: None,
             target: 0,
             jobs,
             inputs: None,

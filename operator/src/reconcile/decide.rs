@@ -13,7 +13,7 @@ use slipway_contract::trust::Outputs;
 
 use super::bases::base_images;
 use super::pods::{self, Blocked, MAX_DISRUPTIONS, PodsSeen};
-use crate::api::{BaseImage, Phase, PushedImage, StagePhase, StageStatus};
+use crate::api::{BaseImage, CacheStatus, Phase, PushedImage, StagePhase, StageStatus};
 
 /// The `Succeeded` condition's reason: a build pod's own, or one of the controller's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +146,9 @@ pub struct Decision {
     pub image: Option<PushedImage>,
     /// The git commit the prepare step checked out, once it reported its graph.
     pub revision: Option<String>,
+    /// What the layer cache did, once the prepare step reported it (and the push step what
+    /// it stored).
+    pub cache: Option<CacheStatus>,
     /// A running Job has no pod yet: look again soon (its `FailedCreate` events do not wake
     /// the controller).
     pub soon: bool,
@@ -163,6 +166,7 @@ impl Decision {
             bases: vec![],
             image: None,
             revision: None,
+            cache: None,
             soon: false,
         }
     }
@@ -174,6 +178,7 @@ impl Decision {
             stages: self.stages.clone(),
             bases: self.bases.clone(),
             revision: self.revision.clone(),
+            cache: self.cache.clone(),
             ..Decision::new(Phase::Failed, reason, message)
         }
     }
@@ -254,6 +259,7 @@ pub fn decide(observed: &Observed, limits: &Limits) -> Decision {
         decide_phase(observed, limits.max_parallel, timeout)
     };
     d.stages = stage_statuses(observed);
+    d.cache = cache_status(observed);
     d.bases = observed.graph.as_ref().map(base_images).unwrap_or_default();
     d.revision = observed
         .graph
@@ -276,6 +282,7 @@ pub fn decide(observed: &Observed, limits: &Limits) -> Decision {
         t.stages = d.stages;
         t.bases = d.bases;
         t.revision = d.revision;
+        t.cache = d.cache;
         return t;
     }
     d
@@ -327,7 +334,8 @@ fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
             "the prepare step finished without reporting the digests of the files it wrote",
         );
     }
-    let mut done: BTreeSet<usize> = BTreeSet::new();
+    // Restored from the layer cache: done before anything runs.
+    let mut done: BTreeSet<usize> = graph.cached_stages().map(|c| c.index).collect();
     let mut running = 0;
     let mut no_pod = None;
     for (pos, j) in graph.jobs.iter().enumerate() {
@@ -429,7 +437,12 @@ fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
         }
         JobState::Failed { .. } => failure(push, Reason::PushFailed, "the push step", timeout),
         JobState::Succeeded => match &push.result {
-            Some(PodResult::Pushed { digest, refs, size }) => {
+            Some(PodResult::Pushed {
+                digest,
+                refs,
+                size,
+                cache: _,
+            }) => {
                 let reference = refs.first().cloned().unwrap_or_default();
                 let mut d = Decision::new(
                     Phase::Succeeded,
@@ -470,10 +483,43 @@ fn stage_statuses(o: &Observed) -> Vec<StageStatus> {
                 job: obs.map(|s| s.name.clone()),
                 start_time: obs.and_then(|s| s.start.clone()),
                 completion_time: obs.and_then(|s| s.completion.clone()),
+                cached_layers: None,
             });
         }
     }
+    for c in g.cached_stages() {
+        out.push(StageStatus {
+            name: c.name.clone(),
+            index: c.index as i32,
+            phase: StagePhase::Cached,
+            cached_layers: i32::try_from(c.layers).ok(),
+            ..Default::default()
+        });
+    }
+    out.sort_by_key(|s| s.index);
     out
+}
+
+/// What the layer cache did: the prepare step's lookups, and what the push step stored once
+/// it reported.
+fn cache_status(o: &Observed) -> Option<CacheStatus> {
+    let plan = o.graph.as_ref()?.cache.as_ref()?;
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let mut status = CacheStatus {
+        hits: count(plan.cached.len()),
+        misses: count(plan.misses.len()),
+        not_cacheable: count(plan.uncacheable.len()),
+        bytes_reused: i64::try_from(plan.bytes_reused()).unwrap_or(i64::MAX),
+        stored: None,
+        write_error: None,
+    };
+    if let Some(PodResult::Pushed { cache: Some(w), .. }) =
+        o.push.as_ref().and_then(|p| p.result.as_ref())
+    {
+        status.stored = Some(count(w.stored));
+        status.write_error = w.warning.clone();
+    }
+    Some(status)
 }
 
 #[cfg(test)]
@@ -516,6 +562,7 @@ mod tests {
         Observed {
             prepare: Some(obs(JobState::Succeeded)),
             graph: Some(BuildGraph {
+                cache: None,
                 target: 4,
                 jobs: vec![
                     sj(&[0], "a", &[]),
@@ -566,6 +613,7 @@ mod tests {
         assert_eq!((d.phase, d.create), (Phase::Pushing, vec![Create::Push]));
         let mut p = obs(JobState::Succeeded);
         p.result = Some(PodResult::Pushed {
+            cache: None,
             digest: "sha256:ab".into(),
             refs: vec!["r/x:1".into()],
             size: Some(4096),

@@ -42,6 +42,7 @@ fn fanout() -> Observed {
     Observed {
         prepare: Some(obs(JobState::Succeeded)),
         graph: Some(BuildGraph {
+            cache: None,
             target: 4,
             jobs: vec![
                 sj(0, "a", &[]),
@@ -264,6 +265,7 @@ fn a_cancelled_build_creates_nothing_and_stops_what_runs() {
     assert_eq!(decide(&o, &late).reason, BuildReason::Cancelled);
     o.push = Some(JobObs {
         result: Some(PodResult::Pushed {
+            cache: None,
             digest: "sha256:ab".into(),
             refs: vec!["r/x:1".into()],
             size: None,
@@ -287,4 +289,103 @@ fn the_commit_the_prepare_step_found_is_reported() {
         g.source_revision = Some("main; rm -rf /".into());
     }
     assert_eq!(decide(&o, &limits(4, "1h")).revision, None);
+}
+
+/// The fan-out with the layer cache: `a`, `b` and `c` restored by the prepare step, so the
+/// graph's Jobs are `d` and `final` only.
+fn cached_fanout() -> Observed {
+    use slipway_contract::graph::{CachePlan, CachedStage, KeyKind};
+    let mut o = fanout();
+    let g = o.graph.as_mut().expect("graph");
+    let cached = |index: usize, name: &str| CachedStage {
+        index,
+        name: Some(name.into()),
+        outputs: fixtures::outputs_of([index])
+            .remove(&index)
+            .expect("outputs"),
+        key: KeyKind::Fast,
+        layers: 2,
+        bytes: 1000,
+        base: Some("img".into()),
+    };
+    g.jobs.drain(0..3);
+    g.cache = Some(CachePlan {
+        cached: vec![cached(0, "a"), cached(1, "b"), cached(2, "c")],
+        misses: vec![3, 4],
+        uncacheable: vec![],
+    });
+    // What observe seeds from the graph: the restored stages' digests.
+    o.outputs = fixtures::outputs_of(0..3);
+    o
+}
+
+#[test]
+fn restored_stages_count_as_done_and_run_no_job() {
+    use crate::api::StagePhase;
+    let o = cached_fanout();
+    let d = decide(&o, &limits(4, "1h"));
+    // `d` is the only Job ready: `final` waits for it, not for the restored three.
+    assert_eq!(d.create, vec![super::decide::Create::Stage(0)]);
+    let phases: Vec<(i32, StagePhase, Option<i32>)> = d
+        .stages
+        .iter()
+        .map(|s| (s.index, s.phase, s.cached_layers))
+        .collect();
+    assert_eq!(
+        phases,
+        vec![
+            (0, StagePhase::Cached, Some(2)),
+            (1, StagePhase::Cached, Some(2)),
+            (2, StagePhase::Cached, Some(2)),
+            (3, StagePhase::Pending, None),
+            (4, StagePhase::Pending, None),
+        ]
+    );
+    let c = d.cache.expect("cache status");
+    assert_eq!((c.hits, c.misses, c.bytes_reused), (3, 2, 3000));
+    assert_eq!(c.stored, None);
+}
+
+#[test]
+fn a_build_whose_stages_all_hit_goes_straight_to_the_push() {
+    use slipway_contract::graph::{CachePlan, CachedStage, KeyKind};
+    use slipway_contract::result::CacheWrite;
+    let mut o = fanout();
+    let g = o.graph.as_mut().expect("graph");
+    g.jobs.clear();
+    g.cache = Some(CachePlan {
+        cached: (0..5)
+            .map(|index| CachedStage {
+                index,
+                name: None,
+                outputs: fixtures::outputs_of([index]).remove(&index).expect("o"),
+                key: KeyKind::Fast,
+                layers: 1,
+                bytes: 10,
+                base: None,
+            })
+            .collect(),
+        ..Default::default()
+    });
+    let d = decide(&o, &limits(4, "1h"));
+    assert_eq!(d.phase, Phase::Pushing);
+    assert_eq!(d.create, vec![super::decide::Create::Push]);
+    // The push step reports what it stored (nothing ran: nothing to store).
+    let mut push = obs(JobState::Succeeded);
+    push.result = Some(PodResult::Pushed {
+        digest: "sha256:ab".into(),
+        refs: vec!["r/x:1".into()],
+        size: None,
+        cache: Some(CacheWrite {
+            stored: 0,
+            failed: 1,
+            warning: Some("stage #9: denied".into()),
+        }),
+    });
+    o.push = Some(push);
+    let d = decide(&o, &limits(4, "1h"));
+    assert_eq!(d.phase, Phase::Succeeded);
+    let c = d.cache.expect("cache status");
+    assert_eq!((c.hits, c.misses, c.stored), (5, 0, Some(0)));
+    assert_eq!(c.write_error.as_deref(), Some("stage #9: denied"));
 }

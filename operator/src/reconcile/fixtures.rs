@@ -34,6 +34,7 @@ pub fn build() -> ImageBuild {
     let mut ib = ImageBuild::new(
         "web",
         ImageBuildSpec {
+            cache: None,
             source: Source {
                 inline: Some(InlineSource {
                     dockerfile: "FROM busybox\n".into(),
@@ -113,6 +114,7 @@ pub fn digest(c: char) -> Digest {
 /// The digests a prepare pod reports: a plan, a Dockerfile and busybox's JSON.
 pub fn inputs() -> Inputs {
     Inputs {
+        cache_keys: None,
         plan: digest('a'),
         dockerfile: digest('b'),
         ignore: None,
@@ -149,6 +151,7 @@ pub fn graph() -> BuildGraph {
         ..Default::default()
     };
     BuildGraph {
+        cache: None,
         target: 1,
         jobs: vec![sj(0, "base", vec![]), sj(1, "app", vec![0])],
         inputs: Some(inputs()),

@@ -54,6 +54,7 @@ fn at(t: i64) -> Time {
 
 fn decision(phase: Phase, reason: BuildReason, message: &str) -> Decision {
     Decision {
+        cache: None,
         phase,
         reason,
         message: message.into(),
@@ -69,6 +70,7 @@ fn decision(phase: Phase, reason: BuildReason, message: &str) -> Decision {
 
 fn stage(index: i32, phase: StagePhase) -> StageStatus {
     StageStatus {
+        cached_layers: None,
         name: Some(["deps", "build", "runtime"][index as usize % 3].into()),
         index,
         phase,

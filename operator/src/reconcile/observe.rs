@@ -107,6 +107,10 @@ async fn read(apis: &Apis, ib: &ImageBuild, build: &Build) -> Result<Observation
         seen.observed.prepare = Some(obs);
     }
     if let Some(g) = &seen.observed.graph {
+        // Restored by the prepare step, which checked them: as if their stages had run.
+        for c in g.cached_stages() {
+            seen.observed.outputs.insert(c.index, c.outputs.clone());
+        }
         for (pos, sj) in g.jobs.iter().enumerate() {
             let name = render::job_name(ib, &Step::Stage(pos, sj.label()));
             if let Some(j) = existing.jobs.get(&name) {

@@ -67,6 +67,7 @@ async fn patch(
             "stages",
             "baseImages",
             "sourceRevision",
+            "cache",
         ] {
             obj.entry(k).or_insert(serde_json::Value::Null);
         }
@@ -118,6 +119,7 @@ pub fn next_status(
         base_images: d.bases.clone(),
         source_revision: d.revision.clone(),
         history: vec![],
+        cache: d.cache.clone(),
     };
     status.history = history(old, &status, d.reason.as_str());
     status
@@ -193,6 +195,26 @@ pub fn events(
         };
         events.push((type_, reason.to_string(), note));
     }
+    let old_cache = old.cache.as_ref().filter(|_| same);
+    if let (None, Some(c)) = (old_cache, &new.cache) {
+        events.push((
+            EventType::Normal,
+            "Cache".to_string(),
+            format!(
+                "layer cache: {} stages restored, {} to run, {} not cacheable, {} bytes reused",
+                c.hits, c.misses, c.not_cacheable, c.bytes_reused
+            ),
+        ));
+    }
+    if let Some(e) = new.cache.as_ref().and_then(|c| c.write_error.as_ref())
+        && old_cache.and_then(|c| c.write_error.as_ref()).is_none()
+    {
+        events.push((
+            EventType::Warning,
+            "CacheWriteFailed".to_string(),
+            format!("the image is pushed; storing in the layer cache failed: {e}"),
+        ));
+    }
     let old_stages: BTreeMap<i32, StagePhase> = if same {
         old.stages.iter().map(|s| (s.index, s.phase)).collect()
     } else {
@@ -247,6 +269,9 @@ pub fn record_metrics(
             _ => "failed",
         };
         metrics.build_finished(result, d.reason.as_str(), secs);
+        if let Some(c) = &new.cache {
+            metrics.cache_outcome(c.hits, c.misses);
+        }
     }
     let old_done: Vec<&str> = if same {
         old.stages
@@ -299,6 +324,7 @@ mod tests {
 
     fn decision(phase: Phase, reason: BuildReason, message: &str) -> Decision {
         Decision {
+            cache: None,
             phase,
             reason,
             message: message.into(),
@@ -314,6 +340,7 @@ mod tests {
 
     fn stage(index: i32, phase: StagePhase, job: &str) -> StageStatus {
         StageStatus {
+            cached_layers: None,
             name: Some(format!("s{index}")),
             index,
             phase,

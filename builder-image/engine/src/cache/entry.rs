@@ -17,21 +17,7 @@ use crate::workspace::{LayerRef, RESULT_CAP, StageResult, check_layer};
 /// What a cache entry's config says it is: another value is not an entry of this scheme.
 pub const KIND: &str = "slipway.dev/stage-cache/sw1";
 
-/// How a stage's key was made: before anything ran, or from what the stages it needs made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
-    Fast,
-    Slow,
-}
-
-impl KeyKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyKind::Fast => "fast",
-            KeyKind::Slow => "slow",
-        }
-    }
-}
+pub use slipway_contract::graph::KeyKind;
 
 /// The config blob of an entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

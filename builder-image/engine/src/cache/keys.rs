@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use slipway_contract::trust::Outputs;
 use slipway_frontend::cache_key::stage::{
@@ -177,18 +178,44 @@ impl Keys {
                 exports: s.exports.clone(),
                 source_date_epoch: epoch,
             };
-            let deps: Option<BTreeMap<usize, Dep>> = s
-                .depends_on
-                .iter()
-                .map(|d| keys.fast.get(d).map(|k| (*d, Dep::Key(k.key))))
-                .collect();
-            if let Some(deps) = deps {
-                let (key, record) = stage_key(&inputs, &deps);
-                keys.fast.insert(s.index, Keyed { key, record });
-            }
             keys.inputs.insert(s.index, Ok(inputs));
         }
+        keys.fast = fast_keys(&keys.inputs, &keys.deps);
         Ok(keys)
+    }
+
+    /// What the push step needs to store the stages that ran under the keys the prepare step
+    /// looked up: the inputs (no record, no key: they are made again from these).
+    pub fn to_file(&self, cached: Vec<usize>) -> KeysFile {
+        KeysFile {
+            kind: KEYS_FILE_KIND.to_string(),
+            inputs: self.inputs.clone(),
+            deps: self.deps.clone(),
+            lineage: self.lineage.clone(),
+            cached,
+        }
+    }
+
+    /// The keys a [`KeysFile`] holds, the fast ones made again.
+    pub fn from_file(f: KeysFile) -> Result<Keys, KeyError> {
+        if f.kind != KEYS_FILE_KIND {
+            return Err(KeyError::Dockerfile(format!(
+                "cache keys of another scheme: {:?}",
+                f.kind
+            )));
+        }
+        let fast = fast_keys(&f.inputs, &f.deps);
+        Ok(Keys {
+            inputs: f.inputs,
+            deps: f.deps,
+            lineage: f.lineage,
+            fast,
+        })
+    }
+
+    /// The stages with inputs (cacheable or not), by index.
+    pub fn stages(&self) -> impl Iterator<Item = usize> + '_ {
+        self.inputs.keys().copied()
     }
 
     /// The fast key of stage `index`: `None` when it or a stage it needs is not cached.
@@ -232,6 +259,46 @@ impl Keys {
         let (key, record) = stage_key(inputs, &deps);
         Some(Keyed { key, record })
     }
+}
+
+/// The fast key of each stage whose inputs, and whose needed stages' fast keys, are known: in
+/// index order, as a stage needs only stages before it.
+fn fast_keys(
+    inputs: &BTreeMap<usize, Result<StageInputs, Uncacheable>>,
+    deps: &BTreeMap<usize, Vec<usize>>,
+) -> BTreeMap<usize, Keyed> {
+    let mut fast: BTreeMap<usize, Keyed> = BTreeMap::new();
+    for (index, inputs) in inputs {
+        let Ok(inputs) = inputs else { continue };
+        let needed: Option<BTreeMap<usize, Dep>> = deps
+            .get(index)
+            .into_iter()
+            .flatten()
+            .map(|d| fast.get(d).map(|k| (*d, Dep::Key(k.key))))
+            .collect();
+        if let Some(needed) = needed {
+            let (key, record) = stage_key(inputs, &needed);
+            fast.insert(*index, Keyed { key, record });
+        }
+    }
+    fast
+}
+
+/// What `cache-keys.json` says it is.
+pub const KEYS_FILE_KIND: &str = "slipway.dev/stage-cache-keys/sw1";
+
+/// `cache-keys.json`: written by the cluster's prepare step (which alone read the context),
+/// read by the push step once its digest matches the one the prepare step reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeysFile {
+    pub kind: String,
+    pub inputs: BTreeMap<usize, Result<StageInputs, Uncacheable>>,
+    pub deps: BTreeMap<usize, Vec<usize>>,
+    pub lineage: BTreeMap<usize, Vec<usize>>,
+    /// The stages the prepare step restored from the cache: not stored again.
+    #[serde(default)]
+    pub cached: Vec<usize>,
 }
 
 /// The `.dockerignore` that applies: the build's own (`Dockerfile.dockerignore`, copied into
@@ -289,4 +356,91 @@ pub fn builder_identity(engine: &Path) -> Result<String, KeyError> {
         what: engine.display().to_string(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(index: usize, from: From) -> StageInputs {
+        StageInputs {
+            builder: "sha256:engine".into(),
+            index,
+            name: None,
+            from,
+            platform: "linux/amd64".into(),
+            instructions: vec![format!("{{\"run\":{index}}}")],
+            meta_args: vec![],
+            build_args: BTreeMap::new(),
+            context: None,
+            images: BTreeMap::new(),
+            exports: vec![],
+            source_date_epoch: Some(1),
+        }
+    }
+
+    /// Stage 0 on an image, 1 on 0, 2 never cached, 3 copying from 2.
+    fn file() -> KeysFile {
+        KeysFile {
+            kind: KEYS_FILE_KIND.into(),
+            inputs: BTreeMap::from([
+                (
+                    0,
+                    Ok(stage(
+                        0,
+                        From::Image {
+                            manifest: "sha256:b".into(),
+                        },
+                    )),
+                ),
+                (1, Ok(stage(1, From::Stage(0)))),
+                (2, Err(Uncacheable::AddUrl)),
+                (3, Ok(stage(3, From::Scratch))),
+            ]),
+            deps: BTreeMap::from([(0, vec![]), (1, vec![0]), (2, vec![]), (3, vec![2])]),
+            lineage: BTreeMap::from([(0, vec![0]), (1, vec![1, 0]), (2, vec![2]), (3, vec![3])]),
+            cached: vec![0],
+        }
+    }
+
+    #[test]
+    fn the_keys_file_gives_the_push_step_the_prepare_steps_keys() {
+        let keys = Keys::from_file(file()).expect("keys");
+        // Through JSON, as the push step reads it.
+        let json = serde_json::to_vec(&keys.to_file(vec![0])).expect("json");
+        let again =
+            Keys::from_file(serde_json::from_slice(&json).expect("parse")).expect("keys again");
+        for i in 0..4 {
+            assert_eq!(keys.fast(i), again.fast(i), "stage {i}");
+        }
+        assert!(keys.fast(0).is_some() && keys.fast(1).is_some());
+        // A stage never cached has no key, nor does one that needs it before it ran...
+        assert_eq!(keys.uncacheable(2), Some(Uncacheable::AddUrl));
+        assert!(keys.fast(2).is_none() && keys.fast(3).is_none());
+        // ...but once stage 2's outputs are known, stage 3 has its slow key.
+        let d = slipway_contract::digest::Digest::parse(&format!("sha256:{}", "a".repeat(64)))
+            .expect("digest");
+        let outputs = BTreeMap::from([(
+            2,
+            Outputs {
+                result: d.clone(),
+                exports: Some(d),
+            },
+        )]);
+        assert!(again.slow(3, &outputs).is_some());
+        // Stage 1's fast key is made from stage 0's.
+        let mut other = file();
+        if let Some(Ok(s)) = other.inputs.get_mut(&0) {
+            s.instructions.push("{}".into());
+        }
+        let other = Keys::from_file(other).expect("keys");
+        assert_ne!(keys.fast(1), other.fast(1));
+    }
+
+    #[test]
+    fn a_keys_file_of_another_scheme_is_refused() {
+        let mut f = file();
+        f.kind = "slipway.dev/stage-cache-keys/sw0".into();
+        assert!(Keys::from_file(f).is_err());
+    }
 }

@@ -11,6 +11,8 @@
 //! Only the build's own trusted side (local mode's host, the cluster's push pod) writes the
 //! cache, after the image is pushed.
 
+pub mod build;
+pub mod cluster;
 pub mod entry;
 pub mod keys;
 pub mod store;

@@ -39,6 +39,14 @@ pub enum CacheError {
     Trust(#[from] TrustError),
     #[error("stage #{index}: the restored files are not what the entry says")]
     Restored { index: usize },
+    #[error("stage #{index}: its files are not what its pod reported: the workspace was modified")]
+    Modified { index: usize },
+    #[error("stage #{index}: {source}")]
+    Layer {
+        index: usize,
+        #[source]
+        source: crate::workspace::LayerPathError,
+    },
     #[error("stage #{index}: {what}")]
     Result { index: usize, what: String },
 }
@@ -119,12 +127,15 @@ impl Store<'_> {
         Ok(got)
     }
 
-    /// Stores what stage `index` left in the workspace under each key given: its layers (the
-    /// registry skips those it has), its exports, and its result.
+    /// Stores what stage `index` (whose FROM-chain is `lineage`) left in the workspace under
+    /// each key given: its layers (the registry skips those it has), its exports, and its
+    /// result. A result naming a layer outside its chain is refused: a stage container wrote
+    /// it, and it could name any file of the workspace.
     pub async fn write(
         &self,
         ws: &Workspace,
         index: usize,
+        lineage: &[usize],
         fast: Option<&Keyed>,
         slow: Option<&Keyed>,
     ) -> Result<(), CacheError> {
@@ -146,6 +157,10 @@ impl Store<'_> {
                 index,
                 what: e.to_string(),
             })?;
+        for l in &parsed.layers {
+            crate::workspace::check_layer(l, lineage)
+                .map_err(|source| CacheError::Layer { index, source })?;
+        }
         let source = BlobSource::Workspace(ws.root.clone());
         let mut layers: Vec<(LayerRef, BlobSource)> = parsed
             .layers

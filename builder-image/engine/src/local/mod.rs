@@ -18,7 +18,6 @@
 //! the digests of exactly what it reads ([`Trusted`]), so a stage cannot change what another
 //! stage or the push reads.
 
-pub mod cache;
 pub mod rootfs;
 pub mod runc;
 pub mod seccomp;
@@ -141,7 +140,7 @@ pub enum BuildError {
     #[error(transparent)]
     Digests(#[from] Missing),
     #[error(transparent)]
-    CacheRestore(#[from] cache::RestoreError),
+    CacheRestore(#[from] crate::cache::build::RestoreError),
 }
 
 fn io(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> BuildError {
@@ -243,7 +242,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
                         &b,
                     )
                 }) {
-                    Ok(keys) => Some(cache::LocalCache::new(store, keys, &plan)),
+                    Ok(keys) => Some(crate::cache::build::BuildCache::new(store, keys, &plan)),
                     Err(e) => {
                         eprintln!("warning: cache: {e}; building without the cache");
                         None
@@ -376,7 +375,7 @@ fn run_jobs(
     roots: BTreeMap<usize, &ImageInfo>,
     graph: &BuildGraph,
     host: &Host,
-    mut cache: Option<&mut cache::LocalCache>,
+    mut cache: Option<&mut crate::cache::build::BuildCache>,
 ) -> Result<BTreeMap<usize, Outputs>, BuildError> {
     let mut outputs: BTreeMap<usize, Outputs> = BTreeMap::new();
     let max = if opts.max_parallel == 0 {

@@ -15,11 +15,13 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use slipway_contract::epoch;
 use slipway_contract::graph::{BuildGraph, is_commit_id};
 use slipway_contract::pod::{FetchArgs, Inline, PrepareArgs, ResolveArgs, Source, env};
 use slipway_contract::result::Reason;
 use slipway_contract::size::Size;
 
+use crate::cache::cluster;
 use crate::fs::{PathError, at};
 use crate::net::RuntimeError;
 use crate::registry::client::{Registry, SetupError};
@@ -246,7 +248,7 @@ pub fn resolve(args: &ResolveArgs) -> Result<BuildGraph, PrepareError> {
         &ws,
         Fetch::Manifests,
     ))??;
-    let inputs = trusted::inputs(&ws, images.keys().cloned())?;
+    let mut inputs = trusted::inputs(&ws, images.keys().cloned())?;
     // Written by this pod's fetch step (nothing else has written the workspace yet).
     let source_time = fs::read_to_string(ws.source_time())
         .ok()
@@ -255,7 +257,19 @@ pub fn resolve(args: &ResolveArgs) -> Result<BuildGraph, PrepareError> {
         .ok()
         .map(|r| r.trim().to_string())
         .filter(|r| is_commit_id(r));
-    Ok(BuildGraph::new(&plan, &plan::pinned(&images))
+    let graph = BuildGraph::new(&plan, &plan::pinned(&images));
+    let graph = match &args.cache.cache_repo {
+        Some(repository) => {
+            // `git` without a git source fails the build at the controller; no key then.
+            let epoch = epoch::resolve(args.cache.epoch, source_time).unwrap_or(None);
+            let prepared =
+                cluster::prepare(&ws, &plan, graph, &images, &registry, repository, epoch);
+            inputs.cache_keys = prepared.keys_file;
+            prepared.graph
+        }
+        None => graph,
+    };
+    Ok(graph
         .with_inputs(inputs)
         .with_source_time(source_time)
         .with_source_revision(source_revision))
@@ -328,6 +342,7 @@ mod tests {
             registries: Default::default(),
             source: source.into(),
             limits: Default::default(),
+            cache: Default::default(),
         };
         fs::create_dir_all(&args.workspace).expect("ws");
         fetch(&args.fetch()).expect("fetched");

@@ -59,6 +59,8 @@ pub struct Pushed {
     pub digest: String,
     /// The config's and layers' bytes ([`ImageToPush::size`]).
     pub size: u64,
+    /// What was stored in the layer cache, when the build has one.
+    pub cache: Option<slipway_contract::result::CacheWrite>,
 }
 
 /// The manifest annotations of a cluster build: the controller's, and `created` from the
@@ -97,9 +99,15 @@ pub fn push(args: &PushArgs) -> Result<Pushed, PushError> {
     for d in &args.destinations {
         eprintln!("pushed {d}@{digest}");
     }
+    // Best-effort: the image is pushed, whatever the cache says.
+    let cache = args
+        .cache_repo
+        .as_deref()
+        .map(|repo| crate::cache::cluster::store(&ws, &args.digests, &registry, repo));
     Ok(Pushed {
         digest,
         size: image.size(),
+        cache,
     })
 }
 
@@ -183,6 +191,7 @@ mod tests {
                     .expect("digest"),
             ),
             annotations: given,
+            cache_repo: None,
         }
     }
 

@@ -76,6 +76,22 @@ impl ContentRoot {
     }
 }
 
+/// As 64 hex digits.
+impl serde::Serialize for ContentRoot {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.hex())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ContentRoot {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&text, &mut out).map_err(serde::de::Error::custom)?;
+        Ok(ContentRoot(out))
+    }
+}
+
 fn record(e: &Entry) -> Record {
     let mut r = Record::new("entry");
     r.bytes("path", &e.path);

@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{ContentRoot, Key, Record, SCHEME};
@@ -29,7 +30,8 @@ use crate::gocompat;
 const DOMAIN: &[u8] = b"slipway stage key sw1\0";
 
 /// What a stage is built on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum From {
     /// A base image: its platform manifest digest.
     Image {
@@ -54,8 +56,11 @@ pub enum Dep {
     },
 }
 
-/// Everything a stage's result depends on besides the stages it needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Everything a stage's result depends on besides the stages it needs. Serialized, it is what
+/// the cluster's prepare step hands the push step (`cache-keys.json`), which stores the
+/// stages that ran under the same keys without reading the context again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StageInputs {
     /// The builder's own identity (its binary's digest): another engine may write other bytes.
     pub builder: String,
@@ -127,7 +132,8 @@ pub fn stage_key(s: &StageInputs, deps: &BTreeMap<usize, Dep>) -> (Key, Record) 
 }
 
 /// Why a stage is never looked up or stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum Uncacheable {
     /// `ADD <url>` without `--checksum`: what it downloads may change under the same text.
     AddUrl,

@@ -217,3 +217,16 @@ fn declared_args_are_the_stage_arg_names() {
         BTreeSet::from(["X".into(), "Y".into(), "Z".into()])
     );
 }
+
+#[test]
+fn stage_inputs_survive_the_keys_file_and_key_the_same() {
+    let a = inputs(DF);
+    let json = serde_json::to_string(&a).expect("json");
+    let b: StageInputs = serde_json::from_str(&json).expect("parse");
+    assert_eq!(a, b);
+    assert_eq!(key(&a), key(&b));
+    // A content root is 64 hex digits; anything else is refused.
+    assert!(json.contains(&"01".repeat(32)), "{json}");
+    let bad = json.replace(&"01".repeat(32), "0g");
+    assert!(serde_json::from_str::<StageInputs>(&bad).is_err());
+}

@@ -92,39 +92,49 @@ pub(super) fn builder_container(
 
 pub(super) fn add_pull_auth(
     ib: &ImageBuild,
+    cache_reader: bool,
     volumes: &mut Vec<Volume>,
     mounts: &mut Vec<VolumeMount>,
     envs: &mut Vec<EnvVar>,
 ) {
-    if let Some((v, m, e)) = pull_auth(ib) {
+    if let Some((v, m, e)) = pull_auth(ib, cache_reader) {
         volumes.push(v);
         mounts.push(m);
         envs.push(e);
     }
 }
 
-/// The dockerconfigjson pull secrets, one file each, for manifest reads and base blobs.
-fn pull_auth(ib: &ImageBuild) -> Option<(Volume, VolumeMount, EnvVar)> {
-    if ib.spec.pull_secrets.is_empty() {
+/// The dockerconfigjson pull secrets, one file each, for manifest reads and base blobs; for
+/// the pod that reads the layer cache (`cache_reader`), `spec.cache.pullSecret` too.
+fn pull_auth(ib: &ImageBuild, cache_reader: bool) -> Option<(Volume, VolumeMount, EnvVar)> {
+    let cache_secret = ib
+        .spec
+        .cache
+        .as_ref()
+        .and_then(|c| c.pull_secret.as_ref())
+        .filter(|_| cache_reader);
+    if ib.spec.pull_secrets.is_empty() && cache_secret.is_none() {
         return None;
     }
+    let item = |name: &str, path: String| VolumeProjection {
+        secret: Some(SecretProjection {
+            name: name.to_string(),
+            items: Some(vec![KeyToPath {
+                key: ".dockerconfigjson".into(),
+                path,
+                mode: None,
+            }]),
+            optional: Some(true),
+        }),
+        ..Default::default()
+    };
     let sources = ib
         .spec
         .pull_secrets
         .iter()
         .enumerate()
-        .map(|(i, s)| VolumeProjection {
-            secret: Some(SecretProjection {
-                name: s.name.clone(),
-                items: Some(vec![KeyToPath {
-                    key: ".dockerconfigjson".into(),
-                    path: format!("pull-{i}.json"),
-                    mode: None,
-                }]),
-                optional: Some(true),
-            }),
-            ..Default::default()
-        })
+        .map(|(i, s)| item(&s.name, format!("pull-{i}.json")))
+        .chain(cache_secret.map(|s| item(&s.name, "pull-cache.json".into())))
         .collect();
     Some((
         Volume {
@@ -404,6 +414,7 @@ pub fn push_job(
         epoch: given.epoch,
         digests: given.digests,
         annotations: given.annotations,
+        cache_repo: ib.spec.cache.as_ref().map(|c| c.repository.clone()),
     })
     .to_args();
     let mut volumes = vec![
@@ -436,7 +447,7 @@ pub fn push_job(
         mounts.push(mount("push-auth", paths::PUSH_AUTH, true));
         envs.push(env(pod::env::DOCKER_CONFIG, paths::PUSH_AUTH));
     }
-    add_pull_auth(ib, &mut volumes, &mut mounts, &mut envs);
+    add_pull_auth(ib, false, &mut volumes, &mut mounts, &mut envs);
     let mut container = builder_container("push", s, args, envs, mounts, None);
     container.security_context = Some(security::restricted_container(false));
     let mut j = job(

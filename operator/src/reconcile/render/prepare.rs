@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, Container, KeyToPath, PodSpec, SecretVolumeSource, Volume,
 };
 use slipway_contract::pod::{
-    self, GIT_AUTH_KEYS, PlanArgs, PodCommand, PrepareArgs, SizeLimitArgs, paths,
+    self, CacheArgs, GIT_AUTH_KEYS, PlanArgs, PodCommand, PrepareArgs, SizeLimitArgs, paths,
 };
 
 use super::jobs::{add_pull_auth, builder_container, env, insecure, job, mount, workspace_volume};
@@ -134,10 +134,19 @@ pub fn prepare_job(ib: &ImageBuild, s: &Settings, deadline: &Deadline) -> Result
         limits: SizeLimitArgs {
             size_limit: s.size_limit,
         },
+        cache: CacheArgs {
+            cache_repo: spec.cache.as_ref().map(|c| c.repository.clone()),
+            // Validated before anything is rendered.
+            epoch: spec.cache.as_ref().and_then(|_| {
+                crate::reconcile::validate::source_date_epoch(ib)
+                    .ok()
+                    .flatten()
+            }),
+        },
     };
     let mut plan_mounts = vec![mount("workspace", paths::WORKSPACE, false)];
     let mut plan_envs = Vec::new();
-    add_pull_auth(ib, &mut volumes, &mut plan_mounts, &mut plan_envs);
+    add_pull_auth(ib, true, &mut volumes, &mut plan_mounts, &mut plan_envs);
     let secured = |mut c: Container| {
         c.security_context = Some(security::restricted_container(false));
         c

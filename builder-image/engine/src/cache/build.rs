@@ -1,7 +1,9 @@
-//! The layer cache in local mode (`--cache-repo`): the host looks each Job's stages up when
-//! the Job is ready, runs no container for a Job whose stages all hit, puts a hit's files into
-//! the workspace only when a stage that runs (or the push) reads them, and stores every stage
-//! that ran once the image is pushed.
+//! The layer cache over one build: each Job's stages are looked up when the Job is ready (local
+//! mode's host) or all at once before any runs (the cluster's prepare step, which can only use
+//! hits found by fast keys or from other hits); a Job whose stages all hit runs no container;
+//! a hit's files go into the workspace only when a stage that runs (or the push) reads them;
+//! the stages that ran are stored once the image is pushed (local mode here; on a cluster, the
+//! push step, [`super::cluster`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,7 +27,7 @@ pub struct RestoreError {
     pub source: CacheError,
 }
 
-pub struct LocalCache<'a> {
+pub struct BuildCache<'a> {
     pub store: Store<'a>,
     pub keys: Keys,
     plan: &'a Plan,
@@ -41,9 +43,9 @@ fn run<T>(fut: impl Future<Output = Result<T, CacheError>>) -> Result<T, CacheEr
     })?
 }
 
-impl<'a> LocalCache<'a> {
+impl<'a> BuildCache<'a> {
     pub fn new(store: Store<'a>, keys: Keys, plan: &'a Plan) -> Self {
-        LocalCache {
+        BuildCache {
             store,
             keys,
             plan,
@@ -156,7 +158,8 @@ impl<'a> LocalCache<'a> {
             if fast.is_none() && slow.is_none() {
                 continue;
             }
-            match run(self.store.write(ws, i, fast, slow.as_ref())) {
+            let chain = lineage(self.plan, i);
+            match run(self.store.write(ws, i, &chain, fast, slow.as_ref())) {
                 Ok(()) => eprintln!(
                     "cache: stage #{i} stored under {}",
                     fast.into_iter()
@@ -178,6 +181,11 @@ impl<'a> LocalCache<'a> {
                 eprintln!("warning: cache: storing stage #{i} under its fast key: {e}");
             }
         }
+    }
+
+    /// The hit of stage `index`, if it was found.
+    pub fn hit(&self, index: usize) -> Option<&Hit> {
+        self.hits.get(&index)
     }
 
     pub fn outcome(&self) -> Outcome {

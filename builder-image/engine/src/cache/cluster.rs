@@ -1,0 +1,260 @@
+//! The layer cache on a cluster (`spec.cache.repository`), in the two trusted pods of a build:
+//!
+//! - the prepare step ([`prepare`]) computes every stage's keys from the context it just
+//!   fetched, looks the Jobs up before any runs (fast keys, and slow keys from other hits),
+//!   restores the hits that the Jobs left to run or the push read, and drops from the graph
+//!   what hit: a Job whose stages all hit is no Job at all, one whose first stages hit starts
+//!   after them. It writes `cache-keys.json` (the stages' inputs) for the push step, and its
+//!   digest with the others it reports;
+//! - the push step ([`store`]), once the image is pushed, stores every stage that ran under
+//!   the same keys (fast and, from the digests the controller holds of what each stage left,
+//!   slow), reading only what those digests vouch for.
+//!
+//! Stage pods never see the cache or its credentials.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+
+use slipway_contract::digest::Digest;
+use slipway_contract::graph::{BuildGraph, CachePlan, CachedStage, root_image};
+use slipway_contract::pod::Digests;
+use slipway_contract::result::CacheWrite;
+use slipway_contract::trust::Outputs;
+use slipway_frontend::plan::Plan;
+
+use crate::cache::build::BuildCache;
+use crate::cache::keys::{KeyError, Keys, KeysFile};
+use crate::cache::store::{CacheError, Store};
+use crate::registry::client::Registry;
+use crate::trusted::{self, TrustError};
+use crate::workspace::{self, ImageInfo, JSON_CAP, Workspace};
+
+/// `cache-keys.json`, beside `plan.json`.
+pub const KEYS_FILE: &str = "cache-keys.json";
+
+/// What the prepare step leaves for the rest of the build.
+pub struct Prepared {
+    /// The Jobs left to run, and the cache's part of the graph.
+    pub graph: BuildGraph,
+    /// `cache-keys.json`'s digest, `None` when the keys could not be computed (then nothing
+    /// is stored either).
+    pub keys_file: Option<Digest>,
+}
+
+/// Looks the graph's Jobs up in `repository` (through `registry`, with the prepare step's pull
+/// credentials), restores what the rest reads, and trims the graph. Every failure is a warning
+/// and a build without (part of) the cache, never a failed build.
+pub fn prepare(
+    ws: &Workspace,
+    plan: &Plan,
+    graph: BuildGraph,
+    images: &BTreeMap<String, ImageInfo>,
+    registry: &Registry,
+    repository: &str,
+    epoch: Option<u64>,
+) -> Prepared {
+    let keys = std::env::current_exe()
+        .map_err(|source| KeyError::Read {
+            what: "slipway-builder".into(),
+            source,
+        })
+        .and_then(|exe| crate::cache::keys::builder_identity(&exe))
+        .and_then(|b| Keys::compute(ws, &ws.context(), plan, images, epoch, &b));
+    let keys = match keys {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("warning: cache: {e}; building without the cache");
+            return Prepared {
+                graph,
+                keys_file: None,
+            };
+        }
+    };
+    let store = Store {
+        registry,
+        repository: repository.to_string(),
+    };
+    let mut cache = BuildCache::new(store, keys.clone(), plan);
+    let (jobs, cached) = trim(&mut cache, &graph);
+    let restored = jobs
+        .iter()
+        .try_for_each(|j| cache.before_run(ws, j))
+        .and_then(|()| cache.before_push(ws));
+    let outcome = cache.outcome();
+    let (jobs, cached) = match restored {
+        Ok(()) => (jobs, cached),
+        Err(e) => {
+            // Start over without hits: every stage runs, from clean folders.
+            eprintln!("warning: {e}; building without the cache");
+            for s in &plan.stages {
+                let dir = ws.stage_dir(s.index);
+                let _ = fs::remove_dir_all(&dir);
+                let _ = fs::create_dir_all(&dir);
+            }
+            (graph.jobs.clone(), BTreeMap::new())
+        }
+    };
+    let cached_stages: Vec<CachedStage> = cached
+        .iter()
+        .filter_map(|(i, out)| {
+            let hit = cache.hit(*i)?;
+            Some(CachedStage {
+                index: *i,
+                name: plan.stage(*i).and_then(|s| s.name.clone()),
+                outputs: out.clone(),
+                key: hit.kind,
+                layers: hit.layers.len(),
+                bytes: hit.bytes(),
+                base: root_image(plan, *i),
+            })
+        })
+        .collect();
+    eprintln!("{outcome}");
+    let file = keys.to_file(cached.keys().copied().collect());
+    let path = ws.root.join(KEYS_FILE);
+    let keys_file = workspace::write_json(&path, &file)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            trusted::digest_file(&ws.root, std::path::Path::new(KEYS_FILE))
+                .map_err(|e| e.to_string())
+        });
+    let keys_file = match keys_file {
+        Ok(d) => Some(d),
+        Err(e) => {
+            eprintln!("warning: cache: {e}; the stages that run will not be stored");
+            None
+        }
+    };
+    let plan_part = CachePlan {
+        misses: outcome
+            .misses
+            .iter()
+            .copied()
+            .filter(|i| !cached.contains_key(i))
+            .collect(),
+        uncacheable: outcome.uncacheable.clone(),
+        cached: cached_stages,
+    };
+    Prepared {
+        graph: BuildGraph {
+            jobs,
+            cache: Some(plan_part),
+            ..graph
+        },
+        keys_file,
+    }
+}
+
+/// The Jobs in the order they can run, each looked up (its hits' outputs feed the slow keys of
+/// the Jobs after it): the Jobs left to run, and the outputs of every stage that hit.
+fn trim(
+    cache: &mut BuildCache<'_>,
+    graph: &BuildGraph,
+) -> (
+    Vec<slipway_contract::graph::StageJob>,
+    BTreeMap<usize, Outputs>,
+) {
+    let mut cached = BTreeMap::new();
+    let mut left = Vec::new();
+    for pos in graph.waves(usize::MAX).into_iter().flatten() {
+        let (hits, rest) = cache.try_job(&graph.jobs[pos], &cached);
+        cached.extend(hits);
+        left.extend(rest.map(|r| (pos, r)));
+    }
+    // The graph's own order, so that positions (Job names) follow the Dockerfile.
+    left.sort_by_key(|(pos, _)| *pos);
+    (left.into_iter().map(|(_, j)| j).collect(), cached)
+}
+
+/// Stores every stage that ran (those the prepare step did not restore) under its fast key
+/// and its slow key, after the image was pushed. Reads `cache-keys.json`, each stage's result,
+/// layers and exports only as the controller's digests vouch for them.
+pub fn store(
+    ws: &Workspace,
+    digests: &Digests,
+    registry: &Registry,
+    repository: &str,
+) -> CacheWrite {
+    let mut out = CacheWrite::default();
+    let file = match read_keys(ws, digests) {
+        Ok(f) => f,
+        Err(e) => {
+            out.failure(&format!("cache: {e}"));
+            return out;
+        }
+    };
+    let cached: BTreeSet<usize> = file.cached.iter().copied().collect();
+    let lineages = file.lineage.clone();
+    let keys = match Keys::from_file(file) {
+        Ok(k) => k,
+        Err(e) => {
+            out.failure(&format!("cache: {e}"));
+            return out;
+        }
+    };
+    let outputs: BTreeMap<usize, Outputs> = digests
+        .results
+        .iter()
+        .map(|r| {
+            (
+                r.index,
+                Outputs {
+                    result: r.digest.clone(),
+                    exports: digests.exports(r.index).cloned(),
+                },
+            )
+        })
+        .collect();
+    let store = Store {
+        registry,
+        repository: repository.to_string(),
+    };
+    for i in keys.stages().collect::<Vec<_>>() {
+        if cached.contains(&i) || !outputs.contains_key(&i) {
+            continue;
+        }
+        let fast = keys.fast(i);
+        let slow = keys.slow(i, &outputs);
+        if fast.is_none() && slow.is_none() {
+            continue;
+        }
+        let chain = lineages.get(&i).cloned().unwrap_or_else(|| vec![i]);
+        let stored = check_outputs(ws, i, &outputs[&i]).and_then(|()| {
+            crate::net::block_on(store.write(ws, i, &chain, fast, slow.as_ref())).map_err(|e| {
+                CacheError::Io {
+                    path: "the async runtime".into(),
+                    source: e.0,
+                }
+            })?
+        });
+        match stored {
+            Ok(()) => {
+                out.stored += 1;
+                eprintln!("cache: stage #{i} stored");
+            }
+            Err(e) => {
+                eprintln!("warning: cache: storing stage #{i}: {e}");
+                out.failure(&format!("stage #{i}: {e}"));
+            }
+        }
+    }
+    out
+}
+
+fn read_keys(ws: &Workspace, digests: &Digests) -> Result<KeysFile, TrustError> {
+    let rel = std::path::Path::new(KEYS_FILE);
+    let bytes = trusted::read_verified(&ws.root, rel, digests.cache_keys.as_ref(), JSON_CAP)?;
+    serde_json::from_slice(&bytes).map_err(|source| TrustError::Json {
+        file: KEYS_FILE.into(),
+        source,
+    })
+}
+
+/// What stage `index` left is what its pod reported (and the controller holds).
+fn check_outputs(ws: &Workspace, index: usize, want: &Outputs) -> Result<(), CacheError> {
+    let got = trusted::outputs(ws, index)?;
+    if &got != want {
+        return Err(CacheError::Modified { index });
+    }
+    Ok(())
+}

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 
 use slipway_contract::digest::Digest;
-use slipway_contract::graph::{BuildGraph, CachePlan, CachedStage, root_image};
+use slipway_contract::graph::{BuildGraph, CachePlan, CachedStage, StageJob, root_image};
 use slipway_contract::pod::Digests;
 use slipway_contract::result::CacheWrite;
 use slipway_contract::trust::Outputs;
@@ -163,7 +163,25 @@ fn trim(
     }
     // The graph's own order, so that positions (Job names) follow the Dockerfile.
     left.sort_by_key(|(pos, _)| *pos);
-    (left.into_iter().map(|(_, j)| j).collect(), cached)
+    let left = needed(left.into_iter().map(|(_, j)| j).collect(), graph.target);
+    (left, cached)
+}
+
+/// The Jobs something still reads: the target's, and those a Job left to run needs. A stage
+/// only restored stages needed is not run (its readers' results are in the cache already).
+fn needed(mut jobs: Vec<StageJob>, target: usize) -> Vec<StageJob> {
+    loop {
+        let wanted: BTreeSet<usize> = jobs
+            .iter()
+            .flat_map(|j| j.needs.iter().copied())
+            .chain([target])
+            .collect();
+        let before = jobs.len();
+        jobs.retain(|j| j.stages.iter().any(|s| wanted.contains(s)));
+        if jobs.len() == before {
+            return jobs;
+        }
+    }
 }
 
 /// Stores every stage that ran (those the prepare step did not restore) under its fast key
@@ -257,4 +275,30 @@ fn check_outputs(ws: &Workspace, index: usize, want: &Outputs) -> Result<(), Cac
         return Err(CacheError::Modified { index });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(stages: &[usize], needs: &[usize]) -> StageJob {
+        StageJob {
+            stages: stages.to_vec(),
+            needs: needs.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_job_only_restored_stages_read_is_not_run() {
+        // The Go example with the final stage (3) restored: [base, builder] is read by no Job
+        // left, and is not the target's.
+        assert!(needed(vec![job(&[0, 1], &[])], 3).is_empty());
+        // The final stage runs: it reads the builder.
+        let left = needed(vec![job(&[0, 1], &[]), job(&[3], &[1])], 3);
+        assert_eq!(left.len(), 2);
+        // A chain of unread Jobs goes whole: 0 is read only by 1, which nothing reads.
+        let left = needed(vec![job(&[0], &[]), job(&[1], &[0]), job(&[2], &[])], 2);
+        assert_eq!(left, vec![job(&[2], &[])]);
+    }
 }

@@ -8,8 +8,8 @@ benches/prepare.sh:
 For every build (examples go and node, fanout, gomod, npm, bigfile, files20k), the context is one
 ConfigMap (a tar.gz, as the ImageBuild docs say) and the image goes to the cluster's registry,
 each run to a fresh repository:
-  slipway   an ImageBuild (configMap source); no layer cache exists yet (issue 13), so every run
-            does all the work and "warm" is the same run (base images already on the node);
+  slipway   an ImageBuild (configMap source) with spec.cache: cold with an empty cache
+            repository (it fills it), warm with the one the first cold run filled;
   kaniko    a Job (v1.24.0's executor in an image built with Slipway's local mode): an init
             container (busybox) unpacks the ConfigMap into an emptyDir, the executor builds it
             with --skip-unused-stages (Slipway and BuildKit never build unused stages),
@@ -21,7 +21,7 @@ each run to a fresh repository:
             after a build of the same Dockerfile (the daemon's own cache).
 Reported per build and mode, medians over --reps runs: wall time (POST of the object -> the
 build seen finished), pods the build ran (the daemon, shared by all builds, counted apart as +d),
-peak memory of the largest build pod (cgroup v1 memory.max_usage_in_bytes of the pod, sampled
+pods per build (Slipway cold:warm), peak memory of the largest build pod (cgroup v1 memory.max_usage_in_bytes of the pod, sampled
 every 0.2 s: page cache included; for BuildKit the daemon's, reset before each build), and the
 compressed bytes of the pushed image's layers that are not its base's (what was uploaded);
 ratios are peer / Slipway (above 1: Slipway is faster or smaller).
@@ -149,10 +149,11 @@ def job_done(name):
     return get
 
 
-def run_slipway(name, build, dest):
+def run_slipway(name, build, dest, cache_repo):
     body = {"apiVersion": "build.slipway.dev/v1alpha1", "kind": "ImageBuild", "metadata": {"name": name},
             "spec": {"source": {"configMap": {"name": f"ctx-{build}"}},
                      "buildArgs": [{"name": "BASE_REGISTRY", "value": R}],
+                     "cache": {"repository": cache_repo}, "sourceDateEpoch": 1700000000,
                      "output": {"image": dest, "insecureRegistry": True}, "timeout": "20m"}}
     t0 = time.time()
     req("POST", f"/apis/build.slipway.dev/v1alpha1/namespaces/{NS}/imagebuilds", body)
@@ -266,7 +267,7 @@ def main():
                     tf.add(f"{a.ctx}/{build}", arcname=".")
                 kubectl("create", "configmap", f"ctx-{build}", f"--from-file=context.tar.gz={t}/context.tar.gz")
             base = final_base(a.ctx, build)
-            res = {m: [] for m in ("sw", "kc", "kw", "bc", "bw")}
+            res = {m: [] for m in ("sc", "sw", "kc", "kw", "bc", "bw")}
 
             def record(mode, state, wall, pods, extra_mem=None):
                 peaks = [sampler.peak.get(p["metadata"]["uid"], 0) for p in pods]
@@ -275,10 +276,15 @@ def main():
                 print(f"  {build} {mode}: {state} {wall:.1f} s, {len(pods)} pods, peak {mem / 1e6:.0f} MB", file=sys.stderr)
 
             for rep in range(a.reps):
-                n, dest = fresh("sw", build)
-                st, wall, pods = run_slipway(n, build, dest)
+                n, dest = fresh("sc", build)
+                st, wall, pods = run_slipway(n, build, dest, f"{R}/bench/scache-{build}-{seq[0]}")
+                first_scache = first_scache if rep else f"{R}/bench/scache-{build}-{seq[0]}"
                 time.sleep(1)
-                record("sw", st, wall, pods); res["sw"][-1]["bytes"] = own_bytes(dest, base)
+                record("sc", st, wall, pods); res["sc"][-1]["bytes"] = own_bytes(dest, base)
+                n, dest = fresh("sw", build)
+                st, wall, pods = run_slipway(n, build, dest, first_scache)
+                time.sleep(1)
+                record("sw", st, wall, pods)
                 n, dest = fresh("kc", build)
                 st, wall, pods = run_kaniko(n, build, dest, a.kaniko, f"{R}/bench/kcache-{build}-{seq[0]}")
                 first_cache = first_cache if rep else f"{R}/bench/kcache-{build}-{seq[0]}"
@@ -314,7 +320,7 @@ def main():
 def summarize(rows, header):
     if header:
         print(f"{'build':9} | {'slipway':>8} {'kaniko':>8} {'ratio':>5} {'buildkit':>8} {'ratio':>5} | "
-              f"{'kaniko_w':>8} {'ratio':>5} {'bk_warm':>8} {'ratio':>5} | {'pods s/k/b':>10} | "
+              f"{'sw_warm':>8} {'kaniko_w':>8} {'ratio':>5} {'bk_warm':>8} {'ratio':>5} | {'pods s/k/b':>10} | "
               f"{'MB s/k/b':>14} | {'pushed MB s/k/b':>16}")
     for build, res in rows:
         def m(mode, key):
@@ -322,16 +328,17 @@ def summarize(rows, header):
         def fails(mode):
             f = sum(not r["ok"] for r in res[mode])
             return f"!{f}" if f else ""
-        sw = m("sw", "wall")
-        def rt(x):
-            return f"{x / sw:5.2f}" if sw == sw and x == x else "    -"
+        sc, sw = m("sc", "wall"), m("sw", "wall")
+        def rt(x, by):
+            return f"{x / by:5.2f}" if by == by and x == x else "    -"
         kc, kw, bc, bw = m("kc", "wall"), m("kw", "wall"), m("bc", "wall"), m("bw", "wall")
-        pods = f"{m('sw', 'pods'):.0f}/{m('kc', 'pods'):.0f}/{m('bc', 'pods'):.0f}+d"
-        mem = f"{m('sw', 'mem') / 1e6:.0f}/{m('kc', 'mem') / 1e6:.0f}/{m('bc', 'mem') / 1e6:.0f}"
-        by = f"{m('sw', 'bytes') / 1e6:.1f}/{m('kc', 'bytes') / 1e6:.1f}/{m('bc', 'bytes') / 1e6:.1f}"
-        print(f"{build:9} | {sw:8.1f} {kc:8.1f}{fails('kc')} {rt(kc)} {bc:8.1f}{fails('bc')} {rt(bc)} | "
-              f"{kw:8.1f}{fails('kw')} {rt(kw)} {bw:8.1f}{fails('bw')} {rt(bw)} | {pods:>10} | {mem:>14} | {by:>16}"
-              + (f"  slipway failed {fails('sw')}" if fails("sw") else ""))
+        pods = f"{m('sc', 'pods'):.0f}:{m('sw', 'pods'):.0f}/{m('kc', 'pods'):.0f}/{m('bc', 'pods'):.0f}+d"
+        mem = f"{m('sc', 'mem') / 1e6:.0f}/{m('kc', 'mem') / 1e6:.0f}/{m('bc', 'mem') / 1e6:.0f}"
+        by = f"{m('sc', 'bytes') / 1e6:.1f}/{m('kc', 'bytes') / 1e6:.1f}/{m('bc', 'bytes') / 1e6:.1f}"
+        print(f"{build:9} | {sc:8.1f} {kc:8.1f}{fails('kc')} {rt(kc, sc)} {bc:8.1f}{fails('bc')} {rt(bc, sc)} | "
+              f"{sw:8.1f}{fails('sw')} {kw:8.1f}{fails('kw')} {rt(kw, sw)} {bw:8.1f}{fails('bw')} {rt(bw, sw)} | "
+              f"{pods:>10} | {mem:>14} | {by:>16}"
+              + (f"  slipway failed {fails('sc')}" if fails("sc") else ""))
     sys.stdout.flush()
 
 

@@ -90,6 +90,9 @@ pub struct CachedStage {
     /// the image when it is the target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
+    /// That image pinned by digest, as the Job that would have run it had it for its pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 impl CachePlan {
@@ -263,6 +266,18 @@ impl BuildGraph {
             Some(j) => j.base.as_deref(),
             None => self.cached(self.target).and_then(|c| c.base.as_deref()),
         }
+    }
+
+    /// Each chain's root image as the Dockerfile names it and pinned (`None` for scratch), in
+    /// graph order: the Jobs' and then the restored stages' (whose Jobs are gone).
+    pub fn bases(&self) -> impl Iterator<Item = (Option<&str>, Option<&str>)> {
+        self.jobs
+            .iter()
+            .map(|j| (j.base.as_deref(), j.image.as_deref()))
+            .chain(
+                self.cached_stages()
+                    .map(|c| (c.base.as_deref(), c.image.as_deref())),
+            )
     }
 
     /// The Job (by position) that runs `stage`.

@@ -377,6 +377,7 @@ mod tests {
                     layers: 1,
                     bytes: 1,
                     base: Some("busybox".into()),
+                    image: Some("busybox@sha256:00".into()),
                 }],
                 ..Default::default()
             }),

@@ -12,13 +12,13 @@ use crate::api::BaseImage;
 const MAX_BASES: usize = 32;
 const MAX_NAME: usize = 256;
 
-/// One entry per external image a chain starts from, in graph order, without repeats; the
-/// one the pushed image is built on is marked `target`.
+/// One entry per external image a chain starts from, in graph order (restored stages' after
+/// the Jobs'), without repeats; the one the pushed image is built on is marked `target`.
 pub fn base_images(g: &BuildGraph) -> Vec<BaseImage> {
-    let target = g.job_of(g.target).and_then(|j| j.base.as_deref());
+    let target = g.target_base();
     let mut out: Vec<BaseImage> = Vec::new();
-    for j in &g.jobs {
-        let (Some(name), Some(pinned)) = (j.base.as_deref(), j.image.as_deref()) else {
+    for (name, pinned) in g.bases() {
+        let (Some(name), Some(pinned)) = (name, pinned) else {
             continue;
         };
         // The pod image is `registry/repository@sha256:...`.

@@ -307,6 +307,7 @@ fn cached_fanout() -> Observed {
         layers: 2,
         bytes: 1000,
         base: Some("img".into()),
+        image: Some("img@sha256:00".into()),
     };
     g.jobs.drain(0..3);
     g.cache = Some(CachePlan {
@@ -341,6 +342,13 @@ fn restored_stages_count_as_done_and_run_no_job() {
             (4, StagePhase::Pending, None),
         ]
     );
+    // The restored stages' base is still reported, though no Job starts from it.
+    let bases: Vec<(String, String)> = d
+        .bases
+        .iter()
+        .map(|b| (b.name.clone(), b.digest.clone()))
+        .collect();
+    assert_eq!(bases, vec![("img".to_string(), "sha256:00".to_string())]);
     let c = d.cache.expect("cache status");
     assert_eq!((c.hits, c.misses, c.bytes_reused), (3, 2, 3000));
     assert_eq!(c.stored, None);
@@ -363,6 +371,7 @@ fn a_build_whose_stages_all_hit_goes_straight_to_the_push() {
                 layers: 1,
                 bytes: 10,
                 base: None,
+                image: None,
             })
             .collect(),
         ..Default::default()

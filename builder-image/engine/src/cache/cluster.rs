@@ -98,14 +98,19 @@ pub fn prepare(
         .iter()
         .filter_map(|(i, out)| {
             let hit = cache.hit(*i)?;
+            let base = root_image(plan, *i);
             Some(CachedStage {
+                image: base
+                    .as_ref()
+                    .and_then(|b| images.get(b))
+                    .map(|info| info.pinned.clone()),
                 index: *i,
                 name: plan.stage(*i).and_then(|s| s.name.clone()),
                 outputs: out.clone(),
                 key: hit.kind,
                 layers: hit.layers.len(),
                 bytes: hit.bytes(),
-                base: root_image(plan, *i),
+                base,
             })
         })
         .collect();

@@ -6,7 +6,8 @@
 #   2. copies the test base images (busybox, golang, node, node-slim: built from Debian
 #      packages by tests/images/build.sh, cached in the engine tier's registry) into
 #      $SLIPWAY_REGISTRY/slipway-test/;
-#   3. installs the CRD (crds/; helm installs it only once, never upgrades it);
+#   3. readies an existing CRD for the chart, which installs and upgrades it (templated):
+#      one that `kubectl apply -f crds/` made (crd_test.sh) is adopted into the release;
 #   4. builds the operator image the same way (static slipway-operator, non-root);
 #   5. builds helm (pinned) from the Go module proxy once, cached under $SLIPWAY_CACHE/tools;
 #   6. installs or upgrades the chart charts/slipway into namespace slipway-system: the
@@ -63,9 +64,24 @@ for name in busybox golang node node-slim; do
   fi
 done
 
-# 3. The CRD.
-kubectl apply -f "$repo/crds/" >&2
-kubectl wait --for=condition=Established crd/imagebuilds.build.slipway.dev --timeout=60s >&2
+# 3. The CRD comes with the chart (templates/crd.yaml). Helm refuses to take over one it did
+# not make: one applied with kubectl (crd_test.sh, or a cluster where the chart's 0.1.0
+# installed it from its crds/) is adopted into this release, as the README tells users to.
+crd=imagebuilds.build.slipway.dev
+if kubectl get crd "$crd" >/dev/null 2>&1 &&
+   [[ -z $(kubectl get crd "$crd" -o jsonpath='{.metadata.annotations.meta\.helm\.sh/release-name}') ]]; then
+  log "adopting the CRD $crd into the release slipway"
+  kubectl label crd "$crd" app.kubernetes.io/managed-by=Helm --overwrite >&2
+  kubectl annotate crd "$crd" meta.helm.sh/release-name=slipway \
+    meta.helm.sh/release-namespace=slipway-system --overwrite >&2
+fi
+# The chart's 0.1.0 selected the operator's pods by app.kubernetes.io/name=slipway-operator;
+# a Deployment's selector cannot change, so an old one goes (the README's upgrade note).
+if [[ $(kubectl -n slipway-system get deployment slipway-operator \
+        -o jsonpath='{.spec.selector.matchLabels.app\.kubernetes\.io/name}' 2>/dev/null) == slipway-operator ]]; then
+  log "deleting the operator Deployment of the chart's 0.1.0 (its selector changed)"
+  kubectl -n slipway-system delete deployment slipway-operator --wait=true >&2
+fi
 
 # 4. The operator image: the static slipway-operator on an empty base, non-root.
 operator=$(local_image "$("$repo/scripts/build-engine.sh" --operator)" "$repo/operator/Dockerfile.local" operator)
@@ -81,10 +97,12 @@ fi
 
 # 6. The operator, in-cluster, from the chart.
 "$helm" upgrade --install slipway "$repo/charts/slipway" --namespace slipway-system --create-namespace \
-  --set image="$operator" --set builderImage="$builder" --set "insecureRegistries={$R}" \
-  --set defaultWorkspaceSize=2Gi --set imagePullPolicy=IfNotPresent \
+  --set image.repository="${operator%:*}" --set-string image.tag="${operator##*:}" \
+  --set builderImage.repository="${builder%:*}" --set-string builderImage.tag="${builder##*:}" \
+  --set "insecureRegistries={$R}" --set defaultWorkspaceSize=2Gi --set image.pullPolicy=IfNotPresent \
   ${SLIPWAY_HELM_ARGS:-} --wait --timeout 180s >&2
 kubectl -n slipway-system rollout status deployment/slipway-operator --timeout=120s >&2
+kubectl wait --for=condition=Established "crd/$crd" --timeout=60s >&2
 log "the operator runs in-cluster: $operator"
 echo "export SLIPWAY_HELM=$helm"
 echo "export SLIPWAY_OPERATOR_IMAGE=$operator"

@@ -149,7 +149,7 @@ else
 fi
 
 # --- Restarts: the controller killed mid-build finishes it, without a duplicate Job.
-op_sel=app.kubernetes.io/name=slipway-operator
+op_sel=app.kubernetes.io/instance=slipway,app.kubernetes.io/component=operator
 op_ready() { # waits for a ready operator pod other than $1
   for _ in $(seq 120); do
     kubectl -n slipway-system get pods -l "$op_sel" \
@@ -222,7 +222,7 @@ fi
 inline metrics-failure "$R/e2e/never:9" "FROM $BB
 FORM x"
 finished metrics-failure 120
-ip=$(kubectl -n slipway-system get pods -l app.kubernetes.io/name=slipway-operator \
+ip=$(kubectl -n slipway-system get pods -l app.kubernetes.io/instance=slipway,app.kubernetes.io/component=operator \
   -o jsonpath='{.items[?(@.status.containerStatuses[0].ready==true)].status.podIP}' | cut -d' ' -f1)
 m=$(curl -sf "http://$ip:8080/metrics")
 if grep -qE '^slipway_builds_total\{result="succeeded",reason="Pushed"\} [1-9]' <<<"$m" &&

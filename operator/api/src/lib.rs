@@ -442,17 +442,18 @@ mod tests {
 
     #[test]
     fn crds_directory_matches_the_code() {
-        // crds/ for kubectl, and the chart's copy (Helm installs charts/slipway/crds/).
+        // crds/ for kubectl, and the chart's copy, which templates/crd.yaml renders (in the
+        // chart's templates, not its crds/, so that `helm upgrade` upgrades it).
         for rel in [
             "/../../crds/imagebuilds.build.slipway.dev.json",
-            "/../../charts/slipway/crds/imagebuilds.build.slipway.dev.json",
+            "/../../charts/slipway/files/imagebuilds.build.slipway.dev.json",
         ] {
             let path = format!("{}{rel}", env!("CARGO_MANIFEST_DIR"));
             let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
             assert!(
                 on_disk == crd_json(),
                 "{rel} is out of date: run `cargo run -p slipway-operator -- crd` into \
-                 crds/ and charts/slipway/crds/"
+                 crds/ and charts/slipway/files/"
             );
         }
     }

@@ -148,7 +148,8 @@ impl Summary {
     pub fn of(ib: &ImageBuild, now: jiff::Timestamp) -> Summary {
         let s = ib.status.clone().unwrap_or_default();
         let cond = s.conditions.iter().find(|c| c.type_ == "Succeeded");
-        let failed = s.phase == Some(Phase::Failed);
+        // Why it did not succeed: a failed or cancelled build's reason and message.
+        let failed = matches!(s.phase, Some(Phase::Failed | Phase::Cancelled));
         let image = s.image.as_ref().filter(|i| !i.digest.is_empty());
         Summary {
             name: ib.metadata.name.clone().unwrap_or_default(),
@@ -585,6 +586,40 @@ mod tests {
         );
         assert_eq!(finished(&build(Some(Phase::Building), &[])), None);
         assert_eq!(finished(&build(None, &[])), None);
+    }
+
+    #[test]
+    fn a_cancelled_build_says_its_reason() {
+        let mut ib = build(
+            Some(Phase::Cancelled),
+            &[(0, Some("build"), StagePhase::Running)],
+        );
+        ib.status
+            .as_mut()
+            .expect("status")
+            .conditions
+            .push(Condition {
+                type_: "Succeeded".into(),
+                status: "False".into(),
+                reason: "Cancelled".into(),
+                message: "spec.cancel is set".into(),
+                last_transition_time: Time(jiff::Timestamp::from_second(1_041).expect("t")),
+                observed_generation: Some(1),
+            });
+        let s = Summary::of(&ib, jiff::Timestamp::from_second(1_100).expect("t"));
+        assert_eq!(
+            (s.reason.as_str(), s.message.as_str()),
+            ("Cancelled", "spec.cancel is set")
+        );
+        assert_eq!(
+            s.result_line(PLAIN),
+            "error: build go-x1 failed: Cancelled: spec.cancel is set"
+        );
+        let v = serde_json::to_value(Change::Result(s)).expect("json");
+        assert_eq!(
+            (v["phase"].as_str(), v["reason"].as_str()),
+            (Some("Cancelled"), Some("Cancelled"))
+        );
     }
 
     #[test]

@@ -194,12 +194,14 @@ for _ in $(seq 240); do
   sleep 0.5
 done
 [[ $running == yes ]] || bad "cancel: the stage pod of slow2 runs (RUN sleep 120)" "$(cat "$work/slow2.err")" "$(describe slow2)"
-out=$(kubectl slipway cancel slow2 -n "$ns" --timeout 2m 2>"$work/cancel.err"); rc=$?
+# -o json: what the CLI itself saw at its end (a cancel that did not wait would say Building).
+out=$(kubectl slipway cancel slow2 -n "$ns" --timeout 2m -o json 2>"$work/cancel.err"); rc=$?
+events=$(jq -r '[.event, .phase // "", .reason // ""] | join(" ")' <<<"$out" 2>&1 | tr '\n' ';')
 got="$(ib slow2 '{.status.phase}/{.status.conditions[?(@.type=="Succeeded")].reason}')"
-if [[ $rc == 0 && $out == "imagebuild/slow2 cancelled" && $got == Cancelled/Cancelled ]]; then
-  ok "cancel slow2 while it runs: exit 0, prints: $out; phase and reason $got"
+if [[ $rc == 0 && $events == "cancel  ;result Cancelled Cancelled;" && $got == Cancelled/Cancelled ]]; then
+  ok "cancel slow2 while it runs: exit 0 once Cancelled (-o json: $events); phase and reason $got"
 else
-  bad "cancel of a running build" "exit $rc" "stdout: $out" "$(cat "$work/cancel.err")" "$(describe slow2)"
+  bad "cancel of a running build" "exit $rc" "stdout: $out" "events: $events" "$(cat "$work/cancel.err")" "$(describe slow2)"
 fi
 left=
 for _ in $(seq 60); do

@@ -10,6 +10,10 @@
 #   - get, list and --output json
 #   - a context over a ConfigMap's 1 MiB: refused before anything is created, naming the size
 #   - Ctrl-C without a terminal cancels the build the CLI started (the ImageBuild is deleted)
+#   - `cancel NAME` of a running build: exit 0 once Cancelled, its Jobs and Pods gone; again:
+#     exit 0, already cancelled; of a build that Succeeded: refused (exit 3), nothing changed
+#   - `rebuild NAME` of a finished build: a new generation followed to ref@digest, a second
+#     entry in status.history; two rebuilds at once both count (spec.rebuild up by 2)
 set -uo pipefail
 : "${KUBECONFIG:?run eval \"\$(tests/cluster/up.sh)\" first}" "${SLIPWAY_REGISTRY:?}"
 here=$(cd "$(dirname "$0")" && pwd)
@@ -173,6 +177,86 @@ if [[ $rc == 130 ]] && ! kubectl -n "$ns" get imagebuild slow >/dev/null 2>&1 &&
 else
   bad "Ctrl-C cancels the build" "exit $rc" "$(tail -5 "$work/slow.err")" "$(kubectl -n "$ns" get imagebuild slow 2>&1)"
 fi
+
+# --- cancel NAME: a running build ends Cancelled; its Jobs and Pods go.
+ib() { kubectl -n "$ns" get imagebuild "$1" -o jsonpath="$2" 2>/dev/null; }
+describe() {
+  echo "generation=$(ib "$1" '{.metadata.generation}') observed=$(ib "$1" '{.status.observedGeneration}') phase=$(ib "$1" '{.status.phase}') spec.rebuild=$(ib "$1" '{.spec.rebuild}') spec.cancel=$(ib "$1" '{.spec.cancel}')"
+  echo "history=$(ib "$1" '{.status.history}')"
+  kubectl -n "$ns" get jobs,pods -l "build.slipway.dev/build=$1" 2>&1 | tail -6
+}
+kubectl slipway build "$work/slow" -t "$R/demo/slow:2" -n "$ns" --name slow2 --no-follow >/dev/null 2>"$work/slow2.err"
+running=no
+for _ in $(seq 240); do
+  n=$(kubectl -n "$ns" get pods -l build.slipway.dev/build=slow2,build.slipway.dev/step=stage \
+    --field-selector=status.phase=Running --no-headers 2>/dev/null | wc -l)
+  [[ $n -gt 0 ]] && { running=yes; break; }
+  sleep 0.5
+done
+[[ $running == yes ]] || bad "cancel: the stage pod of slow2 runs (RUN sleep 120)" "$(cat "$work/slow2.err")" "$(describe slow2)"
+# -o json: what the CLI itself saw at its end (a cancel that did not wait would say Building).
+out=$(kubectl slipway cancel slow2 -n "$ns" --timeout 2m -o json 2>"$work/cancel.err"); rc=$?
+events=$(jq -r '[.event, .phase // "", .reason // ""] | join(" ")' <<<"$out" 2>&1 | tr '\n' ';')
+got="$(ib slow2 '{.status.phase}/{.status.conditions[?(@.type=="Succeeded")].reason}')"
+if [[ $rc == 0 && $events == "cancel  ;result Cancelled Cancelled;" && $got == Cancelled/Cancelled ]]; then
+  ok "cancel slow2 while it runs: exit 0 once Cancelled (-o json: $events); phase and reason $got"
+else
+  bad "cancel of a running build" "exit $rc" "stdout: $out" "events: $events" "$(cat "$work/cancel.err")" "$(describe slow2)"
+fi
+left=
+for _ in $(seq 60); do
+  left=$(kubectl -n "$ns" get jobs,pods -l build.slipway.dev/build=slow2 --no-headers 2>/dev/null)
+  [[ -z $left ]] && break
+  sleep 1
+done
+[[ -z $left ]] && ok "cancel: slow2's Jobs and Pods are gone" || bad "cancel: Jobs and Pods gone" "$left"
+out=$(kubectl slipway cancel slow2 -n "$ns" 2>&1); rc=$?
+[[ $rc == 0 && $out == "imagebuild/slow2 was already cancelled" ]] && ok "cancel of a cancelled build: exit 0, $out" \
+  || bad "cancel again" "exit $rc" "$out"
+out=$(kubectl slipway cancel slow2 -n "$ns" -o json 2>&1); rc=$?
+[[ $rc == 0 && $(jq -r '.event + " " + .phase + " " + .reason' <<<"$out" 2>&1) == "result Cancelled Cancelled" ]] \
+  && ok "cancel -o json: a result event, phase and reason Cancelled" || bad "cancel -o json" "exit $rc" "$out"
+gen=$(ib "$name" '{.metadata.generation}')
+out=$(kubectl slipway cancel "$name" -n "$ns" 2>&1); rc=$?
+want="error: imagebuild $name: already Succeeded; a build that ended cannot be cancelled"
+after="$(ib "$name" '{.metadata.generation}/{.spec.cancel}/{.status.phase}')"
+[[ $rc == 3 && $out == "$want" && $after == "$gen//Succeeded" ]] && ok "cancel of a build that Succeeded: exit 3, $out; spec unchanged" \
+  || bad "cancel of a Succeeded build" "exit $rc" "$out" "generation/cancel/phase: $after (was generation $gen)"
+
+# --- rebuild NAME: a finished build built again, followed to its digest.
+mkdir -p "$work/tiny"
+printf 'FROM %s/slipway-test/busybox:latest\nRUN head -c 16 /dev/urandom > /random\n' "$R" > "$work/tiny/Dockerfile"
+out=$(kubectl slipway build "$work/tiny" -t "$R/demo/tiny:1" -n "$ns" --name tiny 2>"$work/tiny.err"); rc=$?
+first=${out#*@}
+[[ $rc == 0 && $first == sha256:* ]] || bad "rebuild: the first build of tiny" "exit $rc" "$out" "$(tail -5 "$work/tiny.err")"
+kubectl slipway rebuild tiny -n "$ns" >"$work/rebuild.out" 2>"$work/rebuild.err"; rc=$?
+ref=$(tail -1 "$work/rebuild.out")
+history=$(ib tiny '{range .status.history[*]}{.generation}={.phase}@{.digest} {end}')
+got="$(ib tiny '{.metadata.generation}/{.status.observedGeneration}/{.spec.rebuild}')"
+if [[ $rc == 0 && $ref =~ ^$R/demo/tiny:1@sha256:[0-9a-f]{64}$ && $got == 2/2/1 &&
+      $history == "2=Succeeded@${ref#*@} 1=Succeeded@$first " ]]; then
+  ok "rebuild tiny: exit 0, prints $ref; generation 2, history: $history"
+else
+  bad "rebuild of a finished build" "exit $rc" "stdout: $(cat "$work/rebuild.out")" "generation/observed/rebuild $got" \
+    "history $history (first $first)" "$(tail -8 "$work/rebuild.err")"
+fi
+if grep -qx 'imagebuild/tiny in namespace '"$ns"': rebuild 1 requested (generation 2)' "$work/rebuild.err" &&
+   grep -qE '^\[0 2/2\] RUN head -c 16 /dev/urandom > /random$' "$work/rebuild.err" &&
+   [[ $(grep -m1 '^phase ' "$work/rebuild.err") != "phase Succeeded" ]]; then
+  ok "rebuild tiny: the new build's logs and phases, none of the previous generation's"
+else
+  bad "rebuild: what it prints" "$(head -20 "$work/rebuild.err")"
+fi
+# Two rebuilds at once: each counts on from what the other wrote (a 409 is retried).
+kubectl slipway rebuild tiny -n "$ns" --no-follow >/dev/null 2>"$work/r1.err" &
+p1=$!
+kubectl slipway rebuild tiny -n "$ns" --no-follow >/dev/null 2>"$work/r2.err" &
+p2=$!
+wait "$p1"; rc1=$?
+wait "$p2"; rc2=$?
+got=$(ib tiny '{.spec.rebuild}')
+[[ $rc1 == 0 && $rc2 == 0 && $got == 3 ]] && ok "two rebuilds at once: both exit 0, spec.rebuild 1 -> $got" \
+  || bad "two concurrent rebuilds" "exit $rc1 and $rc2, spec.rebuild $got (want 3)" "$(cat "$work/r1.err" "$work/r2.err")"
 
 summary
 [[ $fail == 0 ]]

@@ -254,6 +254,10 @@ fi
 # shellcheck source=tests/engine/cache.sh
 source "$here/cache.sh"   # each group checks `want` itself
 
+# --- local mode's output: --output json, --digest-file, --label (issue 15) -----------------
+# shellcheck source=tests/engine/output.sh
+source "$here/output.sh"   # each group checks `want` itself
+
 # --- hostile: attacks from a Dockerfile, a context, a RUN step, a base image or a registry;
 # each asserts the clear error or that nothing happened (SECURITY.md lists them) ------------
 for h in "$here"/hostile/*.sh; do

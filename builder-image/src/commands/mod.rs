@@ -23,6 +23,13 @@ pub enum CommandError {
     Io(#[from] slipway_engine::fs::PathError),
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    /// A file a flag names could not be written.
+    #[error("{flag} {}: {source}", path.display())]
+    Flag {
+        flag: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// `FILE:LINE: message`, or `FILE: message` without a line.

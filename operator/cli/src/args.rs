@@ -1,4 +1,4 @@
-//! The command line: `slipway build|logs|wait|get|list`, the same under `kubectl slipway`.
+//! The command line: `slipway build|logs|wait|get|list|rebuild|cancel`, the same under `kubectl slipway`.
 //! Parsing only; flag values that need checking are checked here, without I/O.
 
 use std::path::PathBuf;
@@ -62,6 +62,11 @@ pub enum Command {
     /// The namespace's builds: phase, reason, digest, duration, age.
     #[command(alias = "ls")]
     List,
+    /// Build an existing ImageBuild again, unchanged (count `spec.rebuild` up), and follow
+    /// the new build to `ref@digest`.
+    Rebuild(RebuildArgs),
+    /// Cancel a build (`spec.cancel: true`): its Jobs stop; waits until it is Cancelled.
+    Cancel(CancelArgs),
 }
 
 #[derive(Args, Debug)]
@@ -125,6 +130,31 @@ pub struct WaitArgs {
     /// The ImageBuild.
     pub name: String,
     /// Give up after this long (`90s`, `10m`, `1h`); default: wait as long as it takes.
+    #[arg(long, value_parser = parse_go_duration)]
+    pub timeout: Option<std::time::Duration>,
+}
+
+#[derive(Args, Debug)]
+pub struct RebuildArgs {
+    /// The ImageBuild.
+    pub name: String,
+    /// Follow the new build to its end (the default).
+    #[arg(long, overrides_with = "no_follow")]
+    pub follow: bool,
+    /// Start the new build, print the name and return.
+    #[arg(long, overrides_with = "follow")]
+    pub no_follow: bool,
+    /// On Ctrl-C, leave the build running (without it: ask, or cancel when not on a terminal).
+    #[arg(long)]
+    pub detach: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CancelArgs {
+    /// The ImageBuild.
+    pub name: String,
+    /// Give up waiting for `Cancelled` after this long (`90s`, `10m`); default: as long as
+    /// it takes.
     #[arg(long, value_parser = parse_go_duration)]
     pub timeout: Option<std::time::Duration>,
 }
@@ -324,6 +354,37 @@ mod tests {
             parse(&["list", "-n", "x"]).expect("list").command,
             Command::List
         ));
+    }
+
+    #[test]
+    fn rebuild_and_cancel() {
+        let cli = parse(&["rebuild", "web", "-n", "ci", "-o", "json"]).expect("parses");
+        assert_eq!(cli.namespace.as_deref(), Some("ci"));
+        assert_eq!(cli.output, OutputFormat::Json);
+        let Command::Rebuild(r) = cli.command else {
+            panic!("not rebuild")
+        };
+        assert!(r.name == "web" && !r.no_follow && !r.detach);
+        let cli = parse(&["rebuild", "web", "--no-follow"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Rebuild(RebuildArgs {
+                no_follow: true,
+                ..
+            })
+        ));
+        let cli = parse(&["rebuild", "web", "--detach"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Rebuild(RebuildArgs { detach: true, .. })
+        ));
+        assert!(parse(&["rebuild"]).is_err(), "NAME is required");
+        let cli = parse(&["cancel", "web", "-n", "ci", "--timeout", "2m"]).expect("parses");
+        assert!(
+            matches!(cli.command, Command::Cancel(CancelArgs { ref name, timeout: Some(t) }) if name == "web" && t.as_secs() == 120)
+        );
+        assert!(parse(&["cancel"]).is_err(), "NAME is required");
+        assert!(parse(&["cancel", "web", "--timeout", "soon"]).is_err());
     }
 
     #[test]

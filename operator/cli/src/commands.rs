@@ -1,16 +1,18 @@
-//! The subcommands: build, logs, wait, get and list.
+//! The subcommands: build, logs, wait, get, list, rebuild and cancel.
 
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use slipway_api::{ImageBuild, Phase};
 
 use crate::args::{
-    BuildArgs, Cli, ColorChoice, GetArgs, LogsArgs, OutputFormat, WaitArgs, build_arg,
+    BuildArgs, CancelArgs, Cli, ColorChoice, GetArgs, LogsArgs, OutputFormat, RebuildArgs,
+    WaitArgs, build_arg,
 };
+use crate::control::{self, CancelEnd, CancelPlan};
 use crate::error::Error;
 use crate::follow::{self, Sink};
 use crate::logs::LogLine;
@@ -145,7 +147,7 @@ impl<'a> Terminal<'a> {
     }
 
     fn draw(&mut self, ib: &ImageBuild) {
-        if !self.progress_on() {
+        if !self.progress_on() || output::stale(ib) {
             return;
         }
         let width = std::env::var("COLUMNS")
@@ -161,9 +163,11 @@ impl<'a> Terminal<'a> {
 
 impl Sink for Terminal<'_> {
     fn build(&mut self, before: Option<&ImageBuild>, now: &ImageBuild) {
-        if !self.status {
+        // The previous generation's status (a rebuild not picked up yet) is not this build's.
+        if !self.status || output::stale(now) {
             return;
         }
+        let before = before.filter(|b| !output::stale(b));
         self.last = Some(now.clone());
         if self.progress_on() {
             self.draw(now);
@@ -322,26 +326,48 @@ pub async fn build(ctx: &Ctx, a: &BuildArgs, p: Prepared) -> Result<Outcome, Err
         }
         return Ok(Outcome::Done);
     }
+    follow_started(ctx, &name, a.detach, Stop::Delete).await
+}
+
+/// How Ctrl-C stops a build the command started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// `build` created the ImageBuild: delete it (its Jobs and its context go with it).
+    Delete,
+    /// `rebuild` started a new build of an ImageBuild that was there before: set
+    /// `spec.cancel`, and keep the ImageBuild and its history.
+    Cancel,
+}
+
+/// Follows a build the command started to its end (logs, status), printing `ref@digest` or
+/// the failure; Ctrl-C stops it as `stop` says (or leaves it, `--detach`).
+async fn follow_started(ctx: &Ctx, name: &str, detach: bool, stop: Stop) -> Result<Outcome, Error> {
     let mut term = Terminal::new(ctx, true, true, false);
     let sig = tokio::select! {
-        r = follow::follow(&ctx.client, &ctx.ns, &name, true, &mut term) => {
+        r = follow::follow(&ctx.client, &ctx.ns, name, true, &mut term) => {
             term.clear();
             return Ok(ctx.result(&r?));
         }
         s = signalled() => s,
     };
     term.clear();
-    interrupted(ctx, &name, a.detach, sig).await
+    interrupted(ctx, name, detach, sig, stop).await
 }
 
-/// Ctrl-C (or SIGTERM) while following a build this command created: `--detach` leaves it;
-/// on a terminal, ask; else cancel it (delete the ImageBuild, and so its Jobs and context).
-async fn interrupted(ctx: &Ctx, name: &str, detach: bool, sig: Signal) -> Result<Outcome, Error> {
+/// Ctrl-C (or SIGTERM) while following a build this command started: `--detach` leaves it;
+/// on a terminal, ask; else stop it as `stop` says.
+async fn interrupted(
+    ctx: &Ctx,
+    name: &str,
+    detach: bool,
+    sig: Signal,
+    stop: Stop,
+) -> Result<Outcome, Error> {
     let keep = |ctx: &Ctx| {
         eprintln!(
-            "imagebuild/{name} keeps running; follow it with `{} logs -f {name}`, cancel it \
-             with `kubectl delete imagebuild {name}`",
-            ctx.program
+            "imagebuild/{name} keeps running; follow it with `{p} logs -f {name}`, cancel it \
+             with `{p} cancel {name}`",
+            p = ctx.program
         );
         Ok(Outcome::Interrupted)
     };
@@ -350,7 +376,11 @@ async fn interrupted(ctx: &Ctx, name: &str, detach: bool, sig: Signal) -> Result
     }
     let ask = sig == Signal::Interrupt && std::io::stdin().is_terminal() && ctx.tty;
     if ask {
-        eprint!("\nCancel imagebuild/{name} (delete it, its Jobs and its context)? [y/N] ");
+        let what = match stop {
+            Stop::Delete => "delete it, its Jobs and its context",
+            Stop::Cancel => "stop its Jobs; the ImageBuild stays",
+        };
+        eprint!("\nCancel imagebuild/{name} ({what})? [y/N] ");
         let _ = std::io::stderr().flush();
         let answer = tokio::task::spawn_blocking(|| {
             let mut s = String::new();
@@ -366,11 +396,146 @@ async fn interrupted(ctx: &Ctx, name: &str, detach: bool, sig: Signal) -> Result
         }
     }
     let api: Api<ImageBuild> = Api::namespaced(ctx.client.clone(), &ctx.ns);
-    api.delete(name, &DeleteParams::background())
-        .await
-        .map_err(|e| Error::api(&format!("cancel imagebuild {name}"), e))?;
-    eprintln!("imagebuild/{name} cancelled (deleted)");
+    match stop {
+        Stop::Delete => {
+            api.delete(name, &DeleteParams::background())
+                .await
+                .map_err(|e| Error::api(&format!("cancel imagebuild {name}"), e))?;
+            eprintln!("imagebuild/{name} cancelled (deleted)");
+        }
+        Stop::Cancel => {
+            let (ib, _) = patch_read(&api, &ctx.ns, name, "cancel", cancel_body).await?;
+            match control::cancel_plan(&ib) {
+                CancelPlan::Ended(p) => {
+                    eprintln!(
+                        "imagebuild/{name} already {}; nothing cancelled",
+                        p.as_str()
+                    )
+                }
+                _ => eprintln!("imagebuild/{name} cancelled (spec.cancel set)"),
+            }
+        }
+    }
     Ok(Outcome::Interrupted)
+}
+
+/// How often a conditional patch is tried again after a 409 Conflict.
+const CONFLICT_TRIES: u32 = 5;
+
+/// Reads `name` and patches it with the JSON merge patch `body` makes of it (which carries
+/// the resourceVersion read, a precondition); on 409 Conflict (it changed in between) reads
+/// it again and asks `body` again. `body` says `None` for nothing to patch. Returns the
+/// object as patched (or as read) and whether it was patched.
+async fn patch_read(
+    api: &Api<ImageBuild>,
+    ns: &str,
+    name: &str,
+    what: &'static str,
+    body: impl Fn(&ImageBuild) -> Result<Option<serde_json::Value>, Error>,
+) -> Result<(ImageBuild, bool), Error> {
+    for _ in 0..CONFLICT_TRIES {
+        let ib = api
+            .get_opt(name)
+            .await
+            .map_err(|e| Error::api(&format!("read imagebuild {name}"), e))?
+            .ok_or_else(|| Error::NotFound {
+                name: name.to_string(),
+                namespace: ns.to_string(),
+            })?;
+        let Some(patch) = body(&ib)? else {
+            return Ok((ib, false));
+        };
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(patched) => return Ok((patched, true)),
+            Err(e) if Error::is_conflict(&e) => continue,
+            Err(e) => return Err(Error::api(&format!("{what} imagebuild {name}"), e)),
+        }
+    }
+    Err(Error::Conflict {
+        what,
+        name: name.to_string(),
+        tries: CONFLICT_TRIES,
+    })
+}
+
+/// `cancel`'s patch of the build as read: set `spec.cancel` while the build runs; nothing
+/// when it is set already or the build is over (the caller says which).
+fn cancel_body(ib: &ImageBuild) -> Result<Option<serde_json::Value>, Error> {
+    Ok(match control::cancel_plan(ib) {
+        CancelPlan::Patch => Some(control::cancel_patch(ib)),
+        CancelPlan::Wait | CancelPlan::AlreadyCancelled | CancelPlan::Ended(_) => None,
+    })
+}
+
+/// `rebuild NAME`: counts `spec.rebuild` up (conditional on the version read, so a
+/// concurrent rebuild is not lost) and follows the new generation like `build`.
+pub async fn rebuild(ctx: &Ctx, a: &RebuildArgs) -> Result<Outcome, Error> {
+    let api: Api<ImageBuild> = Api::namespaced(ctx.client.clone(), &ctx.ns);
+    let (ib, _) = patch_read(&api, &ctx.ns, &a.name, "rebuild", |ib| {
+        Ok(Some(control::rebuild_patch(ib)))
+    })
+    .await?;
+    ctx.emit(&Change::Rebuild {
+        name: a.name.clone(),
+        namespace: ctx.ns.clone(),
+        rebuild: ib.spec.rebuild.unwrap_or_default(),
+        generation: ib.metadata.generation.unwrap_or_default(),
+    });
+    if a.no_follow {
+        if !ctx.json {
+            println!("{}", a.name);
+        }
+        return Ok(Outcome::Done);
+    }
+    follow_started(ctx, &a.name, a.detach, Stop::Cancel).await
+}
+
+/// `cancel NAME`: sets `spec.cancel` (unless the build is over) and waits for `Cancelled`.
+pub async fn cancel(ctx: &Ctx, a: &CancelArgs) -> Result<Outcome, Error> {
+    let api: Api<ImageBuild> = Api::namespaced(ctx.client.clone(), &ctx.ns);
+    let (ib, patched) = patch_read(&api, &ctx.ns, &a.name, "cancel", cancel_body).await?;
+    match control::cancel_plan(&ib) {
+        CancelPlan::Ended(phase) if !patched => {
+            return Err(Error::Ended {
+                name: a.name.clone(),
+                phase,
+            });
+        }
+        CancelPlan::AlreadyCancelled if !patched => {
+            if ctx.json {
+                let s = Summary::of(&ib, jiff::Timestamp::now());
+                println!("{}", Change::Result(s).json());
+            } else {
+                println!("imagebuild/{} was already cancelled", a.name);
+            }
+            return Ok(Outcome::Done);
+        }
+        _ => {}
+    }
+    ctx.emit(&Change::Cancel {
+        name: a.name.clone(),
+        namespace: ctx.ns.clone(),
+    });
+    let done = wait_for(ctx, &a.name, a.timeout).await?;
+    let phase = output::finished(&done).unwrap_or(Phase::Cancelled);
+    match control::cancel_end(phase) {
+        CancelEnd::Cancelled => {
+            if ctx.json {
+                let s = Summary::of(&done, jiff::Timestamp::now());
+                println!("{}", Change::Result(s).json());
+            } else {
+                println!("imagebuild/{} cancelled", a.name);
+            }
+            Ok(Outcome::Done)
+        }
+        CancelEnd::EndedFirst(phase) => Err(Error::EndedFirst {
+            name: a.name.clone(),
+            phase,
+        }),
+    }
 }
 
 pub async fn logs(ctx: &Ctx, a: &LogsArgs) -> Result<Outcome, Error> {
@@ -396,19 +561,30 @@ pub async fn logs(ctx: &Ctx, a: &LogsArgs) -> Result<Outcome, Error> {
 }
 
 pub async fn wait(ctx: &Ctx, a: &WaitArgs) -> Result<Outcome, Error> {
+    let done = wait_for(ctx, &a.name, a.timeout).await?;
+    Ok(ctx.result(&done))
+}
+
+/// Waits until the build's current generation is over (a progress line on a terminal), at
+/// most `timeout`.
+async fn wait_for(
+    ctx: &Ctx,
+    name: &str,
+    timeout: Option<std::time::Duration>,
+) -> Result<ImageBuild, Error> {
     let mut term = Terminal::new(ctx, ctx.tty && !ctx.json, false, false);
-    let fut = follow::wait(&ctx.client, &ctx.ns, &a.name, &mut term);
-    let done = match a.timeout {
+    let fut = follow::wait(&ctx.client, &ctx.ns, name, &mut term);
+    let done = match timeout {
         Some(t) => match tokio::time::timeout(t, fut).await {
             Ok(r) => r?,
             Err(_) => {
-                let ib = follow::get(&ctx.client, &ctx.ns, &a.name).await?;
+                let ib = follow::get(&ctx.client, &ctx.ns, name).await?;
                 let phase = ib
                     .status
                     .and_then(|s| s.phase)
                     .map_or("waiting for the controller", |p| p.as_str());
                 return Err(Error::Timeout {
-                    name: a.name.clone(),
+                    name: name.to_string(),
                     phase: phase.to_string(),
                     waited: output::elapsed(t.as_secs()),
                 });
@@ -417,7 +593,7 @@ pub async fn wait(ctx: &Ctx, a: &WaitArgs) -> Result<Outcome, Error> {
         None => fut.await?,
     };
     term.clear();
-    Ok(ctx.result(&done))
+    Ok(done)
 }
 
 pub async fn get(ctx: &Ctx, a: &GetArgs) -> Result<Outcome, Error> {
@@ -454,3 +630,7 @@ pub async fn list(ctx: &Ctx) -> Result<Outcome, Error> {
     }
     Ok(Outcome::Done)
 }
+
+#[cfg(test)]
+#[path = "commands_tests.rs"]
+mod commands_tests;

@@ -1,5 +1,7 @@
 //! The CLI's errors: each prints as one line, and says which exit code it ends with.
 
+use slipway_api::Phase;
+
 use crate::pack::PackError;
 use crate::spec::TagError;
 
@@ -30,6 +32,21 @@ pub enum Error {
         name: String,
         phase: String,
         waited: String,
+    },
+    /// `cancel` of a build whose current generation already Succeeded or Failed.
+    #[error("imagebuild {name}: already {}; a build that ended cannot be cancelled", .phase.as_str())]
+    Ended { name: String, phase: Phase },
+    /// `cancel` of a build that ended otherwise before the controller saw the cancel.
+    #[error("imagebuild {name}: {} before the cancel took effect", .phase.as_str())]
+    EndedFirst { name: String, phase: Phase },
+    /// A conditional patch refused (409) again and again: others keep changing the object.
+    #[error(
+        "{what} imagebuild {name}: it changed under every one of {tries} attempts (409 Conflict)"
+    )]
+    Conflict {
+        what: &'static str,
+        name: String,
+        tries: u32,
     },
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -63,6 +80,11 @@ impl Error {
             Error::Usage(_) | Error::Tag(_) => 2,
             _ => 3,
         }
+    }
+
+    /// Whether the API refused a conditional request: the object changed since it was read.
+    pub fn is_conflict(e: &kube::Error) -> bool {
+        matches!(e, kube::Error::Api(s) if s.code == 409)
     }
 
     /// Whether the API said the object does not exist.

@@ -4,10 +4,12 @@
 //! `.dockerignore`), uploads it (a ConfigMap today: [`upload`]), creates an ImageBuild,
 //! follows it (phases, stages, every pod's log lines prefixed with their stage) and prints
 //! `ref@digest`; a failed build exits 1 with the `Succeeded` condition's reason and message.
-//! `logs`, `wait`, `get` and `list` read builds that exist.
+//! `logs`, `wait`, `get` and `list` read builds that exist; `rebuild` builds one again and
+//! follows it, `cancel` stops one ([`control`]: their patches, conditional on the version
+//! read).
 //!
 //! Pure parts, unit-tested without a cluster: [`args`], [`pack`], [`spec`], [`logs`],
-//! [`output`]. The parts that talk to the API server: [`upload`], [`follow`], [`commands`].
+//! [`output`], [`control`]. The parts that talk to the API server: [`upload`], [`follow`], [`commands`].
 
 use std::process::ExitCode;
 
@@ -15,6 +17,7 @@ use clap::{CommandFactory, FromArgMatches};
 
 pub mod args;
 pub mod commands;
+pub mod control;
 pub mod error;
 pub mod follow;
 pub mod logs;
@@ -77,5 +80,7 @@ async fn run(cli: &Cli, program: &'static str) -> Result<Outcome, error::Error> 
         Command::Wait(a) => commands::wait(&ctx, a).await,
         Command::Get(a) => commands::get(&ctx, a).await,
         Command::List => commands::list(&ctx).await,
+        Command::Rebuild(a) => commands::rebuild(&ctx, a).await,
+        Command::Cancel(a) => commands::cancel(&ctx, a).await,
     }
 }

@@ -132,6 +132,13 @@ pub fn finished(ib: &ImageBuild) -> Option<Phase> {
     (seen && phase.finished()).then_some(phase)
 }
 
+/// Whether the status is of an earlier generation than the spec (a rebuild or a cancel the
+/// controller has not picked up yet): it says nothing about the build being followed.
+pub fn stale(ib: &ImageBuild) -> bool {
+    let observed = ib.status.as_ref().and_then(|s| s.observed_generation);
+    matches!((observed, ib.metadata.generation), (Some(o), Some(g)) if o < g)
+}
+
 /// The stage's name as the engine prints it: its name, else its index.
 pub fn stage_name(name: Option<&str>, index: i32) -> String {
     name.map_or_else(|| index.to_string(), str::to_string)
@@ -141,7 +148,8 @@ impl Summary {
     pub fn of(ib: &ImageBuild, now: jiff::Timestamp) -> Summary {
         let s = ib.status.clone().unwrap_or_default();
         let cond = s.conditions.iter().find(|c| c.type_ == "Succeeded");
-        let failed = s.phase == Some(Phase::Failed);
+        // Why it did not succeed: a failed or cancelled build's reason and message.
+        let failed = matches!(s.phase, Some(Phase::Failed | Phase::Cancelled));
         let image = s.image.as_ref().filter(|i| !i.digest.is_empty());
         Summary {
             name: ib.metadata.name.clone().unwrap_or_default(),
@@ -394,6 +402,18 @@ pub enum Change {
         stage: String,
         line: String,
     },
+    /// `rebuild` counted `spec.rebuild` up: the generation it made.
+    Rebuild {
+        name: String,
+        namespace: String,
+        rebuild: i64,
+        generation: i64,
+    },
+    /// `cancel` set `spec.cancel`, or found it set.
+    Cancel {
+        name: String,
+        namespace: String,
+    },
     Result(Summary),
 }
 
@@ -410,6 +430,18 @@ impl Change {
             Change::Phase { phase } => format!("phase {}", style.phase(phase)),
             Change::Stage { stage, phase } => format!("stage {stage} {}", style.phase(phase)),
             Change::Log { stage, line } => format!("[{stage}] {line}"),
+            Change::Rebuild {
+                name,
+                namespace,
+                rebuild,
+                generation,
+            } => format!(
+                "imagebuild/{name} in namespace {namespace}: rebuild {rebuild} requested \
+                 (generation {generation})"
+            ),
+            Change::Cancel { name, namespace } => {
+                format!("imagebuild/{name} in namespace {namespace}: cancel requested")
+            }
             Change::Result(s) => s.result_line(style),
         }
     }
@@ -557,6 +589,81 @@ mod tests {
         );
         assert_eq!(finished(&build(Some(Phase::Building), &[])), None);
         assert_eq!(finished(&build(None, &[])), None);
+    }
+
+    #[test]
+    fn a_cancelled_build_says_its_reason() {
+        let mut ib = build(
+            Some(Phase::Cancelled),
+            &[(0, Some("build"), StagePhase::Running)],
+        );
+        ib.status
+            .as_mut()
+            .expect("status")
+            .conditions
+            .push(Condition {
+                type_: "Succeeded".into(),
+                status: "False".into(),
+                reason: "Cancelled".into(),
+                message: "spec.cancel is set".into(),
+                last_transition_time: Time(jiff::Timestamp::from_second(1_041).expect("t")),
+                observed_generation: Some(1),
+            });
+        let s = Summary::of(&ib, jiff::Timestamp::from_second(1_100).expect("t"));
+        assert_eq!(
+            (s.reason.as_str(), s.message.as_str()),
+            ("Cancelled", "spec.cancel is set")
+        );
+        assert_eq!(
+            s.result_line(PLAIN),
+            "error: build go-x1 failed: Cancelled: spec.cancel is set"
+        );
+        let v = serde_json::to_value(Change::Result(s)).expect("json");
+        assert_eq!(
+            (v["phase"].as_str(), v["reason"].as_str()),
+            (Some("Cancelled"), Some("Cancelled"))
+        );
+    }
+
+    #[test]
+    fn a_status_of_an_earlier_generation_is_stale() {
+        assert!(!stale(&pushed()));
+        let mut old = pushed();
+        old.metadata.generation = Some(2);
+        assert!(stale(&old), "rebuild requested, not yet seen");
+        let mut fresh = build(None, &[]);
+        fresh.status = None;
+        assert!(!stale(&fresh), "no status yet: nothing stale to hide");
+    }
+
+    #[test]
+    fn rebuild_and_cancel_events() {
+        let r = Change::Rebuild {
+            name: "web".into(),
+            namespace: "ci".into(),
+            rebuild: 2,
+            generation: 5,
+        };
+        assert_eq!(
+            r.plain(PLAIN),
+            "imagebuild/web in namespace ci: rebuild 2 requested (generation 5)"
+        );
+        assert_eq!(
+            r.json(),
+            r#"{"event":"rebuild","name":"web","namespace":"ci","rebuild":2,"generation":5}"#
+        );
+        let c = Change::Cancel {
+            name: "web".into(),
+            namespace: "ci".into(),
+        };
+        assert_eq!(
+            c.plain(PLAIN),
+            "imagebuild/web in namespace ci: cancel requested"
+        );
+        assert_eq!(
+            c.json(),
+            r#"{"event":"cancel","name":"web","namespace":"ci"}"#
+        );
     }
 
     #[test]

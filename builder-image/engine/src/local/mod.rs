@@ -67,11 +67,18 @@ pub struct BuildOptions {
     /// The cache repository (`registry/repository`): stages found there are restored, not
     /// run; stages that ran are stored there after the push.
     pub cache_repo: Option<String>,
+    /// `--label KEY=VALUE`: labels of the final image's config, set after the Dockerfile's
+    /// (a key the Dockerfile set too takes this value), with no history entry of their own,
+    /// as BuildKit's `label:` options and `docker build --label` do.
+    pub labels: Vec<(String, String)>,
 }
 
 pub struct BuildOutput {
+    /// The image manifest's digest (pushed, or what would have been pushed).
     pub digest: String,
     pub pushed: Vec<String>,
+    /// What the layer cache did, with `--cache-repo`.
+    pub cache: Option<crate::cache::store::Outcome>,
 }
 
 /// The error of a build, said once: where and what.
@@ -274,16 +281,19 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
             ws: &ws,
             digests: &digests,
         };
-        let target = checked.result(&checked.plan()?, plan.target_index)?;
+        let mut target = checked.result(&checked.plan()?, plan.target_index)?;
+        target.config.labels.extend(opts.labels.iter().cloned());
         let image = steps::push::assemble(&ws, &target, &images, opts.source_date_epoch)?;
         let store_cache = || {
-            if let Some(c) = &cache {
+            cache.as_ref().map(|c| {
                 c.write(&ws, &outputs);
-                eprintln!("{}", c.outcome());
-            }
+                let o = c.outcome();
+                eprintln!("{o}");
+                o
+            })
         };
         if opts.destinations.is_empty() {
-            store_cache();
+            let cache = store_cache();
             let digest = sha256_bytes(&manifest_json(
                 &image.config,
                 &sha256_bytes(&image.config),
@@ -293,6 +303,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
             return Ok(BuildOutput {
                 digest,
                 pushed: Vec::new(),
+                cache,
             });
         }
         let digest = crate::net::block_on(registry.push(&opts.destinations, &image))
@@ -300,10 +311,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
         for d in &opts.destinations {
             eprintln!("pushed {d}@{digest}");
         }
-        store_cache();
+        let cache = store_cache();
         Ok(BuildOutput {
             digest,
             pushed: opts.destinations.clone(),
+            cache,
         })
     })();
     if !opts.keep_workspace {

@@ -155,7 +155,17 @@ pub enum RuncError {
     Runc(#[source] std::io::Error),
 }
 
-/// Runs the container to completion; returns its exit code. Output goes to ours.
+/// Our stderr, as a child's stdout; inherited stdout if it cannot be duplicated.
+fn stderr_stdio() -> Stdio {
+    use std::os::fd::AsFd;
+    std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_or_else(|_| Stdio::inherit(), Stdio::from)
+}
+
+/// Runs the container to completion; returns its exit code. Its output (stdout and stderr)
+/// goes to our stderr.
 pub fn run(c: &Container, bundle: &Path) -> Result<i32, RuncError> {
     std::fs::create_dir_all(bundle).map_err(at(bundle))?;
     let config = bundle.join("config.json");
@@ -169,6 +179,9 @@ pub fn run(c: &Container, bundle: &Path) -> Result<i32, RuncError> {
         .arg(bundle)
         .arg(&c.id)
         .stdin(Stdio::null())
+        // The stages' output (RUN's stdout too) is the build's log, on stderr: stdout
+        // carries only the build's result (the digest, or `--output json`'s object).
+        .stdout(stderr_stdio())
         .status()
         .map_err(RuncError::Runc)?;
     // A container that failed to start may leave its state behind.

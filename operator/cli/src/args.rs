@@ -102,6 +102,10 @@ pub struct BuildArgs {
     /// Push over plain HTTP.
     #[arg(long)]
     pub insecure: bool,
+    /// The layer cache (`spec.cache.repository`): stages found there run no Job, and the
+    /// stages that ran are stored there after the push.
+    #[arg(long, value_name = "REGISTRY/REPOSITORY")]
+    pub cache_repo: Option<String>,
     /// The longest the build may take in the cluster (`30m`, `1h30m`).
     #[arg(long, value_parser = parse_go_duration_text)]
     pub timeout: Option<String>,

@@ -268,6 +268,7 @@ pub fn prepare(a: &BuildArgs) -> Result<Prepared, Error> {
         push_secret: a.push_secret.clone(),
         insecure: a.insecure,
         timeout: a.timeout.clone(),
+        cache_repo: a.cache_repo.clone(),
     };
     let summary = format!(
         "{} files, {} packed, {} left out by .dockerignore",

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{LocalObjectReference, SecretKeySelector};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use slipway_api::{BuildArg, BuildSecret, ImageBuild, ImageBuildSpec, Output, Source};
+use slipway_api::{BuildArg, BuildSecret, CacheSpec, ImageBuild, ImageBuildSpec, Output, Source};
 use slipway_frontend::reference::Reference;
 
 use crate::args::SecretFlag;
@@ -39,6 +39,8 @@ pub struct Request {
     pub push_secret: Option<String>,
     pub insecure: bool,
     pub timeout: Option<String>,
+    /// `spec.cache.repository`.
+    pub cache_repo: Option<String>,
 }
 
 /// The first `-t` is the image; the others must be tags of its repository.
@@ -128,7 +130,10 @@ pub fn image_build(req: &Request, namespace: &str, source: Source) -> ImageBuild
         max_parallel_stages: None,
         rebuild: None,
         cancel: false,
-        cache: None,
+        cache: req.cache_repo.as_ref().map(|r| CacheSpec {
+            repository: r.clone(),
+            pull_secret: None,
+        }),
         secrets: req
             .secrets
             .iter()
@@ -205,6 +210,7 @@ mod tests {
             push_secret: Some("regcred".into()),
             insecure: true,
             timeout: Some("30m".into()),
+            cache_repo: Some("r:5000/cache/go".into()),
             name: None,
         };
         let src = Stored::ConfigMap {
@@ -228,6 +234,7 @@ mod tests {
                 "output": {"image": "r:5000/demo/go:1", "additionalTags": ["latest"],
                            "pushSecret": {"name": "regcred"}, "insecureRegistry": true},
                 "timeout": "30m",
+                "cache": {"repository": "r:5000/cache/go"},
                 "secrets": [{"id": "npmrc", "secretRef": {"name": "npm", "key": "npmrc"}}]
             })
         );

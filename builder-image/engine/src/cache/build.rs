@@ -36,7 +36,9 @@ pub struct BuildCache<'a> {
     ran: Vec<usize>,
 }
 
-fn run<T>(fut: impl Future<Output = Result<T, CacheError>>) -> Result<T, CacheError> {
+/// A cache operation run to completion from synchronous code (the host, the prepare and push
+/// steps).
+pub(crate) fn run<T>(fut: impl Future<Output = Result<T, CacheError>>) -> Result<T, CacheError> {
     crate::net::block_on(fut).map_err(|RuntimeError(e)| CacheError::Io {
         path: "the async runtime".into(),
         source: e,

@@ -22,9 +22,9 @@ use slipway_contract::result::CacheWrite;
 use slipway_contract::trust::Outputs;
 use slipway_frontend::plan::Plan;
 
-use crate::cache::build::BuildCache;
+use crate::cache::build::{BuildCache, run};
 use crate::cache::keys::{KeyError, Keys, KeysFile};
-use crate::cache::store::{CacheError, Store};
+use crate::cache::store::{CacheError, Outcome, Store};
 use crate::registry::client::Registry;
 use crate::trusted::{self, TrustError};
 use crate::workspace::{self, ImageInfo, JSON_CAP, Workspace};
@@ -74,13 +74,12 @@ pub fn prepare(
         registry,
         repository: repository.to_string(),
     };
-    let mut cache = BuildCache::new(store, keys.clone(), plan);
+    let mut cache = BuildCache::new(store, keys, plan);
     let (jobs, cached) = trim(&mut cache, &graph);
     let restored = jobs
         .iter()
         .try_for_each(|j| cache.before_run(ws, j))
         .and_then(|()| cache.before_push(ws));
-    let outcome = cache.outcome();
     let (jobs, cached) = match restored {
         Ok(()) => (jobs, cached),
         Err(e) => {
@@ -114,32 +113,31 @@ pub fn prepare(
             })
         })
         .collect();
-    eprintln!("{outcome}");
-    let file = keys.to_file(cached.keys().copied().collect());
-    let path = ws.root.join(KEYS_FILE);
-    let keys_file = workspace::write_json(&path, &file)
-        .map_err(|e| e.to_string())
-        .and_then(|()| {
-            trusted::digest_file(&ws.root, std::path::Path::new(KEYS_FILE))
-                .map_err(|e| e.to_string())
-        });
-    let keys_file = match keys_file {
-        Ok(d) => Some(d),
-        Err(e) => {
-            eprintln!("warning: cache: {e}; the stages that run will not be stored");
-            None
-        }
-    };
+    let keys_file = write_keys(ws, &cache.keys.to_file(cached.keys().copied().collect()));
+    // Every stage not restored runs (a hit dropped by a failed restore too).
+    let uncacheable: Vec<usize> = plan
+        .stages
+        .iter()
+        .map(|s| s.index)
+        .filter(|i| cache.keys.uncacheable(*i).is_some())
+        .collect();
     let plan_part = CachePlan {
-        misses: outcome
-            .misses
+        misses: plan
+            .stages
             .iter()
-            .copied()
-            .filter(|i| !cached.contains_key(i))
+            .map(|s| s.index)
+            .filter(|i| !cached.contains_key(i) && !uncacheable.contains(i))
             .collect(),
-        uncacheable: outcome.uncacheable.clone(),
+        uncacheable,
         cached: cached_stages,
     };
+    let said = Outcome {
+        hits: plan_part.cached.iter().map(|c| (c.index, c.key)).collect(),
+        misses: plan_part.misses.clone(),
+        uncacheable: plan_part.uncacheable.clone(),
+        bytes_reused: plan_part.bytes_reused(),
+    };
+    eprintln!("{said}");
     Prepared {
         graph: BuildGraph {
             jobs,
@@ -150,15 +148,27 @@ pub fn prepare(
     }
 }
 
+/// Writes `cache-keys.json` and returns its digest; `None` (and a warning) when it cannot be
+/// written, and then nothing is stored.
+fn write_keys(ws: &Workspace, file: &KeysFile) -> Option<Digest> {
+    let warn = |e: &dyn std::fmt::Display| {
+        eprintln!("warning: cache: {e}; the stages that run will not be stored");
+    };
+    if let Err(e) = workspace::write_json(&ws.root.join(KEYS_FILE), file) {
+        warn(&e);
+        return None;
+    }
+    trusted::digest_file(&ws.root, std::path::Path::new(KEYS_FILE))
+        .map_err(|e| warn(&e))
+        .ok()
+}
+
 /// The Jobs in the order they can run, each looked up (its hits' outputs feed the slow keys of
 /// the Jobs after it): the Jobs left to run, and the outputs of every stage that hit.
 fn trim(
     cache: &mut BuildCache<'_>,
     graph: &BuildGraph,
-) -> (
-    Vec<slipway_contract::graph::StageJob>,
-    BTreeMap<usize, Outputs>,
-) {
+) -> (Vec<StageJob>, BTreeMap<usize, Outputs>) {
     let mut cached = BTreeMap::new();
     let mut left = Vec::new();
     for pos in graph.waves(usize::MAX).into_iter().flatten() {
@@ -207,7 +217,6 @@ pub fn store(
         }
     };
     let cached: BTreeSet<usize> = file.cached.iter().copied().collect();
-    let lineages = file.lineage.clone();
     let keys = match Keys::from_file(file) {
         Ok(k) => k,
         Err(e) => {
@@ -232,7 +241,7 @@ pub fn store(
         registry,
         repository: repository.to_string(),
     };
-    for i in keys.stages().collect::<Vec<_>>() {
+    for i in keys.stages() {
         if cached.contains(&i) || !outputs.contains_key(&i) {
             continue;
         }
@@ -241,15 +250,8 @@ pub fn store(
         if fast.is_none() && slow.is_none() {
             continue;
         }
-        let chain = lineages.get(&i).cloned().unwrap_or_else(|| vec![i]);
-        let stored = check_outputs(ws, i, &outputs[&i]).and_then(|()| {
-            crate::net::block_on(store.write(ws, i, &chain, fast, slow.as_ref())).map_err(|e| {
-                CacheError::Io {
-                    path: "the async runtime".into(),
-                    source: e.0,
-                }
-            })?
-        });
+        let stored = check_outputs(ws, i, &outputs[&i])
+            .and_then(|()| run(store.write(ws, i, keys.lineage(i), fast, slow.as_ref())));
         match stored {
             Ok(()) => {
                 out.stored += 1;

@@ -40,6 +40,9 @@ pub enum KeyError {
     Context(#[from] PathError),
     #[error(".dockerignore: {0}")]
     Ignore(String),
+    /// `cache-keys.json` of another scheme (another Slipway wrote it).
+    #[error("cache-keys.json is {0:?}, not {KEYS_FILE_KIND:?}")]
+    Scheme(String),
 }
 
 /// The key of a stage and the record it hashes.
@@ -199,10 +202,7 @@ impl Keys {
     /// The keys a [`KeysFile`] holds, the fast ones made again.
     pub fn from_file(f: KeysFile) -> Result<Keys, KeyError> {
         if f.kind != KEYS_FILE_KIND {
-            return Err(KeyError::Dockerfile(format!(
-                "cache keys of another scheme: {:?}",
-                f.kind
-            )));
+            return Err(KeyError::Scheme(f.kind));
         }
         let fast = fast_keys(&f.inputs, &f.deps);
         Ok(Keys {
@@ -216,6 +216,11 @@ impl Keys {
     /// The stages with inputs (cacheable or not), by index.
     pub fn stages(&self) -> impl Iterator<Item = usize> + '_ {
         self.inputs.keys().copied()
+    }
+
+    /// Stage `index`'s FROM-chain (itself first): the stages whose layers its result lists.
+    pub fn lineage(&self, index: usize) -> &[usize] {
+        self.lineage.get(&index).map_or(&[], Vec::as_slice)
     }
 
     /// The fast key of stage `index`: `None` when it or a stage it needs is not cached.

@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::annotations;
+use crate::digest::Digest;
+use crate::trust::Outputs;
 use clap::Parser;
 
 #[derive(Parser, Debug)]

@@ -13,7 +13,8 @@ use slipway_contract::trust::Outputs;
 
 use super::bases::base_images;
 use super::pods::{self, Blocked, MAX_DISRUPTIONS, PodsSeen};
-use crate::api::{BaseImage, CacheStatus, Phase, PushedImage, StagePhase, StageStatus};
+use super::stage_status::{cache_status, stage_statuses};
+use crate::api::{BaseImage, CacheStatus, Phase, PushedImage, StageStatus};
 
 /// The `Succeeded` condition's reason: a build pod's own, or one of the controller's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -464,67 +465,10 @@ fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
     }
 }
 
-/// One entry per planned stage, in graph order.
-fn stage_statuses(o: &Observed) -> Vec<StageStatus> {
-    let Some(g) = &o.graph else { return vec![] };
-    let mut out = Vec::new();
-    for (pos, j) in g.jobs.iter().enumerate() {
-        let obs = o.stages.get(&pos);
-        for (k, index) in j.stages.iter().enumerate() {
-            out.push(StageStatus {
-                name: j.names.get(k).cloned().flatten(),
-                index: *index as i32,
-                phase: match obs.map(|s| &s.state) {
-                    None => StagePhase::Pending,
-                    Some(JobState::Running) => StagePhase::Running,
-                    Some(JobState::Succeeded) => StagePhase::Succeeded,
-                    Some(JobState::Failed { .. }) => StagePhase::Failed,
-                },
-                job: obs.map(|s| s.name.clone()),
-                start_time: obs.and_then(|s| s.start.clone()),
-                completion_time: obs.and_then(|s| s.completion.clone()),
-                cached_layers: None,
-            });
-        }
-    }
-    for c in g.cached_stages() {
-        out.push(StageStatus {
-            name: c.name.clone(),
-            index: c.index as i32,
-            phase: StagePhase::Cached,
-            cached_layers: i32::try_from(c.layers).ok(),
-            ..Default::default()
-        });
-    }
-    out.sort_by_key(|s| s.index);
-    out
-}
-
-/// What the layer cache did: the prepare step's lookups, and what the push step stored once
-/// it reported.
-fn cache_status(o: &Observed) -> Option<CacheStatus> {
-    let plan = o.graph.as_ref()?.cache.as_ref()?;
-    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
-    let mut status = CacheStatus {
-        hits: count(plan.cached.len()),
-        misses: count(plan.misses.len()),
-        not_cacheable: count(plan.uncacheable.len()),
-        bytes_reused: i64::try_from(plan.bytes_reused()).unwrap_or(i64::MAX),
-        stored: None,
-        write_error: None,
-    };
-    if let Some(PodResult::Pushed { cache: Some(w), .. }) =
-        o.push.as_ref().and_then(|p| p.result.as_ref())
-    {
-        status.stored = Some(count(w.stored));
-        status.write_error = w.warning.clone();
-    }
-    Some(status)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::StagePhase;
     use crate::reconcile::fixtures;
     use slipway_contract::graph::StageJob;
 

@@ -30,6 +30,7 @@ mod health_tests;
 mod observe;
 mod pods;
 mod render;
+mod stage_status;
 mod status;
 mod text;
 #[cfg(test)]

@@ -257,3 +257,7 @@ impl std::fmt::Display for Outcome {
         )
     }
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

@@ -45,9 +45,11 @@ start() { # component command...
   echo $! > "$S/pids/$c.pid"
 }
 
-# Fast path: everything already up.
-if [[ -f $S/ready ]] && for c in "${COMPONENTS[@]}"; do alive "$c" || exit 1; done &&
-   kubectl get --raw /readyz >/dev/null 2>&1; then
+all_alive() { for c in "${COMPONENTS[@]}"; do alive "$c" || return 1; done; }
+
+# Fast path: everything already up. A cluster whose processes died (a killed session) leaves
+# $S/ready behind; then the steps below restart what is missing.
+if [[ -f $S/ready ]] && all_alive && kubectl get --raw /readyz >/dev/null 2>&1; then
   log "already running"
   print_exports
   exit 0

@@ -41,7 +41,9 @@ start() { # component command...
   local c=$1; shift
   alive "$c" && return 0
   log "starting $c"
-  setsid "$@" >>"$S/logs/$c.log" 2>&1 < /dev/null &
+  # 9>&-: a daemon must not inherit the caller's cluster lock (tests/run.sh holds it on fd 9),
+  # or a cluster left running would hold it after its caller is gone.
+  setsid "$@" >>"$S/logs/$c.log" 2>&1 < /dev/null 9>&- &
   echo $! > "$S/pids/$c.pid"
 }
 

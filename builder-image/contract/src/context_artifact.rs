@@ -118,8 +118,8 @@ pub fn check_manifest(bytes: &[u8], want: &str, limit: Size) -> Result<Descripto
             got,
         });
     }
-    let m: Manifest = serde_json::from_slice(bytes)
-        .map_err(|e| ArtifactError::NotAManifest(e.to_string()))?;
+    let m: Manifest =
+        serde_json::from_slice(bytes).map_err(|e| ArtifactError::NotAManifest(e.to_string()))?;
     if m.schema_version != 2 {
         return Err(ArtifactError::NotAManifest(format!(
             "schemaVersion {}",

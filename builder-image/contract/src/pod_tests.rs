@@ -230,8 +230,14 @@ fn only_an_oci_fetch_is_told_the_insecure_registries() {
     };
     let fetch = prepare_args(oci.clone(), Size::DEFAULT_LIMIT).fetch();
     let args = fetch.to_args();
-    assert!(args.windows(2).any(|w| w == ["--insecure-registry", "reg:5000"]));
-    assert!(args.windows(2).any(|w| w == ["--oci-image", "reg:5000/team/web"]));
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--insecure-registry", "reg:5000"])
+    );
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--oci-image", "reg:5000/team/web"])
+    );
     assert_eq!(fetch.source.source(), Some(oci));
     round_trip(PodCommand::Fetch(fetch));
     let other = prepare_args(Source::Inline, Size::DEFAULT_LIMIT).fetch();

@@ -346,7 +346,11 @@ mod tests {
         assert!(settings(&ib, now).is_ok());
         let r = oci_source(&ib).expect("valid").expect("oci");
         assert_eq!(r.registry, "reg:5000");
-        for bad in ["sha256:abc", "sha512:00", &format!("sha256:{}", "C".repeat(64))] {
+        for bad in [
+            "sha256:abc",
+            "sha512:00",
+            &format!("sha256:{}", "C".repeat(64)),
+        ] {
             ib.spec.source.oci = Some(OciSource {
                 image: "reg:5000/team/web-context".into(),
                 digest: bad.to_string(),

@@ -23,8 +23,7 @@ use slipway_contract::pod::{
 };
 
 use super::jobs::{
-    PULL_AUTH_VOLUME, add_pull_auth, builder_container, env, insecure, job, mount,
-    workspace_volume,
+    PULL_AUTH_VOLUME, add_pull_auth, builder_container, env, insecure, job, mount, workspace_volume,
 };
 use super::{Deadline, RenderError, Settings, Step, security};
 use crate::api::ImageBuild;

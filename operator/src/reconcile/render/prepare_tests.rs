@@ -242,7 +242,10 @@ fn an_oci_source_is_pulled_by_the_fetch_container_with_the_pull_secrets() {
         args.windows(2)
             .any(|w| w == ["--oci-image", "reg:5000/team/web-context"])
     );
-    assert!(args.windows(2).any(|w| w == ["--oci-digest", digest.as_str()]));
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--oci-digest", digest.as_str()])
+    );
     assert!(
         args.windows(2)
             .any(|w| w == ["--insecure-registry", "reg:5000"])

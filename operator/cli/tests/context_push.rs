@@ -116,7 +116,10 @@ async fn a_context_pushed_to_a_registry_reads_back_as_the_fetch_step_checks_it()
     assert_eq!(layer.size as usize, data.len());
     assert_eq!(layer.digest, sha256_digest(&data));
     let (status, blob) = get(
-        &format!("http://{}/v2/team/web/blobs/{}", registry.addr, layer.digest),
+        &format!(
+            "http://{}/v2/team/web/blobs/{}",
+            registry.addr, layer.digest
+        ),
         "*/*",
     )
     .await;
@@ -124,7 +127,10 @@ async fn a_context_pushed_to_a_registry_reads_back_as_the_fetch_step_checks_it()
     assert!(blob == data, "the layer is the archive");
 
     // Pushed again: the same digest (the manifest's bytes depend on the archive only).
-    assert_eq!(artifact::push(&repo, true, &spool).await.expect("again"), digest);
+    assert_eq!(
+        artifact::push(&repo, true, &spool).await.expect("again"),
+        digest
+    );
 
     // Without --insecure the registry is spoken to over https, which it does not serve.
     let e = artifact::push(&repo, false, &spool)

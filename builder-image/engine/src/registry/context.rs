@@ -212,3 +212,175 @@ mod tests {
         assert!(e.contains("(3 came)") || e.contains("sha256"), "{e}");
     }
 }
+
+/// Against a real registry (Debian's `docker-registry` on loopback, as the engine tier runs
+/// it): a context pushed in the CLI's format is pulled, checked and unpacked; a pin that is
+/// not its digest is refused. Without `docker-registry` on the PATH the test says so and
+/// passes.
+#[cfg(test)]
+mod registry_tests {
+    use std::net::TcpListener;
+    use std::process::{Child, Command, Stdio};
+
+    use bytes::Bytes;
+    use oci_client::Reference;
+    use slipway_contract::context_artifact::{EMPTY_CONFIG, manifest_json, sha256_digest};
+
+    use super::*;
+
+    /// The registry process (stopped when dropped) and its storage.
+    struct Served {
+        child: Child,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Served {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn docker_registry() -> Option<(Served, String)> {
+        if Command::new("docker-registry")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_err()
+        {
+            eprintln!("docker-registry is not installed: the pull is not tested against one");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\nhttp: {{addr: {addr}}}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .expect("config");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starts");
+        let served = Served { child, _dir: dir };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                return Some((served, addr));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("docker-registry did not listen on {addr}");
+    }
+
+    fn context_tar_gz() -> Vec<u8> {
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        for (name, body) in [
+            ("Dockerfile", &b"FROM scratch\nCOPY big /\n"[..]),
+            ("big", &[7u8; 300_000][..]),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(body.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, body).expect("append");
+        }
+        b.into_inner().expect("tar").finish().expect("gzip")
+    }
+
+    #[test]
+    fn a_context_in_a_real_registry_is_pulled_checked_and_unpacked() {
+        let Some((_served, addr)) = docker_registry() else {
+            return;
+        };
+        let registry = Registry::plain_http(&addr);
+        let archive = context_tar_gz();
+        let layer_digest = sha256_digest(&archive);
+        let manifest = manifest_json(&layer_digest, archive.len() as u64);
+        let digest = sha256_digest(&manifest);
+        let r: Reference = format!("{addr}/team/web:x").parse().expect("ref");
+        let pinned = Reference::with_digest(addr.clone(), "team/web".into(), digest.clone());
+        crate::net::block_on(async {
+            let c = &registry.client;
+            c.push_blob(&r, archive.clone(), &layer_digest)
+                .await
+                .expect("layer");
+            c.push_blob(&r, EMPTY_CONFIG.to_vec(), &sha256_digest(EMPTY_CONFIG))
+                .await
+                .expect("config");
+            c.push_manifest_raw(
+                &pinned,
+                Bytes::from(manifest.clone()),
+                reqwest::header::HeaderValue::from_static(
+                    slipway_contract::context_artifact::MANIFEST_MEDIA_TYPE,
+                ),
+            )
+            .await
+            .expect("manifest");
+        })
+        .expect("runtime");
+
+        let dir = tempfile::tempdir().expect("tmp");
+        let dest = dir.path().join("context.download");
+        crate::net::block_on(registry.pull_context(
+            &format!("{addr}/team/web"),
+            &digest,
+            &dest,
+            Size(1 << 20),
+        ))
+        .expect("runtime")
+        .expect("pulled");
+        assert_eq!(std::fs::read(&dest).expect("file"), archive);
+        let ctx = dir.path().join("context");
+        std::fs::create_dir(&ctx).expect("mkdir");
+        crate::steps::source::unpack_tar(&dest, "oci", &ctx, Size(1 << 20)).expect("unpacked");
+        assert_eq!(std::fs::read(ctx.join("big")).expect("big").len(), 300_000);
+
+        // Another digest than the manifest's: refused, nothing left.
+        let other = sha256_digest(b"not this one");
+        let _ = std::fs::remove_file(&dest);
+        let e = crate::net::block_on(registry.pull_context(
+            &format!("{addr}/team/web"),
+            &other,
+            &dest,
+            Size(1 << 20),
+        ))
+        .expect("runtime")
+        .expect_err("refused");
+        assert!(
+            e.to_string().starts_with(&format!(
+                "registry {addr}: pull context {addr}/team/web@{other}: "
+            )),
+            "{e}"
+        );
+        assert!(!dest.exists());
+
+        // Under a smaller size limit than the layer: refused before the layer is asked for.
+        let e = crate::net::block_on(registry.pull_context(
+            &format!("{addr}/team/web"),
+            &digest,
+            &dest,
+            Size(1 << 10),
+        ))
+        .expect("runtime")
+        .expect_err("too large");
+        assert!(
+            e.to_string().ends_with("is over the size limit of 1Ki"),
+            "{e}"
+        );
+        assert!(!dest.exists());
+    }
+}

@@ -302,7 +302,7 @@ mod tests {
         assert_eq!(e.reason, Reason::SourceFailed);
         assert_eq!(
             e.to_string(),
-            "prepare: no source (--inline, --context-tar, --tarball-url or --git-url)"
+            "prepare: no source (--inline, --context-tar, --tarball-url, --git-url or --oci-image)"
         );
         let e = PrepareError::from(PrepareFailure::Dockerfile(OutsideError("../D".into())));
         assert_eq!(e.reason, Reason::SourceFailed);

@@ -2,7 +2,8 @@
 //! Dockerfile's author never meet (security review H2):
 //!
 //! - [`fetch`] (`slipway-builder fetch`, the init container, the only one with the git
-//!   Secret): empties the workspace and fetches the source into its `context/`;
+//!   Secret; for an OCI source, with the pull secrets): empties the workspace and fetches the
+//!   source into its `context/`;
 //! - [`resolve`] (`slipway-builder resolve`, the main container, with the pull secrets only):
 //!   reads the Dockerfile from the context, plans, resolves every external image to a digest
 //!   (base layers are not downloaded: the kubelet pulls stage pods' images), downloads the

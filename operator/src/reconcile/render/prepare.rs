@@ -3,8 +3,8 @@
 //! (security review H2):
 //!
 //! - the init container `fetch` holds the git Secret (only its `username`, `password` and
-//!   `token` keys), the ConfigMap or inline source, and writes the context into the
-//!   workspace;
+//!   `token` keys), the ConfigMap or inline source, or, for an OCI source, the pull secrets
+//!   (it pulls the artifact), and writes the context into the workspace;
 //! - the main container `plan` holds no git credential: it reads the Dockerfile from the
 //!   context, plans, resolves base images with the pull secrets, and reports the graph in its
 //!   termination message.

@@ -26,20 +26,7 @@ source "$here/lib.sh"
 e2e_work cli-e2e
 cleanup_cmds='kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1'
 e2e_deploy "deploy.sh deploys Slipway"
-if [[ -z "${CARGO_TARGET_DIR:-}" ]]; then
-  key=$(rustc --version | tr -c 'A-Za-z0-9.\n' '-' | tr -d '\n')
-  export CARGO_TARGET_DIR="${SLIPWAY_CACHE:-/var/cache/slipway}/cargo-target/$key"
-fi
-if ! (cd "$repo" && cargo build --quiet -p slipway-cli) >"$work/cargo.log" 2>&1; then
-  bad "cargo build -p slipway-cli" "$(tail -20 "$work/cargo.log")"
-  summary; exit 1
-fi
-# kubectl finds the plugin as kubectl-slipway on PATH: the two binaries alone in a directory
-# (cargo's own has kubectl-slipway.d beside it, which `kubectl plugin list` reports as a plugin
-# that is not executable, and fails on).
-mkdir -p "$work/bin"
-cp "$CARGO_TARGET_DIR/debug/kubectl-slipway" "$CARGO_TARGET_DIR/debug/slipway" "$work/bin/"
-export PATH="$work/bin:$PATH"
+e2e_cli
 kubectl create namespace "$ns" >/dev/null
 if kubectl plugin list 2>/dev/null | grep -q "kubectl-slipway$"; then
   ok "kubectl plugin list finds kubectl-slipway"

@@ -21,3 +21,23 @@ e2e_deploy() {
   fi
   eval "$exports"
 }
+
+# e2e_cli: builds the CLI (debug, in the tests' cargo target dir) and puts `slipway` and
+# `kubectl-slipway` on PATH; on failure reports it and exits. kubectl finds the plugin as
+# kubectl-slipway on PATH: the two binaries alone in a directory (cargo's own has
+# kubectl-slipway.d beside it, which `kubectl plugin list` reports as a plugin that is not
+# executable, and fails on).
+e2e_cli() {
+  if [[ -z "${CARGO_TARGET_DIR:-}" ]]; then
+    local key
+    key=$(rustc --version | tr -c 'A-Za-z0-9.\n' '-' | tr -d '\n')
+    export CARGO_TARGET_DIR="${SLIPWAY_CACHE:-/var/cache/slipway}/cargo-target/$key"
+  fi
+  if ! (cd "$repo" && cargo build --quiet -p slipway-cli) >"$work/cargo.log" 2>&1; then
+    bad "cargo build -p slipway-cli" "$(tail -20 "$work/cargo.log")"
+    summary; exit 1
+  fi
+  mkdir -p "$work/bin"
+  cp "$CARGO_TARGET_DIR/debug/kubectl-slipway" "$CARGO_TARGET_DIR/debug/slipway" "$work/bin/"
+  export PATH="$work/bin:$PATH"
+}

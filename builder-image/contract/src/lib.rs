@@ -17,8 +17,11 @@
 //! - [`epoch`]: `SOURCE_DATE_EPOCH`, the time a reproducible build stamps.
 //! - [`annotations`]: the OCI annotations of a cluster build's image.
 //! - [`size`]: byte sizes as settings and flags write them (`--size-limit 1Gi`).
+//! - [`context_artifact`]: the build context as an OCI artifact (`spec.source.oci`): the
+//!   manifest the CLI pushes and the checks the fetch step makes of it.
 
 pub mod annotations;
+pub mod context_artifact;
 pub mod digest;
 pub mod epoch;
 pub mod graph;

@@ -224,6 +224,9 @@ pub enum Source {
     ContextTar { path: PathBuf, shown: String },
     /// An https tarball, checked against its sha256 when one is given.
     Tarball { url: String, sha256: Option<String> },
+    /// An OCI artifact (`registry/repository`) pinned by its manifest's digest, whose one
+    /// layer is the context as a tar.gz; pulled with the pod's pull credentials.
+    Oci { image: String, digest: String },
     /// A git repository at a revision, optionally a folder of it, with credentials from a
     /// folder of `username`/`password`/`token` files.
     Git {
@@ -241,7 +244,7 @@ pub enum Source {
     clap::ArgGroup::new("source")
         .required(true)
         .multiple(false)
-        .args(["inline", "context_tar", "tarball_url", "git_url"])
+        .args(["inline", "context_tar", "tarball_url", "git_url", "oci_image"])
 ))]
 pub struct SourceArgs {
     /// The context is inline: JSON {dockerfile, files} in $SLIPWAY_INLINE_SOURCE.
@@ -268,6 +271,12 @@ pub struct SourceArgs {
     /// A directory with username and password (or token) files for git over https.
     #[arg(long, requires = "git_url")]
     pub git_auth_dir: Option<PathBuf>,
+    /// The context is the one layer of this OCI artifact (`registry/repository`)...
+    #[arg(long, requires = "oci_digest")]
+    pub oci_image: Option<String>,
+    /// ...at this manifest digest.
+    #[arg(long, requires = "oci_image")]
+    pub oci_digest: Option<String>,
 }
 
 const DEFAULT_TAR_NAME: &str = "the context archive";
@@ -281,6 +290,11 @@ impl SourceArgs {
             Some(Source::ContextTar {
                 path: path.clone(),
                 shown: self.context_tar_name.clone(),
+            })
+        } else if let (Some(image), Some(digest)) = (&self.oci_image, &self.oci_digest) {
+            Some(Source::Oci {
+                image: image.clone(),
+                digest: digest.clone(),
             })
         } else if let Some(url) = &self.tarball_url {
             Some(Source::Tarball {
@@ -307,6 +321,10 @@ impl SourceArgs {
                 if shown != DEFAULT_TAR_NAME {
                     a.extend(["--context-tar-name".to_string(), shown]);
                 }
+            }
+            Some(Source::Oci { image, digest }) => {
+                a.extend(["--oci-image".to_string(), image]);
+                a.extend(["--oci-digest".to_string(), digest]);
             }
             Some(Source::Tarball { url, sha256 }) => {
                 a.extend(["--tarball-url".to_string(), url]);
@@ -339,6 +357,10 @@ impl From<Source> for SourceArgs {
             Source::ContextTar { path, shown } => {
                 a.context_tar = Some(path);
                 a.context_tar_name = shown;
+            }
+            Source::Oci { image, digest } => {
+                a.oci_image = Some(image);
+                a.oci_digest = Some(digest);
             }
             Source::Tarball { url, sha256 } => {
                 a.tarball_url = Some(url);
@@ -421,6 +443,11 @@ impl PrepareArgs {
             dockerfile: self.dockerfile.clone(),
             source: self.source.clone(),
             limits: self.limits,
+            // Only a source in a registry talks to one.
+            registries: match self.source.source() {
+                Some(Source::Oci { .. }) => self.registries.clone(),
+                _ => RegistryArgs::default(),
+            },
         }
     }
 
@@ -457,12 +484,16 @@ pub struct FetchArgs {
     pub source: SourceArgs,
     #[command(flatten)]
     pub limits: SizeLimitArgs,
+    /// Registries spoken to over plain HTTP (an OCI source's).
+    #[command(flatten)]
+    pub registries: RegistryArgs,
 }
 
 impl FetchArgs {
     pub fn to_args(&self) -> Vec<String> {
         let mut a = workspace_and_dockerfile(&self.workspace, &self.dockerfile);
         a.extend(self.source.to_args());
+        a.extend(self.registries.to_args());
         a.extend(self.limits.to_args());
         a
     }

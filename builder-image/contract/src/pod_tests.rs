@@ -103,6 +103,10 @@ fn every_pod_command_round_trips() {
         context_dir: Some("app".into()),
         auth_dir: Some(PathBuf::from(paths::GIT_AUTH)),
     }));
+    round_trip(prepare(Source::Oci {
+        image: "reg:5000/team/web".into(),
+        digest: format!("sha256:{}", "a".repeat(64)),
+    }));
     round_trip(PodCommand::Stage(StageArgs::in_pod(vec![0, 1], digests())));
     round_trip(PodCommand::Stage(StageArgs::in_pod(
         vec![2],
@@ -214,6 +218,32 @@ fn digests_are_looked_up_and_replaced_by_stage() {
         "sha256:../../etc/passwd",
     ];
     assert!(Cli::try_parse_from(bad).is_err());
+}
+
+/// An OCI source's fetch talks to a registry: it gets the insecure registries (and its flags
+/// parse back); a fetch of any other source gets none.
+#[test]
+fn only_an_oci_fetch_is_told_the_insecure_registries() {
+    let oci = Source::Oci {
+        image: "reg:5000/team/web".into(),
+        digest: format!("sha256:{}", "b".repeat(64)),
+    };
+    let fetch = prepare_args(oci.clone(), Size::DEFAULT_LIMIT).fetch();
+    let args = fetch.to_args();
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--insecure-registry", "reg:5000"])
+    );
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--oci-image", "reg:5000/team/web"])
+    );
+    assert_eq!(fetch.source.source(), Some(oci));
+    round_trip(PodCommand::Fetch(fetch));
+    let other = prepare_args(Source::Inline, Size::DEFAULT_LIMIT).fetch();
+    assert!(!other.to_args().iter().any(|a| a == "--insecure-registry"));
+    let half = ["b", "fetch", "--workspace", "/w", "--oci-image", "r/x"];
+    assert!(Cli::try_parse_from(half).is_err(), "a digest is required");
 }
 
 #[test]

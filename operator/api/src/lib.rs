@@ -29,7 +29,8 @@ pub mod labels;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ImageBuildSpec {
-    /// Where the build context comes from: exactly one of inline, configMap, git, tarball.
+    /// Where the build context comes from: exactly one of inline, configMap, git, tarball,
+    /// oci.
     pub source: Source,
     /// The Dockerfile's path in the context (default `Dockerfile`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,8 +100,8 @@ pub struct ImageBuildSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "[has(self.inline), has(self.configMap), has(self.git), has(self.tarball)].filter(x, x).size() == 1",
-    "message": "exactly one of inline, configMap, git or tarball must be set"
+    "rule": "[has(self.inline), has(self.configMap), has(self.git), has(self.tarball), has(self.oci)].filter(x, x).size() == 1",
+    "message": "exactly one of inline, configMap, git, tarball or oci must be set"
 }]))]
 pub struct Source {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,6 +112,8 @@ pub struct Source {
     pub git: Option<GitSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tarball: Option<TarballSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<OciSource>,
 }
 
 /// The Dockerfile and small context files written in the resource itself.
@@ -156,6 +159,21 @@ pub struct TarballSource {
     /// Its sha256, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+}
+
+/// The context as an OCI artifact in a registry, pinned by digest: an image manifest whose one
+/// layer is the context as a tar.gz (what `slipway build` pushes when the context is too
+/// large for a ConfigMap). Pulled with the build's `pullSecrets`; the manifest and the layer
+/// are checked against their digests before anything is unpacked.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OciSource {
+    /// The repository, `registry/repository` (a tag, if any, is ignored: the digest decides).
+    #[schemars(length(min = 1, max = 512))]
+    pub image: String,
+    /// The manifest's digest, `sha256:` and 64 lowercase hex digits.
+    #[schemars(regex(pattern = r"^sha256:[0-9a-f]{64}$"))]
+    pub digest: String,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
@@ -502,6 +520,13 @@ mod tests {
         assert!(required.contains(&"source") && required.contains(&"output"));
         let rules = &spec["properties"]["source"]["x-kubernetes-validations"][0]["rule"];
         assert!(rules.as_str().is_some_and(|r| r.contains("size() == 1")));
+        assert!(rules.as_str().is_some_and(|r| r.contains("has(self.oci)")));
+        let oci = &spec["properties"]["source"]["properties"]["oci"];
+        assert_eq!(oci["required"], serde_json::json!(["digest", "image"]));
+        assert_eq!(
+            oci["properties"]["digest"]["pattern"],
+            serde_json::json!("^sha256:[0-9a-f]{64}$")
+        );
         assert_eq!(
             spec["properties"]["output"]["required"][0],
             serde_json::json!("image")

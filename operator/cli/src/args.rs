@@ -99,9 +99,13 @@ pub struct BuildArgs {
     /// A dockerconfigjson Secret with the push credentials.
     #[arg(long, value_name = "SECRET")]
     pub push_secret: Option<String>,
-    /// Push over plain HTTP.
+    /// Push over plain HTTP (the image, and a context pushed to the same registry).
     #[arg(long)]
     pub insecure: bool,
+    /// Push the context as an OCI artifact to this repository, whatever its size (default:
+    /// only a context over the 1 MiB a ConfigMap holds, to the image's own repository).
+    #[arg(long, value_name = "REGISTRY/REPOSITORY")]
+    pub context_repo: Option<String>,
     /// The layer cache (`spec.cache.repository`): stages found there run no Job, and the
     /// stages that ran are stored there after the push.
     #[arg(long, value_name = "REGISTRY/REPOSITORY")]

@@ -19,7 +19,8 @@ use crate::logs::LogLine;
 use crate::output::{self, Change, Style, Summary};
 use crate::pack;
 use crate::spec::{self, Request};
-use crate::upload::Store;
+use crate::spool::Spool;
+use crate::upload::{Store, Stored};
 
 /// How a command ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,7 +234,7 @@ async fn signalled() -> Signal {
 /// A build's flags checked and its context packed: all that needs no cluster.
 pub struct Prepared {
     req: Request,
-    archive: Vec<u8>,
+    archive: Spool,
     summary: String,
     store: Store,
 }
@@ -255,8 +256,24 @@ pub fn prepare(a: &BuildArgs) -> Result<Prepared, Error> {
             build_args.push((k, v));
         }
     }
-    let store = Store::ConfigMap;
-    let packed = pack::pack(&a.dir, a.file.as_deref(), store.limit(), store.describe())?;
+    // Packed once, up to the larger store's limit; the size then picks the store.
+    let repository = crate::artifact::repository(a.context_repo.as_deref(), &image)?;
+    let largest = Store::Oci {
+        repository: repository.clone(),
+        insecure: a.insecure,
+    };
+    let packed = pack::pack(
+        &a.dir,
+        a.file.as_deref(),
+        largest.limit(),
+        largest.describe(),
+    )?;
+    let store = Store::choose(
+        packed.archive.len(),
+        a.context_repo.is_some(),
+        repository,
+        a.insecure,
+    );
     let req = Request {
         name: a.name.clone(),
         image,
@@ -273,7 +290,7 @@ pub fn prepare(a: &BuildArgs) -> Result<Prepared, Error> {
     let summary = format!(
         "{} files, {} packed, {} left out by .dockerignore",
         packed.entries,
-        pack::human(packed.archive.len() as u64),
+        pack::human(packed.archive.len()),
         packed.excluded
     );
     Ok(Prepared {
@@ -297,6 +314,10 @@ pub async fn build(ctx: &Ctx, a: &BuildArgs, p: Prepared) -> Result<Outcome, Err
             .to_string()
     });
     let stored = store.put(&ctx.client, &ctx.ns, &base, archive).await?;
+    let summary = match &stored {
+        Stored::Oci { image, digest } => format!("{summary}, pushed to {image}@{digest}"),
+        Stored::ConfigMap { .. } => summary,
+    };
     let api: Api<ImageBuild> = Api::namespaced(ctx.client.clone(), &ctx.ns);
     let ib = spec::image_build(&req, &ctx.ns, stored.source());
     let created = match api.create(&PostParams::default(), &ib).await {

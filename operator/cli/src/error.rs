@@ -50,6 +50,11 @@ pub enum Error {
     },
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The context could not be pushed to its registry.
+    #[error(transparent)]
+    Push(#[from] crate::artifact::PushError),
+    #[error(transparent)]
+    Repo(#[from] crate::artifact::RepoError),
 }
 
 /// An API error's own message (the API server's, for a refused request).
@@ -77,7 +82,7 @@ impl Error {
     /// The process's exit code for it: 2 for usage, 3 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Usage(_) | Error::Tag(_) => 2,
+            Error::Usage(_) | Error::Tag(_) | Error::Repo(_) => 2,
             _ => 3,
         }
     }

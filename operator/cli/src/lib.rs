@@ -1,7 +1,8 @@
 //! `slipway` (also `kubectl slipway`): Slipway from a developer's shell or a CI job.
 //!
 //! `build DIR -t REF` packs the directory as `docker build` sends a context (honouring
-//! `.dockerignore`), uploads it (a ConfigMap today: [`upload`]), creates an ImageBuild,
+//! `.dockerignore`), uploads it (a ConfigMap, or an OCI artifact when it is larger:
+//! [`upload`], [`artifact`]), creates an ImageBuild,
 //! follows it (phases, stages, every pod's log lines prefixed with their stage) and prints
 //! `ref@digest`; a failed build exits 1 with the `Succeeded` condition's reason and message.
 //! `logs`, `wait`, `get` and `list` read builds that exist; `rebuild` builds one again and
@@ -16,6 +17,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 
 pub mod args;
+pub mod artifact;
 pub mod commands;
 pub mod control;
 pub mod error;
@@ -24,6 +26,7 @@ pub mod logs;
 pub mod output;
 pub mod pack;
 pub mod spec;
+pub mod spool;
 pub mod upload;
 
 use args::{Cli, Command};

@@ -15,6 +15,8 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use slipway_frontend::dockerignore::{self, IgnoreError, Matcher, ParentMatches};
 
+use crate::spool::Spool;
+
 /// Why a context could not be packed.
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
@@ -89,8 +91,8 @@ pub fn human(n: u64) -> String {
 /// A packed context.
 #[derive(Debug)]
 pub struct Packed {
-    /// The gzip tar.
-    pub archive: Vec<u8>,
+    /// The gzip tar, in a temporary file.
+    pub archive: Spool,
     /// The Dockerfile's path in the context, `/`-separated.
     pub dockerfile: String,
     /// Entries written (files, directories, symlinks) and left out.
@@ -214,7 +216,10 @@ pub fn pack(
     })?;
 
     let mut w = Writer {
-        tar: tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default())),
+        tar: tar::Builder::new(GzEncoder::new(
+            Spool::new().map_err(io_err(&context))?,
+            Compression::default(),
+        )),
         limit,
         holder,
         entries: 0,
@@ -236,8 +241,8 @@ pub fn pack(
         .into_inner()
         .and_then(|gz| gz.finish())
         .map_err(io_err(&context))?;
-    if archive.len() as u64 > limit {
-        return Err(too_large(archive.len() as u64, limit, holder, entries, top));
+    if archive.len() > limit {
+        return Err(too_large(archive.len(), limit, holder, entries, top));
     }
     Ok(Packed {
         archive,
@@ -249,7 +254,7 @@ pub fn pack(
 }
 
 struct Writer {
-    tar: tar::Builder<GzEncoder<Vec<u8>>>,
+    tar: tar::Builder<GzEncoder<Spool>>,
     limit: u64,
     holder: &'static str,
     entries: usize,
@@ -272,7 +277,7 @@ impl Writer {
     /// Stops once the compressed bytes so far (what the encoder has handed on; the rest is
     /// checked when the archive is finished) are over the limit.
     fn check(&mut self) -> Result<(), PackError> {
-        let size = self.tar.get_ref().get_ref().len() as u64;
+        let size = self.tar.get_ref().get_ref().len();
         if size <= self.limit {
             return Ok(());
         }
@@ -340,7 +345,10 @@ fn walk(
                 if descend {
                     // Walk it for exceptions; a path taken back in brings its parents.
                     let mut sub = Writer {
-                        tar: tar::Builder::new(GzEncoder::new(Vec::new(), Compression::none())),
+                        tar: tar::Builder::new(GzEncoder::new(
+                            Spool::discard(),
+                            Compression::none(),
+                        )),
                         limit: u64::MAX,
                         holder: "",
                         entries: 0,
@@ -573,7 +581,7 @@ mod tests {
         symlink("lib/a.txt", ctx.join("link")).expect("ln");
         let p = pack(ctx, None, 1 << 20, "a test").expect("packs");
         assert_eq!(p.dockerfile, "Dockerfile");
-        let got = unpack(&p.archive);
+        let got = unpack(&p.archive.bytes().expect("archive"));
         let names: Vec<&str> = got.keys().map(String::as_str).collect();
         assert_eq!(
             names,
@@ -595,8 +603,12 @@ mod tests {
         assert_eq!((p.entries, p.excluded), (6, 2));
         // The same tree packs to the same bytes.
         assert_eq!(
-            pack(ctx, None, 1 << 20, "a test").expect("again").archive,
-            p.archive
+            pack(ctx, None, 1 << 20, "a test")
+                .expect("again")
+                .archive
+                .bytes()
+                .expect("archive"),
+            p.archive.bytes().expect("archive")
         );
     }
 
@@ -613,7 +625,7 @@ mod tests {
         let df = ctx.join("docker/app.Dockerfile");
         let p = pack(ctx, Some(&df), 1 << 20, "a test").expect("packs");
         assert_eq!(p.dockerfile, "docker/app.Dockerfile");
-        let got = unpack(&p.archive);
+        let got = unpack(&p.archive.bytes().expect("archive"));
         assert!(
             got.contains_key("b.txt") && !got.contains_key("a.txt"),
             "{got:?}"

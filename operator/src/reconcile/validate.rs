@@ -38,6 +38,14 @@ pub enum Invalid {
         #[source]
         source: UrlError,
     },
+    /// `spec.source.oci` names no repository, or no digest (the CRD holds both to their
+    /// shapes; an object written without that schema is checked here too).
+    #[error("spec.source.oci.{field} {value:?}: {why}")]
+    OciSource {
+        field: &'static str,
+        value: String,
+        why: &'static str,
+    },
     #[error("spec.sourceDateEpoch: {0}")]
     SourceDateEpoch(#[source] EpochError),
     #[error("spec.sourceDateEpoch: git is the commit time of a git source (spec.source.git)")]
@@ -75,6 +83,34 @@ fn check_source_urls(ib: &ImageBuild) -> Result<(), Invalid> {
         }
     }
     Ok(())
+}
+
+/// `spec.source.oci`: a repository and a sha256 digest, the shapes the fetch step takes.
+pub fn oci_source(ib: &ImageBuild) -> Result<Option<Reference>, Invalid> {
+    let Some(o) = &ib.spec.source.oci else {
+        return Ok(None);
+    };
+    let hex = o.digest.strip_prefix("sha256:").unwrap_or("");
+    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(Invalid::OciSource {
+            field: "digest",
+            value: o.digest.clone(),
+            why: "expected sha256: and 64 lowercase hex digits",
+        });
+    }
+    let r = Reference::parse(&o.image).map_err(|_| Invalid::OciSource {
+        field: "image",
+        value: o.image.clone(),
+        why: "expected registry/repository",
+    })?;
+    if r.digest.is_some() {
+        return Err(Invalid::OciSource {
+            field: "image",
+            value: o.image.clone(),
+            why: "the digest goes in spec.source.oci.digest",
+        });
+    }
+    Ok(Some(r))
 }
 
 /// `spec.output` is not an image reference.
@@ -132,6 +168,7 @@ fn settings(ib: &ImageBuild, now: Timestamp) -> Result<Build, Invalid> {
     let namespace = ib.namespace().ok_or(Invalid::NoNamespace)?;
     let uid = ib.uid().ok_or(Invalid::NoUid)?;
     check_source_urls(ib)?;
+    oci_source(ib)?;
     let epoch = source_date_epoch(ib)?;
     let generation = ib.metadata.generation.unwrap_or(1);
     let status = ib.status.as_ref();
@@ -293,6 +330,52 @@ mod tests {
             sha256: None,
         });
         assert!(settings(&ib, now).is_ok());
+    }
+
+    #[test]
+    fn an_oci_source_is_a_repository_and_a_sha256_digest() {
+        use crate::api::OciSource;
+        let mut ib = fixtures::build();
+        ib.spec.source.inline = None;
+        let now = Timestamp::from_second(1_000).expect("time");
+        let good = format!("sha256:{}", "c".repeat(64));
+        ib.spec.source.oci = Some(OciSource {
+            image: "reg:5000/team/web-context".into(),
+            digest: good.clone(),
+        });
+        assert!(settings(&ib, now).is_ok());
+        let r = oci_source(&ib).expect("valid").expect("oci");
+        assert_eq!(r.registry, "reg:5000");
+        for bad in [
+            "sha256:abc",
+            "sha512:00",
+            &format!("sha256:{}", "C".repeat(64)),
+        ] {
+            ib.spec.source.oci = Some(OciSource {
+                image: "reg:5000/team/web-context".into(),
+                digest: bad.to_string(),
+            });
+            assert_eq!(
+                settings(&ib, now).expect_err("refused").to_string(),
+                format!(
+                    "spec.source.oci.digest {bad:?}: expected sha256: and 64 lowercase hex \
+                     digits"
+                )
+            );
+        }
+        for bad in ["reg:5000/Team/x", &format!("reg:5000/x@{good}")] {
+            ib.spec.source.oci = Some(OciSource {
+                image: bad.to_string(),
+                digest: good.clone(),
+            });
+            assert!(
+                matches!(
+                    settings(&ib, now),
+                    Err(Invalid::OciSource { field: "image", .. })
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

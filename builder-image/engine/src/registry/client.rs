@@ -43,7 +43,7 @@ use crate::workspace::{ImageInfo, LayerRef, image_key, open_beneath};
 use RegistryErrorKind::Protocol;
 
 pub struct Registry {
-    client: Client,
+    pub(super) client: Client,
     config: DockerConfig,
     /// Credentials by registry host, looked up (and credential helpers run) once.
     auths: Mutex<HashMap<String, RegistryAuth>>,
@@ -94,7 +94,7 @@ fn open_blob(layer: &LayerRef, source: &BlobSource, cached: &Path) -> io::Result
     }
 }
 
-fn err(r: &Reference, operation: &str, kind: RegistryErrorKind) -> RegistryError {
+pub(super) fn err(r: &Reference, operation: &str, kind: RegistryErrorKind) -> RegistryError {
     RegistryError {
         registry: r.registry().to_string(),
         operation: operation.to_string(),
@@ -102,7 +102,7 @@ fn err(r: &Reference, operation: &str, kind: RegistryErrorKind) -> RegistryError
     }
 }
 
-fn parse_ref(name: &str) -> Result<Reference, RegistryError> {
+pub(super) fn parse_ref(name: &str) -> Result<Reference, RegistryError> {
     crate::registry::reference::parse(name).map_err(|e| RegistryError {
         registry: "?".into(),
         operation: format!("parse {name}"),
@@ -112,7 +112,7 @@ fn parse_ref(name: &str) -> Result<Reference, RegistryError> {
 
 /// Runs `attempt` again while it fails transiently, at most [`retry::ATTEMPTS`] times; the
 /// last error is returned as `registry HOST: OPERATION: ...`.
-async fn retrying<T, Fut>(
+pub(super) async fn retrying<T, Fut>(
     r: &Reference,
     operation: &str,
     attempt: impl FnMut() -> Fut,
@@ -150,10 +150,25 @@ impl Registry {
         })
     }
 
+    /// A client of `host` over plain HTTP, anonymous, without a blob cache (tests).
+    #[cfg(test)]
+    pub(super) fn plain_http(host: &str) -> Self {
+        crate::net::ensure_crypto_provider();
+        Registry {
+            client: Client::new(ClientConfig {
+                protocol: ClientProtocol::HttpsExcept(vec![host.to_string()]),
+                ..Default::default()
+            }),
+            config: DockerConfig::default(),
+            auths: Mutex::default(),
+            blob_cache: PathBuf::new(),
+        }
+    }
+
     /// The credentials for `r`'s registry. One that cannot be had (a credential helper that
     /// fails, an identity token) is said on stderr, and the registry is tried anonymously,
     /// which is enough for public images.
-    fn auth(&self, r: &Reference) -> RegistryAuth {
+    pub(super) fn auth(&self, r: &Reference) -> RegistryAuth {
         let host = r.registry();
         let mut auths = self.auths.lock().unwrap_or_else(|e| e.into_inner());
         auths

@@ -67,6 +67,12 @@ pub enum RegistryErrorKind {
     },
     #[error("{0}")]
     Reference(#[source] ReferenceError),
+    /// A context artifact's manifest that is not the one pinned, or not of its shape.
+    #[error("{0}")]
+    Artifact(#[source] slipway_contract::context_artifact::ArtifactError),
+    /// A blob with more, or fewer, bytes than its manifest says.
+    #[error("the blob is not the {declared} bytes its manifest says ({got} came)")]
+    BlobSize { declared: u64, got: String },
 }
 
 /// Which digest of an image a registry sent.

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod context;
 pub mod digest;
 pub mod error;
 pub mod manifest;

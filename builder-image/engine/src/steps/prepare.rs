@@ -2,7 +2,8 @@
 //! Dockerfile's author never meet (security review H2):
 //!
 //! - [`fetch`] (`slipway-builder fetch`, the init container, the only one with the git
-//!   Secret): empties the workspace and fetches the source into its `context/`;
+//!   Secret; for an OCI source, with the pull secrets): empties the workspace and fetches the
+//!   source into its `context/`;
 //! - [`resolve`] (`slipway-builder resolve`, the main container, with the pull secrets only):
 //!   reads the Dockerfile from the context, plans, resolves every external image to a digest
 //!   (base layers are not downloaded: the kubelet pulls stage pods' images), downloads the
@@ -44,7 +45,9 @@ pub struct PrepareError {
 /// What failed in the prepare step.
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareFailure {
-    #[error("prepare: no source (--inline, --context-tar, --tarball-url or --git-url)")]
+    #[error(
+        "prepare: no source (--inline, --context-tar, --tarball-url, --git-url or --oci-image)"
+    )]
     NoSource,
     #[error("${}: {source}", env::INLINE_SOURCE)]
     InlineSource {
@@ -123,6 +126,7 @@ fn source_of(args: &FetchArgs) -> Result<ResolvedSource, PrepareFailure> {
         }
         Some(Source::ContextTar { path, shown }) => ResolvedSource::Tar { path, shown },
         Some(Source::Tarball { url, sha256 }) => ResolvedSource::Tarball { url, sha256 },
+        Some(Source::Oci { image, digest }) => ResolvedSource::Oci { image, digest },
         Some(Source::Git {
             url,
             revision,
@@ -142,6 +146,7 @@ enum ResolvedSource {
     Inline(Inline),
     Tar { path: PathBuf, shown: String },
     Tarball { url: String, sha256: Option<String> },
+    Oci { image: String, digest: String },
     Git(GitSpec),
 }
 
@@ -174,6 +179,13 @@ fn fetch_source(args: &FetchArgs, ws: &Workspace) -> Result<PathBuf, PrepareFail
         ResolvedSource::Tarball { url, sha256 } => {
             source::fetch_tarball(&url, sha256.as_deref(), &context, limit)?
         }
+        ResolvedSource::Oci { image, digest } => source::fetch_oci(
+            &image,
+            &digest,
+            &args.registries.insecure_registries,
+            &context,
+            limit,
+        )?,
         ResolvedSource::Git(g) => {
             let checkout = ws.root.join("git");
             let cloned = git::clone(&g, &checkout)?;
@@ -291,7 +303,7 @@ mod tests {
         assert_eq!(e.reason, Reason::SourceFailed);
         assert_eq!(
             e.to_string(),
-            "prepare: no source (--inline, --context-tar, --tarball-url or --git-url)"
+            "prepare: no source (--inline, --context-tar, --tarball-url, --git-url or --oci-image)"
         );
         let e = PrepareError::from(PrepareFailure::Dockerfile(OutsideError("../D".into())));
         assert_eq!(e.reason, Reason::SourceFailed);

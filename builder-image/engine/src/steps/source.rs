@@ -1,6 +1,7 @@
 //! Fetching a cluster build's context into the workspace: inline files (from the
 //! ImageBuild itself), a tar or tar.gz (a ConfigMap mounted into the prepare pod), an https
-//! tarball checked against its sha256, or a git repository. What an archive unpacks to is
+//! tarball checked against its sha256, an OCI artifact pinned by digest
+//! ([`crate::registry::context`]), or a git repository. What an archive unpacks to is
 //! counted as it is read: past the size limit (`--size-limit`) the unpacking stops with one
 //! error, so a decompression bomb in a ConfigMap or a tarball ends there.
 
@@ -17,7 +18,8 @@ use slipway_contract::url::{UrlError, check_tarball, redacted};
 
 use crate::fs::archive::OverLimit;
 use crate::fs::{PathError, at};
-use crate::net::DownloadError;
+use crate::net::{DownloadError, RuntimeError};
+use crate::registry::client::{Registry, RegistryError, SetupError};
 
 /// A path that would leave the context.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +59,13 @@ pub enum SourceError {
     /// The tarball's URL is not https, or has credentials in it.
     #[error("tarball {0}")]
     Url(#[source] UrlError),
+    /// The OCI artifact could not be pulled, or is not the one pinned.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
 }
 
 /// A relative path that stays inside its directory (no `..`, not absolute).
@@ -222,6 +231,27 @@ pub fn fetch_tarball(
     let r = crate::net::download_to(url, checksum.as_deref(), &tmp, limit)
         .map_err(SourceError::from)
         .and_then(|_| unpack_tar(&tmp, &redacted(url), context, limit));
+    let _ = fs::remove_file(&tmp);
+    r
+}
+
+/// Pulls the OCI artifact `image@digest` (streamed to a file beside the context, its manifest
+/// and layer checked: [`Registry::pull_context`]) with the pod's pull credentials, and unpacks
+/// its layer into `context` with the same checks as any archive; at most `limit` bytes pulled,
+/// and as many unpacked.
+pub fn fetch_oci(
+    image: &str,
+    digest: &str,
+    insecure: &[String],
+    context: &Path,
+    limit: Size,
+) -> Result<(), SourceError> {
+    let tmp = context.with_extension("download");
+    let registry = Registry::new(insecure, &context.with_extension("blobs"))?;
+    let r = crate::net::block_on(registry.pull_context(image, digest, &tmp, limit))
+        .map_err(SourceError::from)
+        .and_then(|r| r.map_err(SourceError::from))
+        .and_then(|_| unpack_tar(&tmp, &format!("oci {image}@{digest}"), context, limit));
     let _ = fs::remove_file(&tmp);
     r
 }

@@ -104,6 +104,9 @@ pub(super) fn add_pull_auth(
     }
 }
 
+/// The volume of the pull secrets.
+pub(super) const PULL_AUTH_VOLUME: &str = "pull-auth";
+
 /// The dockerconfigjson pull secrets, one file each, for manifest reads and base blobs; for
 /// the pod that reads the layer cache (`cache_reader`), `spec.cache.pullSecret` too.
 fn pull_auth(ib: &ImageBuild, cache_reader: bool) -> Option<(Volume, VolumeMount, EnvVar)> {
@@ -138,14 +141,14 @@ fn pull_auth(ib: &ImageBuild, cache_reader: bool) -> Option<(Volume, VolumeMount
         .collect();
     Some((
         Volume {
-            name: "pull-auth".into(),
+            name: PULL_AUTH_VOLUME.into(),
             projected: Some(ProjectedVolumeSource {
                 sources: Some(sources),
                 default_mode: None,
             }),
             ..Default::default()
         },
-        mount("pull-auth", paths::PULL_AUTH, true),
+        mount(PULL_AUTH_VOLUME, paths::PULL_AUTH, true),
         env(pod::env::AUTH_DIR, paths::PULL_AUTH),
     ))
 }

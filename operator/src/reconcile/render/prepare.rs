@@ -3,8 +3,8 @@
 //! (security review H2):
 //!
 //! - the init container `fetch` holds the git Secret (only its `username`, `password` and
-//!   `token` keys), the ConfigMap or inline source, and writes the context into the
-//!   workspace;
+//!   `token` keys), the ConfigMap or inline source, or, for an OCI source, the pull secrets
+//!   (it pulls the artifact), and writes the context into the workspace;
 //! - the main container `plan` holds no git credential: it reads the Dockerfile from the
 //!   context, plans, resolves base images with the pull secrets, and reports the graph in its
 //!   termination message.
@@ -22,7 +22,9 @@ use slipway_contract::pod::{
     self, CacheArgs, GIT_AUTH_KEYS, PlanArgs, PodCommand, PrepareArgs, SizeLimitArgs, paths,
 };
 
-use super::jobs::{add_pull_auth, builder_container, env, insecure, job, mount, workspace_volume};
+use super::jobs::{
+    PULL_AUTH_VOLUME, add_pull_auth, builder_container, env, insecure, job, mount, workspace_volume,
+};
 use super::{Deadline, RenderError, Settings, Step, security};
 use crate::api::ImageBuild;
 
@@ -107,6 +109,11 @@ pub fn prepare_job(ib: &ImageBuild, s: &Settings, deadline: &Deadline) -> Result
             context_dir: g.context_dir.clone(),
             auth_dir,
         }
+    } else if let Some(o) = &src.oci {
+        pod::Source::Oci {
+            image: o.image.clone(),
+            digest: o.digest.clone(),
+        }
     } else if let Some(t) = &src.tarball {
         pod::Source::Tarball {
             url: t.url.clone(),
@@ -151,10 +158,31 @@ pub fn prepare_job(ib: &ImageBuild, s: &Settings, deadline: &Deadline) -> Result
         c.security_context = Some(security::restricted_container(false));
         c
     };
+    // An OCI source is pulled by the fetch step, with the pull secrets (the plan step's) and
+    // over plain HTTP when it lives on the output registry and that is insecure.
+    let mut fetch_args = args.fetch();
+    if let Some(o) = &src.oci {
+        // The plan step's volume of pull secrets (one volume, mounted into both).
+        if volumes.iter().any(|v| v.name == PULL_AUTH_VOLUME) {
+            fetch_mounts.push(mount(PULL_AUTH_VOLUME, paths::PULL_AUTH, true));
+            fetch_envs.push(env(pod::env::AUTH_DIR, paths::PULL_AUTH));
+        }
+        let host = crate::reconcile::validate::oci_source(ib)
+            .ok()
+            .flatten()
+            .map(|r| r.registry)
+            .unwrap_or_else(|| o.image.clone());
+        let output = crate::reconcile::validate::push_target(&spec.output)
+            .ok()
+            .map(|t| t.registry);
+        let extra = (spec.output.insecure_registry && output.as_deref() == Some(host.as_str()))
+            .then_some(host.as_str());
+        fetch_args.registries = insecure(s, extra);
+    }
     let fetch = secured(builder_container(
         FETCH_CONTAINER,
         s,
-        PodCommand::Fetch(args.fetch()).to_args(),
+        PodCommand::Fetch(fetch_args).to_args(),
         fetch_envs,
         fetch_mounts,
         spec.resources.clone(),

@@ -190,3 +190,83 @@ fn the_inline_source_and_the_size_limit_go_to_the_fetch_container() {
     assert!(args.windows(2).any(|w| w == ["--size-limit", "256Mi"]));
     assert!(args.iter().any(|a| a == "--inline"));
 }
+
+fn oci_build(image: &str) -> ImageBuild {
+    let mut ib = build();
+    ib.spec.source = Source {
+        oci: Some(crate::api::OciSource {
+            image: image.into(),
+            digest: format!("sha256:{}", "d".repeat(64)),
+        }),
+        ..Default::default()
+    };
+    ib.spec.pull_secrets = vec![LocalObjectReference {
+        name: "pull".into(),
+    }];
+    ib
+}
+
+/// An OCI source is pulled by the fetch container: it gets the source's flags, the pull
+/// secrets (the plan container's one volume, mounted into both) and, on the output registry
+/// marked insecure, plain HTTP for that registry; the plan container's flags do not change.
+#[test]
+fn an_oci_source_is_pulled_by_the_fetch_container_with_the_pull_secrets() {
+    let pod = pod_of(
+        prepare_job(
+            &oci_build("reg:5000/team/web-context"),
+            &settings(),
+            &Deadline(None),
+        )
+        .expect("job"),
+    );
+    let fetch = &pod.init_containers.as_ref().expect("init")[0];
+    let plan = &pod.containers[0];
+    assert_eq!(mounts(fetch), ["workspace", "pull-auth"]);
+    assert_eq!(mounts(plan), ["workspace", "pull-auth"]);
+    let vols = pod.volumes.clone().expect("volumes");
+    assert_eq!(
+        vols.iter().filter(|v| v.name == "pull-auth").count(),
+        1,
+        "one volume"
+    );
+    assert!(
+        fetch
+            .env
+            .iter()
+            .flatten()
+            .any(|e| e.name == pod::env::AUTH_DIR && e.value.as_deref() == Some(paths::PULL_AUTH))
+    );
+    let args = fetch.args.clone().expect("args");
+    let digest = format!("sha256:{}", "d".repeat(64));
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--oci-image", "reg:5000/team/web-context"])
+    );
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--oci-digest", digest.as_str()])
+    );
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--insecure-registry", "reg:5000"])
+    );
+    let plan_args = plan.args.clone().expect("args");
+    assert!(!plan_args.iter().any(|a| a.starts_with("--oci")));
+    assert!(!plan_args.iter().any(|a| a == "--insecure-registry"));
+    assert_eq!(restricted_violations(&pod), Vec::<String>::new());
+
+    // Another registry than the output's is not spoken to over plain HTTP for it.
+    let pod = pod_of(
+        prepare_job(
+            &oci_build("other.example/team/web-context"),
+            &settings(),
+            &Deadline(None),
+        )
+        .expect("job"),
+    );
+    let args = pod.init_containers.as_ref().expect("init")[0]
+        .args
+        .clone()
+        .expect("args");
+    assert!(!args.iter().any(|a| a == "--insecure-registry"));
+}

@@ -8,7 +8,10 @@
 # - --label: labels in the config after the Dockerfile's (a key in both takes --label's
 #   value), no history entry: compared with BuildKit's `--opt label:K=V` (labels, history,
 #   file trees and runtime config, imagetool.py compare);
-# - --output json with --cache-repo: the cache's outcome, a miss then a hit.
+# - --output json with --cache-repo: the cache's outcome, a miss then a hit;
+# - on a terminal (a pseudo-terminal from `script`), a progress line for the base's pull and
+#   the push, redrawn in place and erased before `pushed`; without one (every other case
+#   here), no escape sequence at all.
 
 O=$WORK/output
 mkdir -p "$O/ctx"
@@ -119,4 +122,30 @@ if want local-output-cache; then
     echo "cold $first, warm $second"
   }
   run_test local-output-cache t_output_cache
+fi
+
+if want local-output-tty; then
+  t_output_tty() {
+    local ref=$R/engine-tests/output-tty:latest esc=$'\e' cr=$'\r' cmd
+    skopeo delete --tls-verify=false "docker://$ref" >/dev/null 2>&1 || true
+    # A state directory of its own: the base's blobs are pulled, not found in the cache.
+    rm -rf "$O/tty-state"
+    cmd=$(printf '%q ' "$ENGINE" build --context "$O/ctx" --destination "$ref" \
+      --insecure-registry "$R" --state-dir "$O/tty-state")
+    script -qfec "$cmd" /dev/null >"$O/tty.out" 2>&1 || { tail -20 "$O/tty.out"; return 1; }
+    grep -q "${cr}${esc}\[Kpull slipway-test/busybox: sha256:[0-9a-f]\{12\} [0-9.]* of [0-9.]* MB" "$O/tty.out" ||
+      { echo "no pull progress line:"; od -c "$O/tty.out" | head -30; return 1; }
+    grep -q "${cr}${esc}\[Kpush $ref: sha256:[0-9a-f]\{12\} [0-9.]* of [0-9.]* MB" "$O/tty.out" ||
+      { echo "no push progress line:"; od -c "$O/tty.out" | head -30; return 1; }
+    # The line is erased before the result, which starts clean.
+    grep -q "${cr}${esc}\[Kpushed $ref@sha256:" "$O/tty.out" ||
+      { echo "pushed line:"; grep -a pushed "$O/tty.out" | od -c | head; return 1; }
+    # Without a terminal (the JSON case above): plain lines.
+    if [[ -f $O/json.err ]] && grep -q "$esc" "$O/json.err"; then
+      echo "an escape sequence without a terminal:"; grep -a "$esc" "$O/json.err" | od -c | head; return 1
+    fi
+    rm -rf "$O/tty-state"
+    echo "$(grep -o "${esc}\[K" "$O/tty.out" | wc -l) erase sequences"
+  }
+  run_test local-output-tty t_output_tty
 fi

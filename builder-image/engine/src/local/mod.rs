@@ -205,7 +205,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
         let shown = dockerfile.display().to_string();
         let plan = steps::plan::plan_into(&ws, &context, &dockerfile, &shown, &opts.plan)?;
         make_stage_dirs(&ws, &plan)?;
-        let registry = Registry::new(&opts.insecure_registries, &state.blobs())?;
+        // A progress line for pulls and pushes, only when stderr is a terminal.
+        let registry = Registry::new(&opts.insecure_registries, &state.blobs())?
+            .with_progress(crate::registry::progress::Progress::on_terminal());
         let images = crate::net::block_on(steps::plan::resolve_images(
             &registry,
             &plan,

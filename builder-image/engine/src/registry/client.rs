@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use backon::Retryable;
 use bytes::Bytes;
@@ -37,6 +37,7 @@ use crate::registry::auth::DockerConfig;
 use crate::registry::digest::sha256_hex;
 pub use crate::registry::error::{DigestOf, RegistryError, RegistryErrorKind, SetupError};
 use crate::registry::manifest::{manifest_json, sha256_bytes, sha256_file};
+use crate::registry::progress::{Counting, Progress};
 use crate::registry::verify::{LayerCheck, MismatchSlot, checked};
 use crate::workspace::{ImageInfo, LayerRef, image_key, open_beneath};
 
@@ -48,6 +49,8 @@ pub struct Registry {
     /// Credentials by registry host, looked up (and credential helpers run) once.
     auths: Mutex<HashMap<String, RegistryAuth>>,
     blob_cache: PathBuf,
+    /// Where blob transfers report (a line on a terminal in local mode; off elsewhere).
+    progress: Arc<Progress>,
 }
 
 /// An image to push: config JSON, layer blobs and where base layers came from.
@@ -147,7 +150,16 @@ impl Registry {
             config,
             auths: Mutex::default(),
             blob_cache: blob_cache.to_path_buf(),
+            progress: Arc::new(Progress::off()),
         })
+    }
+
+    /// The same client, reporting blob transfers to `progress`.
+    pub fn with_progress(self, progress: Progress) -> Self {
+        Registry {
+            progress: Arc::new(progress),
+            ..self
+        }
     }
 
     /// A client of `host` over plain HTTP, anonymous, without a blob cache (tests).
@@ -162,6 +174,7 @@ impl Registry {
             config: DockerConfig::default(),
             auths: Mutex::default(),
             blob_cache: PathBuf::new(),
+            progress: Arc::new(Progress::off()),
         }
     }
 
@@ -331,14 +344,25 @@ impl Registry {
             .tempfile_in(&dir)
             .map_err(io)?;
         // Every try starts the file over.
-        retrying(r, &op, || async {
+        self.progress.start(
+            &format!("pull {}", r.repository()),
+            &l.digest,
+            l.size.max(0) as u64,
+        );
+        let pulled = retrying(r, &op, || async {
             let mut f = tmp.as_file().try_clone().map_err(RegistryErrorKind::Io)?;
             f.set_len(0).map_err(RegistryErrorKind::Io)?;
             f.seek(SeekFrom::Start(0)).map_err(RegistryErrorKind::Io)?;
-            let mut f = tokio::fs::File::from_std(f);
+            self.progress.restart();
+            let mut f = Counting {
+                inner: tokio::fs::File::from_std(f),
+                progress: &self.progress,
+            };
             self.client.pull_blob(r, l, &mut f).await.map_err(Protocol)
         })
-        .await?;
+        .await;
+        self.progress.finish();
+        pulled?;
         let got = sha256_file(tmp.path()).map_err(io)?;
         if got != l.digest {
             return Err(fail(RegistryErrorKind::Digest(got)));
@@ -444,7 +468,9 @@ impl Registry {
                 BlobSource::Base => cached.clone(),
             };
             // The file is opened again for every try: a failed upload restarts from byte 0.
-            retrying(r, &bop, || async {
+            self.progress.start(&op, &layer.digest, layer.size);
+            let uploaded = retrying(r, &bop, || async {
+                self.progress.restart();
                 let file = open_blob(layer, source, &cached).map_err(|source| {
                     RegistryErrorKind::File {
                         path: shown.clone(),
@@ -454,6 +480,11 @@ impl Registry {
                 let slot = MismatchSlot::default();
                 let bytes = ReaderStream::with_capacity(tokio::fs::File::from_std(file), 4 << 20);
                 let stream = checked(bytes, LayerCheck::new(layer), slot.clone())
+                    .inspect_ok({
+                        // The stream outlives this borrow of self (oci-client wants 'static).
+                        let progress = self.progress.clone();
+                        move |b| progress.add(b.len() as u64)
+                    })
                     .map_err(OciDistributionError::IoError);
                 let pushed = self
                     .client
@@ -469,7 +500,9 @@ impl Registry {
                     (Err(e), None) => Err(Protocol(e)),
                 }
             })
-            .await?;
+            .await;
+            self.progress.finish();
+            uploaded?;
         }
         let config_digest = sha256_bytes(&image.config);
         let cop = format!("{op}: config");
@@ -548,6 +581,7 @@ mod tests {
             config: DockerConfig::default(),
             auths: Mutex::default(),
             blob_cache: blob_cache.to_path_buf(),
+            progress: Arc::new(Progress::off()),
         };
         (registry, r)
     }

@@ -1,6 +1,6 @@
 //! Registries: pulls and pushes through oci-client, the manifests pushed, the errors, digest
 //! validation, and credentials; the check of a layer's bytes against its digests as they
-//! stream ([`verify`]).
+//! stream ([`verify`]); a progress line for transfers on a terminal ([`progress`]).
 
 pub mod auth;
 pub mod client;
@@ -8,5 +8,6 @@ pub mod context;
 pub mod digest;
 pub mod error;
 pub mod manifest;
+pub mod progress;
 pub mod reference;
 pub mod verify;

@@ -46,7 +46,7 @@ fi
 
 out=$(ib two-sources "    inline: {dockerfile: \"FROM busybox\"}
     git: {url: https://example.invalid/repo.git}" "  output: {image: registry.local/app:1}")
-if [[ $? != 0 && $out == *"exactly one of inline, configMap, git or tarball must be set"* ]]; then
+if [[ $? != 0 && $out == *"exactly one of inline, configMap, git, tarball or oci must be set"* ]]; then
   ok "an ImageBuild with two sources is refused with the rule's message"
 else
   bad "an ImageBuild with two sources is refused" "$out"

@@ -1,7 +1,8 @@
 # Sourced by tests/engine/run.sh: what local mode says at its end (issue 15 item 7), on a real
 # build in runc pushed to the loopback registry:
 # - --output json: stdout is one JSON object (image, digest, pushed refs) and nothing else;
-#   the stages' output (a RUN's stdout too) is on stderr, `[stage]`-prefixed;
+#   the stages' output (a RUN's stdout too) is on stderr, `[stage]`-prefixed, each line whole
+#   though stdout and stderr race;
 # - --digest-file: the manifest digest, no newline, as kaniko writes it; the registry holds it;
 #   also without --destination (the digest the image would have); a file it cannot write fails
 #   the command, naming the flag;
@@ -18,7 +19,7 @@ mkdir -p "$O/ctx"
 cat > "$O/ctx/Dockerfile" <<DF
 FROM $R/slipway-test/busybox:latest AS app
 LABEL keep=dockerfile a=dockerfile
-RUN echo on-stdout && echo on-stderr >&2 && echo built > /built
+RUN echo on-stdout && echo on-stderr >&2 && i=0 && while [ \$i -lt 300 ]; do echo out\$i; echo err\$i >&2; i=\$((i+1)); done && echo built > /built
 CMD ["cat", "/built"]
 DF
 LABELS=(--label a=flag --label new=x=y --label "spaced=two words")
@@ -44,6 +45,11 @@ if want local-output-json; then
     grep -qx '\[app\] on-stdout' "$O/json.err" && grep -qx '\[app\] on-stderr' "$O/json.err" ||
       { echo "no [app] lines on stderr:"; tail -20 "$O/json.err"; return 1; }
     ! grep -q 'on-std' "$O/json.out" || { echo "RUN output on stdout"; return 1; }
+    # The RUN's stdout and stderr share our stderr: 600 lines racing, none cut into another.
+    local whole torn
+    whole=$(grep -cE '^\[app\] (out|err)[0-9]+$' "$O/json.err")
+    torn=$(grep -E '(out|err)[0-9]' "$O/json.err" | grep -vxE '\[app\] (out|err)[0-9]+' | head -3)
+    [[ $whole == 600 && -z $torn ]] || { echo "$whole whole lines of 600; torn: $torn"; return 1; }
     echo "stdout: $(cat "$O/json.out")"
   }
   run_test local-output-json t_output_json

@@ -198,6 +198,19 @@ pub fn run_text(original: &str) -> String {
     rest.to_string()
 }
 
+/// One line of a RUN's output as the log shows it, `[stage] text\n`, in one buffer so it
+/// can be written with one call; bytes that are not UTF-8 are replaced, not dropped.
+pub fn prefixed_line(stage: &str, line: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(line);
+    let mut out = Vec::with_capacity(stage.len() + text.len() + 4);
+    out.push(b'[');
+    out.extend_from_slice(stage.as_bytes());
+    out.extend_from_slice(b"] ");
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'\n');
+    out
+}
+
 /// A path as the RUN process sees it: inside a chroot `root`, relative to it.
 pub fn visible_path(root: &Path, p: &Path) -> String {
     if root == Path::new("/") {
@@ -321,15 +334,21 @@ impl Engine<'_> {
             .name
             .clone()
             .unwrap_or_else(|| self.ps.index.to_string());
+        // In local mode our stdout and stderr are one pipe: each line goes out in one write,
+        // under one lock, so a stdout line never lands inside a stderr line.
+        let together = std::sync::Arc::new(std::sync::Mutex::new(()));
         let pump = |r: Box<dyn Read + Send>, to_err: bool, name: String| {
+            let together = together.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(r).split(b'\n').map_while(Result::ok) {
-                    let text = String::from_utf8_lossy(&line);
-                    if to_err {
-                        let _ = writeln!(io::stderr(), "[{name}] {text}");
+                    let text = prefixed_line(&name, &line);
+                    let _held = together.lock();
+                    let _ = if to_err {
+                        io::stderr().lock().write_all(&text)
                     } else {
-                        let _ = writeln!(io::stdout(), "[{name}] {text}");
-                    }
+                        let mut out = io::stdout().lock();
+                        out.write_all(&text).and_then(|()| out.flush())
+                    };
                 }
             })
         };
@@ -384,6 +403,12 @@ mod tests {
 
     fn strings(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_prefixed_line_is_one_buffer_with_its_newline() {
+        assert_eq!(prefixed_line("app", b"on-stderr"), b"[app] on-stderr\n");
+        assert_eq!(prefixed_line("0", b"a\xffb"), "[0] a\u{fffd}b\n".as_bytes());
     }
 
     #[test]

@@ -45,6 +45,8 @@ if want local-output-json; then
     grep -qx '\[app\] on-stdout' "$O/json.err" && grep -qx '\[app\] on-stderr' "$O/json.err" ||
       { echo "no [app] lines on stderr:"; tail -20 "$O/json.err"; return 1; }
     ! grep -q 'on-std' "$O/json.out" || { echo "RUN output on stdout"; return 1; }
+    # The pods' result line is for the controller; local mode reads the workspace.
+    ! grep -q 'slipway-result' "$O/json.err" || { echo "internal result lines on stderr"; return 1; }
     # The RUN's stdout and stderr share our stderr: 600 lines racing, none cut into another.
     local whole torn
     whole=$(grep -cE '^\[app\] (out|err)[0-9]+$' "$O/json.err")

@@ -106,16 +106,18 @@ impl CacheWrite {
 }
 
 impl PodResult {
-    /// Writes the result where Kubernetes reads it; a result over the size limit goes to
-    /// the log instead (the controller then reads the log). Outside a pod this is a no-op
-    /// apart from the log line.
+    /// Writes the result where Kubernetes reads it, and as a log line (the controller reads
+    /// the log for a result over the size limit). Outside a pod (local mode, where the host
+    /// reads results from the workspace) it does nothing: the line would only be noise in
+    /// the user's log.
     pub fn report(&self) {
+        let path = std::path::Path::new(TERMINATION_LOG);
+        if !path.exists() {
+            return;
+        }
         let json = serde_json::to_string(self).unwrap_or_default();
         println!("{LOG_PREFIX}{json}");
-        let path = std::path::Path::new(TERMINATION_LOG);
-        if path.exists() {
-            let _ = std::fs::write(path, self.termination_message());
-        }
+        let _ = std::fs::write(path, self.termination_message());
     }
 
     /// The result as the termination message holds it: whole when it fits the limit; a

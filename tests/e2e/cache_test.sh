@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The layer cache on the cluster (e2e tier, issue 13), with the Go example from a ConfigMap and
 # spec.cache.repository in the cluster's registry:
-#   - a cold build stores its stages (status.cache: misses, stored) and pushes digest D;
+#   - a cold build stores its stages (status.cache: misses, stored) and pushes digest D; its
+#     cache write mounts the final stage's layers from the image (the push pod's log);
 #   - a rebuild of the unchanged spec (spec.rebuild) creates no stage Job (2 pods: prepare and
-#     push), every stage Cached, status.cache.hits 3, and pushes D again;
+#     push), every stage Cached, status.cache.hits 3, and pushes D again, uploading nothing;
 #   - after a change to main.go, only the stages that read it run: `base` (go.mod, go.sum and
 #     `go mod download`) is restored, the builder and the final stage run; a new digest;
 #   - a cache entry someone swapped for another stage's is not used (the record it carries is
@@ -91,6 +92,16 @@ else
   bad "cold build: Succeeded, 3 misses, 3 stored" "$got" "$(describe)"
 fi
 
+# push_log GENERATION: what that generation's push pod said.
+push_log() {
+  kubectl -n "$ns" logs --tail=-1 \
+    -l "build.slipway.dev/build=go,build.slipway.dev/generation=$1,build.slipway.dev/step=push" 2>&1
+}
+# The cache write mounts the final stage's layers from the image just pushed.
+got=$(push_log "$gen" | grep -E '^cache: write: ')
+[[ $got =~ ,\ [1-9][0-9]*\ mounted, ]] && ok "cold build: the cache write mounted the image's layers ($got)" \
+  || bad "cold build: a cache write that mounts" "$got" "$(push_log "$gen" | tail -5)"
+
 # --- No change: no stage Job, same digest.
 secs=$(build 2)
 gen=$(status '{.metadata.generation}')
@@ -106,6 +117,9 @@ if [[ $got == "stage-jobs=0 pods=2" ]]; then
 else
   bad "no-change rebuild: no stage Job, 2 pods" "$got" "$(describe)"
 fi
+got=$(push_log "$gen" | grep -E '^push: ')
+[[ $got =~ \ 0\ uploaded\ \(0\ bytes\)$ ]] && ok "no-change rebuild: the push uploaded nothing ($got)" \
+  || bad "no-change rebuild: nothing uploaded" "$got" "$(push_log "$gen" | tail -5)"
 got=$(status '{range .status.stages[*]}{.phase}/{.cachedLayers} {end}')
 [[ $got =~ ^(Cached/[0-9]+\ ){3}$ ]] && ok "no-change rebuild: status.stages all Cached with their layers ($got)" \
   || bad "no-change rebuild: stages Cached" "$got"

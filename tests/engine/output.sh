@@ -9,7 +9,10 @@
 # - --label: labels in the config after the Dockerfile's (a key in both takes --label's
 #   value), no history entry: compared with BuildKit's `--opt label:K=V` (labels, history,
 #   file trees and runtime config, imagetool.py compare);
-# - --output json with --cache-repo: the cache's outcome, a miss then a hit;
+# - --output json with --cache-repo: the cache's outcome, a miss then a hit; the cache write
+#   mounts the target's layers from the pushed image, and a warm build into a new repository
+#   mounts the hit's layers from the cache: nothing uploaded either time (the `push:` and
+#   `cache: write:` lines);
 # - on a terminal (a pseudo-terminal from `script`), a progress line for the base's pull and
 #   the push, redrawn in place and erased before `pushed`; without one (every other case
 #   here), no escape sequence at all.
@@ -128,6 +131,22 @@ if want local-output-cache; then
       { echo "cold: $first"; echo "warm: $second"; return 1; }
     [[ $(jq -r .digest "$O/cache-1.out") == "$(jq -r .digest "$O/cache-2.out")" ]] || { echo "digests differ"; return 1; }
     echo "cold $first, warm $second"
+    # The cold build's cache write mounts the target's layers from the image just pushed.
+    grep -E '^cache: write: .*, [1-9][0-9]* mounted, 0 uploaded \(0 bytes\)$' "$O/cache-1.err" ||
+      { echo "the cache write uploaded:"; grep -E '^(cache: write|push):' "$O/cache-1.err"; return 1; }
+    # A warm build into a repository that has never seen the image: the hit's layer is
+    # mounted from the cache repository, the base's from its own; nothing is uploaded.
+    local fresh=$R/engine-tests/output-cache-$(date +%s)-$$:latest
+    "$ENGINE" build --context "$O/ctx" --destination "$fresh" --insecure-registry "$R" \
+      --state-dir "$ENGINE_STATE" --source-date-epoch 1700000000 --cache-repo "$cr" --output json \
+      >"$O/cache-3.out" 2>"$O/cache-3.err" || { tail -20 "$O/cache-3.err"; return 1; }
+    grep -E '^push: .*, [1-9][0-9]* mounted, 0 uploaded \(0 bytes\)$' "$O/cache-3.err" ||
+      { echo "the push uploaded:"; grep -E '^(cache: write|push):' "$O/cache-3.err"; return 1; }
+    [[ $(jq -r .digest "$O/cache-3.out") == "$(jq -r .digest "$O/cache-1.out")" ]] || { echo "digests differ"; return 1; }
+    # Every blob is there: the whole image copies out of the new repository.
+    rm -rf "$O/cache-3.oci"
+    skopeo copy -q --src-tls-verify=false "docker://$fresh" "oci:$O/cache-3.oci:latest" || return 1
+    rm -rf "$O/cache-3.oci"
   }
   run_test local-output-cache t_output_cache
 fi
@@ -145,9 +164,9 @@ if want local-output-tty; then
       { echo "no pull progress line:"; od -c "$O/tty.out" | head -30; return 1; }
     grep -q "${cr}${esc}\[Kpush $ref: sha256:[0-9a-f]\{12\} [0-9.]* of [0-9.]* MB" "$O/tty.out" ||
       { echo "no push progress line:"; od -c "$O/tty.out" | head -30; return 1; }
-    # The line is erased before the result, which starts clean.
-    grep -q "${cr}${esc}\[Kpushed $ref@sha256:" "$O/tty.out" ||
-      { echo "pushed line:"; grep -a pushed "$O/tty.out" | od -c | head; return 1; }
+    # The line is erased before what the push says, which starts clean.
+    grep -q "${cr}${esc}\[Kpush: [0-9]* blobs there already" "$O/tty.out" ||
+      { echo "push line:"; grep -a 'push:' "$O/tty.out" | od -c | head; return 1; }
     # Without a terminal (the JSON case above): plain lines.
     if [[ -f $O/json.err ]] && grep -q "$esc" "$O/json.err"; then
       echo "an escape sequence without a terminal:"; grep -a "$esc" "$O/json.err" | od -c | head; return 1

@@ -154,6 +154,7 @@ impl<'a> BuildCache<'a> {
     /// Stores every stage that ran (by both keys), and a hit found only by its slow key under
     /// its fast key too. Failures are warnings: the image is already pushed.
     pub fn write(&self, ws: &Workspace, outputs: &BTreeMap<usize, Outputs>) {
+        let before = self.store.registry.tally();
         for &i in &self.ran {
             let fast = self.keys.fast(i);
             let slow = self.keys.slow(i, outputs);
@@ -183,6 +184,10 @@ impl<'a> BuildCache<'a> {
                 eprintln!("warning: cache: storing stage #{i} under its fast key: {e}");
             }
         }
+        eprintln!(
+            "cache: write: {}",
+            self.store.registry.tally().since(before)
+        );
     }
 
     /// The hit of stage `index`, if it was found.

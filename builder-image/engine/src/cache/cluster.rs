@@ -73,6 +73,7 @@ pub fn prepare(
     let store = Store {
         registry,
         repository: repository.to_string(),
+        mount_from: Vec::new(),
     };
     let mut cache = BuildCache::new(store, keys, plan);
     let (jobs, cached) = trim(&mut cache, &graph);
@@ -207,6 +208,7 @@ pub fn store(
     digests: &Digests,
     registry: &Registry,
     repository: &str,
+    pushed_to: &[String],
 ) -> CacheWrite {
     let mut out = CacheWrite::default();
     let file = match read_keys(ws, digests) {
@@ -240,7 +242,9 @@ pub fn store(
     let store = Store {
         registry,
         repository: repository.to_string(),
+        mount_from: pushed_to.to_vec(),
     };
+    let before = registry.tally();
     for i in keys.stages() {
         if cached.contains(&i) || !outputs.contains_key(&i) {
             continue;
@@ -263,6 +267,7 @@ pub fn store(
             }
         }
     }
+    eprintln!("cache: write: {}", registry.tally().since(before));
     out
 }
 

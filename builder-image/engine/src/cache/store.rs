@@ -62,6 +62,9 @@ fn at(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
 pub struct Store<'a> {
     pub registry: &'a Registry,
     pub repository: String,
+    /// Where the image was pushed: a stored layer the cache lacks is mounted from there
+    /// ([`ImageToPush::mount_from`]), not uploaded again.
+    pub mount_from: Vec<String>,
 }
 
 impl Store<'_> {
@@ -196,6 +199,7 @@ impl Store<'_> {
             layers,
             base: None,
             annotations: Default::default(),
+            mount_from: self.mount_from.clone(),
         };
         self.registry.push(&tags, &image).await?;
         Ok(())
@@ -222,6 +226,7 @@ impl Store<'_> {
             layers,
             base: None,
             annotations: Default::default(),
+            mount_from: Vec::new(),
         };
         self.registry
             .push(&[self.reference(&fast.key)], &image)

@@ -44,6 +44,7 @@ fn a_result_naming_a_layer_outside_its_chain_is_not_stored() {
     let store = Store {
         registry: &registry,
         repository: "127.0.0.1:1/cache".into(),
+        mount_from: Vec::new(),
     };
     let keyed = Keyed {
         key: Key([7; 32]),

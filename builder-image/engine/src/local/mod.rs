@@ -240,6 +240,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
                 let store = crate::cache::store::Store {
                     registry: &registry,
                     repository: repo.clone(),
+                    // The cache is written after the image is pushed.
+                    mount_from: opts.destinations.clone(),
                 };
                 match crate::cache::keys::builder_identity(&engine).and_then(|b| {
                     crate::cache::keys::Keys::compute(
@@ -285,7 +287,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
         };
         let mut target = checked.result(&checked.plan()?, plan.target_index)?;
         target.config.labels.extend(opts.labels.iter().cloned());
-        let image = steps::push::assemble(&ws, &target, &images, opts.source_date_epoch)?;
+        let mut image = steps::push::assemble(&ws, &target, &images, opts.source_date_epoch)?;
+        image.mount_from = opts.cache_repo.iter().cloned().collect();
         let store_cache = || {
             cache.as_ref().map(|c| {
                 c.write(&ws, &outputs);
@@ -310,6 +313,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
         }
         let digest = crate::net::block_on(registry.push(&opts.destinations, &image))
             .map_err(BuildError::Runtime)??;
+        eprintln!("push: {}", registry.tally());
         for d in &opts.destinations {
             eprintln!("pushed {d}@{digest}");
         }

@@ -1,7 +1,8 @@
 //! Talking to OCI registries (oci-client): resolving an image to its digest, config and layers
 //! (blobs kept in a local cache by registry, repository and digest), and pushing a built image:
 //! blobs the registry already has are skipped, base layers are mounted from the base's
-//! repository when it is on the same registry, and the manifest goes last, to each
+//! repository when it is on the same registry (and any blob from the repositories the image
+//! names, [`ImageToPush::mount_from`], that have it), and the manifest goes last, to each
 //! destination once every blob is in at every one of them (M12): a failed push moves no tag.
 //! Transient failures (HTTP 429 and 5xx, broken connections) are retried a bounded number of
 //! times ([`crate::net::retry`]). Every error names the registry, the operation and, when
@@ -38,6 +39,7 @@ use crate::registry::digest::sha256_hex;
 pub use crate::registry::error::{DigestOf, RegistryError, RegistryErrorKind, SetupError};
 use crate::registry::manifest::{manifest_json, sha256_bytes, sha256_file};
 use crate::registry::progress::{Counting, Progress};
+use crate::registry::tally::Tally;
 use crate::registry::verify::{LayerCheck, MismatchSlot, checked};
 use crate::workspace::{ImageInfo, LayerRef, image_key, open_beneath};
 
@@ -51,6 +53,8 @@ pub struct Registry {
     blob_cache: PathBuf,
     /// Where blob transfers report (a line on a terminal in local mode; off elsewhere).
     progress: Arc<Progress>,
+    /// What pushes did with their blobs so far.
+    tally: Mutex<Tally>,
 }
 
 /// An image to push: config JSON, layer blobs and where base layers came from.
@@ -62,6 +66,11 @@ pub struct ImageToPush {
     pub base: Option<String>,
     /// The manifest's annotations (a cluster build's: [`slipway_contract::annotations`]).
     pub annotations: BTreeMap<String, String>,
+    /// Repositories (`registry/repository`) that may hold the image's blobs: one the
+    /// destination lacks is mounted from the first on its registry that has it, not
+    /// uploaded (the cache repository for an image push, the image's own repository for a
+    /// cache write after it).
+    pub mount_from: Vec<String>,
 }
 
 impl ImageToPush {
@@ -151,7 +160,46 @@ impl Registry {
             auths: Mutex::default(),
             blob_cache: blob_cache.to_path_buf(),
             progress: Arc::new(Progress::off()),
+            tally: Mutex::default(),
         })
+    }
+
+    /// What this client's pushes did with their blobs so far.
+    pub fn tally(&self) -> Tally {
+        *self.tally.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn count(&self, f: impl FnOnce(&mut Tally)) {
+        f(&mut self.tally.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Mounts `digest` into `r` from the first of `from` on `r`'s registry (another
+    /// repository) that has it. Any failure is `false`: the blob is uploaded instead.
+    async fn mount_from(&self, r: &Reference, from: &[String], digest: &str) -> bool {
+        for name in from {
+            let Ok(m) = parse_ref(name) else { continue };
+            if m.registry() != r.registry() || m.repository() == r.repository() {
+                continue;
+            }
+            // Read access to the other repository first (a token of its own where the
+            // registry wants one); no retries: the upload is the fallback.
+            let auth = self.auth(&m);
+            if self
+                .client
+                .auth(&m, &auth, RegistryOperation::Pull)
+                .await
+                .is_err()
+                || !self.client.blob_exists(&m, digest).await.unwrap_or(false)
+            {
+                continue;
+            }
+            if self.client.mount_blob(r, &m, digest).await.is_ok()
+                && self.client.blob_exists(r, digest).await.unwrap_or(false)
+            {
+                return true;
+            }
+        }
+        false
     }
 
     /// The same client, reporting blob transfers to `progress`.
@@ -175,6 +223,7 @@ impl Registry {
             auths: Mutex::default(),
             blob_cache: PathBuf::new(),
             progress: Arc::new(Progress::off()),
+            tally: Mutex::default(),
         }
     }
 
@@ -427,6 +476,11 @@ impl Registry {
         for (layer, source) in &image.layers {
             let bop = format!("{op}: blob {}", layer.digest);
             if self.blob_exists(r, &bop, &layer.digest).await? {
+                self.count(|t| t.present += 1);
+                continue;
+            }
+            if self.mount_from(r, &image.mount_from, &layer.digest).await {
+                self.count(|t| t.mounted += 1);
                 continue;
             }
             if *source == BlobSource::Base
@@ -440,6 +494,7 @@ impl Registry {
                     .await
                     .unwrap_or(false)
             {
+                self.count(|t| t.mounted += 1);
                 continue;
             }
             // A base layer: from the cache, or fetched from the base's registry.
@@ -503,6 +558,10 @@ impl Registry {
             .await;
             self.progress.finish();
             uploaded?;
+            self.count(|t| {
+                t.uploaded += 1;
+                t.bytes += layer.size;
+            });
         }
         let config_digest = sha256_bytes(&image.config);
         let cop = format!("{op}: config");

@@ -21,6 +21,7 @@ fn registry_caching(base: &str, blob_cache: &Path) -> (Registry, Reference) {
         auths: Mutex::default(),
         blob_cache: blob_cache.to_path_buf(),
         progress: Arc::new(Progress::off()),
+        tally: Mutex::default(),
     };
     (registry, r)
 }

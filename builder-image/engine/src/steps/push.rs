@@ -90,20 +90,22 @@ pub fn push(args: &PushArgs) -> Result<Pushed, PushError> {
     })?;
     let mut image = assemble(&ws, &r, &images, args.epoch.source_date_epoch)?;
     image.annotations = annotations(args);
+    // A cache hit's layers are in the cache repository: mounted from there, not uploaded.
+    image.mount_from = args.cache_repo.iter().cloned().collect();
     let blobs = args
         .blob_cache
         .clone()
         .unwrap_or_else(|| ws.root.join("blobs"));
     let registry = Registry::new(&args.registries.insecure_registries, &blobs)?;
     let digest = crate::net::block_on(registry.push(&args.destinations, &image))??;
+    eprintln!("push: {}", registry.tally());
     for d in &args.destinations {
         eprintln!("pushed {d}@{digest}");
     }
     // Best-effort: the image is pushed, whatever the cache says.
-    let cache = args
-        .cache_repo
-        .as_deref()
-        .map(|repo| crate::cache::cluster::store(&ws, &args.digests, &registry, repo));
+    let cache = args.cache_repo.as_deref().map(|repo| {
+        crate::cache::cluster::store(&ws, &args.digests, &registry, repo, &args.destinations)
+    });
     Ok(Pushed {
         digest,
         size: image.size(),
@@ -168,6 +170,7 @@ pub fn assemble(
         layers,
         base: base.map(|b| b.pinned.clone()),
         annotations: BTreeMap::new(),
+        mount_from: Vec::new(),
     })
 }
 

@@ -12,7 +12,7 @@ use slipway_contract::trust::Outputs;
 use slipway_frontend::plan::Plan;
 
 use crate::cache::entry::{Hit, KeyKind};
-use crate::cache::keys::Keys;
+use crate::cache::keys::{Keyed, Keys};
 use crate::cache::store::{CacheError, Outcome, Store};
 use crate::net::RuntimeError;
 use crate::trusted::lineage;
@@ -32,9 +32,15 @@ pub struct BuildCache<'a> {
     pub keys: Keys,
     plan: &'a Plan,
     hits: BTreeMap<usize, Hit>,
+    /// Fast-key lookups made ahead, together ([`BuildCache::prefetch`]): by stage, what the
+    /// cache held (a failed lookup, already warned about, is `None`).
+    prefetched: BTreeMap<usize, Option<Hit>>,
     restored: BTreeSet<usize>,
     ran: Vec<usize>,
 }
+
+/// Registry requests in flight at once when lookups go together.
+const IN_FLIGHT: usize = 8;
 
 /// A cache operation run to completion from synchronous code (the host, the prepare and push
 /// steps).
@@ -52,6 +58,7 @@ impl<'a> BuildCache<'a> {
             keys,
             plan,
             hits: BTreeMap::new(),
+            prefetched: BTreeMap::new(),
             restored: BTreeSet::new(),
             ran: Vec::new(),
         }
@@ -97,6 +104,40 @@ impl<'a> BuildCache<'a> {
         (hits, Some(rest))
     }
 
+    /// Looks every stage's fast key up at once (a fast key needs no stage's output), so a
+    /// build that hits everywhere waits for one round of requests, not one per stage.
+    pub fn prefetch(&mut self) {
+        use futures::StreamExt;
+        let tries: Vec<(usize, Vec<usize>, Keyed)> = self
+            .plan
+            .stages
+            .iter()
+            .filter_map(|s| {
+                let k = self.keys.fast(s.index)?;
+                Some((s.index, lineage(self.plan, s.index), k.clone()))
+            })
+            .collect();
+        let store = &self.store;
+        let found = run(async {
+            Ok(
+                futures::stream::iter(tries.iter().map(|(i, chain, k)| async move {
+                    (*i, store.lookup(*i, chain, KeyKind::Fast, k).await)
+                }))
+                .buffer_unordered(IN_FLIGHT)
+                .collect::<Vec<_>>()
+                .await,
+            )
+        });
+        let Ok(found) = found else { return }; // no runtime: each lookup will say so
+        for (i, r) in found {
+            let hit = r.unwrap_or_else(|e| {
+                eprintln!("warning: cache: stage #{i}: {e}; treated as a miss");
+                None
+            });
+            self.prefetched.insert(i, hit);
+        }
+    }
+
     fn lookup(&self, index: usize, outputs: &BTreeMap<usize, Outputs>) -> Option<Hit> {
         let chain = lineage(self.plan, index);
         let fast = self.keys.fast(index);
@@ -106,7 +147,11 @@ impl<'a> BuildCache<'a> {
             .into_iter()
             .chain(slow.map(|k| (KeyKind::Slow, k)));
         for (kind, keyed) in tries {
-            match run(self.store.lookup(index, &chain, kind, &keyed)) {
+            let found = match (kind, self.prefetched.get(&index)) {
+                (KeyKind::Fast, Some(prefetched)) => Ok(prefetched.clone()),
+                _ => run(self.store.lookup(index, &chain, kind, &keyed)),
+            };
+            match found {
                 Ok(Some(hit)) => return Some(hit),
                 Ok(None) => {}
                 Err(e) => eprintln!("warning: cache: stage #{index}: {e}; treated as a miss"),

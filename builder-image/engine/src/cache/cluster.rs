@@ -76,6 +76,7 @@ pub fn prepare(
         mount_from: Vec::new(),
     };
     let mut cache = BuildCache::new(store, keys, plan);
+    cache.prefetch();
     let (jobs, cached) = trim(&mut cache, &graph);
     let restored = jobs
         .iter()

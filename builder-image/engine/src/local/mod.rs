@@ -253,7 +253,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
                         &b,
                     )
                 }) {
-                    Ok(keys) => Some(crate::cache::build::BuildCache::new(store, keys, &plan)),
+                    Ok(keys) => {
+                        let mut c = crate::cache::build::BuildCache::new(store, keys, &plan);
+                        c.prefetch();
+                        Some(c)
+                    }
                     Err(e) => {
                         eprintln!("warning: cache: {e}; building without the cache");
                         None

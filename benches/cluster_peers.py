@@ -23,7 +23,9 @@ Reported per build and mode, medians over --reps runs: wall time (POST of the ob
 build seen finished), pods the build ran (the daemon, shared by all builds, counted apart as +d),
 pods per build (Slipway cold:warm), peak memory of the largest build pod (cgroup v1 memory.max_usage_in_bytes of the pod, sampled
 every 0.2 s: page cache included; for BuildKit the daemon's, reset before each build), and the
-compressed bytes of the pushed image's layers that are not its base's (what was uploaded);
+compressed bytes of the pushed image's layers that are not its base's; for Slipway also the
+bytes its push pod uploaded (the image push and the cache write, from the pod's `push:` and
+`cache: write:` lines), cold and warm;
 ratios are peer / Slipway (above 1: Slipway is faster or smaller).
 """
 import argparse, glob, json, os, signal, socket, statistics, subprocess, sys, tarfile, tempfile, threading, time
@@ -166,6 +168,17 @@ def run_slipway(name, build, dest, cache_repo):
     return state, wall, pods_of(f"build.slipway.dev/build={name}")
 
 
+def uploaded(name):
+    """Bytes the build's push pod uploaded: its `push:` and `cache: write:` lines."""
+    out = kubectl("logs", "--tail=-1", "-l",
+                  f"build.slipway.dev/build={name},build.slipway.dev/step=push", check=False).stdout
+    total = 0
+    for line in out.splitlines():
+        if line.startswith(("push: ", "cache: write: ")) and line.endswith(" bytes)"):
+            total += int(line.rsplit("(", 1)[1].split()[0])
+    return total
+
+
 def run_kaniko(name, build, dest, image, cache_repo):
     c = {"name": "kaniko", "image": image,
          "args": ["--context=dir:///workspace", "--dockerfile=/workspace/Dockerfile", f"--destination={dest}",
@@ -283,10 +296,11 @@ def main():
                 first_scache = first_scache if rep else f"{R}/bench/scache-{build}-{seq[0]}"
                 time.sleep(1)
                 record("sc", st, wall, pods); res["sc"][-1]["bytes"] = own_bytes(dest, base)
+                res["sc"][-1]["up"] = uploaded(n)
                 n, dest = fresh("sw", build)
                 st, wall, pods = run_slipway(n, build, dest, first_scache)
                 time.sleep(1)
-                record("sw", st, wall, pods)
+                record("sw", st, wall, pods); res["sw"][-1]["up"] = uploaded(n)
                 n, dest = fresh("kc", build)
                 st, wall, pods = run_kaniko(n, build, dest, a.kaniko, f"{R}/bench/kcache-{build}-{seq[0]}")
                 first_cache = first_cache if rep else f"{R}/bench/kcache-{build}-{seq[0]}"
@@ -323,7 +337,7 @@ def summarize(rows, header):
     if header:
         print(f"{'build':9} | {'slipway':>8} {'kaniko':>8} {'ratio':>5} {'buildkit':>8} {'ratio':>5} | "
               f"{'sw_warm':>8} {'kaniko_w':>8} {'ratio':>5} {'bk_warm':>8} {'ratio':>5} | {'pods s/k/b':>10} | "
-              f"{'MB s/k/b':>14} | {'pushed MB s/k/b':>16}")
+              f"{'MB s/k/b':>14} | {'pushed MB s/k/b':>16} | {'sw up MB c/w':>12}")
     for build, res in rows:
         def m(mode, key):
             return med([r[key] for r in res[mode] if r["ok"]])
@@ -337,9 +351,10 @@ def summarize(rows, header):
         pods = f"{m('sc', 'pods'):.0f}:{m('sw', 'pods'):.0f}/{m('kc', 'pods'):.0f}/{m('bc', 'pods'):.0f}+d"
         mem = f"{m('sc', 'mem') / 1e6:.0f}/{m('kc', 'mem') / 1e6:.0f}/{m('bc', 'mem') / 1e6:.0f}"
         by = f"{m('sc', 'bytes') / 1e6:.1f}/{m('kc', 'bytes') / 1e6:.1f}/{m('bc', 'bytes') / 1e6:.1f}"
+        up = f"{m('sc', 'up') / 1e6:.1f}/{m('sw', 'up') / 1e6:.1f}"
         print(f"{build:9} | {sc:8.1f} {kc:8.1f}{fails('kc')} {rt(kc, sc)} {bc:8.1f}{fails('bc')} {rt(bc, sc)} | "
               f"{sw:8.1f}{fails('sw')} {kw:8.1f}{fails('kw')} {rt(kw, sw)} {bw:8.1f}{fails('bw')} {rt(bw, sw)} | "
-              f"{pods:>10} | {mem:>14} | {by:>16}"
+              f"{pods:>10} | {mem:>14} | {by:>16} | {up:>12}"
               + (f"  slipway failed {fails('sc')}" if fails("sc") else ""))
     sys.stdout.flush()
 

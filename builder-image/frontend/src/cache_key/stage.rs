@@ -23,11 +23,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{ContentRoot, Key, Record, SCHEME};
-use crate::dockerfile::instructions::{Instruction, MountKind, Stage, parse_mount};
+use crate::dockerfile::instructions::{Command, Instruction, MountKind, Stage, parse_mount};
 use crate::gocompat;
 
 /// What every whole-stage hash starts with: not an instruction key's domain.
 const DOMAIN: &[u8] = b"slipway stage key sw1\0";
+/// What every prefix hash starts with: not a whole stage's.
+const PREFIX_DOMAIN: &[u8] = b"slipway stage prefix key sw1\0";
 
 /// What a stage is built on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,11 +126,64 @@ pub fn stage_record(s: &StageInputs, deps: &BTreeMap<usize, Dep>) -> Record {
 /// A stage's key and the record it hashes (kept with a cache entry, re-checked on a hit).
 pub fn stage_key(s: &StageInputs, deps: &BTreeMap<usize, Dep>) -> (Key, Record) {
     let record = stage_record(s, deps);
+    (hash(DOMAIN, &record), record)
+}
+
+/// The key of a stage's first `steps` instructions (where a checkpoint of it stands, for a
+/// prefix hit), and its record. `s` is the stage's inputs cut there by the caller
+/// ([`StageInputs::prefix`] and the context the prefix reads, [`context_use_of`]) and `deps`
+/// the stages those instructions need ([`stage_refs`]): a change after the cut changes no
+/// prefix key before it.
+pub fn prefix_key(s: &StageInputs, steps: usize, deps: &BTreeMap<usize, Dep>) -> (Key, Record) {
+    let mut record = stage_record(s, deps);
+    record.u64("prefix-steps", steps as u64);
+    (hash(PREFIX_DOMAIN, &record), record)
+}
+
+fn hash(domain: &[u8], record: &Record) -> Key {
     let mut h = Sha256::new();
-    h.update(DOMAIN);
+    h.update(domain);
     h.update((record.as_bytes().len() as u64).to_be_bytes());
     h.update(record.as_bytes());
-    (Key(h.finalize().into()), record)
+    Key(h.finalize().into())
+}
+
+impl StageInputs {
+    /// These inputs cut after `steps` instructions, with `context` (what those read of the
+    /// build context) and no exports (the whole stage shapes them, not a prefix).
+    pub fn prefix(&self, steps: usize, context: Option<ContentRoot>) -> StageInputs {
+        StageInputs {
+            instructions: self.instructions.iter().take(steps).cloned().collect(),
+            context,
+            exports: Vec::new(),
+            ..self.clone()
+        }
+    }
+}
+
+/// The names of the stages (or images) `commands` read by `--from` (COPY and RUN mounts),
+/// lower-cased; `None` when one of them has a variable and could name any.
+pub fn stage_refs(commands: &[Command]) -> Option<BTreeSet<String>> {
+    let mut refs = BTreeSet::new();
+    for c in commands {
+        let from = match &c.instruction {
+            Instruction::Copy(copy) => vec![copy.from.clone()],
+            Instruction::Run(run) => run
+                .mounts
+                .iter()
+                .map(|spec| parse_mount(spec).map(|m| m.from))
+                .collect::<Result<Vec<_>, _>>()
+                .ok()?,
+            _ => vec![],
+        };
+        for f in from.into_iter().flatten() {
+            if f.contains('$') {
+                return None;
+            }
+            refs.insert(f.to_lowercase());
+        }
+    }
+    Some(refs)
 }
 
 /// Why a stage is never looked up or stored.
@@ -222,8 +277,13 @@ fn context_path(raw: &str) -> Option<String> {
 /// What of the context `stage`'s instructions read: COPY and ADD without `--from` (but not
 /// heredocs or URLs), and bind mounts without `from`.
 pub fn context_use(stage: &Stage) -> ContextUse {
+    context_use_of(&stage.commands)
+}
+
+/// What of the context `commands` read (see [`context_use`]).
+pub fn context_use_of(commands: &[Command]) -> ContextUse {
     let mut u = ContextUse::None;
-    for c in &stage.commands {
+    for c in commands {
         match &c.instruction {
             Instruction::Copy(copy) if copy.from.is_none() => {
                 copy.paths.sources.iter().for_each(|s| u.add(s));

@@ -230,3 +230,61 @@ fn stage_inputs_survive_the_keys_file_and_key_the_same() {
     let bad = json.replace(&"01".repeat(32), "0g");
     assert!(serde_json::from_str::<StageInputs>(&bad).is_err());
 }
+
+#[test]
+fn a_prefix_key_sees_its_instructions_and_nothing_after_them() {
+    let df = "FROM base\nRUN one\nRUN two\nCOPY late.txt /\nRUN three\n";
+    let a = inputs(df);
+    let p = |s: &StageInputs, steps| prefix_key(&s.prefix(steps, None), steps, &BTreeMap::new()).0;
+    // A change after the cut: no prefix before it changes.
+    let b = inputs(&df.replace("RUN three", "RUN four"));
+    assert_eq!(p(&a, 1), p(&b, 1));
+    assert_eq!(p(&a, 2), p(&b, 2));
+    // A change before the cut changes it; so does where the cut is.
+    let c = inputs(&df.replace("RUN two", "RUN deux"));
+    assert_eq!(p(&a, 1), p(&c, 1));
+    assert_ne!(p(&a, 2), p(&c, 2));
+    assert_ne!(p(&a, 1), p(&a, 2));
+    // Never a whole stage's key, even cut after every instruction.
+    let whole = a.prefix(a.instructions.len(), a.context);
+    assert_ne!(
+        prefix_key(&whole, a.instructions.len(), &BTreeMap::new()).0,
+        key(&whole)
+    );
+    // The context it reads and the stages it needs are in it.
+    assert_ne!(
+        prefix_key(
+            &a.prefix(1, Some(ContentRoot([2; 32]))),
+            1,
+            &BTreeMap::new()
+        )
+        .0,
+        p(&a, 1)
+    );
+    let dep = BTreeMap::from([(3, Dep::Key(Key([9; 32])))]);
+    assert_ne!(prefix_key(&a.prefix(1, None), 1, &dep).0, p(&a, 1));
+}
+
+#[test]
+fn stage_refs_are_the_from_names_and_none_when_one_has_a_variable() {
+    let s = &stages(
+        "FROM base\nCOPY --from=Build /a /a\nRUN --mount=type=bind,from=tools,target=/t true\nCOPY --from=0 /b /b\nCOPY c /c\n",
+    )[0];
+    let refs = stage_refs(&s.commands).expect("refs");
+    assert_eq!(
+        refs,
+        BTreeSet::from(["build".to_string(), "tools".into(), "0".into()])
+    );
+    assert_eq!(
+        stage_refs(&s.commands[..1]),
+        Some(BTreeSet::from(["build".to_string()]))
+    );
+    let v = &stages("FROM base\nARG S=build\nCOPY --from=$S /a /a\n")[0];
+    assert_eq!(stage_refs(&v.commands), None);
+    // What a prefix reads of the context: only its own COPY sources.
+    let u = &stages("FROM base\nCOPY deps.txt /\nRUN x\nCOPY src/ /src\n")[0];
+    assert_eq!(
+        context_use_of(&u.commands[..2]),
+        ContextUse::Paths(BTreeSet::from(["deps.txt".to_string()]))
+    );
+}

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use slipway_frontend::plan::{Base, Plan};
 
+use crate::digest::Digest;
 use crate::trust::{Inputs, Outputs};
 
 /// The stages to run, as Jobs: one per fused FROM-chain.
@@ -139,6 +140,10 @@ pub struct StageJob {
     /// them: its first stage's FROM image and the images its stages copy or mount from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<String>,
+    /// `resume/<N>/checkpoint.json`'s digest, by stage, for each of its stages that starts
+    /// from a checkpoint of the layer cache (a prefix hit the trusted side restored).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resumes: BTreeMap<usize, Digest>,
 }
 
 impl StageJob {
@@ -203,6 +208,7 @@ impl BuildGraph {
                     image,
                     secrets,
                     images,
+                    resumes: BTreeMap::new(),
                 }
             })
             .collect();

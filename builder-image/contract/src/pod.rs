@@ -60,6 +60,13 @@ pub mod paths {
     pub fn stage_dir(index: usize) -> String {
         format!("{STAGES}/{index}")
     }
+
+    /// Where a stage that starts from a cache checkpoint (a prefix hit) finds it, relative
+    /// to the workspace: `checkpoint.json` and the layer blobs it lists. Written by the
+    /// trusted side before the stage runs; read-only to the stage.
+    pub fn resume_dir(index: usize) -> String {
+        format!("resume/{index}")
+    }
 }
 
 /// The keys of a git Secret the fetch step reads (and the only ones mounted): a user name,

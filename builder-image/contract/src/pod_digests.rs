@@ -46,6 +46,14 @@ pub struct Digests {
         value_name = "STAGE=DIGEST"
     )]
     pub exports: Vec<StageDigest>,
+    /// A resume/<N>/checkpoint.json's digest (repeatable): stage N starts from a checkpoint
+    /// of the layer cache (a prefix hit) instead of its first instruction.
+    #[arg(
+        long = "resume-digest",
+        id = "resume_digest",
+        value_name = "STAGE=DIGEST"
+    )]
+    pub resumes: Vec<StageDigest>,
     /// cache-keys.json's digest (the push step of a build with the layer cache).
     #[arg(
         long = "cache-keys-digest",
@@ -65,6 +73,7 @@ impl Digests {
             images: Vec::new(),
             results: Vec::new(),
             exports: Vec::new(),
+            resumes: Vec::new(),
             cache_keys: None,
         }
     }
@@ -82,6 +91,10 @@ impl Digests {
 
     pub fn exports(&self, index: usize) -> Option<&Digest> {
         find(&self.exports, index)
+    }
+
+    pub fn resume(&self, index: usize) -> Option<&Digest> {
+        find(&self.resumes, index)
     }
 
     /// A stage's outputs, replacing what was known of it.
@@ -110,6 +123,7 @@ impl Digests {
         a.extend(repeated("--image-digest", &images));
         a.extend(repeated("--result-digest", &strings(&self.results)));
         a.extend(repeated("--exports-digest", &strings(&self.exports)));
+        a.extend(repeated("--resume-digest", &strings(&self.resumes)));
         a.extend(optional("--cache-keys-digest", &shown(&self.cache_keys)));
         a
     }

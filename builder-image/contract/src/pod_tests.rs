@@ -179,6 +179,7 @@ fn digests() -> Digests {
             exports: None,
         },
     );
+    d.resumes = vec![format!("3={}", digest('a')).parse().expect("pair")];
     d
 }
 

@@ -171,6 +171,15 @@ impl Trusted<'_> {
         for &n in &job.needs {
             self.add_stage(&mut d, n)?;
         }
+        d.resumes = job
+            .resumes
+            .iter()
+            .filter(|(i, _)| job.stages.contains(i))
+            .map(|(i, digest)| StageDigest {
+                index: *i,
+                digest: digest.clone(),
+            })
+            .collect();
         Ok(d)
     }
 
@@ -272,9 +281,12 @@ mod tests {
             stages: vec![3, 4],
             needs: vec![1],
             images: vec!["busybox".into(), "reg:5000/tools:1".into()],
+            // A checkpoint for one of its stages, and one for a stage not its own.
+            resumes: BTreeMap::from([(4, digest('9')), (1, digest('6'))]),
             ..Default::default()
         };
         let d = t.for_stage_job(&job).expect("digests");
+        assert_eq!((d.resume(4), d.resume(1)), (Some(&digest('9')), None));
         assert_eq!(d.plan, digest('1'));
         assert_eq!(d.dockerfile, Some(digest('2')));
         assert_eq!(d.ignore, None);

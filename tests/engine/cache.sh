@@ -226,3 +226,89 @@ if want cache-example-go; then
   }
   run_test cache-example-go t_cache_go
 fi
+
+# --- prefix hits: a stage that changes late starts from the checkpoint before the change ----
+# One stage doing everything (no stage split to cache by): its RUN steps before the change are
+# not run again, their layers come from the cache, and the image is the one a build without
+# the cache makes. ENV and ARG before the checkpoint reach the RUN after it; a file a RUN
+# before deleted stays deleted.
+CP=$WORK/cache-prefix
+cp_reset() {
+  rm -rf "$CP"; mkdir -p "$CP"
+  cat > "$CP/Dockerfile" <<'DF'
+ARG BASE_REGISTRY=127.0.0.1:5055
+FROM ${BASE_REGISTRY}/slipway-test/busybox:latest
+WORKDIR /app
+ARG V=one
+COPY deps.txt ./
+RUN echo "deps $(cat deps.txt) $V" > deps.out && mkdir gone && echo x > gone/f
+ENV PHASE=after
+RUN rm -rf gone && echo "ran more" > more.out
+COPY src.txt ./
+RUN cat deps.out more.out src.txt > all.out && echo "$PHASE $V" >> all.out && ls >> all.out
+LABEL phase=$PHASE v=$V
+CMD ["cat", "/app/all.out"]
+DF
+  echo dep1 > "$CP/deps.txt"
+  echo src1 > "$CP/src.txt"
+}
+# cp_starts NAME: the instruction the build's stage started after ("" when none).
+cp_starts() { grep -oE '^cache: stage #0 starts after its instruction [0-9]+' "$WORK/cache-$1.log" | grep -oE '[0-9]+$'; }
+
+if want cache-prefix; then
+  # prefix_case NAME WANT_START WANT_RUNS SETUP: cold build, SETUP, warm build: starts after
+  # instruction WANT_START ("" for from the start), runs WANT_RUNS RUN steps (those after
+  # it), and pushes the digest a build without the cache pushes.
+  prefix_case() {
+    local name=$1 want=$2 want_runs=$3 setup=$4 cr
+    cr=$(crepo "$name")
+    cp_reset
+    cbuild "$name-cold" "$CP" "$cr" || return 1
+    grep -E '^cache: stage #0: 3 checkpoints stored' "$WORK/cache-$name-cold.log" ||
+      { echo "no checkpoints stored"; grep '^cache:' "$WORK/cache-$name-cold.log"; return 1; }
+    "$setup" || return 1
+    cbuild "$name-warm" "$CP" "$cr" || return 1
+    cbuild "$name-none" "$CP" "" || return 1
+    local start runs a b
+    start=$(cp_starts "$name-warm")
+    runs=$(grep -cE '^\[[^]]*\] RUN ' "$WORK/cache-$name-warm.log")
+    echo "$name: started after instruction [$start], want [$want]; $runs RUN steps run, want $want_runs ($(coutcome "$name-warm"))"
+    [[ $start == "$want" && $runs == "$want_runs" ]] || { grep -E '^(cache|warning|\[)' "$WORK/cache-$name-warm.log"; return 1; }
+    a=$(cdigest "$name-warm") && b=$(cdigest "$name-none") || return 1
+    [[ $a == "$b" ]] || { echo "digest with the cache $a, without $b"; return 1; }
+    echo "digest $a, the same without the cache"
+  }
+  # Instructions: WORKDIR 1, ARG 2, COPY deps 3, RUN 4, ENV 5, RUN 6, COPY src 7, RUN 8,
+  # LABEL 9 (expanded from ENV and ARG before the checkpoints), CMD 10; checkpoints after 4, 6
+  # and 8.
+  p_src() { echo src2 > "$CP/src.txt"; }
+  p_deps() { echo dep2 > "$CP/deps.txt"; }
+  p_cmd() { sed -i 's|"/app/all.out"|"all.out"|' "$CP/Dockerfile"; }
+  p_second_run() { sed -i 's/ran more/ran again/' "$CP/Dockerfile"; }
+  run_test cache-prefix-late-file prefix_case cache-prefix-src 6 1 p_src
+  run_test cache-prefix-after-last-run prefix_case cache-prefix-cmd 8 0 p_cmd
+  run_test cache-prefix-middle-run prefix_case cache-prefix-middle 4 2 p_second_run
+  run_test cache-prefix-early-file prefix_case cache-prefix-deps "" 3 p_deps
+  # Hostile: the entry under the longest checkpoint's tag swapped for the first one's (whoever
+  # can push to the cache repository did): refused with a warning, the next one is used, and
+  # the image is the one a build without the cache makes.
+  t_prefix_swapped() {
+    local name=cache-prefix-swapped cr t4 t8 log
+    cr=$(crepo "$name")
+    cp_reset
+    cbuild "$name-cold" "$CP" "$cr" || return 1
+    log=$WORK/cache-$name-cold.log
+    t4=$(grep -E '^cache: stage #0 after its instruction 4 stored under' "$log" | grep -oE 'sw1-[0-9a-f]{64}')
+    t8=$(grep -E '^cache: stage #0 after its instruction 8 stored under' "$log" | grep -oE 'sw1-[0-9a-f]{64}')
+    [[ -n $t4 && -n $t8 ]] || { echo "no checkpoint tags in the log"; grep '^cache' "$log"; return 1; }
+    skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$cr:$t4" "docker://$cr:$t8" || return 1
+    p_cmd
+    cbuild "$name-warm" "$CP" "$cr" || return 1
+    cbuild "$name-none" "$CP" "" || return 1
+    grep -E '^warning: cache: stage #0: entry sw1-' "$WORK/cache-$name-warm.log" || { echo "no warning"; return 1; }
+    echo "started after instruction [$(cp_starts "$name-warm")], want [6]"
+    [[ $(cp_starts "$name-warm") == 6 ]] || return 1
+    [[ $(cdigest "$name-warm") == "$(cdigest "$name-none")" ]] || { echo "digests differ"; return 1; }
+  }
+  run_test cache-prefix-hostile-swapped t_prefix_swapped
+fi

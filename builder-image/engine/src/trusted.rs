@@ -26,8 +26,8 @@ use crate::fs::unpack::{ImageUnpackError, apply_layer};
 pub use crate::registry::verify::CheckedRead;
 use crate::registry::verify::FinishError;
 use crate::workspace::{
-    BeneathError, ImageInfo, JSON_CAP, LayerPathError, LayerRef, RESULT_CAP, StageResult,
-    Workspace, check_layer, open_beneath, read_beneath,
+    BeneathError, ImageInfo, JSON_CAP, LayerPathError, LayerRef, RESULT_CAP, Resume, StageResult,
+    Workspace, check_layer, check_resume_layer, open_beneath, read_beneath,
 };
 
 /// The largest plan, Dockerfile, ignore file or image JSON a pod reads.
@@ -352,6 +352,23 @@ impl Checked<'_> {
             })?;
         }
         Ok(r)
+    }
+
+    /// The checkpoint stage `index` starts from, when it was given one (a prefix hit of the
+    /// layer cache), every layer it names `resume/<index>/<digest hex>.tar.gz`.
+    pub fn resume(&self, index: usize) -> Result<Option<Resume>, TrustError> {
+        let Some(want) = self.digests.resume(index) else {
+            return Ok(None);
+        };
+        let (rel, bytes) = self.read_capped(&self.ws.resume_file(index), Some(want), RESULT_CAP)?;
+        let r: Resume = json(&rel, &bytes)?;
+        for l in &r.layers {
+            check_resume_layer(l, index).map_err(|source| TrustError::Layer {
+                file: shown(&rel),
+                source,
+            })?;
+        }
+        Ok(Some(r))
     }
 
     /// Whether stage `index` is one whose outputs this pod was given.

@@ -178,6 +178,7 @@ fn result_of(index: usize, layers: Vec<LayerRef>) -> StageResult {
         layers,
         vars: vec![],
         args: vec![],
+        checkpoints: Vec::new(),
     }
 }
 

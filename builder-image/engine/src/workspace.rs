@@ -121,6 +121,44 @@ pub struct StageResult {
     pub vars: Vec<(String, String)>,
     /// ARG values in scope at the end of the stage (they reach RUN as environment).
     pub args: Vec<(String, String)>,
+    /// The stage's state after each of its RUN steps but the last instruction: what the
+    /// layer cache stores for a later build whose stage agrees up to there (a prefix hit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+/// A stage's state after one of its instructions: everything its later instructions read
+/// besides the tree (which its layers make), so a stage started from it runs them as the
+/// stage that wrote it would have.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    /// The stage's own instructions done (a stage whose base has ONBUILD triggers has no
+    /// checkpoints).
+    pub steps: usize,
+    /// The result's `layers[own..layers]` are the stage's own, made by those steps (the ones
+    /// before `own` are its FROM-chain's).
+    pub own: usize,
+    pub layers: usize,
+    pub config: Config,
+    pub history: Vec<History>,
+    /// CMD was set by one of those steps (so a later ENTRYPOINT keeps it).
+    #[serde(default)]
+    pub cmd_set: bool,
+    pub vars: Vec<(String, String)>,
+    pub args: Vec<(String, String)>,
+}
+
+/// `resume/<N>/checkpoint.json`: where stage N starts, restored from the layer cache. The
+/// last checkpoint is the one it starts from (the ones before go into its result again, as a
+/// stage that ran from the start would list them); `layers` are its own layers up to there,
+/// each `resume/<N>/<digest hex>.tar.gz`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resume {
+    pub index: usize,
+    pub checkpoints: Vec<Checkpoint>,
+    pub layers: Vec<LayerRef>,
 }
 
 /// A short file-name key for an image reference.
@@ -178,6 +216,14 @@ impl Workspace {
     /// A failed stage's one-line message.
     pub fn stage_error(&self, index: usize) -> PathBuf {
         self.stage_dir(index).join("error.txt")
+    }
+    /// Where stage `index` finds the checkpoint it starts from (a prefix hit).
+    pub fn resume_dir(&self, index: usize) -> PathBuf {
+        self.root
+            .join(slipway_contract::pod::paths::resume_dir(index))
+    }
+    pub fn resume_file(&self, index: usize) -> PathBuf {
+        self.resume_dir(index).join("checkpoint.json")
     }
     /// Scratch space of a running stage (extracted exports, mount sources); never a layer.
     pub fn stage_work(&self, index: usize) -> PathBuf {
@@ -381,6 +427,24 @@ pub enum LayerPathError {
     DiffId(#[source] DigestError),
     #[error("layer path {0:?} is not stages/<N>/layers/<digest hex>.tar.gz")]
     Path(String),
+    #[error("layer path {0:?} is not resume/<N>/<digest hex>.tar.gz of its stage")]
+    Resume(String),
+}
+
+/// A layer of a checkpoint as `resume/<index>/checkpoint.json` may name it: valid digests,
+/// and the path the restore gives it, `resume/<index>/<digest hex>.tar.gz`.
+pub fn check_resume_layer(l: &LayerRef, index: usize) -> Result<(), LayerPathError> {
+    let hex = sha256_hex(&l.digest).map_err(LayerPathError::Digest)?;
+    sha256_hex(&l.diff_id).map_err(LayerPathError::DiffId)?;
+    if l.path
+        != format!(
+            "{}/{hex}.tar.gz",
+            slipway_contract::pod::paths::resume_dir(index)
+        )
+    {
+        return Err(LayerPathError::Resume(l.path.clone()));
+    }
+    Ok(())
 }
 
 /// A stage layer as a result may name it: valid digests, and the path the stage engine gives

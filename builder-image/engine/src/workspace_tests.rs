@@ -224,6 +224,7 @@ fn result_with(layers: Vec<LayerRef>) -> StageResult {
         layers,
         vars: Vec::new(),
         args: Vec::new(),
+        checkpoints: Vec::new(),
     }
 }
 

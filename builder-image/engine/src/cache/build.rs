@@ -11,7 +11,7 @@ use slipway_contract::graph::StageJob;
 use slipway_contract::trust::Outputs;
 use slipway_frontend::plan::Plan;
 
-use crate::cache::entry::{Hit, KeyKind};
+use crate::cache::entry::{Hit, KeyKind, PrefixHit};
 use crate::cache::keys::{Keyed, Keys};
 use crate::cache::store::{CacheError, Outcome, Store};
 use crate::net::RuntimeError;
@@ -37,6 +37,8 @@ pub struct BuildCache<'a> {
     prefetched: BTreeMap<usize, Option<Hit>>,
     restored: BTreeSet<usize>,
     ran: Vec<usize>,
+    /// Checkpoints stages that run start from (prefix hits), by stage.
+    prefix_hits: BTreeMap<usize, PrefixHit>,
 }
 
 /// Registry requests in flight at once when lookups go together.
@@ -61,6 +63,7 @@ impl<'a> BuildCache<'a> {
             prefetched: BTreeMap::new(),
             restored: BTreeSet::new(),
             ran: Vec::new(),
+            prefix_hits: BTreeMap::new(),
         }
     }
 
@@ -101,7 +104,48 @@ impl<'a> BuildCache<'a> {
         rest.stages = job.stages[k..].to_vec();
         rest.names = job.names.get(k..).map(<[_]>::to_vec).unwrap_or_default();
         rest.needs.extend(job.stages[..k].iter().copied());
+        for &i in &rest.stages {
+            self.try_prefixes(i);
+        }
         (hits, Some(rest))
+    }
+
+    /// Looks a stage that runs up by its checkpoints' keys (together): the longest found is
+    /// where it starts.
+    fn try_prefixes(&mut self, index: usize) {
+        use futures::StreamExt;
+        let tries = self.keys.prefixes(index);
+        if tries.is_empty() {
+            return;
+        }
+        let store = &self.store;
+        let found = run(async {
+            Ok(futures::stream::iter(
+                tries
+                    .iter()
+                    .map(|(steps, k)| async move { store.lookup_prefix(index, *steps, k).await }),
+            )
+            .buffered(IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await)
+        });
+        let Ok(found) = found else { return };
+        // Longest first: the first found is the one to start from.
+        for r in found {
+            match r {
+                Ok(Some(hit)) => {
+                    eprintln!(
+                        "cache: stage #{index} starts after its instruction {} ({} bytes not made again)",
+                        hit.steps,
+                        hit.bytes_reused()
+                    );
+                    self.prefix_hits.insert(index, hit);
+                    return;
+                }
+                Ok(None) => {}
+                Err(e) => eprintln!("warning: cache: stage #{index}: {e}; treated as a miss"),
+            }
+        }
     }
 
     /// Looks every stage's fast key up at once (a fast key needs no stage's output), so a
@@ -160,8 +204,9 @@ impl<'a> BuildCache<'a> {
         None
     }
 
-    /// The Job runs: the hits it reads (the stages it needs) go into the workspace first.
-    pub fn before_run(&mut self, ws: &Workspace, job: &StageJob) -> Result<(), RestoreError> {
+    /// The Job runs: the hits it reads (the stages it needs) go into the workspace first, and
+    /// the checkpoints its stages start from, their digests into the Job.
+    pub fn before_run(&mut self, ws: &Workspace, job: &mut StageJob) -> Result<(), RestoreError> {
         self.ran.extend(job.stages.iter().copied());
         let needs: BTreeSet<usize> = job
             .stages
@@ -173,6 +218,16 @@ impl<'a> BuildCache<'a> {
         for i in needs {
             self.restore(ws, i)?;
         }
+        let mut resumes = BTreeMap::new();
+        for &i in &job.stages {
+            let Some(hit) = self.prefix_hits.get(&i) else {
+                continue;
+            };
+            let digest = run(self.store.restore_prefix(ws, hit))
+                .map_err(|source| RestoreError { index: i, source })?;
+            resumes.insert(i, digest);
+        }
+        job.resumes = resumes;
         Ok(())
     }
 
@@ -218,6 +273,23 @@ impl<'a> BuildCache<'a> {
                 ),
                 Err(e) => eprintln!("warning: cache: storing stage #{i}: {e}"),
             }
+            // Its checkpoints, but those it started from (the cache has them).
+            let after = self.prefix_hits.get(&i).map_or(0, |h| h.steps);
+            let prefixes: BTreeMap<usize, Keyed> = self
+                .keys
+                .prefixes(i)
+                .into_iter()
+                .filter(|(steps, _)| *steps > after)
+                .collect();
+            let Some(out) = outputs.get(&i) else { continue };
+            if prefixes.is_empty() {
+                continue;
+            }
+            match run(self.store.write_prefixes(ws, i, &chain, out, &prefixes)) {
+                Ok(0) => {}
+                Ok(n) => eprintln!("cache: stage #{i}: {n} checkpoints stored"),
+                Err(e) => eprintln!("warning: cache: storing stage #{i}'s checkpoints: {e}"),
+            }
         }
         for (i, hit) in &self.hits {
             if hit.kind != KeyKind::Slow {
@@ -235,6 +307,14 @@ impl<'a> BuildCache<'a> {
         );
     }
 
+    /// The instructions each stage that starts from a checkpoint skips, by stage.
+    pub fn resumed(&self) -> BTreeMap<usize, usize> {
+        self.prefix_hits
+            .iter()
+            .map(|(i, h)| (*i, h.steps))
+            .collect()
+    }
+
     /// The hit of stage `index`, if it was found.
     pub fn hit(&self, index: usize) -> Option<&Hit> {
         self.hits.get(&index)
@@ -250,6 +330,8 @@ impl<'a> BuildCache<'a> {
             } else if self.keys.uncacheable(i).is_some() {
                 o.uncacheable.push(i);
             } else {
+                // A stage started from a checkpoint is a miss that reused its layers.
+                o.bytes_reused += self.prefix_hits.get(&i).map_or(0, |p| p.bytes_reused());
                 o.misses.push(i);
             }
         }

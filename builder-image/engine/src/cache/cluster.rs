@@ -77,13 +77,13 @@ pub fn prepare(
     };
     let mut cache = BuildCache::new(store, keys, plan);
     cache.prefetch();
-    let (jobs, cached) = trim(&mut cache, &graph);
+    let (mut jobs, cached) = trim(&mut cache, &graph);
     let restored = jobs
-        .iter()
+        .iter_mut()
         .try_for_each(|j| cache.before_run(ws, j))
         .and_then(|()| cache.before_push(ws));
-    let (jobs, cached) = match restored {
-        Ok(()) => (jobs, cached),
+    let (jobs, cached, resumed) = match restored {
+        Ok(()) => (jobs, cached, cache.resumed()),
         Err(e) => {
             // Start over without hits: every stage runs, from clean folders.
             eprintln!("warning: {e}; building without the cache");
@@ -91,8 +91,9 @@ pub fn prepare(
                 let dir = ws.stage_dir(s.index);
                 let _ = fs::remove_dir_all(&dir);
                 let _ = fs::create_dir_all(&dir);
+                let _ = fs::remove_dir_all(ws.resume_dir(s.index));
             }
-            (graph.jobs.clone(), BTreeMap::new())
+            (graph.jobs.clone(), BTreeMap::new(), BTreeMap::new())
         }
     };
     let cached_stages: Vec<CachedStage> = cached
@@ -115,7 +116,12 @@ pub fn prepare(
             })
         })
         .collect();
-    let keys_file = write_keys(ws, &cache.keys.to_file(cached.keys().copied().collect()));
+    let keys_file = write_keys(
+        ws,
+        &cache
+            .keys
+            .to_file(cached.keys().copied().collect(), resumed),
+    );
     // Every stage not restored runs (a hit dropped by a failed restore too).
     let uncacheable: Vec<usize> = plan
         .stages
@@ -220,6 +226,7 @@ pub fn store(
         }
     };
     let cached: BTreeSet<usize> = file.cached.iter().copied().collect();
+    let resumed = file.resumed.clone();
     let keys = match Keys::from_file(file) {
         Ok(k) => k,
         Err(e) => {
@@ -265,6 +272,24 @@ pub fn store(
             Err(e) => {
                 eprintln!("warning: cache: storing stage #{i}: {e}");
                 out.failure(&format!("stage #{i}: {e}"));
+                continue;
+            }
+        }
+        // Its checkpoints, but those it started from (the cache has them).
+        let after = resumed.get(&i).copied().unwrap_or(0);
+        let prefixes: BTreeMap<usize, _> = keys
+            .prefixes(i)
+            .into_iter()
+            .filter(|(steps, _)| *steps > after)
+            .collect();
+        if prefixes.is_empty() {
+            continue;
+        }
+        match run(store.write_prefixes(ws, i, keys.lineage(i), &outputs[&i], &prefixes)) {
+            Ok(n) => eprintln!("cache: stage #{i}: {n} checkpoints stored"),
+            Err(e) => {
+                eprintln!("warning: cache: storing stage #{i}'s checkpoints: {e}");
+                out.failure(&format!("stage #{i}'s checkpoints: {e}"));
             }
         }
     }

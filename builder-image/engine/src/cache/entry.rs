@@ -12,10 +12,15 @@ use slipway_contract::trust::Outputs;
 use slipway_frontend::cache_key::Record;
 
 use crate::registry::manifest::sha256_bytes;
-use crate::workspace::{LayerRef, RESULT_CAP, StageResult, check_layer};
+use crate::workspace::{
+    LayerRef, RESULT_CAP, Resume, StageResult, check_layer, check_resume_layer,
+};
 
 /// What a cache entry's config says it is: another value is not an entry of this scheme.
 pub const KIND: &str = "slipway.dev/stage-cache/sw1";
+/// What a checkpoint entry's config says it is (a prefix of a stage): its `result` is the
+/// `checkpoint.json` the stage resumes from, its layers the stage's own up to there.
+pub const PREFIX_KIND: &str = "slipway.dev/stage-prefix-cache/sw1";
 
 pub use slipway_contract::graph::KeyKind;
 
@@ -67,6 +72,8 @@ pub enum Rejected {
     Layers,
     #[error("its result names a layer outside the stage's chain: {0}")]
     LayerPath(String),
+    #[error("its checkpoint is not the one after instruction {0} of the stage")]
+    Checkpoint(usize),
 }
 
 /// An entry found under a stage's key and checked against it.
@@ -155,6 +162,73 @@ impl Hit {
             .chain(&self.exports)
             .map(|l| l.size)
             .sum()
+    }
+}
+
+/// A checkpoint found under a stage's prefix key and checked against it: the stage can start
+/// after its first `steps` instructions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrefixHit {
+    pub index: usize,
+    pub steps: usize,
+    /// `checkpoint.json`, as stored.
+    pub bytes: Vec<u8>,
+    pub resume: Resume,
+}
+
+impl PrefixHit {
+    /// Checks an entry found under the prefix key of stage `index`'s first `steps`
+    /// instructions against `record`: its kind and record, and its checkpoint, whose layers
+    /// must be the entry's blobs, each at `resume/<index>/<digest hex>.tar.gz`.
+    pub fn check(
+        index: usize,
+        steps: usize,
+        record: &Record,
+        config: &[u8],
+        blobs: &[LayerRef],
+    ) -> Result<PrefixHit, Rejected> {
+        let config: EntryConfig =
+            serde_json::from_slice(config).map_err(|_| Rejected::NotAnEntry)?;
+        if config.kind != PREFIX_KIND {
+            return Err(Rejected::NotAnEntry);
+        }
+        if config.fast.as_deref() != Some(&STANDARD.encode(record.as_bytes())) {
+            return Err(Rejected::Record(KeyKind::Fast));
+        }
+        let bytes = STANDARD
+            .decode(&config.result)
+            .map_err(|e| Rejected::Result(e.to_string()))?;
+        if bytes.len() as u64 > RESULT_CAP {
+            return Err(Rejected::Result("too large".into()));
+        }
+        let resume: Resume =
+            serde_json::from_slice(&bytes).map_err(|e| Rejected::Result(e.to_string()))?;
+        if resume.index != index {
+            return Err(Rejected::Index(resume.index));
+        }
+        if resume.checkpoints.last().map(|c| c.steps) != Some(steps) {
+            return Err(Rejected::Checkpoint(steps));
+        }
+        if config.exports || blobs.len() != resume.layers.len() {
+            return Err(Rejected::Layers);
+        }
+        for (want, got) in resume.layers.iter().zip(blobs) {
+            if want.digest != got.digest || want.size != got.size {
+                return Err(Rejected::Layers);
+            }
+            check_resume_layer(want, index).map_err(|_| Rejected::LayerPath(want.path.clone()))?;
+        }
+        Ok(PrefixHit {
+            index,
+            steps,
+            bytes,
+            resume,
+        })
+    }
+
+    /// Bytes of layers not made again.
+    pub fn bytes_reused(&self) -> u64 {
+        self.resume.layers.iter().map(|l| l.size).sum()
     }
 }
 

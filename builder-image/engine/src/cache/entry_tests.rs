@@ -28,6 +28,7 @@ fn result(index: usize, layers: Vec<LayerRef>) -> Vec<u8> {
         layers,
         vars: Vec::new(),
         args: Vec::new(),
+        checkpoints: Vec::new(),
     })
     .expect("json")
 }
@@ -147,4 +148,101 @@ fn an_entry_that_is_not_what_the_key_says_is_a_miss() {
         blobs,
     );
     assert_eq!(hit.expect_err("index"), Rejected::Index(2));
+}
+
+fn checkpoint(steps: usize, layers: usize) -> crate::workspace::Checkpoint {
+    crate::workspace::Checkpoint {
+        steps,
+        own: 0,
+        layers,
+        config: Config::default(),
+        history: Vec::new(),
+        cmd_set: false,
+        vars: Vec::new(),
+        args: Vec::new(),
+    }
+}
+
+/// A checkpoint of stage 2 after its 4th instruction, with its one layer.
+fn prefix_entry(resume: &Resume) -> Vec<u8> {
+    let json = serde_json::to_vec(resume).expect("json");
+    let mut config = EntryConfig::new(Some(&record("prefix")), None, &json, false);
+    config.kind = PREFIX_KIND.into();
+    config.to_bytes()
+}
+
+fn resume_of(index: usize, path: &str) -> Resume {
+    Resume {
+        index,
+        checkpoints: vec![checkpoint(2, 0), checkpoint(4, 1)],
+        layers: vec![LayerRef {
+            path: path.into(),
+            ..layer(2, D1, 10)
+        }],
+    }
+}
+
+#[test]
+fn a_checkpoint_is_used_only_where_its_key_and_stage_say() {
+    let good = resume_of(2, &format!("resume/2/{}.tar.gz", &D1[7..]));
+    let config = prefix_entry(&good);
+    let blobs = [blob(D1, 10)];
+    let hit = PrefixHit::check(2, 4, &record("prefix"), &config, &blobs).expect("hit");
+    assert_eq!((hit.steps, hit.bytes_reused()), (4, 10));
+    assert_eq!(hit.resume, good);
+    let reject = |index, steps, record: &Record, config: &[u8], blobs: &[LayerRef]| {
+        PrefixHit::check(index, steps, record, config, blobs).expect_err("rejected")
+    };
+    // Another record (a swapped tag), another place in the stage, another stage.
+    assert_eq!(
+        reject(2, 4, &record("other"), &config, &blobs),
+        Rejected::Record(KeyKind::Fast)
+    );
+    assert_eq!(
+        reject(2, 2, &record("prefix"), &config, &blobs),
+        Rejected::Checkpoint(2)
+    );
+    assert_eq!(
+        reject(3, 4, &record("prefix"), &config, &blobs),
+        Rejected::Index(2)
+    );
+    // Blobs that are not its layers.
+    assert_eq!(
+        reject(2, 4, &record("prefix"), &config, &[blob(D2, 10)]),
+        Rejected::Layers
+    );
+    assert_eq!(
+        reject(2, 4, &record("prefix"), &config, &[]),
+        Rejected::Layers
+    );
+    // A layer path anywhere but resume/<its stage>/<hex>.tar.gz: it would be written there.
+    for path in [
+        "resume/3/1111111111111111111111111111111111111111111111111111111111111111.tar.gz",
+        "stages/2/layers/1111111111111111111111111111111111111111111111111111111111111111.tar.gz",
+        "resume/2/../../etc/passwd",
+    ] {
+        let bad = prefix_entry(&resume_of(2, path));
+        assert!(matches!(
+            reject(2, 4, &record("prefix"), &bad, &blobs),
+            Rejected::LayerPath(_)
+        ));
+    }
+    // A whole-stage entry is not a checkpoint, nor the other way round.
+    let (whole, _, whole_blobs) = entry(false);
+    assert_eq!(
+        reject(2, 4, &record("fast"), &whole, &whole_blobs),
+        Rejected::NotAnEntry
+    );
+    assert_eq!(
+        Hit::check(
+            2,
+            &[2],
+            KeyKind::Fast,
+            &record("prefix"),
+            &config,
+            blobs.to_vec()
+        )
+        .expect_err("not an entry"),
+        Rejected::NotAnEntry
+    );
 }

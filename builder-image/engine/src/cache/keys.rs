@@ -11,14 +11,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use slipway_contract::trust::Outputs;
 use slipway_frontend::cache_key::stage::{
-    ContextUse, Dep, From, StageInputs, Uncacheable, context_use, declared_args, instruction_json,
-    stage_key, uncacheable,
+    ContextUse, Dep, From, StageInputs, Uncacheable, context_use_of, declared_args,
+    instruction_json, prefix_key, stage_key, stage_refs, uncacheable,
 };
 use slipway_frontend::cache_key::{ContentRoot, Key, Record};
-use slipway_frontend::dockerfile::instructions::{self, Instruction};
+use slipway_frontend::dockerfile::instructions::{self, Command, Instruction};
 use slipway_frontend::dockerfile::parser;
 use slipway_frontend::dockerignore::{Matcher, candidates, read_patterns};
-use slipway_frontend::plan::{Base, PROXY_ARGS, Plan, host_arch};
+use slipway_frontend::plan::{Base, PROXY_ARGS, Plan, PlannedStage, host_arch};
 
 use crate::fs::PathError;
 use crate::fs::content_root::of_sources;
@@ -61,6 +61,19 @@ pub struct Keys {
     /// Each stage's FROM-chain (itself first): the stages whose results it reads.
     lineage: BTreeMap<usize, Vec<usize>>,
     fast: BTreeMap<usize, Keyed>,
+    /// Each stage's checkpoints (after each RUN but its last instruction), in order.
+    prefixes: BTreeMap<usize, Vec<Prefix>>,
+}
+
+/// Where a stage may start from the cache: after its first `steps` instructions (a RUN).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Prefix {
+    steps: usize,
+    /// The stage's inputs cut there.
+    inputs: StageInputs,
+    /// The stages those instructions need.
+    deps: Vec<usize>,
 }
 
 impl Keys {
@@ -97,6 +110,18 @@ impl Keys {
             deps: BTreeMap::new(),
             lineage: BTreeMap::new(),
             fast: BTreeMap::new(),
+            prefixes: BTreeMap::new(),
+        };
+        // Context roots by what is read of the context: a stage and its prefixes often read
+        // the same, and a root hashes every file it covers.
+        let mut roots: Vec<(ContextUse, Option<ContentRoot>)> = Vec::new();
+        let mut root_of = |usage: ContextUse| -> Result<Option<ContentRoot>, KeyError> {
+            if let Some((_, r)) = roots.iter().find(|(u, _)| *u == usage) {
+                return Ok(*r);
+            }
+            let r = context_root(context, &usage, &ignore)?;
+            roots.push((usage, r));
+            Ok(r)
         };
         // ARG names each stage sees: its own, its FROM-parents', the global ones, the proxies.
         let mut seen_args: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
@@ -153,7 +178,7 @@ impl Keys {
             let usage = if onbuild {
                 ContextUse::Whole
             } else {
-                context_use(stage)
+                context_use_of(&stage.commands)
             };
             let images_used = s
                 .images
@@ -176,11 +201,31 @@ impl Keys {
                     .collect(),
                 meta_args: meta_args.clone(),
                 build_args,
-                context: context_root(context, &usage, &ignore)?,
+                context: root_of(usage)?,
                 images: images_used,
                 exports: s.exports.clone(),
                 source_date_epoch: epoch,
             };
+            // No checkpoints on a base with ONBUILD triggers: they run before the stage's
+            // own instructions, which checkpoints count.
+            let commands = &stage.commands;
+            let mut prefixes = Vec::new();
+            for (n, c) in commands.iter().enumerate() {
+                let steps = n + 1;
+                if onbuild
+                    || steps == commands.len()
+                    || !matches!(c.instruction, Instruction::Run(_))
+                {
+                    continue;
+                }
+                let cut = &commands[..steps];
+                prefixes.push(Prefix {
+                    steps,
+                    inputs: inputs.prefix(steps, root_of(context_use_of(cut))?),
+                    deps: prefix_deps(plan, s, cut),
+                });
+            }
+            keys.prefixes.insert(s.index, prefixes);
             keys.inputs.insert(s.index, Ok(inputs));
         }
         keys.fast = fast_keys(&keys.inputs, &keys.deps);
@@ -189,13 +234,15 @@ impl Keys {
 
     /// What the push step needs to store the stages that ran under the keys the prepare step
     /// looked up: the inputs (no record, no key: they are made again from these).
-    pub fn to_file(&self, cached: Vec<usize>) -> KeysFile {
+    pub fn to_file(&self, cached: Vec<usize>, resumed: BTreeMap<usize, usize>) -> KeysFile {
         KeysFile {
             kind: KEYS_FILE_KIND.to_string(),
             inputs: self.inputs.clone(),
             deps: self.deps.clone(),
             lineage: self.lineage.clone(),
+            prefixes: self.prefixes.clone(),
             cached,
+            resumed,
         }
     }
 
@@ -210,6 +257,7 @@ impl Keys {
             deps: f.deps,
             lineage: f.lineage,
             fast,
+            prefixes: f.prefixes,
         })
     }
 
@@ -226,6 +274,27 @@ impl Keys {
     /// The fast key of stage `index`: `None` when it or a stage it needs is not cached.
     pub fn fast(&self, index: usize) -> Option<&Keyed> {
         self.fast.get(&index)
+    }
+
+    /// The keys of stage `index`'s checkpoints, the longest first, each with the instructions
+    /// it covers: those whose needed stages all have fast keys.
+    pub fn prefixes(&self, index: usize) -> Vec<(usize, Keyed)> {
+        let Some(prefixes) = self.prefixes.get(&index) else {
+            return Vec::new();
+        };
+        prefixes
+            .iter()
+            .rev()
+            .filter_map(|p| {
+                let deps: BTreeMap<usize, Dep> = p
+                    .deps
+                    .iter()
+                    .map(|d| self.fast.get(d).map(|k| (*d, Dep::Key(k.key))))
+                    .collect::<Option<_>>()?;
+                let (key, record) = prefix_key(&p.inputs, p.steps, &deps);
+                Some((p.steps, Keyed { key, record }))
+            })
+            .collect()
     }
 
     /// Why stage `index` is never cached, if so.
@@ -266,6 +335,26 @@ impl Keys {
     }
 }
 
+/// The stages `cut` (the first instructions of stage `s`) needs: its FROM parent, and those
+/// they name by `--from` (all the stage needs when a `--from` has a variable).
+fn prefix_deps(plan: &Plan, s: &PlannedStage, cut: &[Command]) -> Vec<usize> {
+    let refs = stage_refs(cut);
+    s.depends_on
+        .iter()
+        .copied()
+        .filter(|d| {
+            let named = |r: &BTreeSet<String>| {
+                r.contains(&d.to_string())
+                    || plan
+                        .stage(*d)
+                        .and_then(|p| p.name.as_ref())
+                        .is_some_and(|n| r.contains(&n.to_lowercase()))
+            };
+            matches!(s.from, Base::Stage(p) if p == *d) || refs.as_ref().is_none_or(named)
+        })
+        .collect()
+}
+
 /// The fast key of each stage whose inputs, and whose needed stages' fast keys, are known: in
 /// index order, as a stage needs only stages before it.
 fn fast_keys(
@@ -301,9 +390,16 @@ pub struct KeysFile {
     pub inputs: BTreeMap<usize, Result<StageInputs, Uncacheable>>,
     pub deps: BTreeMap<usize, Vec<usize>>,
     pub lineage: BTreeMap<usize, Vec<usize>>,
+    /// Each stage's checkpoints.
+    #[serde(default)]
+    pub prefixes: BTreeMap<usize, Vec<Prefix>>,
     /// The stages the prepare step restored from the cache: not stored again.
     #[serde(default)]
     pub cached: Vec<usize>,
+    /// The stages that start from a checkpoint, by the instructions it covers: the
+    /// checkpoints up to there are not stored again.
+    #[serde(default)]
+    pub resumed: BTreeMap<usize, usize>,
 }
 
 /// The `.dockerignore` that applies: the build's own (`Dockerfile.dockerignore`, copied into
@@ -404,7 +500,9 @@ mod tests {
             ]),
             deps: BTreeMap::from([(0, vec![]), (1, vec![0]), (2, vec![]), (3, vec![2])]),
             lineage: BTreeMap::from([(0, vec![0]), (1, vec![1, 0]), (2, vec![2]), (3, vec![3])]),
+            prefixes: BTreeMap::new(),
             cached: vec![0],
+            resumed: BTreeMap::new(),
         }
     }
 
@@ -412,7 +510,7 @@ mod tests {
     fn the_keys_file_gives_the_push_step_the_prepare_steps_keys() {
         let keys = Keys::from_file(file()).expect("keys");
         // Through JSON, as the push step reads it.
-        let json = serde_json::to_vec(&keys.to_file(vec![0])).expect("json");
+        let json = serde_json::to_vec(&keys.to_file(vec![0], BTreeMap::new())).expect("json");
         let again =
             Keys::from_file(serde_json::from_slice(&json).expect("parse")).expect("keys again");
         for i in 0..4 {

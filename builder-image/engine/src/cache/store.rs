@@ -11,12 +11,14 @@ use oci_client::manifest::IMAGE_LAYER_MEDIA_TYPE;
 use slipway_contract::trust::Outputs;
 use slipway_frontend::cache_key::Key;
 
-use crate::cache::entry::{EntryConfig, Hit, KeyKind, Rejected};
+use crate::cache::entry::{EntryConfig, Hit, KeyKind, PREFIX_KIND, PrefixHit, Rejected};
 use crate::cache::keys::Keyed;
 use crate::registry::client::{BlobSource, ImageToPush, Registry, RegistryError};
-use crate::registry::manifest::sha256_file;
+use crate::registry::manifest::{sha256_bytes, sha256_file};
 use crate::trusted::{self, TrustError};
-use crate::workspace::{LayerRef, RESULT_CAP, Workspace, read_beneath};
+use crate::workspace::{LayerRef, RESULT_CAP, Resume, StageResult, Workspace, read_beneath};
+use slipway_contract::digest::Digest;
+use slipway_contract::pod::paths;
 
 /// A cache operation that failed: said as a warning, the build goes on without it.
 #[derive(Debug, thiserror::Error)]
@@ -203,6 +205,130 @@ impl Store<'_> {
         };
         self.registry.push(&tags, &image).await?;
         Ok(())
+    }
+
+    /// The checkpoint under the prefix key of stage `index`'s first `steps` instructions,
+    /// checked: `Ok(None)` when there is none.
+    pub async fn lookup_prefix(
+        &self,
+        index: usize,
+        steps: usize,
+        keyed: &Keyed,
+    ) -> Result<Option<PrefixHit>, CacheError> {
+        let Some((blobs, config)) = self.registry.lookup(&self.reference(&keyed.key)).await? else {
+            return Ok(None);
+        };
+        PrefixHit::check(index, steps, &keyed.record, &config, &blobs)
+            .map(Some)
+            .map_err(|source| CacheError::Rejected {
+                tag: keyed.key.tag(),
+                source,
+            })
+    }
+
+    /// Writes a checkpoint into `resume/<N>/` (its layers, then `checkpoint.json`), where
+    /// the stage finds it; returns `checkpoint.json`'s digest, which the stage is given.
+    pub async fn restore_prefix(
+        &self,
+        ws: &Workspace,
+        hit: &PrefixHit,
+    ) -> Result<Digest, CacheError> {
+        let dir = ws.resume_dir(hit.index);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).map_err(at(&dir))?;
+        for l in &hit.resume.layers {
+            let blob = self.registry.fetch(&self.repository, l).await?;
+            let dest = ws.layer_path(l);
+            fs::copy(&blob, &dest).map_err(at(&dest))?;
+        }
+        let file = ws.resume_file(hit.index);
+        fs::write(&file, &hit.bytes).map_err(at(&file))?;
+        Digest::parse(&sha256_bytes(&hit.bytes)).map_err(|e| CacheError::Result {
+            index: hit.index,
+            what: e.to_string(),
+        })
+    }
+
+    /// Stores the checkpoints of stage `index`'s result (as the workspace holds it, its
+    /// digest the one its stage reported: `outputs`) under their prefix keys, `prefixes`
+    /// by instructions covered. Their layers are the stage's own, in the repository once
+    /// the stage itself is stored.
+    pub async fn write_prefixes(
+        &self,
+        ws: &Workspace,
+        index: usize,
+        lineage: &[usize],
+        outputs: &Outputs,
+        prefixes: &BTreeMap<usize, Keyed>,
+    ) -> Result<usize, CacheError> {
+        let bytes =
+            read_beneath(&ws.root, &rel(ws, &ws.stage_result(index)), RESULT_CAP).map_err(|e| {
+                CacheError::Result {
+                    index,
+                    what: e.to_string(),
+                }
+            })?;
+        if sha256_bytes(&bytes) != outputs.result.to_string() {
+            return Err(CacheError::Modified { index });
+        }
+        let result: StageResult =
+            serde_json::from_slice(&bytes).map_err(|e| CacheError::Result {
+                index,
+                what: e.to_string(),
+            })?;
+        let source = BlobSource::Workspace(ws.root.clone());
+        let mut stored = 0;
+        for (n, cp) in result.checkpoints.iter().enumerate() {
+            let Some(keyed) = prefixes.get(&cp.steps) else {
+                continue;
+            };
+            let Some(own) = result.layers.get(cp.own..cp.layers) else {
+                return Err(CacheError::Result {
+                    index,
+                    what: format!("checkpoint {} names layers it does not have", cp.steps),
+                });
+            };
+            let mut layers = Vec::new();
+            let mut moved = Vec::new();
+            for l in own {
+                crate::workspace::check_layer(l, lineage)
+                    .map_err(|source| CacheError::Layer { index, source })?;
+                let name = l.path.rsplit('/').next().unwrap_or_default();
+                moved.push(LayerRef {
+                    path: format!("{}/{name}", paths::resume_dir(index)),
+                    ..l.clone()
+                });
+                layers.push((l.clone(), source.clone()));
+            }
+            let resume = Resume {
+                index,
+                checkpoints: result.checkpoints[..=n].to_vec(),
+                layers: moved,
+            };
+            let json = serde_json::to_vec(&resume).map_err(|e| CacheError::Result {
+                index,
+                what: e.to_string(),
+            })?;
+            let mut config = EntryConfig::new(Some(&keyed.record), None, &json, false);
+            config.kind = PREFIX_KIND.to_string();
+            let image = ImageToPush {
+                config: config.to_bytes(),
+                layers,
+                base: None,
+                annotations: Default::default(),
+                mount_from: self.mount_from.clone(),
+            };
+            self.registry
+                .push(&[self.reference(&keyed.key)], &image)
+                .await?;
+            eprintln!(
+                "cache: stage #{index} after its instruction {} stored under {}",
+                cp.steps,
+                keyed.key.tag()
+            );
+            stored += 1;
+        }
+        Ok(stored)
     }
 
     /// Stores a hit found by its slow key under the fast key too, so the next build finds it

@@ -32,6 +32,7 @@ fn a_result_naming_a_layer_outside_its_chain_is_not_stored() {
         layers: vec![forged],
         vars: Vec::new(),
         args: Vec::new(),
+        checkpoints: Vec::new(),
     };
     fs::write(
         ws.stage_result(1),

@@ -432,7 +432,7 @@ fn run_jobs(
                             }
                             Some(rest) => job = rest,
                         }
-                        if let Err(e) = c.before_run(host.ws, &job) {
+                        if let Err(e) = c.before_run(host.ws, &mut job) {
                             failed.get_or_insert(e.into());
                             break;
                         }
@@ -440,7 +440,8 @@ fn run_jobs(
                     running += 1;
                     let tx = tx.clone();
                     let base = roots.get(&job.stages[0]).copied();
-                    // Every stage it needs is done: the host holds their digests.
+                    // Every stage it needs is done: the host holds their digests (and those
+                    // of the checkpoints it restored for it, in the Job).
                     let digests = Trusted {
                         inputs: host.inputs,
                         stages: &outputs,

@@ -104,6 +104,7 @@ impl Engine<'_> {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             args: self.args,
+            checkpoints: self.checkpoints,
         };
         let _ = fs::remove_dir_all(self.ws.stage_work(self.ps.index));
         workspace::write_json(&self.ws.stage_result(self.ps.index), &result)?;

@@ -181,6 +181,21 @@ impl StageImage {
         }
     }
 
+    /// Where a stage stood at a checkpoint: its config as it was (its own ONBUILD entries
+    /// kept), its history, and whether CMD was set.
+    pub fn at_checkpoint(config: Config, history: Vec<History>, cmd_set: bool) -> Self {
+        StageImage {
+            config,
+            history,
+            cmd_set,
+            ..Default::default()
+        }
+    }
+
+    pub fn cmd_set(&self) -> bool {
+        self.cmd_set
+    }
+
     /// A history entry; a layer made by a RUN, COPY or ADD is marked ` # buildkit`.
     fn commit(&mut self, created_by: String, layer: bool) {
         let created_by = if layer {

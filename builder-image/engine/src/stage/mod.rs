@@ -38,7 +38,7 @@ use crate::fs::copy::{self as fscopy, Written};
 use crate::layer::snapshot::Snapshot;
 use crate::stage::config::StageImage;
 use crate::trusted::{self, Checked};
-use crate::workspace::{LayerRef, StageResult, Workspace};
+use crate::workspace::{Checkpoint, LayerRef, StageResult, Workspace};
 use slipway_frontend::dockerfile::instructions::{self, Command, Dockerfile, Instruction};
 use slipway_frontend::dockerfile::parser;
 use slipway_frontend::dockerfile::shell::{Lex, Vars};
@@ -118,6 +118,12 @@ struct Engine<'a> {
     digests: Digests,
     step: usize,
     steps: usize,
+    /// Where the stage's own layers start in `layers` (those before are its FROM-chain's).
+    own: usize,
+    /// The stage's state after its RUN steps, for the layer cache's prefix hits.
+    checkpoints: Vec<Checkpoint>,
+    /// Instructions a checkpoint it started from already did (skipped).
+    resumed: usize,
     threads: usize,
     /// The source date epoch the stage's layers are clamped to.
     epoch: Option<u64>,
@@ -293,6 +299,9 @@ fn run_one(
         digests: digests.clone(),
         step: 0,
         steps: 0,
+        own: 0,
+        checkpoints: Vec::new(),
+        resumed: 0,
         threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         epoch: opts.epoch,
         ws,
@@ -303,10 +312,22 @@ fn run_one(
     let triggers = e.triggers()?;
     e.steps = triggers.len() + stage.commands.len() + 1;
     e.say(&format!("FROM {}", stage.base_name));
-    for cmd in triggers.iter().chain(stage.commands.iter()) {
+    // Checkpoints count the stage's own instructions: none on a base with ONBUILD triggers.
+    let checkpointed = triggers.is_empty();
+    for (n, cmd) in triggers.iter().chain(stage.commands.iter()).enumerate() {
         e.step += 1;
+        if n < e.resumed {
+            e.say(&format!("CACHED {}", cmd.original));
+            continue;
+        }
         e.say(&cmd.original);
         e.dispatch(cmd)?;
+        if checkpointed
+            && matches!(cmd.instruction, Instruction::Run(_))
+            && n + 1 < stage.commands.len()
+        {
+            e.checkpoint(n + 1);
+        }
     }
     e.finish().map_err(|m| setup(&label, m))
 }
@@ -482,6 +503,24 @@ impl Engine<'_> {
             Instruction::Onbuild { expression } => self.image.onbuild(expression),
         }
         Ok(())
+    }
+
+    /// The stage's state now, after its first `steps` instructions.
+    fn checkpoint(&mut self, steps: usize) {
+        self.checkpoints.push(Checkpoint {
+            steps,
+            own: self.own,
+            layers: self.layers.len(),
+            config: self.image.config.clone(),
+            history: self.image.history.clone(),
+            cmd_set: self.image.cmd_set(),
+            vars: self
+                .vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            args: self.args.clone(),
+        });
     }
 
     fn env_has(&self, key: &str) -> bool {

@@ -82,6 +82,59 @@ impl Engine<'_> {
                     .to_string();
             }
         }
+        self.own = self.layers.len();
+        self.resume()
+    }
+
+    /// Starts from the checkpoint the stage was given, if any (a prefix hit of the layer
+    /// cache): its layers copied into the stage's own and applied, checked as they are read,
+    /// its config, history and variables taken, its instructions skipped.
+    fn resume(&mut self) -> Result<(), SetupError> {
+        let index = self.ps.index;
+        let Some(r) = self.checked().resume(index)? else {
+            return Ok(());
+        };
+        let Some(cp) = r.checkpoints.last().cloned() else {
+            return Err(SetupError::Resume("it holds no checkpoint"));
+        };
+        let commands = self.df.stages[index].commands.len();
+        if r.index != index || !(1..commands).contains(&cp.steps) {
+            return Err(SetupError::Resume("not this stage's instructions"));
+        }
+        if !self.on_build.is_empty() {
+            return Err(SetupError::Resume("the base has ONBUILD triggers"));
+        }
+        let chain_fits = r.checkpoints.iter().all(|c| c.own == self.own);
+        if !chain_fits || cp.layers != cp.own + r.layers.len() {
+            return Err(SetupError::Resume("not this stage's layers"));
+        }
+        let dir = self.ws.stage_layers(index);
+        for l in &r.layers {
+            let name = l.path.rsplit('/').next().unwrap_or_default();
+            let copied = LayerRef {
+                path: format!("{}/layers/{name}", paths::stage_dir(index)),
+                ..l.clone()
+            };
+            let copy_err = |source| SetupError::ResumeLayer {
+                digest: l.digest.clone(),
+                source,
+            };
+            let mut from = self.checked().layer(l)?;
+            let mut to = fs::File::create(dir.join(name)).map_err(copy_err)?;
+            std::io::copy(&mut from, &mut to).map_err(copy_err)?;
+            trusted::finish_layer(l, from)?;
+            apply_checked(self.checked(), &copied, &self.root)?;
+            self.layers.push(copied);
+        }
+        let author = std::mem::take(&mut self.image.author);
+        self.image = StageImage::at_checkpoint(cp.config, cp.history, cp.cmd_set);
+        self.image.author = author;
+        self.vars = Vars::from_pairs(cp.vars.iter().map(|(k, v)| format!("{k}={v}")));
+        self.args = cp.args;
+        // The tree changed under the walk carried from a parent: the next RUN walks again.
+        self.baseline = None;
+        self.checkpoints = r.checkpoints;
+        self.resumed = cp.steps;
         Ok(())
     }
 

@@ -11,7 +11,10 @@
 #     not the key's): the final stage's entries hold the base's, so it runs again (from the
 #     restored builder), and the image is still D;
 #   - RUN --mount=type=cache keeps its files across builds in the claim spec.cacheVolume names
-#     (issue 13 part 6): a counter in the cache mount counts 1, then 2.
+#     (issue 13 part 6): a counter in the cache mount counts 1, then 2;
+#   - prefix hits: a one-stage build whose last RUN changed starts from the checkpoint after
+#     the RUN before it (the prepare step restores it, the stage pod skips what it covers),
+#     and pushes the digest a build without the cache pushes.
 set -uo pipefail
 : "${KUBECONFIG:?run eval \"\$(tests/cluster/up.sh)\" first}" "${SLIPWAY_REGISTRY:?}"
 here=$(cd "$(dirname "$0")" && pwd)
@@ -152,7 +155,7 @@ n=$(wc -w <<<"$tags")
 declare -A tag_of=()
 for t in $tags; do
   idx=$(skopeo inspect --tls-verify=false --raw --config "docker://$CACHE:$t" 2>/dev/null |
-    python3 -c 'import json,sys,base64; c=json.load(sys.stdin); print(json.loads(base64.b64decode(c["result"]))["index"] if "fast" in c else "")')
+    python3 -c 'import json,sys,base64; c=json.load(sys.stdin); print(json.loads(base64.b64decode(c["result"]))["index"] if c.get("kind") == "slipway.dev/stage-cache/sw1" and "fast" in c else "")')
   [[ -n $idx && -z ${tag_of[$idx]:-} ]] && tag_of[$idx]=$t
 done
 if [[ -n ${tag_of[0]:-} && -n ${tag_of[3]:-} ]]; then
@@ -160,7 +163,7 @@ if [[ -n ${tag_of[0]:-} && -n ${tag_of[3]:-} ]]; then
   for t in $tags; do
     [[ $t == "${tag_of[0]}" ]] && continue
     idx=$(skopeo inspect --tls-verify=false --raw --config "docker://$CACHE:$t" 2>/dev/null |
-      python3 -c 'import json,sys,base64; c=json.load(sys.stdin); print(json.loads(base64.b64decode(c["result"]))["index"])')
+      python3 -c 'import json,sys,base64; c=json.load(sys.stdin); print(json.loads(base64.b64decode(c["result"]))["index"] if c.get("kind") == "slipway.dev/stage-cache/sw1" else "")')
     if [[ $idx == 3 ]]; then
       skopeo copy -q --src-tls-verify=false --dest-tls-verify=false \
         "docker://$CACHE:${tag_of[0]}" "docker://$CACHE:$t" >/dev/null 2>&1 && swapped=yes
@@ -221,4 +224,61 @@ else
   bad "RUN --mount=type=cache persists in spec.cacheVolume" "first: $first, second: $second" \
     "$(kubectl -n "$ns" get imagebuild mounts -o jsonpath='{.status.phase}: {.status.conditions[0].message}')"
 fi
+# --- Prefix hits: one stage, its last RUN changed.
+PCACHE=$R/e2e-cache/prefix-$$
+# prefix NAME REBUILD LAST CACHE: the one-stage build NAME whose last RUN echoes LAST, with
+# the cache repository CACHE ("" for none); prints its generation once it ended.
+prefix() {
+  local cache=""
+  [[ -n $4 ]] && cache="cache: {repository: \"$4\"}"
+  kubectl -n "$ns" apply -f - >/dev/null <<YAML
+apiVersion: build.slipway.dev/v1alpha1
+kind: ImageBuild
+metadata: {name: $1}
+spec:
+  source:
+    inline:
+      dockerfile: |
+        FROM $R/slipway-test/busybox:latest
+        ARG V=one
+        RUN echo "first \$V" > /first && mkdir /gone && echo x > /gone/f
+        ENV PHASE=after
+        RUN rm -rf /gone && echo second > /second
+        RUN echo "$3 \$PHASE \$V" > /third && ls / > /listing
+  output: {image: "$R/e2e/cache-$1:$2", insecureRegistry: true}
+  sourceDateEpoch: 1700000000
+  $cache
+  rebuild: $2
+YAML
+  local gen
+  gen=$(kubectl -n "$ns" get imagebuild "$1" -o jsonpath='{.metadata.generation}')
+  for _ in $(seq 600); do
+    [[ $(kubectl -n "$ns" get imagebuild "$1" -o jsonpath='{.status.observedGeneration}/{.status.phase}') =~ ^$gen/(Succeeded|Failed)$ ]] && break
+    sleep 0.5
+  done
+  echo "$gen"
+}
+# plog NAME GENERATION STEP [CONTAINER]: that pod's log.
+plog() {
+  kubectl -n "$ns" logs --tail=-1 -l "build.slipway.dev/build=$1,build.slipway.dev/generation=$2,build.slipway.dev/step=$3" \
+    ${4:+-c "$4"} 2>&1
+}
+pstatus() { kubectl -n "$ns" get imagebuild "$1" -o jsonpath="$2" 2>/dev/null; }
+g1=$(prefix prefix 1 third "$PCACHE")
+got="$(pstatus prefix '{.status.phase}') $(plog prefix "$g1" push | grep -E '^cache: stage #0: [0-9]+ checkpoints stored')"
+[[ $got == "Succeeded cache: stage #0: 2 checkpoints stored" ]] && ok "prefix: the cold build stores the stage and its 2 checkpoints" \
+  || bad "prefix: the cold build stores 2 checkpoints" "$got" "$(plog prefix "$g1" push | tail -5)"
+g2=$(prefix prefix 2 changed "$PCACHE")
+starts=$(plog prefix "$g2" prepare plan | grep -E '^cache: stage #0 starts after its instruction')
+stage_log=$(plog prefix "$g2" stage stage)
+cached=$(grep -cE '\] CACHED RUN ' <<<"$stage_log")
+ran=$(grep -cE '\] RUN ' <<<"$stage_log")
+got="$(pstatus prefix '{.status.phase}') [$starts] cached=$cached ran=$ran"
+[[ $got == "Succeeded [cache: stage #0 starts after its instruction 4"* && $cached == 2 && $ran == 1 ]] &&
+  ok "prefix: the last RUN changed: the stage pod starts after the checkpoint, runs 1 RUN of 3 ($starts)" \
+  || bad "prefix: starts after instruction 4, 2 RUN steps skipped, 1 run" "$got" "$(plog prefix "$g2" prepare plan | grep -E '^(cache|warning)')" "$stage_log"
+g3=$(prefix prefix-none 1 changed "")
+a=$(pstatus prefix '{.status.image.digest}'); b=$(pstatus prefix-none '{.status.image.digest}')
+[[ -n $a && $a == "$b" ]] && ok "prefix: the image is the one a build without the cache makes ($a)" \
+  || bad "prefix: the same digest as without the cache" "with: $a" "without: $b ($(pstatus prefix-none '{.status.phase}'), generation $g3)"
 summary

@@ -128,6 +128,8 @@ run_test() { # NAME FUNCTION [ARGS...]
   out=$("$@" 2>&1); rc=$?
   if ((rc == 0)); then
     passed=$((passed + 1)); echo "ok   $_t ($(( $(date +%s) - start ))s)"
+    # SLIPWAY_TEST_VERBOSE=1: what a passing test printed too.
+    [[ -z ${SLIPWAY_TEST_VERBOSE:-} ]] || sed 's/^/     /' <<<"$out" | tail -40
   else
     failed=$((failed + 1)); echo "FAIL $_t ($(( $(date +%s) - start ))s)"
     sed 's/^/     /' <<<"$out" | tail -40

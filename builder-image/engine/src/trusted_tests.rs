@@ -320,3 +320,50 @@ fn the_prepare_steps_inputs_are_the_files_it_wrote() {
     let i = inputs(&s.ws, []).expect("inputs");
     assert_eq!(i.ignore, Some(sha(b"x\n")));
 }
+
+/// A checkpoint a stage resumes from is read only as its digest says, and names only
+/// `resume/<its stage>/<hex>.tar.gz`: another stage's pod rewriting it, or a checkpoint that
+/// points the copy at another file, fails the stage instead of starting it elsewhere.
+#[test]
+fn a_checkpoint_is_read_only_when_it_matches_and_names_its_own_layers() {
+    let mut s = setup();
+    // No digest given: the stage starts from its first instruction.
+    assert!(s.checked().resume(1).expect("none").is_none());
+    let l = write_layer(&s.ws, 1, b"checkpoint");
+    let name = l.path.rsplit('/').next().expect("name").to_string();
+    let write = |s: &mut Setup, path: String| -> Vec<u8> {
+        let r = Resume {
+            index: 1,
+            checkpoints: vec![],
+            layers: vec![LayerRef {
+                path,
+                ..l.clone()
+            }],
+        };
+        let json = serde_json::to_vec(&r).expect("json");
+        fs::create_dir_all(s.ws.resume_dir(1)).expect("mkdir");
+        fs::write(s.ws.resume_file(1), &json).expect("write");
+        s.digests.resumes = vec![slipway_contract::trust::StageDigest {
+            index: 1,
+            digest: sha(&json),
+        }];
+        json
+    };
+    write(&mut s, format!("resume/1/{name}"));
+    let r = s.checked().resume(1).expect("read").expect("given");
+    assert_eq!(r.layers[0].path, format!("resume/1/{name}"));
+    // Rewritten after the digest was taken.
+    fs::write(s.ws.resume_file(1), b"{}").expect("rewrite");
+    let e = s.checked().resume(1).expect_err("mismatch");
+    assert!(e.to_string().contains("resume/1/checkpoint.json does not match"), "{e}");
+    // Layers anywhere but its own resume folder.
+    for bad in [
+        format!("resume/0/{name}"),
+        format!("stages/1/layers/{name}"),
+        "resume/1/../../plan.json".to_string(),
+    ] {
+        write(&mut s, bad.clone());
+        let e = s.checked().resume(1).expect_err("bad path");
+        assert!(e.to_string().contains("is not resume/<N>/"), "{bad}: {e}");
+    }
+}

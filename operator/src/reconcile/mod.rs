@@ -43,6 +43,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -72,10 +73,12 @@ pub async fn run(
 ) {
     let builds = Api::<ImageBuild>::all(client.clone());
     let jobs = Api::<Job>::all(client.clone());
-    let controller = Controller::new(builds, watcher::Config::default()).owns(
-        jobs,
-        watcher::Config::default().labels("app.kubernetes.io/managed-by=slipway"),
-    );
+    let ours = || watcher::Config::default().labels("app.kubernetes.io/managed-by=slipway");
+    // Pods too: a Job's status trails its pod's by about a second (the Job controller folds
+    // pod updates), and every step of a build waits for the one before.
+    let controller = Controller::new(builds, watcher::Config::default())
+        .owns(jobs, ours())
+        .watches(Api::<Pod>::all(client.clone()), ours(), build_of_pod);
     let store = controller.store();
     metrics.count_builds(store.clone());
     let ctx = Arc::new(Ctx::new(client, settings, metrics, store));
@@ -91,6 +94,12 @@ pub async fn run(
         })
         .await;
     info!("controller stopped");
+}
+
+/// The ImageBuild a build pod belongs to (its annotation; the label may be shortened).
+fn build_of_pod(p: Pod) -> Option<ObjectRef<ImageBuild>> {
+    let name = p.annotations().get(render::ANNOTATION_BUILD)?;
+    Some(ObjectRef::new(name).within(&p.namespace()?))
 }
 
 fn key(ib: &ImageBuild) -> String {

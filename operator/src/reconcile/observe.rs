@@ -76,9 +76,17 @@ async fn read(apis: &Apis, ib: &ImageBuild, build: &Build) -> Result<Observation
     let (jobs, superseded_jobs) = sort(apis.jobs.list(&mine).await?.items, build);
     let (claims, superseded_claims) = sort(apis.pvcs.list(&mine).await?.items, build);
     let mut running = running_pods(apis, build, &jobs).await?;
-    let mut obs_of = |j: &Job| JobObs {
-        pods: running.remove(&j.name_any()).unwrap_or_default(),
-        ..job_obs(j)
+    let mut obs_of = |j: &Job| {
+        let pods = running.remove(&j.name_any()).unwrap_or_default();
+        let mut obs = job_obs(j);
+        // Its pod succeeded: the Job will say so in a second; the build goes on now.
+        if obs.state == JobState::Running
+            && let Some(done) = &pods.succeeded
+        {
+            obs.state = JobState::Succeeded;
+            obs.completion = Some(done.clone());
+        }
+        JobObs { pods, ..obs }
     };
     let existing = Existing {
         workspace: claims.contains_key(&render::pvc_name(ib)),

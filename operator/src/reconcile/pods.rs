@@ -11,8 +11,14 @@
 //!   After [`MAX_DISRUPTIONS`] such pods the build fails with `Evicted` (M6). Pods an API
 //!   eviction (a drain) deleted are gone and not counted; the kubelet's evictions for node
 //!   pressure or an ephemeral-storage limit leave failed pods, which are.
+//!
+//! And when a Job is done before its status says so: the Job controller folds pod updates
+//! for about a second before it writes a Job's status, and a build is a chain of Jobs, so the
+//! controller goes on as soon as the pod has succeeded (phase `Succeeded` is final: every
+//! container exited 0 and none will restart).
 
 use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// A Job's pods lost to disruptions before the build fails.
 pub const MAX_DISRUPTIONS: u32 = 3;
@@ -28,6 +34,8 @@ pub struct PodsSeen {
     pub disrupted: u32,
     /// The last of them: its reason and message.
     pub last_disruption: Option<String>,
+    /// One of its pods succeeded: when its last container finished.
+    pub succeeded: Option<Time>,
 }
 
 /// What the pods of one Job (those it owns) say.
@@ -39,7 +47,23 @@ pub fn seen(pods: &[&Pod]) -> PodsSeen {
         create_failed: None,
         disrupted: disrupted.len() as u32,
         last_disruption: disrupted.last().map(|p| why_lost(p)),
+        succeeded: pods.iter().find_map(|p| succeeded(p)),
     }
+}
+
+/// When a pod in phase `Succeeded` finished: its containers' last exit (its creation time
+/// when the kubelet has not said).
+fn succeeded(p: &Pod) -> Option<Time> {
+    let s = p.status.as_ref()?;
+    if s.phase.as_deref() != Some("Succeeded") {
+        return None;
+    }
+    s.container_statuses
+        .iter()
+        .flatten()
+        .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.clone())
+        .max_by_key(|t| t.0)
+        .or_else(|| p.metadata.creation_timestamp.clone())
 }
 
 /// A failed pod with the `DisruptionTarget` condition.
@@ -175,6 +199,36 @@ mod tests {
         );
         let none = seen(&[]);
         assert!(none.none && none.disrupted == 0);
+    }
+
+    #[test]
+    fn a_succeeded_pod_says_when_its_last_container_finished() {
+        use k8s_openapi::api::core::v1::{
+            ContainerState, ContainerStateTerminated, ContainerStatus,
+        };
+        let done = |t: i64| ContainerStatus {
+            state: Some(ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    finished_at: Some(at(t)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut ok = pod(10, "Succeeded", false, None);
+        ok.status.as_mut().expect("status").container_statuses = Some(vec![done(14), done(17)]);
+        assert_eq!(seen(&[&ok]).succeeded, Some(at(17)));
+        // No container status yet: its creation stands in.
+        assert_eq!(
+            seen(&[&pod(10, "Succeeded", false, None)]).succeeded,
+            Some(at(10))
+        );
+        // Running, or failed with every container exited: not done.
+        let mut failed = pod(10, "Failed", false, None);
+        failed.status.as_mut().expect("status").container_statuses = Some(vec![done(12)]);
+        let running = pod(11, "Running", false, None);
+        assert_eq!(seen(&[&failed, &running]).succeeded, None);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use kube::ResourceExt;
+
 use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
 };
@@ -23,7 +25,7 @@ use slipway_contract::pod::{
     self, Digests, InstallArgs, PodCommand, PushArgs, RegistryArgs, StageArgs, paths,
 };
 
-use super::names::{job_name, labels, meta, pvc_name};
+use super::names::{ANNOTATION_BUILD, job_name, labels, meta, pvc_name};
 use super::security;
 use super::{Deadline, Settings, Step};
 use crate::api::ImageBuild;
@@ -204,6 +206,10 @@ pub(super) fn job(ib: &ImageBuild, step: &Step, pod: PodSpec, deadline: &Deadlin
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
+                    annotations: Some(BTreeMap::from([(
+                        ANNOTATION_BUILD.to_string(),
+                        ib.name_any(),
+                    )])),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {

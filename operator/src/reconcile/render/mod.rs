@@ -22,8 +22,8 @@ pub use jobs::{Given, push_job, stage_job, workspace_pvc};
 #[cfg(test)]
 pub use names::LABEL_BUILD;
 pub use names::{
-    ANNOTATION_GRAPH, ANNOTATION_NODE, ANNOTATION_OUTPUTS, LABEL_GENERATION, build_selector,
-    job_name, pvc_name,
+    ANNOTATION_BUILD, ANNOTATION_GRAPH, ANNOTATION_NODE, ANNOTATION_OUTPUTS, LABEL_GENERATION,
+    build_selector, job_name, pvc_name,
 };
 pub use prepare::prepare_job;
 

@@ -28,6 +28,9 @@ pub const ANNOTATION_GRAPH: &str = "build.slipway.dev/graph";
 pub const ANNOTATION_NODE: &str = "build.slipway.dev/node";
 /// The digests a stage Job's pod reported of what its stages wrote, kept on the Job once read.
 pub const ANNOTATION_OUTPUTS: &str = "build.slipway.dev/outputs";
+/// The ImageBuild's name, whole, on its pods (the build label may be shortened): a change of
+/// a pod wakes the controller for its build.
+pub const ANNOTATION_BUILD: &str = "build.slipway.dev/imagebuild";
 
 #[cfg(test)]
 use slipway_api::labels::looks_shortened;

@@ -183,6 +183,12 @@ fi
 # --- Pod Security "restricted": the prepare pod is admitted and runs as 65532.
 kubectl create namespace "$restricted" >/dev/null
 kubectl label namespace "$restricted" pod-security.kubernetes.io/enforce=restricted >/dev/null
+# Every state of the prepare pod, watched from before it exists: the build fails as soon as
+# the (root) stage pod is refused, and its pods may be gone before a poll sees them.
+kubectl -n "$restricted" get pods -l build.slipway.dev/build=restricted,build.slipway.dev/step=prepare --watch \
+  -o jsonpath='{.status.phase} {.spec.securityContext.runAsUser}/{.spec.securityContext.runAsNonRoot}/{.spec.securityContext.fsGroup}{"\n"}' \
+  >"$work/restricted-prepare.watch" 2>/dev/null &
+watch_pid=$!
 cat <<YAML | kubectl -n "$restricted" apply -f - >/dev/null
 apiVersion: build.slipway.dev/v1alpha1
 kind: ImageBuild
@@ -196,19 +202,17 @@ spec:
   output: {image: "$R/e2e/hostile-restricted:1", insecureRegistry: true}
   timeout: 5m
 YAML
-phase=
 for _ in $(seq 180); do
-  phase=$(kubectl -n "$restricted" get pods -l build.slipway.dev/build=restricted,build.slipway.dev/step=prepare \
-    -o jsonpath='{.items[0].status.phase}' 2>/dev/null)
-  [[ $phase == Succeeded || $phase == Failed ]] && break
+  grep -qE '^(Succeeded|Failed) ' "$work/restricted-prepare.watch" && break
   sleep 1
 done
-ctx=$(kubectl -n "$restricted" get pods -l build.slipway.dev/build=restricted,build.slipway.dev/step=prepare \
-  -o jsonpath='{.items[0].spec.securityContext.runAsUser}/{.items[0].spec.securityContext.runAsNonRoot}/{.items[0].spec.securityContext.fsGroup}' 2>/dev/null)
+kill "$watch_pid" 2>/dev/null; wait "$watch_pid" 2>/dev/null
+last=$(grep -E '^(Succeeded|Failed) ' "$work/restricted-prepare.watch" | tail -1)
+phase=${last%% *} ctx=${last#* }
 if [[ $phase == Succeeded && $ctx == 65532/true/65532 ]]; then
   ok "restricted: the prepare pod was admitted under enforce=restricted and succeeded as uid 65532 (fsGroup 65532)"
 else
   bad "restricted: prepare pod admitted and Succeeded as 65532" "phase=$phase context=$ctx" \
-    "$(kubectl -n "$restricted" get events --sort-by=.lastTimestamp 2>&1 | tail -5)"
+    "$(tail -3 "$work/restricted-prepare.watch")" "$(kubectl -n "$restricted" get events --sort-by=.lastTimestamp 2>&1 | tail -5)"
 fi
 summary

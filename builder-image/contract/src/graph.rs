@@ -70,6 +70,22 @@ pub struct CachePlan {
     /// Stages never cached (`ADD` of a URL without a checksum, of a git repository).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub uncacheable: Vec<usize>,
+    /// Stages that missed and run from a checkpoint of the cache (a prefix hit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumed: Vec<ResumedStage>,
+}
+
+/// A stage that runs from a checkpoint the prepare step restored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumedStage {
+    pub index: usize,
+    /// Its instructions the checkpoint covers (not run).
+    pub steps: usize,
+    /// Its own layers from the cache.
+    pub layers: usize,
+    /// Their bytes.
+    pub bytes: u64,
 }
 
 /// A stage restored from the cache into the workspace by the prepare step.
@@ -101,8 +117,14 @@ impl CachePlan {
         self.cached.iter().find(|c| c.index == index)
     }
 
+    pub fn resumed(&self, index: usize) -> Option<&ResumedStage> {
+        self.resumed.iter().find(|r| r.index == index)
+    }
+
+    /// Bytes of the restored stages and of the checkpoints stages run from.
     pub fn bytes_reused(&self) -> u64 {
-        self.cached.iter().map(|c| c.bytes).sum()
+        self.cached.iter().map(|c| c.bytes).sum::<u64>()
+            + self.resumed.iter().map(|r| r.bytes).sum::<u64>()
     }
 }
 

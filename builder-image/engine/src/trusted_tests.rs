@@ -335,10 +335,7 @@ fn a_checkpoint_is_read_only_when_it_matches_and_names_its_own_layers() {
         let r = Resume {
             index: 1,
             checkpoints: vec![],
-            layers: vec![LayerRef {
-                path,
-                ..l.clone()
-            }],
+            layers: vec![LayerRef { path, ..l.clone() }],
         };
         let json = serde_json::to_vec(&r).expect("json");
         fs::create_dir_all(s.ws.resume_dir(1)).expect("mkdir");
@@ -355,7 +352,11 @@ fn a_checkpoint_is_read_only_when_it_matches_and_names_its_own_layers() {
     // Rewritten after the digest was taken.
     fs::write(s.ws.resume_file(1), b"{}").expect("rewrite");
     let e = s.checked().resume(1).expect_err("mismatch");
-    assert!(e.to_string().contains("resume/1/checkpoint.json does not match"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("resume/1/checkpoint.json does not match"),
+        "{e}"
+    );
     // Layers anywhere but its own resume folder.
     for bad in [
         format!("resume/0/{name}"),

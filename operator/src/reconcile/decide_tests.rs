@@ -314,6 +314,13 @@ fn cached_fanout() -> Observed {
         cached: vec![cached(0, "a"), cached(1, "b"), cached(2, "c")],
         misses: vec![3, 4],
         uncacheable: vec![],
+        // `d` starts from a checkpoint: its layers from the cache are said as it runs.
+        resumed: vec![slipway_contract::graph::ResumedStage {
+            index: 3,
+            steps: 2,
+            layers: 1,
+            bytes: 500,
+        }],
     });
     // What observe seeds from the graph: the restored stages' digests.
     o.outputs = fixtures::outputs_of(0..3);
@@ -338,7 +345,7 @@ fn restored_stages_count_as_done_and_run_no_job() {
             (0, StagePhase::Cached, Some(2)),
             (1, StagePhase::Cached, Some(2)),
             (2, StagePhase::Cached, Some(2)),
-            (3, StagePhase::Pending, None),
+            (3, StagePhase::Pending, Some(1)),
             (4, StagePhase::Pending, None),
         ]
     );
@@ -350,7 +357,7 @@ fn restored_stages_count_as_done_and_run_no_job() {
         .collect();
     assert_eq!(bases, vec![("img".to_string(), "sha256:00".to_string())]);
     let c = d.cache.expect("cache status");
-    assert_eq!((c.hits, c.misses, c.bytes_reused), (3, 2, 3000));
+    assert_eq!((c.hits, c.misses, c.bytes_reused), (3, 2, 3500));
     assert_eq!(c.stored, None);
 }
 

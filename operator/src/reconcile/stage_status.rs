@@ -9,6 +9,10 @@ use crate::api::{CacheStatus, StagePhase, StageStatus};
 /// One entry per planned stage, by index: the Jobs' stages and the restored ones.
 pub fn stage_statuses(o: &Observed) -> Vec<StageStatus> {
     let Some(g) = &o.graph else { return vec![] };
+    let resumed = |index: usize| {
+        let r = g.cache.as_ref()?.resumed(index)?;
+        i32::try_from(r.layers).ok()
+    };
     let mut out = Vec::new();
     for (pos, j) in g.jobs.iter().enumerate() {
         let obs = o.stages.get(&pos);
@@ -25,7 +29,8 @@ pub fn stage_statuses(o: &Observed) -> Vec<StageStatus> {
                 job: obs.map(|s| s.name.clone()),
                 start_time: obs.and_then(|s| s.start.clone()),
                 completion_time: obs.and_then(|s| s.completion.clone()),
-                cached_layers: None,
+                // A stage that runs from a cache checkpoint: the layers it did not make.
+                cached_layers: resumed(*index),
             });
         }
     }

@@ -315,6 +315,11 @@ impl<'a> BuildCache<'a> {
             .collect()
     }
 
+    /// The checkpoint stage `index` starts from, if one was found.
+    pub fn prefix_hit(&self, index: usize) -> Option<&PrefixHit> {
+        self.prefix_hits.get(&index)
+    }
+
     /// The hit of stage `index`, if it was found.
     pub fn hit(&self, index: usize) -> Option<&Hit> {
         self.hits.get(&index)

@@ -16,7 +16,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 
 use slipway_contract::digest::Digest;
-use slipway_contract::graph::{BuildGraph, CachePlan, CachedStage, StageJob, root_image};
+use slipway_contract::graph::{
+    BuildGraph, CachePlan, CachedStage, ResumedStage, StageJob, root_image,
+};
 use slipway_contract::pod::Digests;
 use slipway_contract::result::CacheWrite;
 use slipway_contract::trust::Outputs;
@@ -129,7 +131,21 @@ pub fn prepare(
         .map(|s| s.index)
         .filter(|i| cache.keys.uncacheable(*i).is_some())
         .collect();
+    let resumed_stages: Vec<ResumedStage> = jobs
+        .iter()
+        .flat_map(|j| j.resumes.keys())
+        .filter_map(|i| {
+            let hit = cache.prefix_hit(*i)?;
+            Some(ResumedStage {
+                index: *i,
+                steps: hit.steps,
+                layers: hit.resume.layers.len(),
+                bytes: hit.bytes_reused(),
+            })
+        })
+        .collect();
     let plan_part = CachePlan {
+        resumed: resumed_stages,
         misses: plan
             .stages
             .iter()

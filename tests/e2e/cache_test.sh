@@ -277,6 +277,9 @@ got="$(pstatus prefix '{.status.phase}') [$starts] cached=$cached ran=$ran"
 [[ $got == "Succeeded [cache: stage #0 starts after its instruction 4"* && $cached == 2 && $ran == 1 ]] &&
   ok "prefix: the last RUN changed: the stage pod starts after the checkpoint, runs 1 RUN of 3 ($starts)" \
   || bad "prefix: starts after instruction 4, 2 RUN steps skipped, 1 run" "$got" "$(plog prefix "$g2" prepare plan | grep -E '^(cache|warning)')" "$stage_log"
+got="$(pstatus prefix '{.status.stages[0].phase}/{.status.stages[0].cachedLayers}') bytesReused=$(pstatus prefix '{.status.cache.bytesReused}')"
+[[ $got =~ ^Succeeded/2\ bytesReused=[1-9] ]] && ok "prefix: status says the stage ran with 2 layers from the cache ($got)" \
+  || bad "prefix: status.stages[0] Succeeded with cachedLayers 2, bytesReused > 0" "$got"
 g3=$(prefix prefix-none 1 changed "")
 a=$(pstatus prefix '{.status.image.digest}'); b=$(pstatus prefix-none '{.status.image.digest}')
 [[ -n $a && $a == "$b" ]] && ok "prefix: the image is the one a build without the cache makes ($a)" \

@@ -238,6 +238,7 @@ cp_reset() {
   cat > "$CP/Dockerfile" <<'DF'
 ARG BASE_REGISTRY=127.0.0.1:5055
 FROM ${BASE_REGISTRY}/slipway-test/busybox:latest
+MAINTAINER prefix tests
 WORKDIR /app
 ARG V=one
 COPY deps.txt ./
@@ -278,16 +279,16 @@ if want cache-prefix; then
     [[ $a == "$b" ]] || { echo "digest with the cache $a, without $b"; return 1; }
     echo "digest $a, the same without the cache"
   }
-  # Instructions: WORKDIR 1, ARG 2, COPY deps 3, RUN 4, ENV 5, RUN 6, COPY src 7, RUN 8,
-  # LABEL 9 (expanded from ENV and ARG before the checkpoints), CMD 10; checkpoints after 4, 6
-  # and 8.
+  # Instructions: MAINTAINER 1 (the author), WORKDIR 2, ARG 3, COPY deps 4, RUN 5, ENV 6,
+  # RUN 7, COPY src 8, RUN 9, LABEL 10 (expanded from ENV and ARG before the checkpoints),
+  # CMD 11; checkpoints after 5, 7 and 9.
   p_src() { echo src2 > "$CP/src.txt"; }
   p_deps() { echo dep2 > "$CP/deps.txt"; }
   p_cmd() { sed -i 's|"/app/all.out"|"all.out"|' "$CP/Dockerfile"; }
   p_second_run() { sed -i 's/ran more/ran again/' "$CP/Dockerfile"; }
-  run_test cache-prefix-late-file prefix_case cache-prefix-src 6 1 p_src
-  run_test cache-prefix-after-last-run prefix_case cache-prefix-cmd 8 0 p_cmd
-  run_test cache-prefix-middle-run prefix_case cache-prefix-middle 4 2 p_second_run
+  run_test cache-prefix-late-file prefix_case cache-prefix-src 7 1 p_src
+  run_test cache-prefix-after-last-run prefix_case cache-prefix-cmd 9 0 p_cmd
+  run_test cache-prefix-middle-run prefix_case cache-prefix-middle 5 2 p_second_run
   run_test cache-prefix-early-file prefix_case cache-prefix-deps "" 3 p_deps
   # Hostile: the entry under the longest checkpoint's tag swapped for the first one's (whoever
   # can push to the cache repository did): refused with a warning, the next one is used, and
@@ -298,16 +299,16 @@ if want cache-prefix; then
     cp_reset
     cbuild "$name-cold" "$CP" "$cr" || return 1
     log=$WORK/cache-$name-cold.log
-    t4=$(grep -E '^cache: stage #0 after its instruction 4 stored under' "$log" | grep -oE 'sw1-[0-9a-f]{64}')
-    t8=$(grep -E '^cache: stage #0 after its instruction 8 stored under' "$log" | grep -oE 'sw1-[0-9a-f]{64}')
+    t4=$(grep -E '^cache: stage #0 after its instruction 5 stored under' "$log" | grep -oE 'sw1-[0-9a-f]{64}')
+    t8=$(grep -E '^cache: stage #0 after its instruction 9 stored under' "$log" | grep -oE 'sw1-[0-9a-f]{64}')
     [[ -n $t4 && -n $t8 ]] || { echo "no checkpoint tags in the log"; grep '^cache' "$log"; return 1; }
     skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$cr:$t4" "docker://$cr:$t8" || return 1
     p_cmd
     cbuild "$name-warm" "$CP" "$cr" || return 1
     cbuild "$name-none" "$CP" "" || return 1
     grep -E '^warning: cache: stage #0: entry sw1-' "$WORK/cache-$name-warm.log" || { echo "no warning"; return 1; }
-    echo "started after instruction [$(cp_starts "$name-warm")], want [6]"
-    [[ $(cp_starts "$name-warm") == 6 ]] || return 1
+    echo "started after instruction [$(cp_starts "$name-warm")], want [7]"
+    [[ $(cp_starts "$name-warm") == 7 ]] || return 1
     [[ $(cdigest "$name-warm") == "$(cdigest "$name-none")" ]] || { echo "digests differ"; return 1; }
   }
   run_test cache-prefix-hostile-swapped t_prefix_swapped

@@ -335,6 +335,8 @@ fn a_checkpoint_is_read_only_when_it_matches_and_names_its_own_layers() {
         let r = Resume {
             index: 1,
             checkpoints: vec![],
+            history: vec![],
+            parent: vec![],
             layers: vec![LayerRef { path, ..l.clone() }],
         };
         let json = serde_json::to_vec(&r).expect("json");

@@ -141,7 +141,11 @@ pub struct Checkpoint {
     pub own: usize,
     pub layers: usize,
     pub config: Config,
-    pub history: Vec<History>,
+    /// The result's `history[..history]` was written by then (the entries themselves are
+    /// the result's: a copy per checkpoint would grow the result with RUNs × history).
+    pub history: usize,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub author: String,
     /// CMD was set by one of those steps (so a later ENTRYPOINT keeps it).
     #[serde(default)]
     pub cmd_set: bool,
@@ -158,6 +162,11 @@ pub struct Checkpoint {
 pub struct Resume {
     pub index: usize,
     pub checkpoints: Vec<Checkpoint>,
+    /// The history up to the last checkpoint.
+    pub history: Vec<History>,
+    /// The digests of the FROM-chain's layers the checkpoint was made on: a parent made
+    /// again with other bytes is another tree, and the checkpoint's layers do not fit it.
+    pub parent: Vec<String>,
     pub layers: Vec<LayerRef>,
 }
 

@@ -219,13 +219,26 @@ impl<'a> BuildCache<'a> {
             self.restore(ws, i)?;
         }
         let mut resumes = BTreeMap::new();
+        let mut failed = Vec::new();
         for &i in &job.stages {
             let Some(hit) = self.prefix_hits.get(&i) else {
                 continue;
             };
-            let digest = run(self.store.restore_prefix(ws, hit))
-                .map_err(|source| RestoreError { index: i, source })?;
-            resumes.insert(i, digest);
+            // A checkpoint that cannot be restored is a miss: the stage runs from the start.
+            match run(self.store.restore_prefix(ws, hit)) {
+                Ok(digest) => {
+                    resumes.insert(i, digest);
+                }
+                Err(e) => {
+                    eprintln!(
+                        "warning: cache: stage #{i}: restoring its checkpoint: {e}; running every instruction"
+                    );
+                    failed.push(i);
+                }
+            }
+        }
+        for i in failed {
+            self.prefix_hits.remove(&i);
         }
         job.resumes = resumes;
         Ok(())
@@ -271,7 +284,11 @@ impl<'a> BuildCache<'a> {
                         .collect::<Vec<_>>()
                         .join(" and ")
                 ),
-                Err(e) => eprintln!("warning: cache: storing stage #{i}: {e}"),
+                Err(e) => {
+                    // As on the cluster: no checkpoints of a stage not stored itself.
+                    eprintln!("warning: cache: storing stage #{i}: {e}");
+                    continue;
+                }
             }
             // Its checkpoints, but those it started from (the cache has them).
             let after = self.prefix_hits.get(&i).map_or(0, |h| h.steps);

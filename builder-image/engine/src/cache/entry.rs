@@ -206,7 +206,20 @@ impl PrefixHit {
         if resume.index != index {
             return Err(Rejected::Index(resume.index));
         }
-        if resume.checkpoints.last().map(|c| c.steps) != Some(steps) {
+        let Some(last) = resume.checkpoints.last() else {
+            return Err(Rejected::Checkpoint(steps));
+        };
+        // Its checkpoints in order, all on one parent, the last one's layers and history
+        // those it carries: the shape the stage checks again, refused here as a miss.
+        let ordered = resume
+            .checkpoints
+            .windows(2)
+            .all(|w| w[0].steps < w[1].steps);
+        let one_parent = resume.checkpoints.iter().all(|c| c.own == last.own);
+        let shaped = last.layers == last.own + resume.layers.len()
+            && last.history == resume.history.len()
+            && last.own == resume.parent.len();
+        if last.steps != steps || !ordered || !one_parent || !shaped {
             return Err(Rejected::Checkpoint(steps));
         }
         if config.exports || blobs.len() != resume.layers.len() {

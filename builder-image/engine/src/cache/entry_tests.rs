@@ -156,7 +156,8 @@ fn checkpoint(steps: usize, layers: usize) -> crate::workspace::Checkpoint {
         own: 0,
         layers,
         config: Config::default(),
-        history: Vec::new(),
+        history: 0,
+        author: String::new(),
         cmd_set: false,
         vars: Vec::new(),
         args: Vec::new(),
@@ -175,6 +176,8 @@ fn resume_of(index: usize, path: &str) -> Resume {
     Resume {
         index,
         checkpoints: vec![checkpoint(2, 0), checkpoint(4, 1)],
+        history: Vec::new(),
+        parent: Vec::new(),
         layers: vec![LayerRef {
             path: path.into(),
             ..layer(2, D1, 10)
@@ -201,6 +204,21 @@ fn a_checkpoint_is_used_only_where_its_key_and_stage_say() {
     assert_eq!(
         reject(2, 2, &record("prefix"), &config, &blobs),
         Rejected::Checkpoint(2)
+    );
+    // A checkpoint whose shape is not what it says: out of order, layers it does not carry.
+    let mut shuffled = good.clone();
+    shuffled.checkpoints[0].steps = 5;
+    let bad = prefix_entry(&shuffled);
+    assert_eq!(
+        reject(2, 4, &record("prefix"), &bad, &blobs),
+        Rejected::Checkpoint(4)
+    );
+    let mut more = good.clone();
+    more.checkpoints[1].layers = 2;
+    let bad = prefix_entry(&more);
+    assert_eq!(
+        reject(2, 4, &record("prefix"), &bad, &blobs),
+        Rejected::Checkpoint(4)
     );
     assert_eq!(
         reject(3, 4, &record("prefix"), &config, &blobs),

@@ -300,9 +300,20 @@ impl Store<'_> {
                 });
                 layers.push((l.clone(), source.clone()));
             }
+            let (Some(history), Some(parent)) = (
+                result.history.get(..cp.history),
+                result.layers.get(..cp.own),
+            ) else {
+                return Err(CacheError::Result {
+                    index,
+                    what: format!("checkpoint {} names history it does not have", cp.steps),
+                });
+            };
             let resume = Resume {
                 index,
                 checkpoints: result.checkpoints[..=n].to_vec(),
+                history: history.to_vec(),
+                parent: parent.iter().map(|l| l.digest.clone()).collect(),
                 layers: moved,
             };
             let json = serde_json::to_vec(&resume).map_err(|e| CacheError::Result {

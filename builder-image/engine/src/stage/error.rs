@@ -134,9 +134,6 @@ pub enum SetupError {
     Reaper(#[source] nix::Error),
     #[error("no stage given")]
     NoStage,
-    /// A checkpoint of the layer cache that does not fit the stage it was given to.
-    #[error("the cache checkpoint it starts from does not fit: {0}")]
-    Resume(&'static str),
     #[error("copying the cache checkpoint's layer {digest}: {source}")]
     ResumeLayer {
         digest: String,

@@ -512,7 +512,8 @@ impl Engine<'_> {
             own: self.own,
             layers: self.layers.len(),
             config: self.image.config.clone(),
-            history: self.image.history.clone(),
+            history: self.image.history.len(),
+            author: self.image.author.clone(),
             cmd_set: self.image.cmd_set(),
             vars: self
                 .vars

@@ -15,7 +15,7 @@ use crate::layer::snapshot;
 use crate::stage::config::{StageImage, scratch_config};
 use crate::stage::{Carry, Engine, SetupError};
 use crate::trusted::{self, Checked};
-use crate::workspace::LayerRef;
+use crate::workspace::{Checkpoint, LayerRef, Resume};
 
 impl Engine<'_> {
     /// The stage's starting point: the parent stage's result, the base image's config, or
@@ -88,26 +88,24 @@ impl Engine<'_> {
 
     /// Starts from the checkpoint the stage was given, if any (a prefix hit of the layer
     /// cache): its layers copied into the stage's own and applied, checked as they are read,
-    /// its config, history and variables taken, its instructions skipped.
+    /// its config, history and variables taken, its instructions skipped. A checkpoint that
+    /// does not fit this stage (another parent tree, another shape) is set aside with a
+    /// warning before anything is applied: the stage runs every instruction.
     fn resume(&mut self) -> Result<(), SetupError> {
         let index = self.ps.index;
         let Some(r) = self.checked().resume(index)? else {
             return Ok(());
         };
-        let Some(cp) = r.checkpoints.last().cloned() else {
-            return Err(SetupError::Resume("it holds no checkpoint"));
+        let cp = match self.fits(&r) {
+            Ok(cp) => cp.clone(),
+            Err(why) => {
+                eprintln!(
+                    "warning: {}: the cache checkpoint does not fit ({why}); running every instruction",
+                    self.label
+                );
+                return Ok(());
+            }
         };
-        let commands = self.df.stages[index].commands.len();
-        if r.index != index || !(1..commands).contains(&cp.steps) {
-            return Err(SetupError::Resume("not this stage's instructions"));
-        }
-        if !self.on_build.is_empty() {
-            return Err(SetupError::Resume("the base has ONBUILD triggers"));
-        }
-        let chain_fits = r.checkpoints.iter().all(|c| c.own == self.own);
-        if !chain_fits || cp.layers != cp.own + r.layers.len() {
-            return Err(SetupError::Resume("not this stage's layers"));
-        }
         let dir = self.ws.stage_layers(index);
         for l in &r.layers {
             let name = l.path.rsplit('/').next().unwrap_or_default();
@@ -126,8 +124,8 @@ impl Engine<'_> {
             apply_checked(self.checked(), &copied, &self.root)?;
             self.layers.push(copied);
         }
-        let author = std::mem::take(&mut self.image.author);
-        self.image = StageImage::at_checkpoint(cp.config, cp.history, cp.cmd_set);
+        let author = cp.author.clone();
+        self.image = StageImage::at_checkpoint(cp.config, r.history, cp.cmd_set);
         self.image.author = author;
         self.vars = Vars::from_pairs(cp.vars.iter().map(|(k, v)| format!("{k}={v}")));
         self.args = cp.args;
@@ -143,6 +141,28 @@ impl Engine<'_> {
         self.root = dir;
         self.skip.clear();
         Ok(())
+    }
+
+    /// The checkpoint to start from, when `r` fits this stage as it stands: its instructions,
+    /// no ONBUILD triggers before them, the same FROM-chain layers under it, and layers and
+    /// history of the shape its checkpoints say.
+    fn fits<'r>(&self, r: &'r Resume) -> Result<&'r Checkpoint, &'static str> {
+        let cp = r.checkpoints.last().ok_or("it holds no checkpoint")?;
+        let commands = self.df.stages[self.ps.index].commands.len();
+        if r.index != self.ps.index || !(1..commands).contains(&cp.steps) {
+            return Err("not this stage's instructions");
+        }
+        if !self.on_build.is_empty() {
+            return Err("the base has ONBUILD triggers");
+        }
+        let parent: Vec<&str> = self.layers.iter().map(|l| l.digest.as_str()).collect();
+        if r.parent != parent || r.checkpoints.iter().any(|c| c.own != self.own) {
+            return Err("it was made on other parent layers");
+        }
+        if cp.layers != cp.own + r.layers.len() || r.history.len() != cp.history {
+            return Err("its layers or history are not what it says");
+        }
+        Ok(cp)
     }
 }
 

@@ -162,7 +162,7 @@ impl StageInputs {
 }
 
 /// The names of the stages (or images) `commands` read by `--from` (COPY and RUN mounts),
-/// lower-cased; `None` when one of them has a variable and could name any.
+/// lower-cased, an index as the planner reads it (`+1` and `01` are `1`); `None` when one of them has a variable and could name any.
 pub fn stage_refs(commands: &[Command]) -> Option<BTreeSet<String>> {
     let mut refs = BTreeSet::new();
     for c in commands {
@@ -180,7 +180,10 @@ pub fn stage_refs(commands: &[Command]) -> Option<BTreeSet<String>> {
             if f.contains('$') {
                 return None;
             }
-            refs.insert(f.to_lowercase());
+            match crate::plan::as_index(&f) {
+                Some(i) => refs.insert(i.to_string()),
+                None => refs.insert(f.to_lowercase()),
+            };
         }
     }
     Some(refs)

@@ -279,6 +279,12 @@ fn stage_refs_are_the_from_names_and_none_when_one_has_a_variable() {
         stage_refs(&s.commands[..1]),
         Some(BTreeSet::from(["build".to_string()]))
     );
+    // An index as the planner reads it.
+    let n = &stages("FROM base\nCOPY --from=+1 /a /a\nCOPY --from=01 /b /b\n")[0];
+    assert_eq!(
+        stage_refs(&n.commands),
+        Some(BTreeSet::from(["1".to_string()]))
+    );
     let v = &stages("FROM base\nARG S=build\nCOPY --from=$S /a /a\n")[0];
     assert_eq!(stage_refs(&v.commands), None);
     // What a prefix reads of the context: only its own COPY sources.

@@ -21,6 +21,7 @@ pub mod args;
 mod error;
 mod order;
 mod planner;
+pub(crate) use planner::as_index;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -74,7 +74,7 @@ fn expansion_error(cmd: &Command, source: LexError) -> PlanError {
 }
 
 /// Go's `strconv.Atoi` accepts an optional sign and decimal digits.
-fn as_index(s: &str) -> Option<i64> {
+pub(crate) fn as_index(s: &str) -> Option<i64> {
     let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;

@@ -197,6 +197,22 @@ if want cache-must; then
     [[ $(cdigest cache-swapped-warm) == "$(cdigest cache-swapped-cold)" ]] || { echo "the image changed"; return 1; }
   }
   run_test cache-hostile-swapped-entry t_swapped_entry
+  # A quoted COPY source reads the file without the quotes: a change to it must miss.
+  t_quoted_source() {
+    local ctx=$WORK/cache-quoted cr
+    cr=$(crepo cache-quoted)
+    rm -rf "$ctx"; mkdir -p "$ctx"
+    printf 'ARG BASE_REGISTRY=127.0.0.1:5055\nFROM ${BASE_REGISTRY}/slipway-test/busybox:latest\nCOPY "a.txt" /a.txt\n' > "$ctx/Dockerfile"
+    echo one > "$ctx/a.txt"
+    cbuild cache-quoted-cold "$ctx" "$cr" || return 1
+    echo two > "$ctx/a.txt"
+    cbuild cache-quoted-warm "$ctx" "$cr" || return 1
+    cbuild cache-quoted-none "$ctx" "" || return 1
+    echo "a.txt changed: hits [$(chits cache-quoted-warm)]"
+    [[ -z $(chits cache-quoted-warm) ]] || return 1
+    [[ $(cdigest cache-quoted-warm) == "$(cdigest cache-quoted-none)" ]] || { echo "digests differ"; return 1; }
+  }
+  run_test cache-must-miss-quoted-source t_quoted_source
 fi
 
 # --- the Go example: no change, then one source file ---------------------------------------

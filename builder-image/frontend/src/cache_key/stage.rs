@@ -261,9 +261,10 @@ impl ContextUse {
 
 /// The context path a COPY source or bind-mount source reads, everything under it included:
 /// the source itself, or for a glob the directory above its first wildcard. `None` when that
-/// is the whole context (or cannot be known before expansion).
+/// is the whole context (or cannot be known before expansion: a variable, or quotes and
+/// escape characters the lexer removes, so `"src"` reads `src`).
 fn context_path(raw: &str) -> Option<String> {
-    if raw.contains('$') {
+    if raw.contains(['$', '"', '\'', '`']) {
         return None;
     }
     let cleaned = gocompat::clean(&format!("/{raw}"));

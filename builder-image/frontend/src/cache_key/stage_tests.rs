@@ -170,6 +170,15 @@ fn context_use_follows_copy_add_and_bind_mounts() {
     assert_eq!(u("FROM a\nCOPY *.go /x/\n"), ContextUse::Whole);
     assert_eq!(u("FROM a\nCOPY . /x/\n"), ContextUse::Whole);
     assert_eq!(u("FROM a\nARG F=a\nCOPY $F /x/\n"), ContextUse::Whole);
+    // Quotes and escapes the lexer removes: `"src"` reads src, not a file named `"src"`.
+    assert_eq!(u("FROM a\nCOPY \"src\" /x/\n"), ContextUse::Whole);
+    assert_eq!(u("FROM a\nCOPY 'src' /x/\n"), ContextUse::Whole);
+    assert_eq!(u("# escape=`\nFROM a\nCOPY s`rc /x/\n"), ContextUse::Whole);
+    // A mount's quotes are the mount parser's (CSV), already gone.
+    assert_eq!(
+        u("FROM a\nRUN --mount=type=bind,source=\"go.mod\",target=/m true\n"),
+        ContextUse::Paths(BTreeSet::from(["go.mod".into()]))
+    );
     assert_eq!(
         u("FROM a\nCOPY ../../etc/passwd /x\n"),
         ContextUse::Paths(BTreeSet::from(["etc/passwd".into()]))

@@ -213,8 +213,16 @@ YAML
     [[ $(kubectl -n "$ns" get imagebuild mounts -o jsonpath='{.status.observedGeneration}/{.status.phase}') =~ ^$gen/(Succeeded|Failed)$ ]] && break
     sleep 0.5
   done
-  kubectl -n "$ns" logs -l "build.slipway.dev/build=mounts,build.slipway.dev/generation=$gen,build.slipway.dev/step=stage" \
-    -c stage --tail=-1 2>/dev/null | grep -o 'count=[0-9]*' | tail -1
+  # The log, read again while it says no count: a read through the kubelet can fail once
+  # (CI saw `count=` empty for a build whose count the next build read as 1).
+  local count=""
+  for _ in $(seq 10); do
+    count=$(kubectl -n "$ns" logs -l "build.slipway.dev/build=mounts,build.slipway.dev/generation=$gen,build.slipway.dev/step=stage" \
+      -c stage --tail=-1 2>&1 | grep -o 'count=[0-9]*' | tail -1)
+    [[ -n $count ]] && break
+    sleep 1
+  done
+  echo "$count"
 }
 first=$(mounts 1)
 second=$(mounts 2)

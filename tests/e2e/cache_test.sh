@@ -218,7 +218,7 @@ YAML
   local count=""
   for _ in $(seq 10); do
     count=$(kubectl -n "$ns" logs -l "build.slipway.dev/build=mounts,build.slipway.dev/generation=$gen,build.slipway.dev/step=stage" \
-      -c stage --tail=-1 2>&1 | grep -o 'count=[0-9]*' | tail -1)
+      -c stage --tail=-1 2>&1 | grep -o 'count=[0-9][0-9]*' | tail -1)
     [[ -n $count ]] && break
     sleep 1
   done
@@ -230,7 +230,8 @@ if [[ "$first $second" == "count=1 count=2" ]]; then
   ok "RUN --mount=type=cache: the claim in spec.cacheVolume keeps the cache across builds ($first, then $second)"
 else
   bad "RUN --mount=type=cache persists in spec.cacheVolume" "first: $first, second: $second" \
-    "$(kubectl -n "$ns" get imagebuild mounts -o jsonpath='{.status.phase}: {.status.conditions[0].message}')"
+    "$(kubectl -n "$ns" get imagebuild mounts -o jsonpath='{.status.phase}: {.status.conditions[0].message}')" \
+    "$(kubectl -n "$ns" logs -l build.slipway.dev/build=mounts,build.slipway.dev/step=stage -c stage --tail=20 --prefix 2>&1 | tail -20)"
 fi
 # --- Prefix hits: one stage, its last RUN changed.
 PCACHE=$R/e2e-cache/prefix-$$

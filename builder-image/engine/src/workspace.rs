@@ -58,6 +58,18 @@ pub struct LayerRef {
     pub media_type: String,
 }
 
+impl LayerRef {
+    /// The same blob under its own file name in `dir` (workspace-relative): a checkpoint's
+    /// layers move between a stage's `layers/` folder and `resume/<N>/`.
+    pub fn moved_to(&self, dir: &str) -> LayerRef {
+        let name = self.path.rsplit('/').next().unwrap_or_default();
+        LayerRef {
+            path: format!("{dir}/{name}"),
+            ..self.clone()
+        }
+    }
+}
+
 /// An external image a build uses, resolved to a digest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

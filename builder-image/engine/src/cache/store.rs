@@ -293,11 +293,7 @@ impl Store<'_> {
             for l in own {
                 crate::workspace::check_layer(l, lineage)
                     .map_err(|source| CacheError::Layer { index, source })?;
-                let name = l.path.rsplit('/').next().unwrap_or_default();
-                moved.push(LayerRef {
-                    path: format!("{}/{name}", paths::resume_dir(index)),
-                    ..l.clone()
-                });
+                moved.push(l.moved_to(&paths::resume_dir(index)));
                 layers.push((l.clone(), source.clone()));
             }
             let (Some(history), Some(parent)) = (

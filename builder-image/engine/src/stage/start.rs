@@ -106,19 +106,15 @@ impl Engine<'_> {
                 return Ok(());
             }
         };
-        let dir = self.ws.stage_layers(index);
+        let own_dir = format!("{}/layers", paths::stage_dir(index));
         for l in &r.layers {
-            let name = l.path.rsplit('/').next().unwrap_or_default();
-            let copied = LayerRef {
-                path: format!("{}/layers/{name}", paths::stage_dir(index)),
-                ..l.clone()
-            };
+            let copied = l.moved_to(&own_dir);
             let copy_err = |source| SetupError::ResumeLayer {
                 digest: l.digest.clone(),
                 source,
             };
             let mut from = self.checked().layer(l)?;
-            let mut to = fs::File::create(dir.join(name)).map_err(copy_err)?;
+            let mut to = fs::File::create(self.ws.layer_path(&copied)).map_err(copy_err)?;
             std::io::copy(&mut from, &mut to).map_err(copy_err)?;
             trusted::finish_layer(l, from)?;
             apply_checked(self.checked(), &copied, &self.root)?;

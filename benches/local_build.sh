@@ -22,7 +22,8 @@
 # Ratios are BuildKit / Slipway (above 1: Slipway is faster). Also the compressed bytes of the
 # layers each side pushed (the base's layers mounted or skipped are not counted).
 #   sudo benches/local_build.sh [RUNS]      BENCH_BUILDS="go fanout" picks builds,
-#   BENCH_CTX=DIR reuses contexts laid out by benches/prepare.sh DIR.
+#   BENCH_CTX=DIR reuses contexts laid out by benches/prepare.sh DIR, BENCH_ONLY=bases times
+#   only the issue's pair (Slipway with its bases cached | BuildKit --no-cache, in turn).
 set -euo pipefail
 runs=${1:-3}
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -82,6 +83,17 @@ for name in ${BENCH_BUILDS:-go node fanout bigfile files20k gomod npm}; do
   next "sw-$name"; slipway "$name" "$DEST" >/dev/null 2>&1
   next "bk-$name"; buildkit "$name" "$DEST" --export-cache "type=registry,ref=$R/bench/bkcache-$name:latest,mode=max,registry.insecure=true" >/dev/null 2>&1
   sc=() bc=() sb=() bn=() bl=() br=()
+  if [[ ${BENCH_ONLY:-} == bases ]]; then
+    for _ in $(seq "$runs"); do
+      next "sw-$name"; sb+=("$(timed slipway "$name" "$DEST")")
+      next "bk-$name"; bn+=("$(timed buildkit "$name" "$DEST" --no-cache)")
+    done
+    m() { printf '%s\n' "$@" | median; }
+    printf '%-9s | bases: slipway %8.2f  buildkit --no-cache %8.2f  slipway/buildkit %s\n' "$name" \
+      "$(m "${sb[@]}")" "$(m "${bn[@]}")" "$(ratio "$(m "${sb[@]}")" "$(m "${bn[@]}")")"
+    echo "  runs: sw bases ${sb[*]} | bk no-cache ${bn[*]}" >&2
+    continue
+  fi
   for _ in $(seq "$runs"); do
     rm -rf "$state"; next "sw-$name"; sc+=("$(timed slipway "$name" "$DEST")")
     "${BUILDCTL[@]}" prune --all >/dev/null; next "bk-$name"; bc+=("$(timed buildkit "$name" "$DEST")")

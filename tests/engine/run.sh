@@ -198,6 +198,42 @@ if want parallel-stages; then
   run_test max-parallel-1 t_max_parallel
 fi
 
+# --- stages whose layers nothing reads make none (issue 16) --------------------------------
+# Without a layer cache, a stage read only through COPY --from leaves its exports and no
+# layers (no walk, no tar, no gzip); the target and a stage others are built FROM keep
+# theirs, and the image is the one a build that writes every layer (--cache-repo) pushes.
+if want unread-layers; then
+  UL=$WORK/unread; mkdir -p "$UL"
+  cat > "$UL/Dockerfile" <<DF
+FROM $R/slipway-test/busybox:latest AS base
+RUN echo base > /base
+FROM $R/slipway-test/busybox:latest AS side
+RUN mkdir /out && echo side > /out/side && echo more > /out/more
+FROM base
+COPY --from=side /out /out
+RUN cat /base /out/side > /marker
+CMD ["cat", "/marker"]
+DF
+  t_unread() {
+    local log=$WORK/build-unread.log ws n=() d1 d2
+    build unread "$UL" --source-date-epoch 0 --keep-workspace >"$log" 2>&1 || { tail -20 "$log"; return 1; }
+    check_run unread <(printf 'base\nside\n') || return 1
+    ws=$(sed -n 's/^workspace kept at //p' "$log")
+    [[ -d $ws/stages ]] || { echo "no kept workspace in the log"; return 1; }
+    for i in 0 1 2; do n[i]=$(find "$ws/stages/$i/layers" -name '*.tar.gz' 2>/dev/null | wc -l); done
+    rm -rf "$ws"
+    echo "layer files: base ${n[0]}, side ${n[1]}, target ${n[2]}"
+    ((n[0] == 1 && n[1] == 0 && n[2] == 2)) || return 1
+    build unread-all "$UL" --source-date-epoch 0 --cache-repo "$R/engine-tests/unread-cache" \
+      >"$WORK/build-unread-all.log" 2>&1 || { tail -20 "$WORK/build-unread-all.log"; return 1; }
+    d1=$(grep -o 'sha256:[0-9a-f]\{64\}' "$log" | tail -1)
+    d2=$(grep -o 'sha256:[0-9a-f]\{64\}' "$WORK/build-unread-all.log" | tail -1)
+    echo "digest without side layers $d1, with every layer $d2"
+    [[ -n $d1 && $d1 == "$d2" ]]
+  }
+  run_test unread-layers t_unread
+fi
+
 # --- ADD of an https URL, from a server on loopback with a CA made here ---------------------
 if want add-url; then
   U=$WORK/url; mkdir -p "$U/www" "$U/ctx" "$U/bad"

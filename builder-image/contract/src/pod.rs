@@ -550,6 +550,27 @@ pub struct StageArgs {
     /// The time the stage's history and its layers' files are stamped with (reproducible).
     #[command(flatten)]
     pub epoch: EpochArgs,
+    /// Which of the chain's stages write layers.
+    #[arg(long, value_enum, default_value_t = StageLayers::All)]
+    pub layers: StageLayers,
+}
+
+/// Which stages write their layers (the RUN walks, the tars, their gzip).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StageLayers {
+    /// Every stage: a layer cache stores them all.
+    #[default]
+    All,
+    /// Only the stages whose layers a later step reads (`Plan::layers_read`: the target and
+    /// the stages others are built `FROM`); the others leave their exports and result only.
+    Read,
+}
+
+impl StageLayers {
+    /// `Read` when no layer cache will store the stages, else `All`.
+    pub fn for_cache(cached: bool) -> Self {
+        if cached { Self::All } else { Self::Read }
+    }
 }
 
 impl StageArgs {
@@ -562,6 +583,7 @@ impl StageArgs {
             workspace: PathBuf::from(paths::WORKSPACE),
             limits: SizeLimitArgs::default(),
             epoch: EpochArgs::default(),
+            layers: StageLayers::All,
             digests,
         }
     }
@@ -576,6 +598,9 @@ impl StageArgs {
         a.extend(["--workspace".to_string(), path(&self.workspace)]);
         a.extend(self.limits.to_args());
         a.extend(self.epoch.to_args());
+        if self.layers == StageLayers::Read {
+            a.extend(["--layers".to_string(), "read".to_string()]);
+        }
         a.extend(self.digests.to_args());
         a
     }

@@ -27,6 +27,7 @@ pub fn run(a: &StageArgs) -> Result<(), CommandError> {
         cache_dir: None,
         digests: a.digests.clone(),
         epoch: a.epoch.source_date_epoch,
+        layers: a.layers,
     };
     match stage::run_stage(&opts) {
         Ok(done) => {

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use slipway_contract::graph::{BuildGraph, StageJob, root_image};
-use slipway_contract::pod::{Digests, PodCommand, StageArgs, paths};
+use slipway_contract::pod::{Digests, PodCommand, StageArgs, StageLayers, paths};
 use slipway_contract::trust::{Inputs, Missing, Outputs, Trusted};
 use slipway_frontend::plan::{Plan, PlanOptions};
 
@@ -234,6 +234,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
             seccomp: seccomp::profile(&DEFAULT_CAPS),
             inputs: &inputs,
             epoch: opts.source_date_epoch,
+            layers: StageLayers::for_cache(opts.cache_repo.is_some()),
         };
         let mut cache = match &opts.cache_repo {
             Some(repo) => {
@@ -496,6 +497,8 @@ struct Host<'a> {
     inputs: &'a Inputs,
     /// `--source-date-epoch`, handed to every stage container.
     epoch: Option<u64>,
+    /// Which stages write layers: all of them when the cache will store them.
+    layers: StageLayers,
 }
 
 /// Runs a Job (a chain of stages) in one container rooted in the chain's base image, given the
@@ -532,6 +535,7 @@ fn run_chain(
     let started = std::time::Instant::now();
     let mut stage_args = StageArgs::in_pod(chain.to_vec(), digests);
     stage_args.epoch.source_date_epoch = h.epoch;
+    stage_args.layers = h.layers;
     let c = Container {
         id: format!("slipway-{}-{index}", h.build),
         rootfs: &root.rootfs,

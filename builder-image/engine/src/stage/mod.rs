@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use slipway_contract::pod::{Digests, paths};
+use slipway_contract::pod::{Digests, StageLayers, paths};
 use slipway_contract::trust::Outputs;
 
 use crate::fs::copy::{self as fscopy, Written};
@@ -66,6 +66,8 @@ pub struct StageOptions {
     /// `SOURCE_DATE_EPOCH`: the new history entries' `created`, and no file in the stage's
     /// layers newer than it.
     pub epoch: Option<u64>,
+    /// Which stages write layers ([`StageLayers`]).
+    pub layers: StageLayers,
 }
 
 /// What a chain of stages leaves: the last one's result, and the digests of what each of
@@ -127,6 +129,8 @@ struct Engine<'a> {
     threads: usize,
     /// The source date epoch the stage's layers are clamped to.
     epoch: Option<u64>,
+    /// Whether the stage makes layers: no walk, no tar, no gzip when nothing reads them.
+    writes_layers: bool,
 }
 
 /// The tree one stage of a chain leaves to the next.
@@ -304,6 +308,7 @@ fn run_one(
         resumed: 0,
         threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         epoch: opts.epoch,
+        writes_layers: opts.layers == StageLayers::All || plan.layers_read(index),
         ws,
     };
     e.start(carry).map_err(|m| setup(&label, m))?;
@@ -323,6 +328,7 @@ fn run_one(
         e.say(&cmd.original);
         e.dispatch(cmd)?;
         if checkpointed
+            && e.writes_layers
             && matches!(cmd.instruction, Instruction::Run(_))
             && n + 1 < stage.commands.len()
         {

@@ -236,7 +236,7 @@ impl Engine<'_> {
             build_args,
         } = run_env(&self.image, &self.args, &user.home);
 
-        if self.baseline.is_none() {
+        if self.writes_layers && self.baseline.is_none() {
             let s = snapshot::walk(&self.root, &self.skip, self.threads)
                 .map_err(|e| self.fail(cmd, RunError::Walk(e)))?;
             self.baseline = Some(s);
@@ -268,6 +268,9 @@ impl Engine<'_> {
             });
         }
         self.image.run(&argv, &build_args);
+        if !self.writes_layers {
+            return Ok(());
+        }
 
         let after = snapshot::walk(&self.root, &self.skip, self.threads)
             .map_err(|e| self.fail(cmd, RunError::Walk(e)))?;

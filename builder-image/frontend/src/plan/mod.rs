@@ -119,6 +119,18 @@ impl Plan {
         }
         (names, copied)
     }
+
+    /// Whether a later step reads the layers of stage `index`: the push reads the target's,
+    /// and a stage built `FROM` it starts from them. Every other stage is read only through
+    /// its exports (`COPY --from`, `RUN --mount=from=`), so without a layer cache to fill,
+    /// its layers need not be made at all, as BuildKit never compresses such a stage.
+    pub fn layers_read(&self, index: usize) -> bool {
+        index == self.target_index
+            || self
+                .stages
+                .iter()
+                .any(|s| s.from == Base::Stage(index))
+    }
 }
 
 /// Inputs to planning besides the Dockerfile.
@@ -134,4 +146,29 @@ pub fn plan(text: &str, opts: &PlanOptions) -> Result<Plan, PlanError> {
     let parsed = parser::parse(text)?;
     let df = instructions::from_ast(&parsed.ast)?;
     planner::Planner::new(df, Lex::new(parsed.escape), opts)?.run()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_are_read_for_the_target_and_from_parents_only() {
+        let text = "FROM busybox AS base\nRUN true\n\
+                    FROM base AS builder\nRUN true\n\
+                    FROM busybox AS tool\nRUN true\n\
+                    FROM busybox\nCOPY --from=builder /a /a\nCOPY --from=tool /b /b\n";
+        let p = plan(text, &PlanOptions::default()).expect("plan");
+        assert_eq!(p.target_index, 3);
+        // base: builder is FROM it; builder and tool: only COPY --from; the target: pushed.
+        let read: Vec<bool> = (0..4).map(|i| p.layers_read(i)).collect();
+        assert_eq!(read, [true, false, false, true]);
+        // Targeting the builder: its own layers are pushed.
+        let opts = PlanOptions {
+            target: Some("builder".into()),
+            ..Default::default()
+        };
+        let p = plan(text, &opts).expect("plan");
+        assert!(p.layers_read(1) && p.layers_read(0));
+    }
 }

@@ -22,7 +22,7 @@ use slipway_contract::annotations::Annotation;
 use slipway_contract::epoch::EpochArgs;
 use slipway_contract::graph::StageJob;
 use slipway_contract::pod::{
-    self, Digests, InstallArgs, PodCommand, PushArgs, RegistryArgs, StageArgs, paths,
+    self, Digests, InstallArgs, PodCommand, PushArgs, RegistryArgs, StageArgs, StageLayers, paths,
 };
 
 use super::names::{ANNOTATION_BUILD, job_name, labels, meta, pvc_name};
@@ -300,6 +300,7 @@ pub fn stage_job(
     let mut stage = StageArgs::in_pod(sj.stages.clone(), given.digests);
     stage.limits.size_limit = s.size_limit;
     stage.epoch = given.epoch;
+    stage.layers = StageLayers::for_cache(ib.spec.cache.is_some());
     let args = PodCommand::Stage(stage).to_args();
     let mut volumes = vec![
         workspace_volume(ib),

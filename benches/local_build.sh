@@ -23,7 +23,9 @@
 # layers each side pushed (the base's layers mounted or skipped are not counted).
 #   sudo benches/local_build.sh [RUNS]      BENCH_BUILDS="go fanout" picks builds,
 #   BENCH_CTX=DIR reuses contexts laid out by benches/prepare.sh DIR, BENCH_ONLY=bases times
-#   only the issue's pair (Slipway with its bases cached | BuildKit --no-cache, in turn).
+#   only the issue's pair (Slipway with its bases cached | BuildKit --no-cache, in turn), and
+#   BENCH_BEFORE=ENGINE times another slipway-builder binary (an older commit's, say) just
+#   before each of this tree's runs, with its own state directory.
 set -euo pipefail
 runs=${1:-3}
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -44,7 +46,11 @@ slipway_registry_cache_flags() { # REF
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-timed() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>"$WORK/last.err" || { echo "failed: $*" >&2; tail -5 "$WORK/last.err" >&2; return 1; }; e=$(date +%s.%N); echo "$e - $s" | bc; }
+# Each build is charged the writes it leaves in the page cache (`sync` at both ends), so the
+# next one does not pay for them. BENCH_SETTLE=S waits S seconds more before each: on this
+# project's VM disk (ext4, online discard) creating files right after a build deleted tens of
+# thousands runs up to 10x slower for a minute or more, which no sync absorbs.
+timed() { local s e; sync; sleep "${BENCH_SETTLE:-0}"; s=$(date +%s.%N); "$@" >/dev/null 2>"$WORK/last.err" || { echo "failed: $*" >&2; tail -5 "$WORK/last.err" >&2; return 1; }; sync; e=$(date +%s.%N); echo "$e - $s" | bc; }
 ratio() { if [[ $1 == - || $2 == - ]]; then echo -; else echo "scale=2; $1 / $2" | bc; fi; }
 next() { seq_no=$((seq_no + 1)); DEST=$R/bench/$1-$seq_no:latest; } # a fresh repository
 
@@ -76,22 +82,35 @@ final_base() { # NAME: the final stage's base image, as the Dockerfile names it
   awk -v r="$R" '/^FROM /{b=$2} END{gsub(/\$\{BASE_REGISTRY\}/, r, b); print b}' "$ctx/$1/Dockerfile"
 }
 
-printf '%-9s | %8s %8s %6s | %8s %8s %6s | %8s %8s %8s | %9s %9s\n' build sw_cold bk_cold ratio \
-  sw_bases bk_nocch ratio bk_local bk_reg sw_reg sw_MB bk_MB
+[[ ${BENCH_ONLY:-} == bases ]] ||
+  printf '%-9s | %8s %8s %6s | %8s %8s %6s | %8s %8s %8s | %9s %9s\n' build sw_cold bk_cold ratio \
+    sw_bases bk_nocch ratio bk_local bk_reg sw_reg sw_MB bk_MB
 for name in ${BENCH_BUILDS:-go node fanout bigfile files20k gomod npm}; do
   # Warm-up outside the timings: bases fetched by both, BuildKit's registry cache exported.
   next "sw-$name"; slipway "$name" "$DEST" >/dev/null 2>&1
   next "bk-$name"; buildkit "$name" "$DEST" --export-cache "type=registry,ref=$R/bench/bkcache-$name:latest,mode=max,registry.insecure=true" >/dev/null 2>&1
   sc=() bc=() sb=() bn=() bl=() br=()
   if [[ ${BENCH_ONLY:-} == bases ]]; then
+    before=()
+    if [[ -n ${BENCH_BEFORE:-} ]]; then # warm the other engine's own state directory too
+      next "sw-$name"; ENGINE=$BENCH_BEFORE state=$state-before slipway "$name" "$DEST" >/dev/null 2>&1
+    fi
     for _ in $(seq "$runs"); do
+      if [[ -n ${BENCH_BEFORE:-} ]]; then
+        next "sw-$name"; before+=("$(ENGINE=$BENCH_BEFORE state=$state-before timed slipway "$name" "$DEST")")
+      fi
       next "sw-$name"; sb+=("$(timed slipway "$name" "$DEST")")
       next "bk-$name"; bn+=("$(timed buildkit "$name" "$DEST" --no-cache)")
     done
     m() { printf '%s\n' "$@" | median; }
-    printf '%-9s | bases: slipway %8.2f  buildkit --no-cache %8.2f  slipway/buildkit %s\n' "$name" \
-      "$(m "${sb[@]}")" "$(m "${bn[@]}")" "$(ratio "$(m "${sb[@]}")" "$(m "${bn[@]}")")"
-    echo "  runs: sw bases ${sb[*]} | bk no-cache ${bn[*]}" >&2
+    mb=$(m "${bn[@]}")
+    printf '%-9s | bases: slipway %8.2f  buildkit --no-cache %8.2f  slipway/buildkit %s' "$name" \
+      "$(m "${sb[@]}")" "$mb" "$(ratio "$(m "${sb[@]}")" "$mb")"
+    if ((${#before[@]})); then
+      printf '  | before %8.2f  before/buildkit %s' "$(m "${before[@]}")" "$(ratio "$(m "${before[@]}")" "$mb")"
+    fi
+    printf '\n'
+    echo "  runs: sw bases ${sb[*]} | bk no-cache ${bn[*]} | before ${before[*]}" >&2
     continue
   fi
   for _ in $(seq "$runs"); do

@@ -1,6 +1,8 @@
 //! Layers and the end of a stage: a layer file per RUN/COPY/ADD/WORKDIR (named by its digest,
 //! listed in the stage's result), the layer of exactly the paths a COPY wrote, and at the
-//! end the exports and `result.json` the stages and the push step that follow read.
+//! end the exports and `result.json` the stages and the push step that follow read. A stage
+//! whose layers nothing reads (`--layers read`, no cache) makes none: its result lists only
+//! those of the stage it was built FROM.
 
 use std::fs;
 use std::io;

@@ -117,7 +117,12 @@ fn every_pod_command_round_trips() {
     round_trip(PodCommand::Stage(stamped));
     let mut read_only = StageArgs::in_pod(vec![4], digests());
     read_only.layers = StageLayers::for_cache(false);
-    assert!(read_only.to_args().windows(2).any(|w| w == ["--layers", "read"]));
+    assert!(
+        read_only
+            .to_args()
+            .windows(2)
+            .any(|w| w == ["--layers", "read"])
+    );
     round_trip(PodCommand::Stage(read_only));
     round_trip(PodCommand::Push(PushArgs {
         cache_repo: None,

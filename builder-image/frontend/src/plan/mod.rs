@@ -125,11 +125,7 @@ impl Plan {
     /// its exports (`COPY --from`, `RUN --mount=from=`), so without a layer cache to fill,
     /// its layers need not be made at all, as BuildKit never compresses such a stage.
     pub fn layers_read(&self, index: usize) -> bool {
-        index == self.target_index
-            || self
-                .stages
-                .iter()
-                .any(|s| s.from == Base::Stage(index))
+        index == self.target_index || self.stages.iter().any(|s| s.from == Base::Stage(index))
     }
 }
 

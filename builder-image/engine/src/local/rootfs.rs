@@ -92,13 +92,21 @@ impl StageRoot {
             upper.display(),
             work.display()
         );
-        match nix::mount::mount(
-            Some("overlay"),
-            &root.rootfs,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(opts.as_str()),
-        ) {
+        let mount = |opts: &str| {
+            nix::mount::mount(
+                Some("overlay"),
+                &root.rootfs,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(opts),
+            )
+        };
+        // `volatile` (Linux 5.10): no sync of the upper file system, neither for a RUN's
+        // fsync nor when the overlay goes. Without it unmounting a stage's root writes every
+        // dirty page of the host's file system to disk (what the stage wrote, and anything
+        // else's), though the tree is read once and deleted; a build that dies with the host
+        // is lost either way. Older kernels refuse the option: mounted without it.
+        match mount(&format!("{opts},volatile")).or_else(|_| mount(&opts)) {
             Ok(()) => root.mounted = true,
             Err(e) => {
                 eprintln!(

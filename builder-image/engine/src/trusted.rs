@@ -192,6 +192,19 @@ pub fn outputs(ws: &Workspace, index: usize) -> Result<Outputs, TrustError> {
     })
 }
 
+/// [`outputs`] of a stage this process has just finished: the exports' digest is the one
+/// taken as they were written ([`crate::stage::exports::Written`]), not read back.
+pub fn outputs_written(
+    ws: &Workspace,
+    index: usize,
+    exports: Option<Digest>,
+) -> Result<Outputs, TrustError> {
+    Ok(Outputs {
+        result: digest_file(&ws.root, &relative(ws, &ws.stage_result(index)))?,
+        exports,
+    })
+}
+
 /// The build's own ignore file in the workspace (`Dockerfile.dockerignore`).
 fn ignore_file(ws: &Workspace) -> PathBuf {
     let [specific, _] = candidates(&ws.root, &ws.dockerfile());

@@ -51,10 +51,10 @@ pub struct LayerDigests {
 }
 
 /// Passes bytes through while hashing and counting them.
-struct Hashing<W> {
-    inner: W,
-    hash: Sha256,
-    count: u64,
+pub(crate) struct Hashing<W> {
+    pub(crate) inner: W,
+    pub(crate) hash: Sha256,
+    pub(crate) count: u64,
 }
 
 impl<W: Write> Write for Hashing<W> {
@@ -70,7 +70,7 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-fn hashing<W>(inner: W) -> Hashing<W> {
+pub(crate) fn hashing<W>(inner: W) -> Hashing<W> {
     Hashing {
         inner,
         hash: Sha256::new(),

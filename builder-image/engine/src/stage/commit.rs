@@ -7,6 +7,7 @@
 use std::fs;
 use std::io;
 
+use slipway_contract::digest::Digest;
 use slipway_frontend::dockerfile::instructions::Command;
 
 use crate::fs::PathError;
@@ -82,11 +83,13 @@ impl Engine<'_> {
     }
 
     /// The end of the stage: its exports and its result, and the tree for the next stage of
-    /// the chain.
-    pub(super) fn finish(self) -> Result<(StageResult, Carry), SetupError> {
-        if !self.ps.exports.is_empty() {
+    /// the chain; with the exports' digest, when it has exports.
+    pub(super) fn finish(self) -> Result<(StageResult, Carry, Option<Digest>), SetupError> {
+        let exports = if self.ps.exports.is_empty() {
+            None
+        } else {
             let out = self.ws.stage_exports(self.ps.index);
-            crate::stage::exports::write_exports(
+            let written = crate::stage::exports::write_exports(
                 &self.root,
                 &self.ps.exports,
                 &self.skip,
@@ -94,7 +97,8 @@ impl Engine<'_> {
                 self.epoch,
             )
             .map_err(SetupError::Exports)?;
-        }
+            Some(written.digest)
+        };
         let result = StageResult {
             index: self.ps.index,
             name: self.ps.name.clone(),
@@ -118,6 +122,6 @@ impl Engine<'_> {
             root: self.root,
             baseline: self.baseline,
         };
-        Ok((result, carry))
+        Ok((result, carry, exports))
     }
 }

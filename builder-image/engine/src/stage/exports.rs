@@ -14,9 +14,21 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use sha2::Digest as _;
+use slipway_contract::digest::Digest;
+
 use crate::fs::glob::{Tree, expand_lenient};
 use crate::fs::root::resolve_in_root;
 use crate::fs::unpack::apply_layer;
+use crate::layer::writer::hashing;
+
+/// What [`write_exports`] wrote: how many entries, and the digest of the tar's bytes, taken
+/// as they were written (reading the file again would cost as much as writing it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub entries: usize,
+    pub digest: Digest,
+}
 
 /// Writes the export tar of `patterns` from the tree at `root`, leaving out `skip` (absolute
 /// paths: mount points, the engine's own folder). With a source date epoch, no time in it is
@@ -29,9 +41,10 @@ pub fn write_exports(
     skip: &BTreeSet<PathBuf>,
     out: &Path,
     epoch: Option<u64>,
-) -> io::Result<usize> {
+) -> io::Result<Written> {
     let tmp = out.with_extension("tar.tmp");
-    let mut b = tar::Builder::new(io::BufWriter::new(fs::File::create(&tmp)?));
+    let file = hashing(fs::File::create(&tmp)?);
+    let mut b = tar::Builder::new(io::BufWriter::new(file));
     b.follow_symlinks(false);
     let mut done: BTreeSet<PathBuf> = BTreeSet::new();
     let mut count = 0;
@@ -47,9 +60,12 @@ pub fn write_exports(
             count += add_tree(&mut b, &real, &name, skip, epoch)?;
         }
     }
-    b.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+    let file = b.into_inner()?.into_inner().map_err(|e| e.into_error())?;
     fs::rename(&tmp, out)?;
-    Ok(count)
+    Ok(Written {
+        entries: count,
+        digest: Digest::from_sha256(&file.hash.finalize().into()),
+    })
 }
 
 /// The kernel's file systems, never part of a stage rooted at `/`.
@@ -194,7 +210,8 @@ mod tests {
             &out,
             None,
         )
-        .expect("exports");
+        .expect("exports")
+        .entries;
         assert_eq!(n, 5);
         let into = tempfile::tempdir().expect("tmp");
         extract(&out, into.path()).expect("extract");
@@ -234,7 +251,8 @@ mod tests {
             &out,
             Some(1_700_000_000),
         )
-        .expect("exports");
+        .expect("exports")
+        .entries;
         // `/dir` and what is in it, the links as links (through the clamped writer too).
         assert_eq!(n, 4);
         let into = tempfile::tempdir().expect("tmp");
@@ -280,8 +298,15 @@ mod tests {
         symlink("sub/file", r.join("out/link")).expect("ln");
         let write = |name: &str, epoch| {
             let out = d.path().join(name);
-            write_exports(r, &["/out".into()], &BTreeSet::new(), &out, epoch).expect("exports");
-            fs::read(&out).expect("tar")
+            let w =
+                write_exports(r, &["/out".into()], &BTreeSet::new(), &out, epoch).expect("exports");
+            let bytes = fs::read(&out).expect("tar");
+            // The digest taken while writing is the file's.
+            assert_eq!(
+                w.digest,
+                Digest::from_sha256(&sha2::Sha256::digest(&bytes).into())
+            );
+            bytes
         };
         let epoch = 1_700_000_000;
         let a = write("a.tar", Some(epoch));

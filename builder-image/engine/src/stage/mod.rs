@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use slipway_contract::digest::Digest;
 use slipway_contract::pod::{Digests, StageLayers, paths};
 use slipway_contract::trust::Outputs;
 
@@ -226,10 +227,10 @@ fn run_chain(opts: &StageOptions) -> Result<ChainResult, StageError> {
     let mut carry = None;
     let mut last = None;
     for &index in &opts.stages {
-        let (r, c) = run_one(opts, &loaded, index, carry.take(), &digests)?;
+        let (r, c, exports) = run_one(opts, &loaded, index, carry.take(), &digests)?;
         // What this stage wrote, as the next stages of the chain (and the controller) know it.
         let ws = Workspace::new(&opts.workspace);
-        let out = trusted::outputs(&ws, index).map_err(|e| StageError::Setup {
+        let out = trusted::outputs_written(&ws, index, exports).map_err(|e| StageError::Setup {
             stage: label_of(&loaded.plan, index),
             source: e.into(),
         })?;
@@ -256,7 +257,7 @@ fn run_one(
     index: usize,
     carry: Option<Carry>,
     digests: &Digests,
-) -> Result<(StageResult, Carry), StageError> {
+) -> Result<(StageResult, Carry, Option<Digest>), StageError> {
     let setup = |stage: &str, source: SetupError| StageError::Setup {
         stage: stage.to_string(),
         source,
@@ -326,7 +327,9 @@ fn run_one(
             continue;
         }
         e.say(&cmd.original);
+        let began = std::time::Instant::now();
         e.dispatch(cmd)?;
+        e.done(began);
         if checkpointed
             && e.writes_layers
             && matches!(cmd.instruction, Instruction::Run(_))
@@ -335,7 +338,19 @@ fn run_one(
             e.checkpoint(n + 1);
         }
     }
-    e.finish().map_err(|m| setup(&label, m))
+    let began = std::time::Instant::now();
+    let exports = !e.ps.exports.is_empty();
+    let (name, step, steps) = (e.name(), e.step, e.steps);
+    let out = e.finish().map_err(|m| setup(&label, m))?;
+    if exports {
+        // The exports are the one step after the last instruction that can take long.
+        eprintln!(
+            "[{name} {}/{steps}] DONE exports {:.2}s",
+            step + 1,
+            began.elapsed().as_secs_f64()
+        );
+    }
+    Ok(out)
 }
 
 impl Engine<'_> {
@@ -347,13 +362,21 @@ impl Engine<'_> {
         }
     }
 
-    fn say(&self, what: &str) {
-        let name = self
-            .ps
+    /// The stage as its progress lines name it: its `AS` name, else its index.
+    fn name(&self) -> String {
+        self.ps
             .name
             .clone()
-            .unwrap_or_else(|| self.ps.index.to_string());
-        eprintln!("[{name} {}/{}] {what}", self.step + 1, self.steps);
+            .unwrap_or_else(|| self.ps.index.to_string())
+    }
+
+    fn say(&self, what: &str) {
+        eprintln!("[{} {}/{}] {what}", self.name(), self.step + 1, self.steps);
+    }
+
+    /// How long the step took, layer included, as BuildKit's progress shows it (`DONE 0.3s`).
+    fn done(&self, began: std::time::Instant) {
+        self.say(&format!("DONE {:.2}s", began.elapsed().as_secs_f64()));
     }
 
     /// An instruction's failure, with the stage and the instruction's place.

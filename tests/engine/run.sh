@@ -234,6 +234,29 @@ DF
   run_test unread-layers t_unread
 fi
 
+# --- Local mode's stage roots are volatile overlays; incompressible layers are stored --------
+# A RUN sees its root mounted `volatile` (`fsync=volatile` since Linux 6.x; no sync of the host's file system when it goes), and
+# 8 MiB of random bytes make a layer of about 8 MiB, not the 5% more that deflate's fixed
+# Huffman table codes them in; every step says how long it took.
+if want volatile-and-stored; then
+  VS=$WORK/volatile; mkdir -p "$VS"
+  cat > "$VS/Dockerfile" <<DF
+FROM $R/slipway-test/busybox:latest
+RUN grep -E '^overlay / overlay [^ ]*(,volatile|fsync=volatile)' /proc/mounts > /root-mount
+RUN head -c 8388608 /dev/urandom > /random
+DF
+  t_volatile() {
+    local log=$WORK/build-volatile.log size
+    build volatile "$VS" >"$log" 2>&1 || { tail -20 "$log"; return 1; }
+    grep -qE '^\[0 3/3\] DONE [0-9]+\.[0-9]{2}s$' "$log" || { echo "no DONE line"; tail -5 "$log"; return 1; }
+    size=$(skopeo inspect --tls-verify=false --raw "docker://$R/engine-tests/volatile:latest" |
+      python3 -c 'import json, sys; print(json.load(sys.stdin)["layers"][-1]["size"])')
+    echo "layer of 8388608 random bytes: $size bytes"
+    ((size > 8388608 && size < 8388608 + 65536))
+  }
+  run_test volatile-and-stored t_volatile
+fi
+
 # --- ADD of an https URL, from a server on loopback with a CA made here ---------------------
 if want add-url; then
   U=$WORK/url; mkdir -p "$U/www" "$U/ctx" "$U/bad"

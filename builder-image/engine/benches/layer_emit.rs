@@ -4,7 +4,8 @@
 //! run in turn within each round (so machine noise hits them alike); prints the medians of
 //! `SLIPWAY_BENCH_RUNS` (default 3) rounds and the ratios. Our figure includes building the
 //! tar and both sha256 (diff_id and digest); pigz's includes only piping the tar in.
-//! Run: cargo bench -p slipway-engine --bench layer_emit
+//! Run: cargo bench -p slipway-engine --bench layer_emit (`SLIPWAY_BENCH_CONTENT=random`: random
+//! bytes instead, which the writer stores; see `layer::parallel_gzip`)
 //! Peak RSS of the writer alone: SLIPWAY_BENCH_PEER=0 SLIPWAY_BENCH_MB=1536 SLIPWAY_BENCH_RUNS=1
 //! under `/usr/bin/time -v` (the peer's tar is held in memory, so it is left out then).
 //!
@@ -16,15 +17,25 @@
 //! digest on 1 and 2 threads. zlib-rs's level 1 is zlib-ng's quick strategy: 274 MB out
 //! against pigz's 228 MB on this data, so the level is equal but the ratio is not. An earlier
 //! run at load 4.2-4.5 (idle 0-28%) gave 141.0 / 139.4 / 76.5 / 127.4: too loaded to tell.
+//!
+//! 3 December 2026 13:13-13:17 UTC, a CI run beside it (load 2.9-4.0, so 2 threads gained
+//! nothing), `SLIPWAY_BENCH_MB=256 SLIPWAY_BENCH_RUNS=3`, medians of 3 at 1 thread: random
+//! content stored 354.8 MB/s, 268.7 MB out; deflated as before (the probe disabled) 62.9 MB/s,
+//! 283.1 MB out. The default content: 136.1 MB/s with the probe, 123.2 without, the same digest.
 
 use std::io::{self, Read, Write};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use flate2::Compression;
 use slipway_engine::layer::writer::{LayerDigests, LayerWriter, Meta};
 
 const FILE_MB: usize = 4;
+
+/// `SLIPWAY_BENCH_CONTENT=random`: bytes deflate cannot shrink (as `/dev/urandom`, or a file
+/// that is already compressed), which the writer stores rather than deflates.
+static RANDOM: AtomicBool = AtomicBool::new(false);
 
 /// Deterministic, moderately compressible content (like binaries and text mixed).
 struct Content {
@@ -40,7 +51,11 @@ impl Read for Content {
                 .state
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            let word = (self.state >> 33) & 0x0F0F_0F0F_0F0F_0F0F;
+            let word = if RANDOM.load(Ordering::Relaxed) {
+                self.state ^ (self.state >> 29)
+            } else {
+                (self.state >> 33) & 0x0F0F_0F0F_0F0F_0F0F
+            };
             chunk.copy_from_slice(&word.to_le_bytes()[..chunk.len()]);
         }
         self.left -= n;
@@ -143,6 +158,10 @@ fn main() {
     let mb = env("SLIPWAY_BENCH_MB", 500);
     let runs = env("SLIPWAY_BENCH_RUNS", 3);
     let with_peer = env("SLIPWAY_BENCH_PEER", 1) != 0;
+    RANDOM.store(
+        std::env::var("SLIPWAY_BENCH_CONTENT").is_ok_and(|c| c == "random"),
+        Ordering::Relaxed,
+    );
     let tar = if with_peer { plain_tar(mb) } else { Vec::new() };
     let has_pigz = with_peer && pigz(b"", 1, false).is_some();
     if with_peer && !has_pigz {

@@ -186,10 +186,7 @@ pub fn outputs(ws: &Workspace, index: usize) -> Result<Outputs, TrustError> {
         Ok(_) => Some(digest_file(&ws.root, &exports)?),
         Err(_) => None,
     };
-    Ok(Outputs {
-        result: digest_file(&ws.root, &relative(ws, &ws.stage_result(index)))?,
-        exports,
-    })
+    outputs_written(ws, index, exports)
 }
 
 /// [`outputs`] of a stage this process has just finished: the exports' digest is the one

@@ -339,10 +339,9 @@ fn run_one(
         }
     }
     let began = std::time::Instant::now();
-    let exports = !e.ps.exports.is_empty();
     let (name, step, steps) = (e.name(), e.step, e.steps);
     let out = e.finish().map_err(|m| setup(&label, m))?;
-    if exports {
+    if out.2.is_some() {
         // The exports are the one step after the last instruction that can take long.
         eprintln!(
             "[{name} {}/{steps}] DONE exports {:.2}s",

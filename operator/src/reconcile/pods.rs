@@ -14,8 +14,10 @@
 //!
 //! And when a Job is done before its status says so: the Job controller folds pod updates
 //! for about a second before it writes a Job's status, and a build is a chain of Jobs, so the
-//! controller goes on as soon as the pod has succeeded (phase `Succeeded` is final: every
-//! container exited 0 and none will restart).
+//! controller goes on as soon as the pod has succeeded. It does not wait for phase
+//! `Succeeded` either: the kubelet writes that only after it has torn the pod's sandbox down,
+//! about 1.2 s after it reported the last container's exit (measured on the test cluster).
+//! Every container exited 0 under `restartPolicy: Never` is as final: none will run again.
 
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -51,11 +53,17 @@ pub fn seen(pods: &[&Pod]) -> PodsSeen {
     }
 }
 
-/// When a pod in phase `Succeeded` finished: its containers' last exit (its creation time
-/// when the kubelet has not said).
+/// When a pod that succeeded finished: its containers' last exit (its creation time when the
+/// kubelet has not said). Succeeded: phase `Succeeded`, or every container of its spec
+/// exited 0 under `restartPolicy: Never` in a pod that has not failed.
 fn succeeded(p: &Pod) -> Option<Time> {
     let s = p.status.as_ref()?;
-    if s.phase.as_deref() != Some("Succeeded") {
+    let done = match s.phase.as_deref() {
+        Some("Succeeded") => true,
+        Some("Failed") => false,
+        _ => all_exited_zero(p),
+    };
+    if !done {
         return None;
     }
     s.container_statuses
@@ -64,6 +72,27 @@ fn succeeded(p: &Pod) -> Option<Time> {
         .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.clone())
         .max_by_key(|t| t.0)
         .or_else(|| p.metadata.creation_timestamp.clone())
+}
+
+/// Every container the pod's spec names has terminated with exit code 0, and none restarts.
+fn all_exited_zero(p: &Pod) -> bool {
+    let (Some(spec), Some(status)) = (&p.spec, &p.status) else {
+        return false;
+    };
+    if spec.restart_policy.as_deref() != Some("Never") || spec.containers.is_empty() {
+        return false;
+    }
+    let statuses = status.container_statuses.as_deref().unwrap_or_default();
+    spec.containers.iter().all(|c| {
+        statuses.iter().any(|st| {
+            st.name == c.name
+                && st
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .is_some_and(|t| t.exit_code == 0)
+        })
+    })
 }
 
 /// A failed pod with the `DisruptionTarget` condition.
@@ -229,6 +258,63 @@ mod tests {
         failed.status.as_mut().expect("status").container_statuses = Some(vec![done(12)]);
         let running = pod(11, "Running", false, None);
         assert_eq!(seen(&[&failed, &running]).succeeded, None);
+    }
+
+    #[test]
+    fn a_pod_whose_containers_all_exited_zero_is_done_before_its_phase_says_so() {
+        use k8s_openapi::api::core::v1::{
+            Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+            ContainerStatus, PodSpec,
+        };
+        let status = |name: &str, exit: Option<i32>| ContainerStatus {
+            name: name.into(),
+            state: Some(ContainerState {
+                terminated: exit.map(|exit_code| ContainerStateTerminated {
+                    exit_code,
+                    finished_at: Some(at(20)),
+                    ..Default::default()
+                }),
+                running: exit.is_none().then(ContainerStateRunning::default),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let running = |restart: &str, names: &[&str], st: Vec<ContainerStatus>| {
+            let mut p = pod(10, "Running", false, None);
+            p.spec = Some(PodSpec {
+                restart_policy: Some(restart.into()),
+                containers: names
+                    .iter()
+                    .map(|n| Container {
+                        name: n.to_string(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            });
+            p.status.as_mut().expect("status").container_statuses = Some(st);
+            p
+        };
+        let done = running("Never", &["stage"], vec![status("stage", Some(0))]);
+        assert_eq!(seen(&[&done]).succeeded, Some(at(20)));
+        // Not yet: one exited 1, one still runs, one has no status, or it may restart.
+        for p in [
+            running("Never", &["stage"], vec![status("stage", Some(1))]),
+            running("Never", &["stage"], vec![status("stage", None)]),
+            running("Never", &["a", "b"], vec![status("a", Some(0))]),
+            running(
+                "Never",
+                &["a", "b"],
+                vec![status("a", Some(0)), status("b", None)],
+            ),
+            running("OnFailure", &["stage"], vec![status("stage", Some(0))]),
+            running("Never", &[], vec![]),
+        ] {
+            assert_eq!(seen(&[&p]).succeeded, None, "{:?}", p.status);
+        }
+        let mut failed = done.clone();
+        failed.status.as_mut().expect("status").phase = Some("Failed".into());
+        assert_eq!(seen(&[&failed]).succeeded, None);
     }
 
     #[test]

@@ -11,12 +11,8 @@ fn registry_caching(base: &str, blob_cache: &Path) -> (Registry, Reference) {
     crate::net::ensure_crypto_provider();
     let host = base.trim_start_matches("http://").to_string();
     let r = parse_ref(&format!("{host}/team/app:1")).expect("reference");
-    let client = Client::new(ClientConfig {
-        protocol: ClientProtocol::HttpsExcept(vec![host]),
-        ..Default::default()
-    });
     let registry = Registry {
-        client,
+        client: client(&[host]),
         config: DockerConfig::default(),
         auths: Mutex::default(),
         blob_cache: blob_cache.to_path_buf(),

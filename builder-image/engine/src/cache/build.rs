@@ -275,7 +275,11 @@ impl<'a> BuildCache<'a> {
                 continue;
             }
             let chain = lineage(self.plan, i);
-            match run(self.store.write(ws, i, &chain, fast, slow.as_ref())) {
+            let exports = outputs.get(&i).and_then(|o| o.exports.as_ref());
+            match run(self
+                .store
+                .write(ws, i, &chain, exports, fast, slow.as_ref()))
+            {
                 Ok(()) => eprintln!(
                     "cache: stage #{i} stored under {}",
                     fast.into_iter()

@@ -278,8 +278,10 @@ pub fn store(
         if fast.is_none() && slow.is_none() {
             continue;
         }
-        let stored = check_outputs(ws, i, &outputs[&i])
-            .and_then(|()| run(store.write(ws, i, keys.lineage(i), fast, slow.as_ref())));
+        let stored = check_outputs(ws, i, &outputs[&i]).and_then(|()| {
+            let exports = outputs[&i].exports.as_ref();
+            run(store.write(ws, i, keys.lineage(i), exports, fast, slow.as_ref()))
+        });
         match stored {
             Ok(()) => {
                 out.stored += 1;

@@ -14,7 +14,7 @@ use slipway_frontend::cache_key::Key;
 use crate::cache::entry::{EntryConfig, Hit, KeyKind, PREFIX_KIND, PrefixHit, Rejected};
 use crate::cache::keys::Keyed;
 use crate::registry::client::{BlobSource, ImageToPush, Registry, RegistryError};
-use crate::registry::manifest::{sha256_bytes, sha256_file};
+use crate::registry::manifest::sha256_bytes;
 use crate::trusted::{self, TrustError};
 use crate::workspace::{LayerRef, RESULT_CAP, Resume, StageResult, Workspace, read_beneath};
 use slipway_contract::digest::Digest;
@@ -141,6 +141,7 @@ impl Store<'_> {
         ws: &Workspace,
         index: usize,
         lineage: &[usize],
+        exports: Option<&Digest>,
         fast: Option<&Keyed>,
         slow: Option<&Keyed>,
     ) -> Result<(), CacheError> {
@@ -172,10 +173,16 @@ impl Store<'_> {
             .iter()
             .map(|l| (l.clone(), source.clone()))
             .collect();
+        // The exports by the digest their stage reported: the upload checks the bytes
+        // against it, so they are not read a second time to hash them here.
         let exports_path = ws.stage_exports(index);
-        let exports = fs::symlink_metadata(&exports_path).is_ok();
-        if exports {
-            let digest = sha256_file(&exports_path).map_err(at(&exports_path))?;
+        let exports = match (fs::symlink_metadata(&exports_path).is_ok(), exports) {
+            (false, None) => None,
+            (true, Some(d)) => Some(d),
+            _ => return Err(CacheError::Modified { index }),
+        };
+        if let Some(digest) = exports {
+            let digest = digest.to_string();
             let size = fs::metadata(&exports_path)
                 .map_err(at(&exports_path))?
                 .len();
@@ -194,7 +201,7 @@ impl Store<'_> {
             fast.map(|k| &k.record),
             slow.map(|k| &k.record),
             &result,
-            exports,
+            exports.is_some(),
         );
         let image = ImageToPush {
             config: config.to_bytes(),

@@ -51,12 +51,12 @@ fn a_result_naming_a_layer_outside_its_chain_is_not_stored() {
         key: Key([7; 32]),
         record: Record::new("stage"),
     };
-    let e = crate::cache::build::run(store.write(&ws, 1, &[1], Some(&keyed), None))
+    let e = crate::cache::build::run(store.write(&ws, 1, &[1], None, Some(&keyed), None))
         .expect_err("refused");
     assert!(matches!(e, CacheError::Layer { index: 1, .. }), "{e}");
     assert!(e.to_string().starts_with("stage #1: "), "{e}");
     // Its own chain's layer path passes the check (and then meets the absent registry).
-    let e = crate::cache::build::run(store.write(&ws, 1, &[1, 0], Some(&keyed), None))
+    let e = crate::cache::build::run(store.write(&ws, 1, &[1, 0], None, Some(&keyed), None))
         .expect_err("no registry");
     assert!(!matches!(e, CacheError::Layer { .. }), "{e}");
 }

@@ -165,7 +165,32 @@ def run_slipway(name, build, dest, cache_repo):
     wall = time.time() - t0
     if state != "Succeeded":
         print(f"  {name}: {state}: {req('GET', path).get('status', {}).get('conditions')}", file=sys.stderr)
-    return state, wall, pods_of(f"build.slipway.dev/build={name}")
+    pods = pods_of(f"build.slipway.dev/build={name}")
+    if os.environ.get("BENCH_TIMELINE"):
+        timeline(pods, t0)
+    return state, wall, pods
+
+
+def stamp(s):
+    from datetime import datetime
+    return datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ").timestamp() if s else None
+
+
+def timeline(pods, t0):
+    """One line per pod: seconds after the POST at which it was created, scheduled, and its
+    containers (init containers first) ran; Kubernetes stamps whole seconds."""
+    rows = []
+    for p in pods:
+        m, st = p["metadata"], p.get("status", {})
+        sched = next((c.get("lastTransitionTime") for c in st.get("conditions", []) if c["type"] == "PodScheduled"), None)
+        parts = [f"created {stamp(m['creationTimestamp']) - t0:5.1f}", f"scheduled {(stamp(sched) or t0) - t0:5.1f}"]
+        for c in st.get("initContainerStatuses", []) + st.get("containerStatuses", []):
+            t = c.get("state", {}).get("terminated") or {}
+            if t:
+                parts.append(f"{c['name']} {stamp(t.get('startedAt')) - t0:5.1f}..{stamp(t.get('finishedAt')) - t0:5.1f}")
+        rows.append((stamp(m["creationTimestamp"]), f"    {m['name'][-28:]:28} " + "  ".join(parts)))
+    for _, line in sorted(rows):
+        print(line, file=sys.stderr)
 
 
 def uploaded(name):
@@ -258,6 +283,7 @@ def main():
     ap.add_argument("--buildkit", required=True)
     ap.add_argument("--builds", default="go,node,fanout,gomod,npm,bigfile,files20k")
     ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--slipway-only", action="store_true", help="no peer runs (profiling; no ratios)")
     a = ap.parse_args()
     proxy = subprocess.Popen(["kubectl", "proxy", f"--port={PORT}"], stdout=subprocess.DEVNULL)
     sampler = Sampler(); sampler.start()
@@ -275,7 +301,7 @@ def main():
             except Exception:
                 time.sleep(0.2)
         req("POST", "/api/v1/namespaces", {"metadata": {"name": NS}})
-        bk = BuildKit(a.buildkit)
+        bk = None if a.slipway_only else BuildKit(a.buildkit)
         for build in a.builds.split(","):
             with tempfile.TemporaryDirectory() as t:
                 with tarfile.open(f"{t}/context.tar.gz", "w:gz") as tf:
@@ -301,6 +327,8 @@ def main():
                 st, wall, pods = run_slipway(n, build, dest, first_scache)
                 time.sleep(1)
                 record("sw", st, wall, pods); res["sw"][-1]["up"] = uploaded(n)
+                if bk is None:
+                    continue
                 n, dest = fresh("kc", build)
                 st, wall, pods = run_kaniko(n, build, dest, a.kaniko, f"{R}/bench/kcache-{build}-{seq[0]}")
                 first_cache = first_cache if rep else f"{R}/bench/kcache-{build}-{seq[0]}"

@@ -33,6 +33,9 @@ import urllib.request
 
 R = os.environ["SLIPWAY_REGISTRY"]
 NS = f"slipway-bench-peers-{os.getpid()}"
+# Every repository this run pushes to is under bench/RUN/: a cache a run on the same cluster
+# filled earlier is never taken for a cold one.
+RUN = f"{os.getpid()}-{int(time.time())}"
 BUSYBOX = f"{R}/slipway-test/busybox:latest"
 
 
@@ -168,6 +171,7 @@ def run_slipway(name, build, dest, cache_repo):
     pods = pods_of(f"build.slipway.dev/build={name}")
     if os.environ.get("BENCH_TIMELINE"):
         timeline(pods, t0)
+        push_log(name, t0)
     return state, wall, pods
 
 
@@ -191,6 +195,21 @@ def timeline(pods, t0):
         rows.append((stamp(m["creationTimestamp"]), f"    {m['name'][-28:]:28} " + "  ".join(parts)))
     for _, line in sorted(rows):
         print(line, file=sys.stderr)
+
+
+def push_log(name, t0):
+    """The push pod's lines, each with its time after the POST (the kubelet's stamps)."""
+    from datetime import datetime
+    out = kubectl("logs", "--tail=-1", "--timestamps", "-l",
+                  f"build.slipway.dev/build={name},build.slipway.dev/step=push", check=False).stdout
+    for line in out.splitlines():
+        stamp_, _, text = line.partition(" ")
+        try:
+            t = datetime.fromisoformat(stamp_[:26].rstrip("Z") + "+00:00").timestamp()
+        except ValueError:
+            continue
+        if not text.startswith("slipway-result:"):
+            print(f"      {t - t0:6.2f} {text[:110]}", file=sys.stderr)
 
 
 def uploaded(name):
@@ -291,7 +310,7 @@ def main():
 
     def fresh(kind, build):
         seq[0] += 1
-        return f"{kind}-{build}-{seq[0]}", f"{R}/bench/{kind}-{build}-{seq[0]}:latest"
+        return f"{kind}-{build}-{seq[0]}", f"{R}/bench/{RUN}/{kind}-{build}-{seq[0]}:latest"
 
     rows = []
     try:
@@ -318,8 +337,8 @@ def main():
 
             for rep in range(a.reps):
                 n, dest = fresh("sc", build)
-                st, wall, pods = run_slipway(n, build, dest, f"{R}/bench/scache-{build}-{seq[0]}")
-                first_scache = first_scache if rep else f"{R}/bench/scache-{build}-{seq[0]}"
+                st, wall, pods = run_slipway(n, build, dest, f"{R}/bench/{RUN}/scache-{build}-{seq[0]}")
+                first_scache = first_scache if rep else f"{R}/bench/{RUN}/scache-{build}-{seq[0]}"
                 time.sleep(1)
                 record("sc", st, wall, pods); res["sc"][-1]["bytes"] = own_bytes(dest, base)
                 res["sc"][-1]["up"] = uploaded(n)
@@ -330,8 +349,8 @@ def main():
                 if bk is None:
                     continue
                 n, dest = fresh("kc", build)
-                st, wall, pods = run_kaniko(n, build, dest, a.kaniko, f"{R}/bench/kcache-{build}-{seq[0]}")
-                first_cache = first_cache if rep else f"{R}/bench/kcache-{build}-{seq[0]}"
+                st, wall, pods = run_kaniko(n, build, dest, a.kaniko, f"{R}/bench/{RUN}/kcache-{build}-{seq[0]}")
+                first_cache = first_cache if rep else f"{R}/bench/{RUN}/kcache-{build}-{seq[0]}"
                 time.sleep(1)
                 record("kc", st, wall, pods); res["kc"][-1]["bytes"] = own_bytes(dest, base)
                 n, dest = fresh("kw", build)

@@ -9,7 +9,9 @@
 # - must-hit: a change in a stage the target does not need, and an upstream stage rebuilt to
 #   the same bytes (the slow key);
 # - the Go example: a no-change rebuild runs nothing; a change to main.go reruns the stages
-#   that read it and not the one that downloads modules.
+#   that read it and not the one that downloads modules;
+# - a stage stored without its layers (read only through COPY --from, no checkpoint) serves a
+#   build that copies from it and is refused by one built FROM it.
 # The registry's storage is kept across runs: each test uses a cache repository of its own.
 
 CE=1700000000
@@ -328,4 +330,44 @@ if want cache-prefix; then
     [[ $(cdigest "$name-warm") == "$(cdigest "$name-none")" ]] || { echo "digests differ"; return 1; }
   }
   run_test cache-prefix-hostile-swapped t_prefix_swapped
+fi
+
+# --- a stage stored without its layers ---------------------------------------------------------
+# A stage read only through COPY --from and without checkpoints makes no layers, even with a
+# cache (its entry holds its result and exports). A build that copies from it takes the entry;
+# one built FROM it must not (the stage runs again, with its layers), and every build gives
+# the digest a build without the cache gives.
+if want cache-layerless; then
+  t_layerless() {
+    local name=cache-layerless cr d=$WORK/cache-layerless tag layers
+    cr=$(crepo "$name")
+    rm -rf "$d"; mkdir -p "$d/copy" "$d/from"
+    local head='ARG BASE_REGISTRY
+FROM ${BASE_REGISTRY}/slipway-test/busybox:latest AS a
+RUN echo made by a > /a.txt'
+    printf '%s\n' "$head" 'FROM ${BASE_REGISTRY}/slipway-test/busybox:latest' \
+      'COPY --from=a /a.txt /a.txt' > "$d/copy/Dockerfile"
+    printf '%s\n' "$head" 'FROM a AS b' 'RUN cat /a.txt > /b.txt' \
+      'FROM ${BASE_REGISTRY}/slipway-test/busybox:latest' 'COPY --from=a /a.txt /a.txt' \
+      'COPY --from=b /b.txt /b.txt' > "$d/from/Dockerfile"
+    cbuild "$name-copy" "$d/copy" "$cr" || return 1
+    tag=$(grep -E '^cache: stage #0 stored under' "$WORK/cache-$name-copy.log" | grep -oE 'sw1-[0-9a-f]{64}' | head -1)
+    [[ -n $tag ]] || { echo "stage #0 was not stored"; grep '^cache' "$WORK/cache-$name-copy.log"; return 1; }
+    layers=$(skopeo inspect --tls-verify=false --raw "docker://$cr:$tag" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["layers"]))')
+    echo "stage #0's entry: $layers blob(s)"
+    [[ $layers == 1 ]] || { echo "want its exports alone"; return 1; }
+    cbuild "$name-copy-warm" "$d/copy" "$cr" || return 1
+    echo "copy again: hits [$(chits "$name-copy-warm")]"
+    [[ $(chits "$name-copy-warm") == "0 1" ]] || return 1
+    cbuild "$name-from" "$d/from" "$cr" || return 1
+    grep -E "^warning: cache: stage #0: entry sw1-[0-9a-f]+: it holds the stage's exports but not its layers" \
+      "$WORK/cache-$name-from.log" || { echo "no refusal"; grep -E '^(cache|warning)' "$WORK/cache-$name-from.log"; return 1; }
+    echo "FROM it: hits [$(chits "$name-from")]"
+    [[ $(chits "$name-from") != 0* ]] || return 1
+    cbuild "$name-copy-none" "$d/copy" "" || return 1
+    cbuild "$name-from-none" "$d/from" "" || return 1
+    [[ $(cdigest "$name-copy-warm") == "$(cdigest "$name-copy-none")" ]] || { echo "copy: digests differ"; return 1; }
+    [[ $(cdigest "$name-from") == "$(cdigest "$name-from-none")" ]] || { echo "from: digests differ"; return 1; }
+  }
+  run_test cache-layerless t_layerless
 fi

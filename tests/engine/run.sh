@@ -228,7 +228,7 @@ DF
       >"$WORK/build-unread-all.log" 2>&1 || { tail -20 "$WORK/build-unread-all.log"; return 1; }
     d1=$(grep -o 'sha256:[0-9a-f]\{64\}' "$log" | tail -1)
     d2=$(grep -o 'sha256:[0-9a-f]\{64\}' "$WORK/build-unread-all.log" | tail -1)
-    echo "digest without side layers $d1, with every layer $d2"
+    echo "digest without side layers $d1, with a layer cache $d2"
     [[ -n $d1 && $d1 == "$d2" ]]
   }
   run_test unread-layers t_unread

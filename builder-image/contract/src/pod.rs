@@ -551,25 +551,28 @@ pub struct StageArgs {
     #[command(flatten)]
     pub epoch: EpochArgs,
     /// Which of the chain's stages write layers.
-    #[arg(long, value_enum, default_value_t = StageLayers::All)]
+    #[arg(long, value_enum, default_value_t = StageLayers::Cached)]
     pub layers: StageLayers,
 }
 
 /// Which stages write their layers (the RUN walks, the tars, their gzip).
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StageLayers {
-    /// Every stage: a layer cache stores them all.
+    /// The stages whose layers a later step or a layer cache can use: those read, and those
+    /// with checkpoints (a RUN before their last instruction), which a later build resumes
+    /// from. The cache entry of any other stage holds its result and exports only, and
+    /// serves only builds that read nothing else of it.
     #[default]
-    All,
+    Cached,
     /// Only the stages whose layers a later step reads (`Plan::layers_read`: the target and
     /// the stages others are built `FROM`); the others leave their exports and result only.
     Read,
 }
 
 impl StageLayers {
-    /// `Read` when no layer cache will store the stages, else `All`.
+    /// `Read` when no layer cache will store the stages, else `Cached`.
     pub fn for_cache(cached: bool) -> Self {
-        if cached { Self::All } else { Self::Read }
+        if cached { Self::Cached } else { Self::Read }
     }
 }
 
@@ -583,7 +586,7 @@ impl StageArgs {
             workspace: PathBuf::from(paths::WORKSPACE),
             limits: SizeLimitArgs::default(),
             epoch: EpochArgs::default(),
-            layers: StageLayers::All,
+            layers: StageLayers::Cached,
             digests,
         }
     }

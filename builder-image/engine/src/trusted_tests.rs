@@ -179,6 +179,7 @@ fn result_of(index: usize, layers: Vec<LayerRef>) -> StageResult {
         vars: vec![],
         args: vec![],
         checkpoints: Vec::new(),
+        layers_skipped: false,
     }
 }
 

@@ -137,6 +137,10 @@ pub struct StageResult {
     /// layer cache stores for a later build whose stage agrees up to there (a prefix hit).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checkpoints: Vec<Checkpoint>,
+    /// The stage made no layers (`--layers`: nothing reads them): `layers` is empty whatever
+    /// its instructions wrote, so a cache entry of it serves only readers of its exports.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub layers_skipped: bool,
 }
 
 /// A stage's state after one of its instructions: everything its later instructions read

@@ -225,6 +225,7 @@ fn result_with(layers: Vec<LayerRef>) -> StageResult {
         vars: Vec::new(),
         args: Vec::new(),
         checkpoints: Vec::new(),
+        layers_skipped: false,
     }
 }
 

@@ -152,20 +152,21 @@ impl<'a> BuildCache<'a> {
     /// build that hits everywhere waits for one round of requests, not one per stage.
     pub fn prefetch(&mut self) {
         use futures::StreamExt;
-        let tries: Vec<(usize, Vec<usize>, Keyed)> = self
+        let tries: Vec<(usize, Vec<usize>, bool, Keyed)> = self
             .plan
             .stages
             .iter()
             .filter_map(|s| {
                 let k = self.keys.fast(s.index)?;
-                Some((s.index, lineage(self.plan, s.index), k.clone()))
+                let needs = self.plan.layers_read(s.index);
+                Some((s.index, lineage(self.plan, s.index), needs, k.clone()))
             })
             .collect();
         let store = &self.store;
         let found = run(async {
             Ok(
-                futures::stream::iter(tries.iter().map(|(i, chain, k)| async move {
-                    (*i, store.lookup(*i, chain, KeyKind::Fast, k).await)
+                futures::stream::iter(tries.iter().map(|(i, chain, needs, k)| async move {
+                    (*i, store.lookup(*i, chain, *needs, KeyKind::Fast, k).await)
                 }))
                 .buffer_unordered(IN_FLIGHT)
                 .collect::<Vec<_>>()
@@ -184,6 +185,7 @@ impl<'a> BuildCache<'a> {
 
     fn lookup(&self, index: usize, outputs: &BTreeMap<usize, Outputs>) -> Option<Hit> {
         let chain = lineage(self.plan, index);
+        let needs = self.plan.layers_read(index);
         let fast = self.keys.fast(index);
         let slow = self.keys.slow(index, outputs);
         let tries = fast
@@ -193,7 +195,7 @@ impl<'a> BuildCache<'a> {
         for (kind, keyed) in tries {
             let found = match (kind, self.prefetched.get(&index)) {
                 (KeyKind::Fast, Some(prefetched)) => Ok(prefetched.clone()),
-                _ => run(self.store.lookup(index, &chain, kind, &keyed)),
+                _ => run(self.store.lookup(index, &chain, needs, kind, &keyed)),
             };
             match found {
                 Ok(Some(hit)) => return Some(hit),

@@ -74,6 +74,8 @@ pub enum Rejected {
     LayerPath(String),
     #[error("its checkpoint is not the one after instruction {0} of the stage")]
     Checkpoint(usize),
+    #[error("it holds the stage's exports but not its layers, which this build reads")]
+    NoLayers,
 }
 
 /// An entry found under a stage's key and checked against it.
@@ -92,10 +94,12 @@ pub struct Hit {
 
 impl Hit {
     /// Checks an entry found under `kind`'s key of stage `index` (whose chain is `lineage`)
-    /// against `record`: its config, its record, its result and its layers.
+    /// against `record`: its config, its record, its result and its layers. A stage whose
+    /// layers this build reads (`needs_layers`) cannot take an entry stored without them.
     pub fn check(
         index: usize,
         lineage: &[usize],
+        needs_layers: bool,
         kind: KeyKind,
         record: &Record,
         config: &[u8],
@@ -123,6 +127,9 @@ impl Hit {
             serde_json::from_slice(&result).map_err(|e| Rejected::Result(e.to_string()))?;
         if parsed.index != index {
             return Err(Rejected::Index(parsed.index));
+        }
+        if needs_layers && parsed.layers_skipped {
+            return Err(Rejected::NoLayers);
         }
         let exports = if config.exports { blobs.pop() } else { None };
         if config.exports && exports.is_none() || blobs.len() != parsed.layers.len() {

@@ -29,6 +29,7 @@ fn result(index: usize, layers: Vec<LayerRef>) -> Vec<u8> {
         vars: Vec::new(),
         args: Vec::new(),
         checkpoints: Vec::new(),
+        layers_skipped: false,
     })
     .expect("json")
 }
@@ -63,7 +64,16 @@ fn entry(exports: bool) -> (Vec<u8>, Vec<u8>, Vec<LayerRef>) {
 #[test]
 fn a_checked_hit_restores_the_very_result() {
     let (config, res, blobs) = entry(true);
-    let hit = Hit::check(2, &[2, 1], KeyKind::Fast, &record("fast"), &config, blobs).expect("hit");
+    let hit = Hit::check(
+        2,
+        &[2, 1],
+        true,
+        KeyKind::Fast,
+        &record("fast"),
+        &config,
+        blobs,
+    )
+    .expect("hit");
     assert_eq!(hit.result, res);
     assert_eq!(hit.layers.len(), 2);
     assert_eq!(hit.exports.as_ref().map(|e| e.digest.as_str()), Some(D3));
@@ -73,16 +83,65 @@ fn a_checked_hit_restores_the_very_result() {
     assert_eq!(out.exports.map(|d| d.to_string()).as_deref(), Some(D3));
     // The slow record too.
     let (config, _, blobs) = entry(false);
-    let hit =
-        Hit::check(2, &[2, 1], KeyKind::Slow, &record("slow"), &config, blobs).expect("slow hit");
+    let hit = Hit::check(
+        2,
+        &[2, 1],
+        true,
+        KeyKind::Slow,
+        &record("slow"),
+        &config,
+        blobs,
+    )
+    .expect("slow hit");
     assert_eq!(hit.exports, None);
+}
+
+/// A stage that made no layers (no later step read them) left its result and exports: its
+/// entry serves a build that reads only its exports, never one built `FROM` it.
+#[test]
+fn an_entry_without_layers_serves_only_readers_of_its_exports() {
+    let mut res: StageResult = serde_json::from_slice(&result(2, Vec::new())).expect("result");
+    res.layers_skipped = true;
+    let res = serde_json::to_vec(&res).expect("json");
+    let config = EntryConfig::new(Some(&record("fast")), None, &res, true).to_bytes();
+    let blobs = vec![blob(D3, 30)];
+    let check = |needs| {
+        Hit::check(
+            2,
+            &[2],
+            needs,
+            KeyKind::Fast,
+            &record("fast"),
+            &config,
+            blobs.clone(),
+        )
+    };
+    let hit = check(false).expect("a reader of its exports takes it");
+    assert!(hit.layers.is_empty());
+    assert_eq!(hit.exports.as_ref().map(|e| e.digest.as_str()), Some(D3));
+    assert_eq!(
+        check(true).expect_err("a stage FROM it"),
+        Rejected::NoLayers
+    );
+    // A stage that wrote no files makes no layers either: that entry serves both.
+    let config = EntryConfig::new(Some(&record("fast")), None, &result(2, Vec::new()), true);
+    let hit = Hit::check(
+        2,
+        &[2],
+        true,
+        KeyKind::Fast,
+        &record("fast"),
+        &config.to_bytes(),
+        blobs.clone(),
+    );
+    assert!(hit.expect("no files, no layers").layers.is_empty());
 }
 
 #[test]
 fn an_entry_that_is_not_what_the_key_says_is_a_miss() {
     let (config, _, blobs) = entry(true);
     let check = |kind, rec: &Record, config: &[u8], blobs: Vec<LayerRef>, lineage: &[usize]| {
-        Hit::check(2, lineage, kind, rec, config, blobs).expect_err("rejected")
+        Hit::check(2, lineage, true, kind, rec, config, blobs).expect_err("rejected")
     };
     // Another input under the same key (a collision, or a bug in what a key holds).
     assert_eq!(
@@ -142,6 +201,7 @@ fn an_entry_that_is_not_what_the_key_says_is_a_miss() {
     let hit = Hit::check(
         5,
         &[5, 2, 1],
+        true,
         KeyKind::Fast,
         &record("fast"),
         &config,
@@ -255,6 +315,7 @@ fn a_checkpoint_is_used_only_where_its_key_and_stage_say() {
         Hit::check(
             2,
             &[2],
+            true,
             KeyKind::Fast,
             &record("prefix"),
             &config,

@@ -74,12 +74,13 @@ impl Store<'_> {
         format!("{}:{}", self.repository, key.tag())
     }
 
-    /// The entry under `keyed`'s key, checked: `Ok(None)` when there is none, an error when
-    /// there is one that cannot be used.
+    /// The entry under `keyed`'s key, checked ([`Hit::check`]): `Ok(None)` when there is
+    /// none, an error when there is one that cannot be used.
     pub async fn lookup(
         &self,
         index: usize,
         lineage: &[usize],
+        needs_layers: bool,
         kind: KeyKind,
         keyed: &Keyed,
     ) -> Result<Option<Hit>, CacheError> {
@@ -87,12 +88,20 @@ impl Store<'_> {
         let Some((blobs, config)) = self.registry.lookup(&reference).await? else {
             return Ok(None);
         };
-        Hit::check(index, lineage, kind, &keyed.record, &config, blobs)
-            .map(Some)
-            .map_err(|source| CacheError::Rejected {
-                tag: keyed.key.tag(),
-                source,
-            })
+        Hit::check(
+            index,
+            lineage,
+            needs_layers,
+            kind,
+            &keyed.record,
+            &config,
+            blobs,
+        )
+        .map(Some)
+        .map_err(|source| CacheError::Rejected {
+            tag: keyed.key.tag(),
+            source,
+        })
     }
 
     /// Writes a hit's result, layers and exports into the workspace, where the stage would

@@ -33,6 +33,7 @@ fn a_result_naming_a_layer_outside_its_chain_is_not_stored() {
         vars: Vec::new(),
         args: Vec::new(),
         checkpoints: Vec::new(),
+        layers_skipped: false,
     };
     fs::write(
         ws.stage_result(1),

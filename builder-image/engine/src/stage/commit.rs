@@ -114,6 +114,7 @@ impl Engine<'_> {
                 .collect(),
             args: self.args,
             checkpoints: self.checkpoints,
+            layers_skipped: !self.writes_layers,
         };
         let _ = fs::remove_dir_all(self.ws.stage_work(self.ps.index));
         workspace::write_json(&self.ws.stage_result(self.ps.index), &result)?;

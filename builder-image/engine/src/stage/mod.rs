@@ -309,7 +309,8 @@ fn run_one(
         resumed: 0,
         threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         epoch: opts.epoch,
-        writes_layers: opts.layers == StageLayers::All || plan.layers_read(index),
+        writes_layers: plan.layers_read(index)
+            || (opts.layers == StageLayers::Cached && checkpointable(&df.stages[ps.index])),
         ws,
     };
     e.start(carry).map_err(|m| setup(&label, m))?;
@@ -593,6 +594,15 @@ impl Engine<'_> {
             &self.image.config.working_dir
         }
     }
+}
+
+/// Whether a stage can leave checkpoints: a RUN before its last instruction (each is
+/// followed by one, see [`run_one`]), whose layers a later build resumes from.
+fn checkpointable(stage: &instructions::Stage) -> bool {
+    let n = stage.commands.len();
+    stage.commands[..n.saturating_sub(1)]
+        .iter()
+        .any(|c| matches!(c.instruction, Instruction::Run(_)))
 }
 
 /// A name safe as one file name (heredoc scripts, secrets): anything but `[A-Za-z0-9_-]`

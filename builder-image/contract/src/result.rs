@@ -92,6 +92,15 @@ fn is_zero(n: &usize) -> bool {
 pub const CACHE_WARNING_LIMIT: usize = 300;
 
 impl CacheWrite {
+    /// Two writes of one push as one: their counts added, the first warning kept.
+    pub fn and(self, other: CacheWrite) -> CacheWrite {
+        CacheWrite {
+            stored: self.stored + other.stored,
+            failed: self.failed + other.failed,
+            warning: self.warning.or(other.warning),
+        }
+    }
+
     /// Counts a failure; keeps the first one's message, cut on a character boundary.
     pub fn failure(&mut self, message: &str) {
         self.failed += 1;

@@ -6,9 +6,10 @@
 //!   what hit: a Job whose stages all hit is no Job at all, one whose first stages hit starts
 //!   after them. It writes `cache-keys.json` (the stages' inputs) for the push step, and its
 //!   digest with the others it reports;
-//! - the push step ([`store`]), once the image is pushed, stores every stage that ran under
-//!   the same keys (fast and, from the digests the controller holds of what each stage left,
-//!   slow), reading only what those digests vouch for.
+//! - the push step ([`store`]) stores every stage that ran under the same keys (fast and,
+//!   from the digests the controller holds of what each stage left, slow), reading only what
+//!   those digests vouch for: the stages beside the image's FROM-chain while the image is
+//!   pushed, the chain's once it is (their layers are mounted from it, not uploaded again).
 //!
 //! Stage pods never see the cache or its credentials.
 
@@ -223,15 +224,35 @@ fn needed(mut jobs: Vec<StageJob>, target: usize) -> Vec<StageJob> {
     }
 }
 
-/// Stores every stage that ran (those the prepare step did not restore) under its fast key
-/// and its slow key, after the image was pushed. Reads `cache-keys.json`, each stage's result,
-/// layers and exports only as the controller's digests vouch for them.
+/// Which stages that ran a call of [`store`] stores, by the FROM-chain of the target (whose
+/// layers are the image's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The others: while the image is pushed.
+    Beside { target: usize },
+    /// The chain: once the image is pushed, so that its layers are mounted from there.
+    Chain { target: usize },
+}
+
+impl Part {
+    fn takes(self, keys: &Keys, index: usize) -> bool {
+        match self {
+            Part::Beside { target } => !keys.lineage(target).contains(&index),
+            Part::Chain { target } => keys.lineage(target).contains(&index),
+        }
+    }
+}
+
+/// Stores the stages of `part` that ran (those the prepare step did not restore) under their
+/// fast and slow keys. Reads `cache-keys.json`, each stage's result, layers and exports only as
+/// the controller's digests vouch for them.
 pub fn store(
     ws: &Workspace,
     digests: &Digests,
     registry: &Registry,
     repository: &str,
     pushed_to: &[String],
+    part: Part,
 ) -> CacheWrite {
     let mut out = CacheWrite::default();
     let file = match read_keys(ws, digests) {
@@ -270,7 +291,7 @@ pub fn store(
     };
     let before = registry.tally();
     for i in keys.stages() {
-        if cached.contains(&i) || !outputs.contains_key(&i) {
+        if cached.contains(&i) || !outputs.contains_key(&i) || !part.takes(&keys, i) {
             continue;
         }
         let fast = keys.fast(i);

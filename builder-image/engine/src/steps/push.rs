@@ -13,7 +13,9 @@
 use std::collections::BTreeMap;
 
 use slipway_contract::pod::PushArgs;
+use slipway_contract::result::CacheWrite;
 
+use crate::cache::cluster::{self as cache, Part};
 use crate::net::RuntimeError;
 use crate::registry::client::{BlobSource, ImageToPush, Registry, RegistryError, SetupError};
 use crate::trusted::{Checked, TrustError};
@@ -96,15 +98,42 @@ pub fn push(args: &PushArgs) -> Result<Pushed, PushError> {
         .blob_cache
         .clone()
         .unwrap_or_else(|| ws.root.join("blobs"));
-    let registry = Registry::new(&args.registries.insecure_registries, &blobs)?;
-    let digest = crate::net::block_on(registry.push(&args.destinations, &image))??;
+    let insecure = &args.registries.insecure_registries;
+    let registry = Registry::new(insecure, &blobs)?;
+    // The cache's own client, so that each says what it uploaded.
+    let cache_registry = match &args.cache_repo {
+        Some(repo) => Some((repo.as_str(), Registry::new(insecure, &blobs)?)),
+        None => None,
+    };
+    let store = |registry: &Registry, repo: &str, part: Part| {
+        cache::store(&ws, &args.digests, registry, repo, &args.destinations, part)
+    };
+    let target = r.index;
+    // Best-effort, the cache: the stages beside the image's chain are stored while the
+    // image is pushed (an upload each, the registry's time more than ours); the chain's
+    // after it, mounted from it. A failed push still waits for the first part.
+    let (pushed, beside) = std::thread::scope(|s| {
+        let beside = cache_registry
+            .as_ref()
+            .map(|(repo, reg)| s.spawn(|| store(reg, repo, Part::Beside { target })));
+        let pushed = crate::net::block_on(registry.push(&args.destinations, &image));
+        let beside = beside.map(|h| {
+            h.join().unwrap_or_else(|_| {
+                let mut w = CacheWrite::default();
+                w.failure("cache: the writer of the other stages panicked");
+                w
+            })
+        });
+        (pushed, beside)
+    });
+    let digest = pushed??;
     eprintln!("push: {}", registry.tally());
     for d in &args.destinations {
         eprintln!("pushed {d}@{digest}");
     }
-    // Best-effort: the image is pushed, whatever the cache says.
-    let cache = args.cache_repo.as_deref().map(|repo| {
-        crate::cache::cluster::store(&ws, &args.digests, &registry, repo, &args.destinations)
+    let cache = cache_registry.as_ref().map(|(repo, reg)| {
+        let chain = store(reg, repo, Part::Chain { target });
+        beside.unwrap_or_default().and(chain)
     });
     Ok(Pushed {
         digest,

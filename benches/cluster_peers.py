@@ -26,7 +26,12 @@ every 0.2 s: page cache included; for BuildKit the daemon's, reset before each b
 compressed bytes of the pushed image's layers that are not its base's; for Slipway also the
 bytes its push pod uploaded (the image push and the cache write, from the pod's `push:` and
 `cache: write:` lines), cold and warm;
-ratios are peer / Slipway (above 1: Slipway is faster or smaller).
+ratios are peer / Slipway (above 1: Slipway is faster or smaller). Repositories are under
+bench/<pid>-<time>/, so a rerun on the same cluster never finds an earlier run's cache.
+  --slipway-only    no peer runs (profiling Slipway alone; no ratios)
+  BENCH_TIMELINE=1  also prints, per Slipway build, each pod's created, scheduled and container
+                    start and end times (seconds from the POST) and the push pod's log lines
+                    with theirs: where the build's time goes between pods.
 """
 import argparse, glob, json, os, signal, socket, statistics, subprocess, sys, tarfile, tempfile, threading, time
 import urllib.request

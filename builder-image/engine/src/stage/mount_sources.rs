@@ -223,6 +223,7 @@ impl Engine<'_> {
             owner: Owner::Keep,
             chmod: None,
             ignore: None,
+            move_files: false,
         };
         fscopy::copy_source(
             &dir,

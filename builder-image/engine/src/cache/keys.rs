@@ -427,7 +427,6 @@ fn context_root(
         owner: Owner::Set(0, 0),
         chmod: None,
         ignore: Some((ignore, context)),
-        move_files: false,
     };
     let (present, absent): (Vec<_>, Vec<_>) = match usage {
         ContextUse::None => return Ok(None),

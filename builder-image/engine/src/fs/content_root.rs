@@ -162,7 +162,6 @@ mod tests {
             owner,
             chmod,
             ignore: Some((&m, &ctx)),
-            move_files: false,
         };
         of_items(&ctx, &items, &opts).expect("root")
     }
@@ -238,7 +237,6 @@ mod tests {
             owner: Owner::Keep,
             chmod: None,
             ignore: None,
-            move_files: false,
         };
         let gone = ctx.join("gone");
         let e = of_sources(&ctx, [gone.as_path()], &opts).expect_err("missing");

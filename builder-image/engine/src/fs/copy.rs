@@ -40,10 +40,6 @@ pub struct CopyOptions<'a> {
     pub chmod: Option<u32>,
     /// `.dockerignore`, with the (canonical) context it is relative to.
     pub ignore: Option<(&'a Matcher, &'a Path)>,
-    /// The sources are a scratch tree made for this copy alone, on the destination's file
-    /// system: regular files are renamed into place (one write per byte, not two), and
-    /// copied only where a rename fails (another file system).
-    pub move_files: bool,
 }
 
 /// The paths one COPY/ADD wrote, relative to the root, as they really are in it: raw bytes
@@ -151,9 +147,7 @@ fn copy_entry(src: &Path, dst: &Path, opts: &CopyOptions) -> io::Result<bool> {
         filetime::set_symlink_file_times(dst, t, t)?;
         return Ok(true);
     } else if ft.is_file() {
-        if !(opts.move_files && fs::rename(src, dst).is_ok()) {
-            fs::copy(src, dst)?;
-        }
+        fs::copy(src, dst)?;
     } else {
         return Ok(false); // sockets, fifos and devices are not copied from a context
     }
@@ -224,15 +218,12 @@ fn copy_children(
             continue;
         }
         let d = dst_dir.join(&n);
-        // Asked first: moving its files out changes a directory's mtime, and a moved file
-        // is no longer there to ask.
-        let m = fs::symlink_metadata(&s)?;
         if copy_entry(&s, &d, opts)? {
             out.record(root, &d);
-            if m.is_dir() {
+            if fs::symlink_metadata(&s)?.is_dir() {
                 copy_children(root, &s, &d, opts, out)?;
                 // Writing children moved the directory's mtime: put the source's back.
-                let t = FileTime::from_last_modification_time(&m);
+                let t = FileTime::from_last_modification_time(&fs::metadata(&s)?);
                 filetime::set_file_times(&d, t, t)?;
             }
         }
@@ -325,7 +316,6 @@ mod tests {
             owner: Owner::Set(me.0, me.1),
             chmod: None,
             ignore: Some((&m, c)),
-            move_files: false,
         };
         let mut w = Written::default();
         copy_source(root.path(), &c.join("src"), true, "/lib/app", &opts, &mut w).expect("copy");
@@ -368,7 +358,6 @@ mod tests {
             owner: Owner::Set(me.0, me.1),
             chmod,
             ignore: None,
-            move_files: false,
         };
         let mode = |p: &str| fs::symlink_metadata(r.join(p)).expect(p).mode() & 0o7777;
         let mut w = Written::default();
@@ -418,7 +407,6 @@ mod tests {
             owner: Owner::Keep,
             chmod: None,
             ignore: None,
-            move_files: false,
         };
         let mut w = Written::default();
         copy_source(root.path(), &s.join("data"), true, "/copied", &opts, &mut w).expect("copy");
@@ -441,74 +429,5 @@ mod tests {
             fs::read_link(r.join(raw(b"copied/link\xff"))).expect("link"),
             raw(b"dir\xe9/caf\xe9")
         );
-    }
-
-    #[test]
-    fn moved_files_land_as_copied_ones_do() {
-        // The same tree copied, and moved out of a scratch on the same file system: the same
-        // paths written, bytes, modes, owners, mtimes and links; the moved files are gone
-        // from the scratch, the copied ones are not.
-        let d = tempfile::tempdir().expect("tmp");
-        let make = |name: &str| {
-            let s = d.path().join(name);
-            fs::create_dir_all(s.join("dir/sub")).expect("mkdir");
-            fs::write(s.join("dir/a"), "a").expect("w");
-            fs::write(s.join("dir/sub/b"), "bb").expect("w");
-            fs::set_permissions(s.join("dir/sub/b"), fs::Permissions::from_mode(0o4751))
-                .expect("chmod");
-            symlink("sub/b", s.join("dir/link")).expect("ln");
-            let t = FileTime::from_unix_time(1_000_000, 0);
-            filetime::set_file_times(s.join("dir/a"), t, t).expect("times");
-            filetime::set_file_times(s.join("dir/sub"), t, t).expect("times");
-            s
-        };
-        let (kept, moved) = (make("kept"), make("moved"));
-        let root = d.path().join("root");
-        fs::create_dir(&root).expect("mkdir");
-        let mut written = Vec::new();
-        for (src, dest, move_files) in [(&kept, "/c", false), (&moved, "/m", true)] {
-            let opts = CopyOptions {
-                owner: Owner::Keep,
-                chmod: None,
-                ignore: None,
-                move_files,
-            };
-            let mut w = Written::default();
-            copy_source(&root, &src.join("dir"), true, dest, &opts, &mut w).expect("copy");
-            let rel: Vec<String> = w
-                .paths
-                .iter()
-                .map(|p| p.to_string_lossy()[1..].to_string())
-                .collect();
-            written.push(rel);
-        }
-        assert_eq!(written[0], written[1]);
-        for rel in &written[0] {
-            let (c, m) = (root.join(format!("c{rel}")), root.join(format!("m{rel}")));
-            let (mc, mm) = (
-                fs::symlink_metadata(&c).expect("c"),
-                fs::symlink_metadata(&m).expect("m"),
-            );
-            assert_eq!(
-                (mc.mode(), mc.uid(), mc.gid(), mc.len()),
-                (mm.mode(), mm.uid(), mm.gid(), mm.len()),
-                "{rel}"
-            );
-            assert_eq!(mc.mtime(), mm.mtime(), "{rel}");
-            if mc.is_file() {
-                assert_eq!(fs::read(&c).expect("c"), fs::read(&m).expect("m"));
-            }
-        }
-        assert_eq!(
-            fs::symlink_metadata(root.join("m/sub/b"))
-                .expect("b")
-                .mode()
-                & 0o7777,
-            0o4751
-        );
-        assert!(kept.join("dir/sub/b").exists() && kept.join("dir/a").exists());
-        assert!(!moved.join("dir/sub/b").exists() && !moved.join("dir/a").exists());
-        // The link is made anew, not moved.
-        assert!(fs::symlink_metadata(moved.join("dir/link")).is_ok());
     }
 }

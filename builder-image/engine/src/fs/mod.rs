@@ -10,7 +10,6 @@ pub mod content_root;
 pub mod copy;
 pub mod glob;
 pub mod root;
-pub mod scratch;
 pub mod unpack;
 
 /// An I/O error on a named path: `PATH: error`, the shape of every file error users see.

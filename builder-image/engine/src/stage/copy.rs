@@ -8,15 +8,12 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use slipway_frontend::dockerfile::instructions::{
-    Add, Command, Copy, Dockerfile, Instruction, SourcesAndDest,
-};
+use slipway_frontend::dockerfile::instructions::{Add, Command, Copy, Dockerfile, SourcesAndDest};
 use slipway_frontend::dockerignore::{IgnoreError, Matcher};
 
 use crate::fs::PathError;
 use crate::fs::archive::ExtractError;
 use crate::fs::copy::{self as fscopy, ChmodError, CopyOptions, Owner, Written};
-use crate::fs::scratch::Scratch;
 use crate::net::DownloadError;
 use crate::stage::config::in_image_path;
 use crate::stage::copy_sources::{self, CopyError};
@@ -89,10 +86,6 @@ pub enum CopyAddError {
     },
     #[error(transparent)]
     Download(#[from] DownloadError),
-    /// The scratch directory a `--from` stage's exports were unpacked into, in the stage's
-    /// tree, could not be removed (left there, it would be part of the next layer).
-    #[error("removing the unpacked exports: {0}")]
-    Scratch(#[source] PathError),
     /// A heredoc or a download whose file name is empty, `.` or `..`: writing it would
     /// replace a directory of the tree, or its parent (L2 of SECURITY.md).
     #[error("{from}: {target} does not name a file")]
@@ -130,8 +123,6 @@ struct CopySpec<'a> {
     chmod: Option<u32>,
     exclude: &'a [String],
     archives: Archives,
-    /// `src_root` is a scratch tree for this copy alone: its files may be moved.
-    move_files: bool,
 }
 
 /// COPY's owner: `--chown`, else root for context files and the source's own for files from
@@ -157,32 +148,6 @@ pub fn from_stage(df: &Dockerfile, from: &str, by_name_only: bool) -> Option<usi
         None if !by_name_only => from.parse::<usize>().ok(),
         None => None,
     }
-}
-
-/// How many of `commands` are a `COPY --from` naming stage `i`.
-pub fn copies_from(df: &Dockerfile, commands: &[Command], i: usize) -> usize {
-    commands
-        .iter()
-        .filter(|c| match &c.instruction {
-            Instruction::Copy(c) => c
-                .from
-                .as_deref()
-                .is_some_and(|f| from_stage(df, f, false) == Some(i)),
-            _ => false,
-        })
-        .count()
-}
-
-/// Whether a source is the same as another, or inside it (through links too): moving its
-/// files would leave the other without them.
-fn overlapping(items: &[copy_sources::CopyItem]) -> bool {
-    let mut real: Vec<PathBuf> = items
-        .iter()
-        .map(|i| fs::canonicalize(&i.source).unwrap_or_else(|_| i.source.clone()))
-        .collect();
-    // Component order puts a path's descendants right after it.
-    real.sort();
-    real.windows(2).any(|w| w[1].starts_with(&w[0]))
 }
 
 /// The patterns sources are filtered by: `.dockerignore` for the context's, then `--exclude`.
@@ -262,38 +227,6 @@ pub fn copy_history(
 }
 
 impl Engine<'_> {
-    /// A stage's exports unpacked into a scratch directory inside the stage's own tree, for
-    /// a COPY that is this stage's only one from it: its files are then moved into place, not
-    /// copied from an unpacked copy on the workspace's file system (which writes every byte
-    /// twice and deletes it again). `None`: not a stage, already unpacked, copied from more
-    /// than once (each would unpack everything), or no scratch can be made there; the
-    /// workspace's unpacked copy serves then.
-    fn exports_in_root(
-        &mut self,
-        cmd: &Command,
-        from: &str,
-    ) -> Result<Option<Scratch>, StageError> {
-        let Some(i) = from_stage(self.df, from, false) else {
-            return Ok(None);
-        };
-        let copies = copies_from(self.df, &self.df.stages[self.ps.index].commands, i);
-        if self.unpacked.contains_key(&i) || copies > 1 {
-            return Ok(None);
-        }
-        let Ok(scratch) = Scratch::new(&self.root, &format!("from-{i}")) else {
-            return Ok(None);
-        };
-        let trust = |e: TrustError| self.fail(cmd, CopyAddError::Trust(e));
-        // Read only when it is what the stage wrote (its digest, H1); `None`: nothing exported.
-        if let Some(mut tar) = self.checked().exports(i).map_err(trust)? {
-            let extracted =
-                exports::extract_from(&mut tar, &self.ws.stage_exports(i), scratch.path());
-            tar.finish().map_err(trust)?;
-            extracted.map_err(|e| self.fail(cmd, CopyAddError::Exports(e)))?;
-        }
-        Ok(Some(scratch))
-    }
-
     /// The tree a `--from` names: a stage's unpacked exports, or an external image's rootfs.
     pub(super) fn copy_from_root(
         &mut self,
@@ -353,14 +286,9 @@ impl Engine<'_> {
         }
         let chown = self.chown(cmd, c.chown.as_deref())?;
         let chmod = self.chmod(cmd, c.chmod.as_deref())?;
-        let scratch = match &c.from {
-            Some(f) => self.exports_in_root(cmd, f)?,
-            None => None,
-        };
-        let (src_root, from_context) = match (&c.from, &scratch) {
-            (None, _) => (self.ws.context(), true),
-            (Some(_), Some(s)) => (s.path().to_path_buf(), false),
-            (Some(f), None) => (self.copy_from_root(cmd, f, false)?, false),
+        let (src_root, from_context) = match &c.from {
+            None => (self.ws.context(), true),
+            Some(f) => (self.copy_from_root(cmd, f, false)?, false),
         };
         let spec = CopySpec {
             paths: &c.paths,
@@ -370,13 +298,8 @@ impl Engine<'_> {
             chmod,
             exclude: &c.exclude,
             archives: Archives::Copy,
-            move_files: scratch.is_some(),
         };
         let w = self.copy_sources(cmd, &spec)?;
-        if let Some(s) = scratch {
-            s.remove()
-                .map_err(|e| self.fail(cmd, CopyAddError::Scratch(e)))?;
-        }
         let history = self.history_of(cmd, "COPY", &c.paths, &c.chown, &c.chmod)?;
         self.image.copy(history);
         self.commit_written(cmd, &w)
@@ -402,7 +325,6 @@ impl Engine<'_> {
                 chmod,
                 exclude: &a.exclude,
                 archives: Archives::for_add(a.unpack, chown),
-                move_files: false,
             };
             self.copy_sources(cmd, &spec)?
         };
@@ -515,8 +437,6 @@ impl Engine<'_> {
             owner: spec.owner,
             chmod: spec.chmod,
             ignore: Some((&combined, &canonical)),
-            // A file two sources name (`COPY --from=s /a/x /a /d/`) is copied twice.
-            move_files: spec.move_files && !overlapping(&items),
         };
         for item in items {
             if let Archives::Unpack { chown } = spec.archives
@@ -619,41 +539,6 @@ mod tests {
             Instruction::Add(a) => a.paths.clone(),
             other => panic!("not a COPY or ADD: {other:?}"),
         }
-    }
-
-    #[test]
-    fn copies_from_counts_copies_naming_a_stage_by_name_or_index() {
-        let df = dockerfile(
-            "FROM scratch AS a\nFROM scratch AS b\nFROM scratch\n\
-             COPY --from=a /x /x\nCOPY --from=B /y /y\nCOPY --from=0 /z /z\n\
-             RUN --mount=from=b,target=/m true\nCOPY y /y\n",
-        );
-        let cmds = &df.stages[2].commands;
-        assert_eq!(copies_from(&df, cmds, 0), 2);
-        assert_eq!(copies_from(&df, cmds, 1), 1);
-        assert_eq!(copies_from(&df, cmds, 2), 0);
-    }
-
-    #[test]
-    fn sources_that_share_files_are_overlapping() {
-        let d = tempfile::tempdir().expect("tmp");
-        let r = d.path();
-        fs::create_dir_all(r.join("a/x")).expect("mkdir");
-        fs::create_dir_all(r.join("ab")).expect("mkdir");
-        fs::write(r.join("a/x/f"), "f").expect("w");
-        std::os::unix::fs::symlink("a/x", r.join("link")).expect("ln");
-        let item = |p: &str| copy_sources::CopyItem {
-            source: r.join(p),
-            dest: "/d/".into(),
-            is_dir: true,
-        };
-        assert!(!overlapping(&[item("a"), item("ab")]));
-        assert!(!overlapping(&[item("a/x/f")]));
-        assert!(overlapping(&[item("a/x/f"), item("ab"), item("a")]));
-        assert!(overlapping(&[item("ab"), item("ab")]));
-        // Through a link: link/f is a/x/f.
-        assert!(overlapping(&[item("link/f"), item("a/x")]));
-        assert!(overlapping(&[item("link"), item("a/x/f")]));
     }
 
     #[test]

@@ -223,7 +223,6 @@ impl Engine<'_> {
             owner: Owner::Keep,
             chmod: None,
             ignore: None,
-            move_files: false,
         };
         fscopy::copy_source(
             &dir,

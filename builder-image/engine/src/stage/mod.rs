@@ -331,11 +331,7 @@ fn run_one(
         let began = std::time::Instant::now();
         e.dispatch(cmd)?;
         e.done(began);
-        if checkpointed
-            && e.writes_layers
-            && matches!(cmd.instruction, Instruction::Run(_))
-            && n + 1 < stage.commands.len()
-        {
+        if checkpointed && e.writes_layers && checkpoint_after(stage, n) {
             e.checkpoint(n + 1);
         }
     }
@@ -596,13 +592,14 @@ impl Engine<'_> {
     }
 }
 
-/// Whether a stage can leave checkpoints: a RUN before its last instruction (each is
-/// followed by one, see [`run_one`]), whose layers a later build resumes from.
+/// Whether a checkpoint follows instruction `n` of the stage: a RUN before its last one.
+fn checkpoint_after(stage: &instructions::Stage, n: usize) -> bool {
+    n + 1 < stage.commands.len() && matches!(stage.commands[n].instruction, Instruction::Run(_))
+}
+
+/// Whether a stage can leave checkpoints, whose layers a later build resumes from.
 fn checkpointable(stage: &instructions::Stage) -> bool {
-    let n = stage.commands.len();
-    stage.commands[..n.saturating_sub(1)]
-        .iter()
-        .any(|c| matches!(c.instruction, Instruction::Run(_)))
+    (0..stage.commands.len()).any(|n| checkpoint_after(stage, n))
 }
 
 /// A name safe as one file name (heredoc scripts, secrets): anything but `[A-Za-z0-9_-]`

@@ -4,7 +4,7 @@
 #   cached run), and pushes the same manifest digest;
 # - must-miss: each mutation (a renamed file, a mode, --chown, a build arg only RUN uses, ARG
 #   values with separators, a COPY --from stage that makes other bytes of the same size, a
-#   .dockerignore that lets a file in, the base image moved behind its tag) misses exactly
+#   .dockerignore that lets a file in, the base image moved behind its tag or the same one under another name) misses exactly
 #   where it must, and gives the digest of a build of the mutated input without the cache;
 # - must-hit: a change in a stage the target does not need, and an upstream stage rebuilt to
 #   the same bytes (the slow key);
@@ -177,6 +177,16 @@ if want cache-must; then
     [[ $(cdigest cache-base-warm) == "$(cdigest cache-base-none)" ]] || { echo "digests differ"; return 1; }
   }
   run_test cache-must-miss-base-moved t_base_moved
+  # The same base image under another name (a mirror, a copy): the target's entry names its
+  # base, so it must miss; a hit would push the image without the base's layers.
+  m_base_alias() {
+    local alias=$R/engine-cache/busybox-alias-$CACHE_RUN:latest
+    skopeo copy -q --src-tls-verify=false --dest-tls-verify=false \
+      "docker://$R/slipway-test/busybox:latest" "docker://$alias" || return 1
+    sed -i "s|^FROM \${BASE_REGISTRY}/slipway-test/busybox:latest\$|FROM $alias|" "$CM/ctx/Dockerfile"
+    grep -q "^FROM $alias\$" "$CM/ctx/Dockerfile"
+  }
+  run_test cache-must-miss-base-renamed mutation cache-base-renamed "0" m_base_alias
   # Hostile: an entry under a stage's tag that is another stage's (a registry, or whoever can
   # push to the cache repository, swapped it) is a miss, said as a warning, and the image is
   # the one a build without the cache makes.

@@ -2,7 +2,10 @@
 # engine binary, and pass/fail bookkeeping.
 ENGINE_REGISTRY=${SLIPWAY_ENGINE_REGISTRY:-127.0.0.1:5055}
 CACHE=${SLIPWAY_CACHE:-/var/cache/slipway}
+# A registry on another address (a run beside CI's) keeps its own storage: two registries on
+# one directory clobber each other's repositories and cache entries.
 REG_DIR=$CACHE/engine-registry
+[[ $ENGINE_REGISTRY == 127.0.0.1:5055 ]] || REG_DIR+=-${ENGINE_REGISTRY//[^0-9A-Za-z.]/_}
 repo=${repo:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 passed=0 failed=0 skipped=0
 REG_PID= BK_PID=

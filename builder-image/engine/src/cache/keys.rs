@@ -149,6 +149,7 @@ impl Keys {
                 Base::Image(n) => match images.get(n) {
                     Some(info) => (
                         From::Image {
+                            name: n.clone(),
                             manifest: info.digest.clone(),
                         },
                         info.config
@@ -490,6 +491,7 @@ mod tests {
                     Ok(stage(
                         0,
                         From::Image {
+                            name: "r/b:1".into(),
                             manifest: "sha256:b".into(),
                         },
                     )),

@@ -31,6 +31,10 @@ pub enum PushError {
     Trust(#[from] TrustError),
     #[error("base image config is not an object")]
     BaseConfig,
+    /// The target's result names a base this build did not resolve (a cache entry made
+    /// under another name): pushing without its layers would publish a broken image.
+    #[error("the target's base image {0} is not one this build resolved")]
+    UnknownBase(String),
     #[error("image config: {0}")]
     Config(#[from] serde_json::Error),
     #[error(transparent)]
@@ -151,7 +155,13 @@ pub fn assemble(
     images: &BTreeMap<String, ImageInfo>,
     epoch: Option<u64>,
 ) -> Result<ImageToPush, PushError> {
-    let base = r.base.as_ref().and_then(|b| images.get(b));
+    let base = (r.base.as_ref())
+        .map(|b| {
+            images
+                .get(b)
+                .ok_or_else(|| PushError::UnknownBase(b.clone()))
+        })
+        .transpose()?;
     let mut config = match base {
         Some(b) => b.config.clone(),
         None => serde_json::json!({
@@ -242,5 +252,35 @@ mod tests {
         );
         assert_eq!(with.len(), 2);
         assert!(annotations(&args(None, vec![])).is_empty());
+    }
+
+    #[test]
+    fn a_target_on_a_base_this_build_did_not_resolve_is_not_pushed() {
+        // What a cache entry made under another name for the same digest would restore.
+        let r = StageResult {
+            index: 0,
+            name: None,
+            base: Some("other.example/busybox:latest".into()),
+            config: Default::default(),
+            author: String::new(),
+            history: Vec::new(),
+            layers: Vec::new(),
+            vars: Vec::new(),
+            args: Vec::new(),
+            checkpoints: Vec::new(),
+            layers_skipped: false,
+        };
+        let ws = Workspace::new("/ws");
+        let Err(err) = assemble(&ws, &r, &BTreeMap::new(), None) else {
+            panic!("pushed without its base");
+        };
+        assert!(matches!(&err, PushError::UnknownBase(b) if b == "other.example/busybox:latest"));
+        assert_eq!(
+            err.to_string(),
+            "the target's base image other.example/busybox:latest is not one this build resolved"
+        );
+        // Without a base (scratch) there is nothing to find.
+        let scratch = StageResult { base: None, ..r };
+        assert!(assemble(&ws, &scratch, &BTreeMap::new(), None).is_ok());
     }
 }

@@ -35,8 +35,11 @@ const PREFIX_DOMAIN: &[u8] = b"slipway stage prefix key sw1\0";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum From {
-    /// A base image: its platform manifest digest.
+    /// A base image: the name the build resolved (the stage's result and the image's
+    /// `base.name` say it, so another name for the same digest is another result) and its
+    /// platform manifest digest.
     Image {
+        name: String,
         manifest: String,
     },
     Scratch,
@@ -93,7 +96,9 @@ pub fn stage_record(s: &StageInputs, deps: &BTreeMap<usize, Dep>) -> Record {
         .u64("index", s.index as u64)
         .opt_str("name", s.name.as_deref());
     match &s.from {
-        From::Image { manifest } => r.str("from-image", manifest),
+        From::Image { name, manifest } => {
+            r.str("from-image", manifest).str("from-image-name", name)
+        }
         From::Scratch => r.str("from-scratch", ""),
         From::Stage(i) => r.u64("from-stage", *i as u64),
     };

@@ -18,6 +18,7 @@ fn inputs(text: &str) -> StageInputs {
         index: 0,
         name: s.name.clone(),
         from: From::Image {
+            name: "registry.example/base:1".into(),
             manifest: "sha256:base".into(),
         },
         platform: "linux/amd64".into(),
@@ -65,7 +66,16 @@ fn every_input_changes_the_key() {
     m("name", &|s| s.name = None);
     m("base", &|s| {
         s.from = From::Image {
+            name: "registry.example/base:1".into(),
             manifest: "sha256:moved".into(),
+        }
+    });
+    // The same image under another name: the stage's result names its base (the push takes
+    // the base's layers and `base.name` by that name), so one name's entry is not the other's.
+    m("the base's name", &|s| {
+        s.from = From::Image {
+            name: "mirror.example/base:1".into(),
+            manifest: "sha256:base".into(),
         }
     });
     m("scratch", &|s| s.from = From::Scratch);

@@ -37,7 +37,8 @@ debian_root() { # extra packages...
   if [[ ! -f $base ]]; then
     command -v debootstrap >/dev/null || { echo "debootstrap is not installed" >&2; exit 1; }
     mkdir -p "$cache/images"
-    debootstrap --variant=minbase bookworm "$work/deb" http://deb.debian.org/debian >&2
+    # No mirror argument: debootstrap's default is the one Debian serves.
+    debootstrap --variant=minbase bookworm "$work/deb" >&2
     tar -C "$work/deb" -cf "$base.tmp" . && mv "$base.tmp" "$base"
     rm -rf "$work/deb"
   fi

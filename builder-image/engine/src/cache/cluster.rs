@@ -243,35 +243,23 @@ impl Part {
     }
 }
 
-/// Stores the stages of `part` that ran (those the prepare step did not restore) under their
-/// fast and slow keys. Reads `cache-keys.json`, each stage's result, layers and exports only as
-/// the controller's digests vouch for them.
-pub fn store(
-    ws: &Workspace,
-    digests: &Digests,
-    registry: &Registry,
-    repository: &str,
-    pushed_to: &[String],
-    part: Part,
-) -> CacheWrite {
-    let mut out = CacheWrite::default();
-    let file = match read_keys(ws, digests) {
-        Ok(f) => f,
-        Err(e) => {
-            out.failure(&format!("cache: {e}"));
-            return out;
-        }
-    };
-    let cached: BTreeSet<usize> = file.cached.iter().copied().collect();
+/// What the push step stores, read once for both parts: the keys, the stages the prepare
+/// step restored (or started from a checkpoint), and what each stage that ran left.
+pub struct Ran {
+    keys: Keys,
+    cached: BTreeSet<usize>,
+    resumed: BTreeMap<usize, usize>,
+    outputs: BTreeMap<usize, Outputs>,
+}
+
+/// Reads `cache-keys.json` as the controller's digest vouches for it; the outputs are the
+/// digests the controller holds. The error is the cache write's one failure.
+pub fn ran(ws: &Workspace, digests: &Digests) -> Result<Ran, String> {
+    let file = read_keys(ws, digests).map_err(|e| format!("cache: {e}"))?;
+    let cached = file.cached.iter().copied().collect();
     let resumed = file.resumed.clone();
-    let keys = match Keys::from_file(file) {
-        Ok(k) => k,
-        Err(e) => {
-            out.failure(&format!("cache: {e}"));
-            return out;
-        }
-    };
-    let outputs: BTreeMap<usize, Outputs> = digests
+    let keys = Keys::from_file(file).map_err(|e| format!("cache: {e}"))?;
+    let outputs = digests
         .results
         .iter()
         .map(|r| {
@@ -284,6 +272,32 @@ pub fn store(
             )
         })
         .collect();
+    Ok(Ran {
+        keys,
+        cached,
+        resumed,
+        outputs,
+    })
+}
+
+/// Stores the stages of `part` that ran (those the prepare step did not restore) under their
+/// fast and slow keys. Reads each stage's result, layers and exports only as the controller's
+/// digests vouch for them.
+pub fn store(
+    ws: &Workspace,
+    ran: &Ran,
+    registry: &Registry,
+    repository: &str,
+    pushed_to: &[String],
+    part: Part,
+) -> CacheWrite {
+    let mut out = CacheWrite::default();
+    let Ran {
+        keys,
+        cached,
+        resumed,
+        outputs,
+    } = ran;
     let store = Store {
         registry,
         repository: repository.to_string(),
@@ -291,11 +305,11 @@ pub fn store(
     };
     let before = registry.tally();
     for i in keys.stages() {
-        if cached.contains(&i) || !outputs.contains_key(&i) || !part.takes(&keys, i) {
+        if cached.contains(&i) || !outputs.contains_key(&i) || !part.takes(keys, i) {
             continue;
         }
         let fast = keys.fast(i);
-        let slow = keys.slow(i, &outputs);
+        let slow = keys.slow(i, outputs);
         if fast.is_none() && slow.is_none() {
             continue;
         }

@@ -109,8 +109,13 @@ pub fn push(args: &PushArgs) -> Result<Pushed, PushError> {
         Some(repo) => Some((repo.as_str(), Registry::new(insecure, &blobs)?)),
         None => None,
     };
-    let store = |registry: &Registry, repo: &str, part: Part| {
-        cache::store(&ws, &args.digests, registry, repo, &args.destinations, part)
+    // Read once: an unreadable keys file is the cache write's one failure, not one per part.
+    let ran = cache_registry
+        .as_ref()
+        .map(|_| cache::ran(&ws, &args.digests));
+    let store = |registry: &Registry, repo: &str, part: Part| match &ran {
+        Some(Ok(ran)) => cache::store(&ws, ran, registry, repo, &args.destinations, part),
+        _ => CacheWrite::default(),
     };
     let target = r.index;
     // Best-effort, the cache: the stages beside the image's chain are stored while the
@@ -136,8 +141,12 @@ pub fn push(args: &PushArgs) -> Result<Pushed, PushError> {
         eprintln!("pushed {d}@{digest}");
     }
     let cache = cache_registry.as_ref().map(|(repo, reg)| {
-        let chain = store(reg, repo, Part::Chain { target });
-        beside.unwrap_or_default().and(chain)
+        let mut w = CacheWrite::default();
+        if let Some(Err(e)) = &ran {
+            w.failure(e);
+        }
+        w.and(beside.unwrap_or_default())
+            .and(store(reg, repo, Part::Chain { target }))
     });
     Ok(Pushed {
         digest,

@@ -252,13 +252,22 @@ pub struct Ran {
     outputs: BTreeMap<usize, Outputs>,
 }
 
+/// Why the keys file cannot be used: the cache write's one failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RanError {
+    #[error("cache: {0}")]
+    Read(#[from] TrustError),
+    #[error("cache: {0}")]
+    Keys(#[from] crate::cache::keys::KeyError),
+}
+
 /// Reads `cache-keys.json` as the controller's digest vouches for it; the outputs are the
-/// digests the controller holds. The error is the cache write's one failure.
-pub fn ran(ws: &Workspace, digests: &Digests) -> Result<Ran, String> {
-    let file = read_keys(ws, digests).map_err(|e| format!("cache: {e}"))?;
+/// digests the controller holds.
+pub fn ran(ws: &Workspace, digests: &Digests) -> Result<Ran, RanError> {
+    let file = read_keys(ws, digests)?;
     let cached = file.cached.iter().copied().collect();
     let resumed = file.resumed.clone();
-    let keys = Keys::from_file(file).map_err(|e| format!("cache: {e}"))?;
+    let keys = Keys::from_file(file)?;
     let outputs = digests
         .results
         .iter()

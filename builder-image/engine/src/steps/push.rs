@@ -143,7 +143,7 @@ pub fn push(args: &PushArgs) -> Result<Pushed, PushError> {
     let cache = cache_registry.as_ref().map(|(repo, reg)| {
         let mut w = CacheWrite::default();
         if let Some(Err(e)) = &ran {
-            w.failure(e);
+            w.failure(&e.to_string());
         }
         w.and(beside.unwrap_or_default())
             .and(store(reg, repo, Part::Chain { target }))

@@ -313,6 +313,43 @@ impl BuildGraph {
         self.jobs.iter().find(|j| j.stages.contains(&stage))
     }
 
+    /// The images the pod of Job `pos` pulls ahead, for the Jobs that wait on it: a Job's
+    /// pod image is pulled by the kubelet only when its pod starts, after everything it needs
+    /// is done, so a later stage's base (the Node example's slim image) would be pulled while
+    /// nothing else runs. A Job's image is pulled ahead by the first Job it waits on (one
+    /// pull ahead per image and Job), unless a Job it waits on runs on that image already.
+    pub fn pulls_ahead(&self, pos: usize) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (k, later) in self.jobs.iter().enumerate() {
+            let Some(img) = &later.image else { continue };
+            let before = self.waits_on(k);
+            if before.first() != Some(&pos)
+                || before
+                    .iter()
+                    .any(|p| self.jobs[*p].image.as_ref() == Some(img))
+                || out.contains(img)
+            {
+                continue;
+            }
+            out.push(img.clone());
+        }
+        out
+    }
+
+    /// The Jobs (by position) that must be done before Job `k` starts, transitively.
+    fn waits_on(&self, k: usize) -> BTreeSet<usize> {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![k];
+        while let Some(j) = todo.pop() {
+            for (p, up) in self.jobs.iter().enumerate() {
+                if up.stages.iter().any(|s| self.jobs[j].needs.contains(s)) && seen.insert(p) {
+                    todo.push(p);
+                }
+            }
+        }
+        seen
+    }
+
     /// The Jobs (by position) that may start now, in graph order, at most `room` of them: not
     /// `started` yet, and every stage they need is in `done`.
     pub fn ready(
@@ -401,6 +438,36 @@ mod tests {
         assert_eq!(g.job_of(1).map(|j| j.label()), Some("build".to_string()));
         // The tester is not needed by the target, so it is not planned.
         assert!(!by_label.contains_key("test"));
+    }
+
+    #[test]
+    fn later_bases_are_pulled_ahead_by_the_first_job_they_wait_on() {
+        // The Node example: the slim image is pulled while the builder runs.
+        let df = "FROM node AS builder\nRUN true\nFROM node-slim\nCOPY --from=builder /a /\n";
+        let p = plan(df, &PlanOptions::default()).expect("plans");
+        let g = BuildGraph::new(&p, &pinned(&["node", "node-slim"]));
+        assert_eq!(g.pulls_ahead(0), vec!["node-slim@sha256:00".to_string()]);
+        assert!(g.pulls_ahead(1).is_empty(), "nothing waits on the last Job");
+        assert!(g.pulls_ahead(7).is_empty(), "no such Job");
+        // A fan-out: the final stage's image once, by the first branch; a branch on the same
+        // image as the final stage pulls nothing ahead; a scratch stage has no image to pull.
+        let df = "FROM golang AS a\nFROM busybox AS b\nFROM scratch AS c\nCOPY x /x\n\
+                  FROM alpine\nCOPY --from=a /a /\nCOPY --from=b /b /\nCOPY --from=c /x /\n\
+                  FROM busybox\nCOPY --from=3 / /\n";
+        let p = plan(df, &PlanOptions::default()).expect("plans");
+        let g = BuildGraph::new(&p, &pinned(&["golang", "busybox", "alpine"]));
+        let labels: Vec<String> = g.jobs.iter().map(|j| j.label()).collect();
+        assert_eq!(labels, ["a", "b", "c", "3", "4"]);
+        assert_eq!(g.pulls_ahead(0), vec!["alpine@sha256:00".to_string()]);
+        assert!(g.pulls_ahead(1).is_empty());
+        assert!(g.pulls_ahead(2).is_empty());
+        // The last stage's busybox: the alpine Job waited on the busybox Job, which pulled it.
+        assert!(g.pulls_ahead(3).is_empty());
+        // The same chain on one image all along pulls nothing ahead.
+        let df = "FROM golang AS a\nRUN true\nFROM golang\nCOPY --from=a /a /\n";
+        let p = plan(df, &PlanOptions::default()).expect("plans");
+        let g = BuildGraph::new(&p, &pinned(&["golang"]));
+        assert!(g.pulls_ahead(0).is_empty());
     }
 
     #[test]

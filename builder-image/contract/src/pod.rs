@@ -112,6 +112,9 @@ pub enum PodCommand {
     Push(PushArgs),
     /// Copy this (static) binary into DIR: the init container of a stage pod.
     Install(InstallArgs),
+    /// Nothing, silently: the container of a stage pod that is there only so that the kubelet
+    /// pulls a later stage's image while this stage runs (it runs the engine, not the image).
+    PullAhead,
 }
 
 impl PodCommand {
@@ -124,6 +127,7 @@ impl PodCommand {
             PodCommand::Stage(a) => ("stage", a.to_args()),
             PodCommand::Push(a) => ("push", a.to_args()),
             PodCommand::Install(a) => ("install", a.to_args()),
+            PodCommand::PullAhead => ("pull-ahead", vec![]),
         };
         std::iter::once(name.to_string()).chain(rest).collect()
     }

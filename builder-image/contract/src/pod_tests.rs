@@ -155,6 +155,7 @@ fn every_pod_command_round_trips() {
     round_trip(PodCommand::Install(InstallArgs {
         dir: PathBuf::from(paths::BIN_DIR),
     }));
+    round_trip(PodCommand::PullAhead);
 }
 
 fn digest(c: char) -> Digest {

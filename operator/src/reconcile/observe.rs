@@ -12,9 +12,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{
-    ContainerStateTerminated, ContainerStatus, Event, PersistentVolumeClaim, Pod,
-};
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
 use kube::api::{ListParams, LogParams};
 use kube::{Api, Resource, ResourceExt};
 use slipway_contract::graph::{BuildGraph, StageJob};
@@ -309,7 +307,7 @@ pub async fn pod_result(
         return Ok((None, None));
     };
     let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
-    let (container, terminated) = finished_container(&pod);
+    let (container, terminated) = pods::finished_container(&pod);
     // The kubelet keeps 4 KiB of it: more is not a message of ours.
     let message = terminated
         .as_ref()
@@ -361,28 +359,6 @@ pub async fn pod_result(
         _ => None,
     };
     Ok((died, node))
-}
-
-/// The container whose result counts, and how it ended: an init container that failed (the
-/// prepare pod's `fetch`: the main container never ran), else the main container (`None`: the
-/// pod's only one).
-fn finished_container(pod: &Pod) -> (Option<String>, Option<ContainerStateTerminated>) {
-    let status = pod.status.as_ref();
-    let terminated = |c: &ContainerStatus| c.state.as_ref()?.terminated.clone();
-    let failed_init = status
-        .and_then(|s| s.init_container_statuses.as_ref())
-        .into_iter()
-        .flatten()
-        .find_map(|c| terminated(c).filter(|t| t.exit_code != 0).map(|t| (c, t)));
-    if let Some((c, t)) = failed_init {
-        return (Some(c.name.clone()), Some(t));
-    }
-    let main = status
-        .and_then(|s| s.container_statuses.as_ref())
-        .into_iter()
-        .flatten()
-        .find_map(terminated);
-    (None, main)
 }
 
 #[cfg(test)]
@@ -638,45 +614,6 @@ mod tests {
             Some(PodResult::Failed { reason: Reason::SourceFailed, ref message })
                 if message == "pod web-3-prepare-abcde: its result is over the 64 KiB the controller reads"
         ));
-    }
-
-    #[test]
-    fn a_failed_init_container_holds_the_result() {
-        use k8s_openapi::api::core::v1::{ContainerState, PodStatus};
-        let status = |name: &str, exit: Option<i32>, message: &str| ContainerStatus {
-            name: name.into(),
-            state: Some(ContainerState {
-                terminated: exit.map(|exit_code| ContainerStateTerminated {
-                    exit_code,
-                    message: Some(message.into()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let pod = |init: ContainerStatus, main: ContainerStatus| Pod {
-            status: Some(PodStatus {
-                init_container_statuses: Some(vec![init]),
-                container_statuses: Some(vec![main]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        // fetch failed: plan never ran.
-        let (c, t) = finished_container(&pod(
-            status("fetch", Some(1), "fetch's result"),
-            status("plan", None, ""),
-        ));
-        assert_eq!(c.as_deref(), Some("fetch"));
-        assert_eq!(t.and_then(|t| t.message).as_deref(), Some("fetch's result"));
-        // fetch done: the graph is the main container's.
-        let (c, t) = finished_container(&pod(
-            status("fetch", Some(0), ""),
-            status("plan", Some(0), "the graph"),
-        ));
-        assert_eq!(c, None);
-        assert_eq!(t.and_then(|t| t.message).as_deref(), Some("the graph"));
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! about 1.2 s after it reported the last container's exit (measured on the test cluster).
 //! Every container exited 0 under `restartPolicy: Never` is as final: none will run again.
 
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// A Job's pods lost to disruptions before the build fails.
@@ -169,6 +169,34 @@ pub fn blocked(message: &str) -> Blocked {
     } else {
         Blocked::Waiting(detail.to_string())
     }
+}
+
+/// The container whose result counts, and how it ended: an init container that failed (the
+/// prepare pod's `fetch`: the main container never ran), else the step's own container, the
+/// first of the spec (a stage pod's others only pull images ahead: `render::pull_ahead`).
+pub fn finished_container(pod: &Pod) -> (Option<String>, Option<ContainerStateTerminated>) {
+    let status = pod.status.as_ref();
+    let terminated = |c: &ContainerStatus| c.state.as_ref()?.terminated.clone();
+    let failed_init = status
+        .and_then(|s| s.init_container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .find_map(|c| terminated(c).filter(|t| t.exit_code != 0).map(|t| (c, t)));
+    if let Some((c, t)) = failed_init {
+        return (Some(c.name.clone()), Some(t));
+    }
+    let main = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .map(|c| c.name.clone());
+    let ended = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| main.as_ref().is_none_or(|m| *m == c.name))
+        .find_map(terminated);
+    (main, ended)
 }
 
 #[cfg(test)]
@@ -360,5 +388,72 @@ mod tests {
         ];
         assert_eq!(last_failed_create(&events).as_deref(), Some("new"));
         assert_eq!(last_failed_create(&events[1..2]), None);
+    }
+
+    #[test]
+    fn a_failed_init_container_holds_the_result() {
+        use k8s_openapi::api::core::v1::{ContainerState, PodStatus};
+        let status = |name: &str, exit: Option<i32>, message: &str| ContainerStatus {
+            name: name.into(),
+            state: Some(ContainerState {
+                terminated: exit.map(|exit_code| ContainerStateTerminated {
+                    exit_code,
+                    message: Some(message.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let pod = |init: ContainerStatus, main: ContainerStatus| Pod {
+            status: Some(PodStatus {
+                init_container_statuses: Some(vec![init]),
+                container_statuses: Some(vec![main]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        // fetch failed: plan never ran.
+        let (c, t) = finished_container(&pod(
+            status("fetch", Some(1), "fetch's result"),
+            status("plan", None, ""),
+        ));
+        assert_eq!(c.as_deref(), Some("fetch"));
+        assert_eq!(t.and_then(|t| t.message).as_deref(), Some("fetch's result"));
+        // fetch done: the graph is the main container's.
+        let (c, t) = finished_container(&pod(
+            status("fetch", Some(0), ""),
+            status("plan", Some(0), "the graph"),
+        ));
+        assert_eq!(c, None);
+        assert_eq!(t.and_then(|t| t.message).as_deref(), Some("the graph"));
+        // A stage pod that pulled an image ahead: its stage container's result, and its log,
+        // whatever order the kubelet lists the statuses in.
+        let mut p = pod(
+            status("engine", Some(0), ""),
+            status("pull-ahead-0", Some(0), ""),
+        );
+        if let Some(st) = p
+            .status
+            .as_mut()
+            .and_then(|s| s.container_statuses.as_mut())
+        {
+            st.push(status("stage", Some(0), "the stage's result"));
+        }
+        p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            containers: ["stage", "pull-ahead-0"]
+                .map(|name| k8s_openapi::api::core::v1::Container {
+                    name: name.into(),
+                    ..Default::default()
+                })
+                .to_vec(),
+            ..Default::default()
+        });
+        let (c, t) = finished_container(&p);
+        assert_eq!(c.as_deref(), Some("stage"));
+        assert_eq!(
+            t.and_then(|t| t.message).as_deref(),
+            Some("the stage's result")
+        );
     }
 }

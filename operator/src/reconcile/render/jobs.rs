@@ -26,8 +26,8 @@ use slipway_contract::pod::{
 };
 
 use super::names::{ANNOTATION_BUILD, job_name, labels, meta, pvc_name};
-use super::security;
 use super::{Deadline, Settings, Step};
+use super::{pull_ahead, security};
 use crate::api::ImageBuild;
 use crate::reconcile::validate::PushTarget;
 
@@ -177,6 +177,8 @@ pub(super) fn insecure(s: &Settings, extra: Option<&str>) -> RegistryArgs {
 
 /// A step's Job around its pod. The pod's security context is the step's default
 /// ([`security::pod_context`]) unless `pod` sets one.
+const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
+
 pub(super) fn job(ib: &ImageBuild, step: &Step, pod: PodSpec, deadline: &Deadline) -> Job {
     let name = job_name(ib, step);
     let labels = labels(ib, Some(step));
@@ -206,10 +208,17 @@ pub(super) fn job(ib: &ImageBuild, step: &Step, pod: PodSpec, deadline: &Deadlin
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
-                    annotations: Some(BTreeMap::from([(
-                        ANNOTATION_BUILD.to_string(),
-                        ib.name_any(),
-                    )])),
+                    // `kubectl logs` without `-c`: the step's own container.
+                    annotations: Some(BTreeMap::from_iter(
+                        [(ANNOTATION_BUILD, ib.name_any())]
+                            .into_iter()
+                            .chain(
+                                pod.containers
+                                    .first()
+                                    .map(|c| (DEFAULT_CONTAINER, c.name.clone())),
+                            )
+                            .map(|(k, v)| (k.to_string(), v)),
+                    )),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
@@ -273,6 +282,8 @@ pub struct Given {
     pub epoch: EpochArgs,
     /// The image's manifest annotations (the push pod's only).
     pub annotations: Vec<Annotation>,
+    /// The images a stage pod pulls ahead for the Jobs that wait on it ([`pull_ahead`]).
+    pub pulls_ahead: Vec<String>,
 }
 
 impl From<Digests> for Given {
@@ -281,6 +292,7 @@ impl From<Digests> for Given {
             digests,
             epoch: EpochArgs::default(),
             annotations: vec![],
+            pulls_ahead: vec![],
         }
     }
 }
@@ -394,7 +406,9 @@ pub fn stage_job(
         &step,
         PodSpec {
             init_containers: Some(vec![init]),
-            containers: vec![container],
+            containers: std::iter::once(container)
+                .chain(pull_ahead::containers(&given.pulls_ahead))
+                .collect(),
             volumes: Some(volumes),
             affinity: pin(node),
             ..Default::default()
@@ -603,6 +617,7 @@ mod tests {
                 digests: digests(),
                 epoch: stamped,
                 annotations: vec![],
+                pulls_ahead: vec![],
             },
         );
         let args = j.spec.as_ref().and_then(|s| s.template.spec.as_ref());
@@ -642,6 +657,7 @@ mod tests {
                     slipway_contract::annotations::REVISION,
                     "ab".repeat(20),
                 )],
+                pulls_ahead: vec![],
             },
         );
         // M12: a push is tried again; the digests of the plan and the target's result.

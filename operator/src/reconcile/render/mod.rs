@@ -7,6 +7,7 @@
 mod jobs;
 mod names;
 mod prepare;
+mod pull_ahead;
 mod security;
 
 use std::collections::BTreeMap;
@@ -140,6 +141,7 @@ fn objects(
                         digests,
                         epoch,
                         annotations: vec![],
+                        pulls_ahead: g.pulls_ahead(*pos),
                     },
                 ))
             }
@@ -163,6 +165,7 @@ fn objects(
                         digests,
                         epoch,
                         annotations: image_annotations(ib, g),
+                        pulls_ahead: vec![],
                     },
                 ))
             }

@@ -241,7 +241,7 @@ pub mod psa {
 #[cfg(test)]
 mod tests {
     use super::super::Deadline;
-    use super::super::jobs::{push_job, stage_job};
+    use super::super::jobs::{Given, push_job, stage_job};
     use super::super::prepare::prepare_job;
     use super::psa;
     use crate::reconcile::fixtures::{build, digest, settings};
@@ -271,7 +271,10 @@ mod tests {
             &sj,
             Some("n"),
             &Deadline(None),
-            Digests::new(digest('a')).into(),
+            Given {
+                pulls_ahead: vec!["reg:5000/busybox@sha256:cd".into()],
+                ..Digests::new(digest('a')).into()
+            },
         ))
     }
 
@@ -339,6 +342,10 @@ mod tests {
         assert!(
             v.iter().all(|v| !v.contains("engine")),
             "init is restricted: {v:?}"
+        );
+        assert!(
+            v.iter().all(|v| !v.contains("pull-ahead")),
+            "the pull-ahead container is restricted: {v:?}"
         );
         let pod_sc = p.security_context.clone().expect("pod context");
         assert_eq!(

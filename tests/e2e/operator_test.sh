@@ -6,6 +6,7 @@
 #   - an inline source whose RUN checks that the stage pod has no service-account token
 #   - a git source served by `git daemon` on the node's address (the harness's own)
 #   - a fan-out whose independent stage Jobs overlap in time
+#   - a later stage's base pulled ahead while the stage before it runs
 #   - failures: a RUN exiting 3, an invalid Dockerfile
 #   - the kstatus conditions of a success and of a failure (Ready, Stalled; no Reconciling)
 set -uo pipefail
@@ -197,6 +198,48 @@ if [[ $overlap == yes ]]; then
   ok "fanout: stage Jobs a, b, c ran at the same time (every start before every completion)"
 else
   bad "fanout: stage Jobs overlap" "$times"
+fi
+
+# --- A later stage's base is pulled while the stage before it runs: the first stage's pod
+# carries a pull-ahead container for it, so the last stage's pod finds it on the node. The
+# base is a copy of busybox under a repository made for this run, which no pod pulled before.
+ahead="$R/e2e/pull-ahead-$$:1"
+skopeo copy -q --src-tls-verify=false --dest-tls-verify=false \
+  "docker://$R/slipway-test/busybox:latest" "docker://$ahead"
+cat > "$work/ahead.yaml" <<YAML
+apiVersion: build.slipway.dev/v1alpha1
+kind: ImageBuild
+metadata: {name: ahead}
+spec:
+  source:
+    inline:
+      dockerfile: |
+        FROM $R/slipway-test/busybox:latest AS first
+        RUN sleep 3 && echo pulled ahead > /out
+        FROM $ahead
+        COPY --from=first /out /out
+        CMD ["cat", "/out"]
+  output: {image: "$R/e2e/ahead:1", insecureRegistry: true}
+YAML
+kubectl -n "$ns" apply -f "$work/ahead.yaml" >/dev/null
+check_built ahead "pulled ahead"
+pod_of() { kubectl -n "$ns" get pods -l "build.slipway.dev/build=ahead,build.slipway.dev/stage=$1" -o name | head -1; }
+# (The spec's image: a status names the image by the first name the node has for its content.)
+got=$(kubectl -n "$ns" get "$(pod_of first)" \
+  -o jsonpath='{range .spec.containers[*]}{.name}={.image} {end}{range .status.containerStatuses[*]}{.name}/{.state.terminated.exitCode} {end}')
+if [[ $got == *"pull-ahead-0=$R/e2e/pull-ahead-$$@sha256:"* && $got == *"pull-ahead-0/0 "* ]]; then
+  ok "ahead: the first stage's pod pulled the last stage's base and exited 0 ($got)"
+else
+  bad "ahead: a pull-ahead container in the first stage's pod" "$got"
+fi
+last=$(pod_of "$(kubectl -n "$ns" get jobs -l build.slipway.dev/build=ahead,build.slipway.dev/step=stage \
+  -o jsonpath='{range .items[*]}{.metadata.labels.build\.slipway\.dev/stage}{"\n"}{end}' | grep -vx first | head -1)")
+got=$(kubectl -n "$ns" get events --field-selector "involvedObject.name=${last#pod/},reason=Pulled" \
+  -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' 2>&1)
+if grep -q "pull-ahead-$$.*already present" <<<"$got"; then
+  ok "ahead: the last stage's pod found its base on the node"
+else
+  bad "ahead: the last stage's base already present when its pod started" "pod: $last" "$got"
 fi
 
 # --- Failures read back from status.

@@ -184,13 +184,16 @@ pub fn run(c: &Container, bundle: &Path) -> Result<i32, RuncError> {
         .stdout(stderr_stdio())
         .status()
         .map_err(RuncError::Runc)?;
-    // A container that failed to start may leave its state behind.
-    let _ = Command::new("runc")
-        .arg("--root")
-        .arg(&state_root)
-        .args(["delete", "--force"])
-        .arg(&c.id)
-        .stderr(Stdio::null())
-        .status();
+    // `runc run` removes a container that ran; one that failed to start may leave its state
+    // behind (a second runc process only then: it costs about as much as a start).
+    if state_root.join(&c.id).exists() {
+        let _ = Command::new("runc")
+            .arg("--root")
+            .arg(&state_root)
+            .args(["delete", "--force"])
+            .arg(&c.id)
+            .stderr(Stdio::null())
+            .status();
+    }
     Ok(status.code().unwrap_or(-1))
 }

@@ -309,8 +309,11 @@ fn run_one(
         resumed: 0,
         threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         epoch: opts.epoch,
-        writes_layers: plan.layers_read(index)
-            || (opts.layers == StageLayers::Cached && checkpointable(&df.stages[ps.index])),
+        writes_layers: match opts.layers {
+            StageLayers::Read => plan.layers_read_in(index, &opts.stages),
+            // A cache entry holds what a later build may resume from.
+            StageLayers::Cached => plan.layers_read(index) || checkpointable(&df.stages[ps.index]),
+        },
         ws,
     };
     e.start(carry).map_err(|m| setup(&label, m))?;

@@ -127,6 +127,20 @@ impl Plan {
     pub fn layers_read(&self, index: usize) -> bool {
         index == self.target_index || self.stages.iter().any(|s| s.from == Base::Stage(index))
     }
+
+    /// [`Plan::layers_read`] for stage `index` run in one process with the rest of `chain`
+    /// (a FROM-chain, each stage starting from the tree the one before left): a child in the
+    /// chain starts from that tree, not from the layers, so they are read only when a child
+    /// elsewhere reads them, or when that child's own layers are read (they include them).
+    /// The Go example's `base`, whose child `builder` is in its chain and is read only by
+    /// `COPY --from`, makes none: no walk of the Go image's tree around its RUN.
+    pub fn layers_read_in(&self, index: usize, chain: &[usize]) -> bool {
+        index == self.target_index
+            || self.stages.iter().any(|s| {
+                s.from == Base::Stage(index)
+                    && (!chain.contains(&s.index) || self.layers_read_in(s.index, chain))
+            })
+    }
 }
 
 /// Inputs to planning besides the Dockerfile.
@@ -166,5 +180,34 @@ mod tests {
         };
         let p = plan(text, &opts).expect("plan");
         assert!(p.layers_read(1) && p.layers_read(0));
+    }
+
+    #[test]
+    fn a_chain_reads_its_stages_layers_only_where_a_later_step_does() {
+        let text = "FROM busybox AS base\nRUN true\n\
+                    FROM base AS builder\nRUN true\n\
+                    FROM builder AS tester\nRUN true\n\
+                    FROM busybox\nCOPY --from=builder /a /a\n";
+        let p = plan(text, &PlanOptions::default()).expect("plan");
+        // base and builder in one process: builder starts from base's tree, and only
+        // COPY --from reads builder.
+        assert!(!p.layers_read_in(0, &[0, 1]) && !p.layers_read_in(1, &[0, 1]));
+        // builder in a process of its own reads base's layers.
+        assert!(p.layers_read_in(0, &[0]));
+        assert!(p.layers_read_in(3, &[3]), "the target's are pushed");
+        // Targeting the tester: the chain's layers are all the image's.
+        let opts = PlanOptions {
+            target: Some("tester".into()),
+            ..Default::default()
+        };
+        let p = plan(text, &opts).expect("plan");
+        assert!((0..3).all(|i| p.layers_read_in(i, &[0, 1, 2])));
+        // Targeting the builder with the tester elsewhere (it is not planned: not needed).
+        let opts = PlanOptions {
+            target: Some("builder".into()),
+            ..Default::default()
+        };
+        let p = plan(text, &opts).expect("plan");
+        assert!(p.layers_read_in(0, &[0, 1]) && p.layers_read_in(1, &[0, 1]));
     }
 }

@@ -175,10 +175,11 @@ pub(super) fn insecure(s: &Settings, extra: Option<&str>) -> RegistryArgs {
     }
 }
 
-/// A step's Job around its pod. The pod's security context is the step's default
-/// ([`security::pod_context`]) unless `pod` sets one.
+/// The pod annotation that names the container `kubectl logs` reads without `-c`.
 const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
 
+/// A step's Job around its pod. The pod's security context is the step's default
+/// ([`security::pod_context`]) unless `pod` sets one.
 pub(super) fn job(ib: &ImageBuild, step: &Step, pod: PodSpec, deadline: &Deadline) -> Job {
     let name = job_name(ib, step);
     let labels = labels(ib, Some(step));
@@ -208,7 +209,8 @@ pub(super) fn job(ib: &ImageBuild, step: &Step, pod: PodSpec, deadline: &Deadlin
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
-                    // `kubectl logs` without `-c`: the step's own container.
+                    // `kubectl logs` without `-c`: the step's own container (a stage pod's
+                    // others only pull images ahead).
                     annotations: Some(BTreeMap::from_iter(
                         [(ANNOTATION_BUILD, ib.name_any())]
                             .into_iter()

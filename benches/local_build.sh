@@ -25,7 +25,9 @@
 #   BENCH_CTX=DIR reuses contexts laid out by benches/prepare.sh DIR, BENCH_ONLY=bases times
 #   only the issue's pair (Slipway with its bases cached | BuildKit --no-cache, in turn), and
 #   BENCH_BEFORE=ENGINE times another slipway-builder binary (an older commit's, say) just
-#   before each of this tree's runs, with its own state directory.
+#   before each of this tree's runs, with its own state directory. The slot just after a
+#   Slipway build pays for the files that build deleted (ext4 with online discard): swap the
+#   two with BENCH_ENGINE=ENGINE (timed in this tree's slot instead of its own build).
 set -euo pipefail
 runs=${1:-3}
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,6 +35,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 source "$repo/tests/engine/lib.sh"
 ctx=${BENCH_CTX:-$("$repo/benches/prepare.sh")}
 engine_setup
+ENGINE=${BENCH_ENGINE:-$ENGINE}
 trap 'engine_teardown; [[ -n ${BENCH_CTX:-} ]] || rm -rf "$ctx"' EXIT
 start_buildkitd
 R=$ENGINE_REGISTRY

@@ -5,7 +5,7 @@ Run after `eval "$(tests/cluster/up.sh)"` and `eval "$(tests/e2e/deploy.sh)"`, w
 images in the cluster's registry (benches/peer_images.sh) and the contexts laid out by
 benches/prepare.sh:
     benches/cluster_peers.py --ctx DIR --kaniko IMAGE --buildkit IMAGE [--builds go,node,...] [--reps 2]
-For every build (examples go and node, fanout, gomod, npm, bigfile, files20k), the context is one
+For every build (examples go and node, fanout, gomod, npm, bigfile, files20k, chain, six), the context is one
 ConfigMap (a tar.gz, as the ImageBuild docs say) and the image goes to the cluster's registry,
 each run to a fresh repository:
   slipway   an ImageBuild (configMap source) with spec.cache: cold with an empty cache
@@ -305,7 +305,7 @@ def main():
     ap.add_argument("--ctx", required=True)
     ap.add_argument("--kaniko", required=True)
     ap.add_argument("--buildkit", required=True)
-    ap.add_argument("--builds", default="go,node,fanout,gomod,npm,bigfile,files20k")
+    ap.add_argument("--builds", default="go,node,fanout,gomod,npm,bigfile,files20k,chain,six")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--slipway-only", action="store_true", help="no peer runs (profiling; no ratios)")
     a = ap.parse_args()

@@ -7,6 +7,7 @@
 #   files20k      one stage writes 20,000 small files; COPY --from them
 #   gomod         go build (and vet) of a real program on vendored real modules
 #   npm           npm ci --offline of a real lockfile from a cache made on the host
+#   chain, six    trivial steps: a three-stage chain and a six-stage build (a build's fixed cost)
 # (contexts laid out by benches/prepare.sh; nothing in a build reaches a network). Every build
 # ends with the image pushed to the same loopback registry, each run to a fresh repository, so
 # every layer the build made is uploaded every time. Per build, medians of RUNS runs (default 3):
@@ -88,7 +89,7 @@ final_base() { # NAME: the final stage's base image, as the Dockerfile names it
 [[ ${BENCH_ONLY:-} == bases ]] ||
   printf '%-9s | %8s %8s %6s | %8s %8s %6s | %8s %8s %8s | %9s %9s\n' build sw_cold bk_cold ratio \
     sw_bases bk_nocch ratio bk_local bk_reg sw_reg sw_MB bk_MB
-for name in ${BENCH_BUILDS:-go node fanout bigfile files20k gomod npm}; do
+for name in ${BENCH_BUILDS:-go node fanout bigfile files20k gomod npm chain six}; do
   # Warm-up outside the timings: bases fetched by both, BuildKit's registry cache exported.
   next "sw-$name"; slipway "$name" "$DEST" >/dev/null 2>&1
   next "bk-$name"; buildkit "$name" "$DEST" --export-cache "type=registry,ref=$R/bench/bkcache-$name:latest,mode=max,registry.insecure=true" >/dev/null 2>&1

@@ -7,7 +7,7 @@
 #   npm    `npm ci --cache OUT/npm/npm-cache` of the committed lockfile (from the npm registry):
 #          the offline cache that the Dockerfile's `npm ci --offline` installs from.
 # Neither is committed. The other contexts are copied as they are:
-#   go, node (examples/), fanout, bigfile, files20k, gomod, npm (benches/).
+#   go, node (examples/), fanout, bigfile, files20k, gomod, npm, chain, six (benches/).
 # Every context stays under 1 MiB as a tar.gz, so the cluster benchmark can hand it over in a
 # ConfigMap.   Usage: benches/prepare.sh [OUT]
 set -euo pipefail
@@ -15,7 +15,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$(mktemp -d /var/tmp/slipway-bench-ctx.XXXXXX)}
 mkdir -p "$out"
 declare -A src=([go]=examples/go [node]=examples/node [fanout]=benches/fanout
-                [bigfile]=benches/bigfile [files20k]=benches/files20k [gomod]=benches/gomod [npm]=benches/npm)
+                [bigfile]=benches/bigfile [files20k]=benches/files20k [gomod]=benches/gomod [npm]=benches/npm
+                [chain]=benches/chain [six]=benches/six)
 for name in "${!src[@]}"; do
   rm -rf "${out:?}/$name"
   cp -a "$repo/${src[$name]}" "$out/$name"

@@ -41,7 +41,6 @@ fn main() -> ExitCode {
         Cmd::Pod(PodCommand::Resolve(a)) => commands::resolve::run(&a),
         Cmd::Pod(PodCommand::Stage(a)) => commands::stage::run(&a),
         Cmd::Pod(PodCommand::Push(a)) => commands::push::run(&a),
-        Cmd::Pod(PodCommand::Install(a)) => commands::install::run(&a),
         Cmd::Pod(PodCommand::PullAhead) => Ok(()),
         Cmd::Exec(spec) => commands::exec::run(&spec),
     };

@@ -77,7 +77,7 @@ CMD [\"cat\", \"/marker\"]"
 
 # --- (b) The same, tolerated, with probes of what a stage pod may write.
 apply h-t3-probe "FROM $BB AS side
-RUN W=/.slipway/workspace; { sed -i 's/\"targetIndex\": *[0-9]*/\"targetIndex\": 0/' \$W/plan.json 2>/dev/null && echo 'plan: rewritten' || echo 'plan: read-only'; touch \$W/Dockerfile 2>/dev/null && echo 'dockerfile: writable' || echo 'dockerfile: read-only'; mkdir -p \$W/stages/1 2>/dev/null; touch \$W/stages/1/planted 2>/dev/null && echo 'other stage: writable' || echo 'other stage: read-only'; touch \$W/stages/0/mine && echo 'own stage: writable' || echo 'own stage: read-only'; } > /probe.txt; cat /probe.txt
+RUN W=/.slipway/workspace; { sed -i 's/\"targetIndex\": *[0-9]*/\"targetIndex\": 0/' \$W/plan.json 2>/dev/null && echo 'plan: rewritten' || echo 'plan: read-only'; touch \$W/Dockerfile 2>/dev/null && echo 'dockerfile: writable' || echo 'dockerfile: read-only'; mkdir -p \$W/stages/1 2>/dev/null; touch \$W/stages/1/planted 2>/dev/null && echo 'other stage: writable' || echo 'other stage: read-only'; touch \$W/stages/0/mine && echo 'own stage: writable' || echo 'own stage: read-only'; touch /.slipway/bin/planted 2>/dev/null && echo 'engine folder: writable' || echo 'engine folder: read-only'; rm /.slipway/bin/slipway-builder 2>/dev/null && echo 'engine: removed' || echo 'engine: kept'; } > /probe.txt; cat /probe.txt
 CMD [\"echo\", \"side\"]
 FROM $BB
 COPY --from=side /probe.txt /probe.txt
@@ -114,15 +114,16 @@ fi
 # (b): succeeds with the target's image; the probe says what the side stage could write.
 if finished h-t3-probe 900 && [[ $(phase h-t3-probe) == Succeeded ]]; then
   out=$(run_image h-t3-probe) cmd=$(cmd_of h-t3-probe)
-  want=$'target\nplan: read-only\ndockerfile: read-only\nother stage: read-only\nown stage: writable'
+  want=$'target\nplan: read-only\ndockerfile: read-only\nother stage: read-only\nown stage: writable\nengine folder: read-only\nengine: kept'
   [[ $cmd == '["cat", "/marker", "/probe.txt"]' && $out == "$want" ]] \
-    && ok "t3 tolerated: the target's image was pushed; the side stage could write its own stages/0 only" \
+    && ok "t3 tolerated: the target's image was pushed; the side stage could write its own stages/0 only (not the engine the next stage pod runs)" \
     || bad "t3 tolerated: the target's image, a read-only workspace" "Cmd $cmd" "got:" "$out" "want:" "$want"
 else
   bad "t3 tolerated: Succeeded" "$(describe h-t3-probe)"
 fi
 # The stage pods as rendered: the workspace read-only, each its own stages/<N> writable by
-# subPath, the digests of what it reads in its arguments.
+# subPath, the engine (the prepare pod's copy in the workspace) read-only by subPath, the
+# digests of what it reads in its arguments.
 mounts=$(kubectl -n "$ns" get pods -l build.slipway.dev/build=h-t3-probe -o json | python3 -c '
 import json, sys
 out = []
@@ -136,9 +137,9 @@ for p in json.load(sys.stdin)["items"]:
     flags = sorted({a for a in args if a.endswith("-digest")})
     out.append("%s %s" % (ws, ",".join(flags)))
 print("\n".join(sorted(out)))')
-want_mounts="[('/.slipway/workspace', '', True), ('/.slipway/workspace/stages/0', 'stages/0', False)] --dockerfile-digest,--image-digest,--plan-digest
-[('/.slipway/workspace', '', True), ('/.slipway/workspace/stages/1', 'stages/1', False)] --dockerfile-digest,--exports-digest,--image-digest,--plan-digest,--result-digest"
-[[ $mounts == "$want_mounts" ]] && ok "stage pods: the workspace read-only, their own stages/<N> writable, the digests of what they read in their arguments" \
+want_mounts="[('/.slipway/bin', 'engine', True), ('/.slipway/workspace', '', True), ('/.slipway/workspace/stages/0', 'stages/0', False)] --dockerfile-digest,--image-digest,--plan-digest
+[('/.slipway/bin', 'engine', True), ('/.slipway/workspace', '', True), ('/.slipway/workspace/stages/1', 'stages/1', False)] --dockerfile-digest,--exports-digest,--image-digest,--plan-digest,--result-digest"
+[[ $mounts == "$want_mounts" ]] && ok "stage pods: the workspace and the engine read-only, their own stages/<N> writable, the digests of what they read in their arguments" \
   || bad "stage pod mounts and digests" "got:" "$mounts" "want:" "$want_mounts"
 
 # (c): no secret in any layer, config or log; no /stolen.

@@ -7,6 +7,7 @@
 #   - a git source served by `git daemon` on the node's address (the harness's own)
 #   - a fan-out whose independent stage Jobs overlap in time
 #   - a later stage's base pulled ahead while the stage before it runs
+#   - a base the node cannot pull (a layer the registry lost): ImagePullFailed, at once
 #   - failures: a RUN exiting 3, an invalid Dockerfile
 #   - the kstatus conditions of a success and of a failure (Ready, Stalled; no Reconciling)
 set -uo pipefail
@@ -241,6 +242,60 @@ if grep -q "pull-ahead-$$.*already present" <<<"$got"; then
 else
   bad "ahead: the last stage's base already present when its pod started" "pod: $last" "$got"
 fi
+
+# --- A base the node cannot pull: its manifest resolves (prepare pins it), but the registry
+# lost its one layer (deleted through the registry's API), so the kubelet's pull fails. The
+# build fails with ImagePullFailed naming the step and the image, not at its timeout: once for
+# a stage's own base, once for a base the stage before pulls ahead.
+lost="$R/e2e/lost-layer-$$"
+mkdir -p "$work/lost/rootfs" && echo "$$ $(date +%s%N)" > "$work/lost/rootfs/unique"
+python3 "$repo/tests/images/mkimage.py" "$work/lost/oci" "$work/lost/rootfs" >/dev/null
+skopeo copy -q --dest-tls-verify=false "oci:$work/lost/oci:latest" "docker://$lost:1"
+layer=$(skopeo inspect --tls-verify=false --raw "docker://$lost:1" |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["layers"][0]["digest"])')
+code=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "http://$R/v2/e2e/lost-layer-$$/blobs/$layer")
+cat > "$work/lost.yaml" <<YAML
+apiVersion: build.slipway.dev/v1alpha1
+kind: ImageBuild
+metadata: {name: lost-own}
+spec:
+  source:
+    inline:
+      dockerfile: |
+        FROM $lost:1
+        RUN true
+  output: {image: "$R/e2e/lost-own:1", insecureRegistry: true}
+---
+apiVersion: build.slipway.dev/v1alpha1
+kind: ImageBuild
+metadata: {name: lost-ahead}
+spec:
+  source:
+    inline:
+      dockerfile: |
+        FROM $R/slipway-test/busybox:latest AS first
+        RUN sleep 2 && echo x > /out
+        FROM $lost:1
+        COPY --from=first /out /out
+  output: {image: "$R/e2e/lost-ahead:1", insecureRegistry: true}
+YAML
+t0=$SECONDS
+kubectl -n "$ns" apply -f "$work/lost.yaml" >/dev/null
+for name in lost-own lost-ahead; do
+  finished "$name" 300
+  took=$((SECONDS - t0))
+  got=$(status "$name" '{.status.conditions[?(@.type=="Succeeded")].reason}|{.status.conditions[?(@.type=="Succeeded")].message}')
+  case $name in
+    lost-own) want="ImagePullFailed|stage \"0\": the node cannot pull image $lost@sha256:*ImagePullBackOff*" ;;
+    lost-ahead) want="ImagePullFailed|stage \"first\": the node cannot pull image $lost@sha256:* (pulled ahead for a later stage): ImagePullBackOff*" ;;
+  esac
+  # shellcheck disable=SC2053 # $want is a pattern
+  if [[ $code == 202 && $(status "$name" '{.status.phase}') == Failed && $got == $want && $took -le 120 ]]; then
+    ok "$name: a base whose layer the registry lost fails the build with ImagePullFailed in ${took}s: $(cut -c1-240 <<<"$got")"
+  else
+    bad "$name: ImagePullFailed within 120 s" "layer DELETE: HTTP $code, after ${took}s" "got:  $got" "want: $want" "$(describe "$name")"
+  fi
+done
 
 # --- Failures read back from status.
 cat > "$work/fail.yaml" <<YAML

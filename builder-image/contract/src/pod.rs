@@ -23,8 +23,14 @@ pub use digests::Digests;
 pub mod paths {
     /// The engine's own folder; never in a layer.
     pub const ROOT: &str = "/.slipway";
-    /// The static engine binary's folder (an emptyDir the init container fills).
+    /// The static engine binary's folder: in a stage pod, the workspace's [`ENGINE`] folder
+    /// mounted read-only.
     pub const BIN_DIR: &str = "/.slipway/bin";
+    /// The engine's folder in the workspace (relative to it): the prepare pod copies its own
+    /// binary there as its last step; later pods mount it read-only at [`BIN_DIR`], so a stage
+    /// pod needs no init container to copy the engine in (an init container costs a pod about
+    /// a second: the kubelet starts the next container only when it has seen the last exit).
+    pub const ENGINE: &str = "engine";
     /// Where the builder image keeps the static engine (Dockerfile.local, Dockerfile).
     pub const IN_BUILDER_IMAGE: &str = "/slipway-builder";
     /// The engine binary itself, in a stage pod.
@@ -110,8 +116,6 @@ pub enum PodCommand {
     Stage(StageArgs),
     /// A cluster build's last pod: assemble the image from the workspace and push it.
     Push(PushArgs),
-    /// Copy this (static) binary into DIR: the init container of a stage pod.
-    Install(InstallArgs),
     /// Nothing, silently: the container of a stage pod that is there only so that the kubelet
     /// pulls a later stage's image while this stage runs (it runs the engine, not the image).
     PullAhead,
@@ -126,7 +130,6 @@ impl PodCommand {
             PodCommand::Resolve(a) => ("resolve", a.to_args()),
             PodCommand::Stage(a) => ("stage", a.to_args()),
             PodCommand::Push(a) => ("push", a.to_args()),
-            PodCommand::Install(a) => ("install", a.to_args()),
             PodCommand::PullAhead => ("pull-ahead", vec![]),
         };
         std::iter::once(name.to_string()).chain(rest).collect()
@@ -655,18 +658,6 @@ impl PushArgs {
         }
         a.extend(optional("--cache-repo", &self.cache_repo));
         a
-    }
-}
-
-/// `slipway-builder install DIR`.
-#[derive(Args, Debug, Clone, PartialEq, Eq)]
-pub struct InstallArgs {
-    pub dir: PathBuf,
-}
-
-impl InstallArgs {
-    pub fn to_args(&self) -> Vec<String> {
-        vec![path(&self.dir)]
     }
 }
 

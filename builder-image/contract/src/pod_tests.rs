@@ -152,9 +152,6 @@ fn every_pod_command_round_trips() {
             Annotation::new(annotations::SOURCE, "https://g.example/r.git?a=b"),
         ],
     }));
-    round_trip(PodCommand::Install(InstallArgs {
-        dir: PathBuf::from(paths::BIN_DIR),
-    }));
     round_trip(PodCommand::PullAhead);
 }
 

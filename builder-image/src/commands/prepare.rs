@@ -1,5 +1,7 @@
 //! `slipway-builder prepare`: a cluster build's first step in one process (fetch, then
-//! resolve).
+//! resolve, then the engine into the workspace).
+
+use std::path::Path;
 
 use slipway_contract::graph::BuildGraph;
 use slipway_contract::pod::PrepareArgs;
@@ -9,7 +11,18 @@ use slipway_engine::steps::prepare::{self, PrepareError};
 use super::CommandError;
 
 pub fn run(a: &PrepareArgs) -> Result<(), CommandError> {
-    reported(prepare::prepare(a))
+    reported(with_engine(prepare::prepare(a), &a.workspace))
+}
+
+/// The graph once the engine is in the workspace for the stage pods
+/// ([`install::into_workspace`](super::install::into_workspace)), or why not.
+pub fn with_engine(
+    r: Result<BuildGraph, PrepareError>,
+    workspace: &Path,
+) -> Result<BuildGraph, PrepareError> {
+    let graph = r?;
+    super::install::into_workspace(workspace).map_err(PrepareError::from)?;
+    Ok(graph)
 }
 
 /// The graph, or the failure, reported where the controller reads it.

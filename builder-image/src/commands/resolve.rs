@@ -1,5 +1,5 @@
 //! `slipway-builder resolve`: the prepare pod's main container (plan the fetched context,
-//! resolve its images, report the graph).
+//! resolve its images, copy the engine into the workspace, report the graph).
 
 use slipway_contract::pod::ResolveArgs;
 use slipway_engine::steps::prepare;
@@ -7,5 +7,8 @@ use slipway_engine::steps::prepare;
 use super::CommandError;
 
 pub fn run(a: &ResolveArgs) -> Result<(), CommandError> {
-    super::prepare::reported(prepare::resolve(a))
+    super::prepare::reported(super::prepare::with_engine(
+        prepare::resolve(a),
+        &a.workspace,
+    ))
 }

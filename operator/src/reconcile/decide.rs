@@ -13,6 +13,7 @@ use slipway_contract::trust::Outputs;
 
 use super::bases::base_images;
 use super::pods::{self, Blocked, MAX_DISRUPTIONS, PodsSeen};
+use super::render::pull_ahead;
 use super::stage_status::{cache_status, stage_statuses};
 use crate::api::{BaseImage, CacheStatus, Phase, PushedImage, StageStatus};
 
@@ -27,6 +28,8 @@ pub enum BuildReason {
     PodRejected,
     /// A build pod was lost to disruptions (evictions) too many times.
     Evicted,
+    /// The node cannot pull one of a build pod's images.
+    ImagePullFailed,
     /// The API server refused an object of the build (its spec, say).
     Invalid,
     /// `spec.cancel` stopped the build.
@@ -46,6 +49,7 @@ impl BuildReason {
             BuildReason::Timeout => "Timeout",
             BuildReason::PodRejected => "PodRejected",
             BuildReason::Evicted => "Evicted",
+            BuildReason::ImagePullFailed => "ImagePullFailed",
             BuildReason::Invalid => "Invalid",
             BuildReason::Cancelled => "Cancelled",
             BuildReason::Pending => "Pending",
@@ -193,8 +197,8 @@ impl Decision {
     }
 }
 
-/// A running Job that cannot go on: its pod is refused by a policy, or it lost too many
-/// to disruptions. `what` names the step (`stage "x"`).
+/// A running Job that cannot go on: its pod is refused by a policy, the node cannot pull one
+/// of its images, or it lost too many to disruptions. `what` names the step (`stage "x"`).
 fn stuck(obs: &JobObs, what: &str) -> Option<Decision> {
     if obs.state != JobState::Running {
         return None;
@@ -204,6 +208,21 @@ fn stuck(obs: &JobObs, what: &str) -> Option<Decision> {
             Phase::Failed,
             BuildReason::PodRejected,
             format!("{what}: pod rejected: {why}"),
+        ));
+    }
+    if let Some(f) = &obs.pods.pull_failed {
+        let ahead = if pull_ahead::is_pull_ahead(&f.container) {
+            " (pulled ahead for a later stage)"
+        } else {
+            ""
+        };
+        return Some(Decision::new(
+            Phase::Failed,
+            BuildReason::ImagePullFailed,
+            format!(
+                "{what}: the node cannot pull image {}{ahead}: {}",
+                f.image, f.why
+            ),
         ));
     }
     let n = obs.pods.disrupted;
@@ -656,6 +675,7 @@ mod tests {
             (BuildReason::Timeout, "Timeout"),
             (BuildReason::PodRejected, "PodRejected"),
             (BuildReason::Evicted, "Evicted"),
+            (BuildReason::ImagePullFailed, "ImagePullFailed"),
             (BuildReason::Invalid, "Invalid"),
             (BuildReason::Cancelled, "Cancelled"),
             (BuildReason::Pending, "Pending"),

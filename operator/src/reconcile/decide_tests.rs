@@ -1,6 +1,6 @@
 //! The decide step's rules for Jobs that make no progress (see [`pods`](super::pods)): a pod a
-//! policy refuses, a Job waiting for its pod, pods evicted again and again, and a graph too
-//! large to keep. Pure, as the decide step is.
+//! policy refuses, a Job waiting for its pod, an image the node cannot pull, pods evicted again
+//! and again, and a graph too large to keep. Pure, as the decide step is.
 
 use slipway_contract::graph::{BuildGraph, StageJob};
 use slipway_contract::result::{PodResult, Reason};
@@ -404,4 +404,51 @@ fn a_build_whose_stages_all_hit_goes_straight_to_the_push() {
     let c = d.cache.expect("cache status");
     assert_eq!((c.hits, c.misses, c.stored), (5, 0, Some(0)));
     assert_eq!(c.write_error.as_deref(), Some("stage #9: denied"));
+}
+
+#[test]
+fn an_image_the_node_cannot_pull_ends_the_build_naming_it() {
+    use super::pods::PullFailed;
+    let failed = |container: &str| PodsSeen {
+        pull_failed: Some(PullFailed {
+            container: container.into(),
+            image: "reg:5000/slim@sha256:ab".into(),
+            why: "ImagePullBackOff: Back-off pulling image \"reg:5000/slim@sha256:ab\"".into(),
+        }),
+        ..Default::default()
+    };
+    let mut o = fanout();
+    o.stages.insert(1, stuck_with(failed("stage")));
+    let d = decide(&o, &limits(4, "1h"));
+    assert_eq!(
+        (d.phase, d.reason.as_str()),
+        (Phase::Failed, "ImagePullFailed")
+    );
+    assert_eq!(
+        d.message,
+        "stage \"b\": the node cannot pull image reg:5000/slim@sha256:ab: ImagePullBackOff: Back-off pulling image \"reg:5000/slim@sha256:ab\""
+    );
+    assert!(d.stop);
+    // Pulled ahead for a later stage: said so, since the stage named is not the one on it.
+    o.stages.insert(1, stuck_with(failed("pull-ahead-0")));
+    let d = decide(&o, &limits(4, "1h"));
+    assert!(
+        d.message
+            .starts_with("stage \"b\": the node cannot pull image reg:5000/slim@sha256:ab (pulled ahead for a later stage): "),
+        "{}",
+        d.message
+    );
+    // The prepare and push steps' own image (the builder's).
+    let o = Observed {
+        prepare: Some(stuck_with(failed("fetch"))),
+        ..Default::default()
+    };
+    let d = decide(&o, &limits(4, "1h"));
+    assert_eq!(d.reason.as_str(), "ImagePullFailed");
+    assert!(
+        d.message
+            .starts_with("the prepare step: the node cannot pull image "),
+        "{}",
+        d.message
+    );
 }

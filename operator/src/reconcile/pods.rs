@@ -6,6 +6,14 @@
 //!   fails at once with `PodRejected`, naming the policy (M3), instead of hanging until its
 //!   timeout. Anything else (a quota, a service account not there yet) is shown while the
 //!   build waits;
+//! * the kubelet cannot pull one of its pod's images: a container waits in `ImagePullBackOff`
+//!   (a pull failed and the kubelet waits before the next), `InvalidImageName` or
+//!   `ErrImageNeverPull`. The build fails at once with `ImagePullFailed`, naming the image and
+//!   the kubelet's error, as Tekton (and so Shipwright) fails a TaskRun, instead of waiting
+//!   until its timeout: every image is pinned by digest and prepare has just resolved it, so
+//!   what is left is the node's side (its credentials, its registry configuration: a registry
+//!   prepare reached over plain HTTP that the node's runtime will not) or a blob the registry
+//!   lost, none of which a retry mends;
 //! * its pods are lost to disruptions again and again: a pod evicted for filling the node's
 //!   disk is replaced (the Job's pod failure policy ignores disruptions) and fills it again.
 //!   After [`MAX_DISRUPTIONS`] such pods the build fails with `Evicted` (M6). Pods an API
@@ -38,7 +46,21 @@ pub struct PodsSeen {
     pub last_disruption: Option<String>,
     /// One of its pods succeeded: when its last container finished.
     pub succeeded: Option<Time>,
+    /// A container of a pod still running whose image the kubelet cannot pull.
+    pub pull_failed: Option<PullFailed>,
 }
+
+/// A container whose image the kubelet cannot pull, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PullFailed {
+    pub container: String,
+    pub image: String,
+    /// The kubelet's reason and message: `ImagePullBackOff: Back-off pulling image ...`.
+    pub why: String,
+}
+
+/// The waiting reasons of a container whose image will not be pulled without a change.
+const PULL_FAILURES: [&str; 3] = ["ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"];
 
 /// What the pods of one Job (those it owns) say.
 pub fn seen(pods: &[&Pod]) -> PodsSeen {
@@ -50,7 +72,32 @@ pub fn seen(pods: &[&Pod]) -> PodsSeen {
         disrupted: disrupted.len() as u32,
         last_disruption: disrupted.last().map(|p| why_lost(p)),
         succeeded: pods.iter().find_map(|p| succeeded(p)),
+        pull_failed: pods.iter().find_map(|p| pull_failed(p)),
     }
+}
+
+/// The first container (init containers first) of a pod not yet ended that waits on an image
+/// the kubelet cannot pull.
+fn pull_failed(p: &Pod) -> Option<PullFailed> {
+    let s = p.status.as_ref()?;
+    if matches!(s.phase.as_deref(), Some("Succeeded" | "Failed")) {
+        return None;
+    }
+    let statuses = s.init_container_statuses.iter().flatten();
+    statuses
+        .chain(s.container_statuses.iter().flatten())
+        .find_map(|c| {
+            let w = c.state.as_ref()?.waiting.as_ref()?;
+            let reason = w.reason.as_deref().filter(|r| PULL_FAILURES.contains(r))?;
+            Some(PullFailed {
+                container: c.name.clone(),
+                image: c.image.clone(),
+                why: match w.message.as_deref() {
+                    Some(m) if !m.is_empty() => format!("{reason}: {m}"),
+                    _ => reason.to_string(),
+                },
+            })
+        })
 }
 
 /// When a pod that succeeded finished: its containers' last exit (its creation time when the
@@ -343,6 +390,85 @@ mod tests {
         let mut failed = done.clone();
         failed.status.as_mut().expect("status").phase = Some("Failed".into());
         assert_eq!(seen(&[&failed]).succeeded, None);
+    }
+
+    #[test]
+    fn a_container_the_kubelet_cannot_pull_for_is_named_with_its_image() {
+        use k8s_openapi::api::core::v1::{ContainerState, ContainerStateWaiting};
+        let waiting = |name: &str, reason: &str, message: Option<&str>| ContainerStatus {
+            name: name.into(),
+            image: format!("reg:5000/{name}@sha256:ab"),
+            state: Some(ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some(reason.into()),
+                    message: message.map(String::from),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let with = |phase: &str, init: Vec<ContainerStatus>, main: Vec<ContainerStatus>| {
+            let mut p = pod(10, phase, false, None);
+            let s = p.status.as_mut().expect("status");
+            s.init_container_statuses = Some(init);
+            s.container_statuses = Some(main);
+            p
+        };
+        let backoff =
+            "Back-off pulling image \"reg:5000/pull-ahead-0@sha256:ab\": ErrImagePull: not found";
+        let p = with(
+            "Running",
+            vec![],
+            vec![
+                waiting("stage", "PodInitializing", None),
+                waiting("pull-ahead-0", "ImagePullBackOff", Some(backoff)),
+            ],
+        );
+        assert_eq!(
+            seen(&[&p]).pull_failed,
+            Some(PullFailed {
+                container: "pull-ahead-0".into(),
+                image: "reg:5000/pull-ahead-0@sha256:ab".into(),
+                why: format!("ImagePullBackOff: {backoff}"),
+            })
+        );
+        // An init container comes first; a reason without a message is the reason.
+        let p = with(
+            "Pending",
+            vec![waiting("engine", "InvalidImageName", Some(""))],
+            vec![waiting("stage", "ErrImageNeverPull", None)],
+        );
+        let f = seen(&[&p]).pull_failed.expect("failed");
+        assert_eq!(
+            (f.container.as_str(), f.why.as_str()),
+            ("engine", "InvalidImageName")
+        );
+        // Not yet: a first failed pull (the kubelet tries again), a container being created,
+        // or a pod that has ended.
+        for p in [
+            with(
+                "Pending",
+                vec![],
+                vec![waiting("stage", "ErrImagePull", Some("x"))],
+            ),
+            with(
+                "Pending",
+                vec![],
+                vec![waiting("stage", "ContainerCreating", None)],
+            ),
+            with(
+                "Failed",
+                vec![],
+                vec![waiting("stage", "ImagePullBackOff", None)],
+            ),
+            with(
+                "Succeeded",
+                vec![],
+                vec![waiting("p", "ImagePullBackOff", None)],
+            ),
+        ] {
+            assert_eq!(seen(&[&p]).pull_failed, None, "{:?}", p.status);
+        }
     }
 
     #[test]

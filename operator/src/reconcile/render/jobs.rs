@@ -22,7 +22,7 @@ use slipway_contract::annotations::Annotation;
 use slipway_contract::epoch::EpochArgs;
 use slipway_contract::graph::StageJob;
 use slipway_contract::pod::{
-    self, Digests, InstallArgs, PodCommand, PushArgs, RegistryArgs, StageArgs, StageLayers, paths,
+    self, Digests, PodCommand, PushArgs, RegistryArgs, StageArgs, StageLayers, paths,
 };
 
 use super::names::{ANNOTATION_BUILD, job_name, labels, meta, pvc_name};
@@ -276,6 +276,19 @@ fn stage_workspace(stages: &[usize]) -> Vec<VolumeMount> {
     mounts
 }
 
+/// The engine in a stage pod: the workspace's engine folder, read-only at the engine's path.
+/// Only the prepare pod (the builder image) writes the workspace's top folder; every later
+/// pod mounts it read-only, so no stage can change the engine a later stage pod runs.
+pub(super) fn engine_mount() -> VolumeMount {
+    VolumeMount {
+        name: "workspace".into(),
+        mount_path: paths::BIN_DIR.into(),
+        sub_path: Some(paths::ENGINE.into()),
+        read_only: Some(true),
+        ..Default::default()
+    }
+}
+
 /// What the controller hands a stage or push pod: the digests of what it reads, and the
 /// source date epoch it stamps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,8 +312,9 @@ impl From<Digests> for Given {
     }
 }
 
-/// A stage Job: the chain's base image, the engine binary copied in by an init container,
-/// as root; only the secrets its RUN commands ask for; the digests of what it reads.
+/// A stage Job: the chain's base image, the engine binary from the workspace (the prepare
+/// pod put it there; read-only here), as root; only the secrets its RUN commands ask for;
+/// the digests of what it reads.
 pub fn stage_job(
     ib: &ImageBuild,
     s: &Settings,
@@ -316,16 +330,9 @@ pub fn stage_job(
     stage.epoch = given.epoch;
     stage.layers = StageLayers::for_cache(ib.spec.cache.is_some());
     let args = PodCommand::Stage(stage).to_args();
-    let mut volumes = vec![
-        workspace_volume(ib),
-        Volume {
-            name: "engine".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Default::default()
-        },
-    ];
+    let mut volumes = vec![workspace_volume(ib)];
     let mut mounts = stage_workspace(&sj.stages);
-    mounts.push(mount("engine", paths::BIN_DIR, true));
+    mounts.push(engine_mount());
     let wanted: Vec<_> = ib
         .spec
         .secrets
@@ -377,21 +384,6 @@ pub fn stage_job(
         });
         mounts.push(mount("cache", paths::CACHE, false));
     }
-    let init = Container {
-        name: "engine".into(),
-        image: Some(s.builder_image.clone()),
-        command: Some(vec![paths::IN_BUILDER_IMAGE.into()]),
-        args: Some(
-            PodCommand::Install(InstallArgs {
-                dir: paths::BIN_DIR.into(),
-            })
-            .to_args(),
-        ),
-        volume_mounts: Some(vec![mount("engine", paths::BIN_DIR, false)]),
-        // It only copies the engine into its volume.
-        security_context: Some(security::restricted_container(true)),
-        ..Default::default()
-    };
     let container = Container {
         name: "stage".into(),
         image: Some(sj.image.clone().unwrap_or_else(|| s.builder_image.clone())),
@@ -407,7 +399,6 @@ pub fn stage_job(
         ib,
         &step,
         PodSpec {
-            init_containers: Some(vec![init]),
             containers: std::iter::once(container)
                 .chain(pull_ahead::containers(&given.pulls_ahead))
                 .collect(),
@@ -547,8 +538,11 @@ mod tests {
             ["--stage", "0", "--stage", "1"]
         );
         assert!(c.env.is_none(), "stage pods get no environment of ours");
-        // H1: the workspace read-only, each stage of the chain its own folder writable; the
-        // digests of what the pod reads in its arguments.
+        // H1: the workspace read-only, each stage of the chain its own folder writable, the
+        // engine the prepare pod put in it read-only; the digests of what the pod reads in its
+        // arguments. No init container: the engine is there already.
+        assert!(pod.init_containers.is_none());
+        assert_eq!(c.command.as_deref(), Some(&[paths::BIN.to_string()][..]));
         let mounts: Vec<(&str, Option<&str>, Option<bool>)> = c
             .volume_mounts
             .iter()
@@ -562,6 +556,7 @@ mod tests {
                 ("/.slipway/workspace", None, Some(true)),
                 ("/.slipway/workspace/stages/0", Some("stages/0"), None),
                 ("/.slipway/workspace/stages/1", Some("stages/1"), None),
+                ("/.slipway/bin", Some("engine"), Some(true)),
             ]
         );
         let args = c.args.clone().expect("args");

@@ -7,7 +7,7 @@
 mod jobs;
 mod names;
 mod prepare;
-mod pull_ahead;
+pub(super) mod pull_ahead;
 mod security;
 
 use std::collections::BTreeMap;

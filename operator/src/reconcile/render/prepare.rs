@@ -1,13 +1,21 @@
-//! The prepare Job: the builder image fetches the source, plans and resolves base images, in
-//! a pod of two containers so that the git credentials never meet the Dockerfile's author
-//! (security review H2):
+//! The prepare Job: the builder image fetches the source, plans and resolves base images,
+//! copies the engine into the workspace for the stage pods. A source with a credential or
+//! registry settings of its own (a git Secret, an OCI artifact) is fetched in a container of
+//! its own, so that the git credentials never meet the Dockerfile's author (security review
+//! H2):
 //!
 //! - the init container `fetch` holds the git Secret (only its `username`, `password` and
-//!   `token` keys), the ConfigMap or inline source, or, for an OCI source, the pull secrets
-//!   (it pulls the artifact), and writes the context into the workspace;
+//!   `token` keys) or, for an OCI source, the pull secrets (it pulls the artifact) and that
+//!   registry's plain-HTTP setting, and writes the context into the workspace;
 //! - the main container `plan` holds no git credential: it reads the Dockerfile from the
 //!   context, plans, resolves base images with the pull secrets, and reports the graph in its
 //!   termination message.
+//!
+//! Any other source (inline, a ConfigMap, a tarball, git without a Secret) holds nothing the
+//! plan step may not see, so one container, `plan`, does both steps: an init container costs
+//! a pod about a second (the kubelet starts the next container only once it has seen the last
+//! one exit; measured on the test cluster: 2.6 s from creation to a trivial container's end
+//! with an init container, 1.5 s without).
 //!
 //! The pod passes Pod Security "restricted" (review M3): uid/gid 65532, not root, no
 //! capability, no privilege escalation, RuntimeDefault seccomp, a read-only root filesystem
@@ -56,7 +64,13 @@ fn git_auth_volume(secret: &str) -> Volume {
     }
 }
 
-/// The prepare Job: `fetch` (init), then `plan`.
+/// Whether the source is fetched by a container of its own (see the module's comment).
+fn fetched_apart(ib: &ImageBuild) -> bool {
+    let src = &ib.spec.source;
+    src.oci.is_some() || src.git.as_ref().is_some_and(|g| g.secret_ref.is_some())
+}
+
+/// The prepare Job: `fetch` (init), then `plan`; or `plan` doing both.
 pub fn prepare_job(ib: &ImageBuild, s: &Settings, deadline: &Deadline) -> Result<Job, RenderError> {
     let spec = &ib.spec;
     let mut volumes = vec![workspace_volume(ib)];
@@ -178,6 +192,35 @@ pub fn prepare_job(ib: &ImageBuild, s: &Settings, deadline: &Deadline) -> Result
         let extra = (spec.output.insecure_registry && output.as_deref() == Some(host.as_str()))
             .then_some(host.as_str());
         fetch_args.registries = insecure(s, extra);
+    }
+    if !fetched_apart(ib) {
+        // One container: the fetch step's mounts and environment beside the plan step's.
+        let mut mounts = fetch_mounts;
+        for m in plan_mounts {
+            if !mounts.iter().any(|x| x.mount_path == m.mount_path) {
+                mounts.push(m);
+            }
+        }
+        let mut envs = fetch_envs;
+        envs.extend(plan_envs);
+        let both = secured(builder_container(
+            PLAN_CONTAINER,
+            s,
+            PodCommand::Prepare(args).to_args(),
+            envs,
+            mounts,
+            spec.resources.clone(),
+        ));
+        return Ok(job(
+            ib,
+            &Step::Prepare,
+            PodSpec {
+                containers: vec![both],
+                volumes: Some(volumes),
+                ..Default::default()
+            },
+            deadline,
+        ));
     }
     let fetch = secured(builder_container(
         FETCH_CONTAINER,

@@ -161,34 +161,51 @@ fn git_credentials_reach_the_fetch_container_only() {
     );
 }
 
+/// A source without a credential of its own: one container fetches and plans (no init
+/// container to wait for), with the inline source, the size limit and the plan's flags.
 #[test]
-fn the_inline_source_and_the_size_limit_go_to_the_fetch_container() {
+fn a_source_without_credentials_is_fetched_and_planned_by_one_container() {
     let mut ib = build();
     ib.spec.source.inline = Some(InlineSource {
         dockerfile: "FROM scratch\n".into(),
         files: Default::default(),
     });
+    ib.spec.pull_secrets = vec![LocalObjectReference {
+        name: "pull".into(),
+    }];
     let mut s = settings();
     s.size_limit = slipway_contract::size::Size(256 << 20);
     let pod = pod_of(prepare_job(&ib, &s, &Deadline(None)).expect("job"));
-    let fetch = &pod.init_containers.as_ref().expect("init")[0];
+    assert!(pod.init_containers.is_none());
+    assert_eq!(pod.containers.len(), 1);
     let plan = &pod.containers[0];
-    assert!(
-        fetch
-            .env
-            .iter()
-            .flatten()
-            .any(|e| e.name == pod::env::INLINE_SOURCE)
-    );
+    assert_eq!(plan.name, PLAN_CONTAINER);
     assert!(
         plan.env
             .iter()
             .flatten()
-            .all(|e| e.name != pod::env::INLINE_SOURCE)
+            .any(|e| e.name == pod::env::INLINE_SOURCE)
     );
-    let args = fetch.args.clone().expect("args");
+    assert_eq!(mounts(plan), ["workspace", "pull-auth"]);
+    let args = plan.args.clone().expect("args");
+    assert_eq!(args[0], "prepare");
     assert!(args.windows(2).any(|w| w == ["--size-limit", "256Mi"]));
     assert!(args.iter().any(|a| a == "--inline"));
+    assert_eq!(restricted_violations(&pod), Vec::<String>::new());
+    // git without a Secret: the same; with one, the fetch container apart (below).
+    let mut ib = git_build();
+    if let Some(g) = ib.spec.source.git.as_mut() {
+        g.secret_ref = None;
+    }
+    let pod = pod_of(prepare_job(&ib, &settings(), &Deadline(None)).expect("job"));
+    assert!(pod.init_containers.is_none());
+    let args = pod.containers[0].args.clone().expect("args");
+    assert_eq!(args[0], "prepare");
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--git-url", "https://git.example/team/app.git"]),
+        "{args:?}"
+    );
 }
 
 fn oci_build(image: &str) -> ImageBuild {

@@ -7,8 +7,8 @@
 //! one's image just before, so the pull runs while the stage does.
 //!
 //! Nothing of the image runs: the container runs the engine's silent `pull-ahead` from the
-//! pod's engine volume (read-only), as a user without root or capabilities, on a read-only
-//! root, with no other volume, and exits 0. Its resources are fixed and small, requests and
+//! workspace's engine folder (read-only, nothing else of the workspace), as a user without
+//! root or capabilities, on a read-only root, and exits 0. Its resources are fixed and small, requests and
 //! limits both (a namespace quota that asks for limits admits it).
 
 use std::collections::BTreeMap;
@@ -17,12 +17,19 @@ use k8s_openapi::api::core::v1::{Container, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use slipway_contract::pod::{PodCommand, paths};
 
-use super::jobs::mount;
+use super::jobs::engine_mount;
 use super::security;
 
 /// The name of the `n`th pull-ahead container of a pod.
 pub fn name(n: usize) -> String {
     format!("pull-ahead-{n}")
+}
+
+/// Whether a container of a stage pod is one of these (its name says so).
+pub fn is_pull_ahead(container: &str) -> bool {
+    container
+        .strip_prefix("pull-ahead-")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// One container per image, in order.
@@ -40,7 +47,7 @@ pub fn containers(images: &[String]) -> Vec<Container> {
             command: Some(vec![paths::BIN.into()]),
             args: Some(PodCommand::PullAhead.to_args()),
             working_dir: Some("/".into()),
-            volume_mounts: Some(vec![mount("engine", paths::BIN_DIR, true)]),
+            volume_mounts: Some(vec![engine_mount()]),
             resources: Some(ResourceRequirements {
                 requests: Some(small.clone()),
                 limits: Some(small.clone()),
@@ -59,6 +66,21 @@ mod tests {
     use crate::reconcile::fixtures::{build, digest, settings};
     use slipway_contract::graph::StageJob;
     use slipway_contract::pod::{Digests, paths};
+
+    #[test]
+    fn its_containers_are_known_by_name() {
+        use super::{is_pull_ahead, name};
+        assert!(is_pull_ahead(&name(0)) && is_pull_ahead(&name(12)));
+        for other in [
+            "stage",
+            "engine",
+            "pull-ahead-",
+            "pull-ahead-x",
+            "pull-ahead-0a",
+        ] {
+            assert!(!is_pull_ahead(other), "{other}");
+        }
+    }
 
     #[test]
     fn a_stage_pod_pulls_later_bases_after_its_stage_and_runs_nothing_of_them() {
@@ -97,8 +119,12 @@ mod tests {
         let mounts = c.volume_mounts.as_deref().unwrap_or_default();
         assert_eq!(mounts.len(), 1, "the engine alone: {mounts:?}");
         assert_eq!(
-            (mounts[0].name.as_str(), mounts[0].read_only),
-            ("engine", Some(true))
+            (
+                mounts[0].sub_path.as_deref(),
+                mounts[0].mount_path.as_str(),
+                mounts[0].read_only
+            ),
+            (Some("engine"), paths::BIN_DIR, Some(true))
         );
         let r = c.resources.clone().expect("resources");
         assert_eq!(r.requests, r.limits);

@@ -113,10 +113,14 @@ def own_bytes(ref, base):
 
 
 def final_base(ctx, name):
-    base = None
+    """The final stage's base image, through the stages it is FROM (`FROM two`)."""
+    base, stages = None, {}
     for line in open(f"{ctx}/{name}/Dockerfile"):
         if line.startswith("FROM "):
-            base = line.split()[1]
+            words = line.split()
+            base = stages.get(words[1], words[1])
+            if len(words) == 4 and words[2].upper() == "AS":
+                stages[words[3]] = base
     return base.replace("${BASE_REGISTRY}", R)
 
 

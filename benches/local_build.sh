@@ -83,7 +83,8 @@ print(sum(s for d, s in own.items() if d not in base))
 PY
 }
 final_base() { # NAME: the final stage's base image, as the Dockerfile names it
-  awk -v r="$R" '/^FROM /{b=$2} END{gsub(/\$\{BASE_REGISTRY\}/, r, b); print b}' "$ctx/$1/Dockerfile"
+  awk -v r="$R" '/^FROM /{b=($2 in as) ? as[$2] : $2; if (toupper($3) == "AS") as[$4]=b}
+    END{gsub(/\$\{BASE_REGISTRY\}/, r, b); print b}' "$ctx/$1/Dockerfile"
 }
 
 [[ ${BENCH_ONLY:-} == bases ]] ||

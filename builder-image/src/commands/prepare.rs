@@ -21,7 +21,7 @@ pub fn with_engine(
     workspace: &Path,
 ) -> Result<BuildGraph, PrepareError> {
     let graph = r?;
-    super::install::into_workspace(workspace).map_err(PrepareError::from)?;
+    super::install::into_workspace(workspace)?;
     Ok(graph)
 }
 

@@ -193,7 +193,25 @@ pub fn prepare_job(ib: &ImageBuild, s: &Settings, deadline: &Deadline) -> Result
             .then_some(host.as_str());
         fetch_args.registries = insecure(s, extra);
     }
-    if !fetched_apart(ib) {
+    let (init_containers, plan) = if fetched_apart(ib) {
+        let fetch = secured(builder_container(
+            FETCH_CONTAINER,
+            s,
+            PodCommand::Fetch(fetch_args).to_args(),
+            fetch_envs,
+            fetch_mounts,
+            spec.resources.clone(),
+        ));
+        let plan = secured(builder_container(
+            PLAN_CONTAINER,
+            s,
+            PodCommand::Resolve(args.resolve()).to_args(),
+            plan_envs,
+            plan_mounts,
+            spec.resources.clone(),
+        ));
+        (Some(vec![fetch]), plan)
+    } else {
         // One container: the fetch step's mounts and environment beside the plan step's.
         let mut mounts = fetch_mounts;
         for m in plan_mounts {
@@ -211,39 +229,14 @@ pub fn prepare_job(ib: &ImageBuild, s: &Settings, deadline: &Deadline) -> Result
             mounts,
             spec.resources.clone(),
         ));
-        return Ok(job(
-            ib,
-            &Step::Prepare,
-            PodSpec {
-                containers: vec![both],
-                volumes: Some(volumes),
-                ..Default::default()
-            },
-            deadline,
-        ));
-    }
-    let fetch = secured(builder_container(
-        FETCH_CONTAINER,
-        s,
-        PodCommand::Fetch(fetch_args).to_args(),
-        fetch_envs,
-        fetch_mounts,
-        spec.resources.clone(),
-    ));
-    let plan = secured(builder_container(
-        PLAN_CONTAINER,
-        s,
-        PodCommand::Resolve(args.resolve()).to_args(),
-        plan_envs,
-        plan_mounts,
-        spec.resources.clone(),
-    ));
+        (None, both)
+    };
     // The pod-level context is the prepare step's default: "restricted" (security.rs).
     Ok(job(
         ib,
         &Step::Prepare,
         PodSpec {
-            init_containers: Some(vec![fetch]),
+            init_containers,
             containers: vec![plan],
             volumes: Some(volumes),
             ..Default::default()

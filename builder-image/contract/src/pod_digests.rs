@@ -61,6 +61,12 @@ pub struct Digests {
         value_name = "DIGEST"
     )]
     pub cache_keys: Option<Digest>,
+    /// A stage whose outputs the controller did not hold yet, its pod still running when this
+    /// one was made (repeatable): this pod takes them from `stages/<N>/outputs.json` once that
+    /// pod writes it, and reports what it took; the controller checks it against that pod's
+    /// own report ([`crate::trust::Awaited`]).
+    #[arg(long = "await-outputs", id = "await_outputs", value_name = "STAGE")]
+    pub awaits: Vec<usize>,
 }
 
 impl Digests {
@@ -75,6 +81,7 @@ impl Digests {
             exports: Vec::new(),
             resumes: Vec::new(),
             cache_keys: None,
+            awaits: Vec::new(),
         }
     }
 
@@ -125,6 +132,8 @@ impl Digests {
         a.extend(repeated("--exports-digest", &strings(&self.exports)));
         a.extend(repeated("--resume-digest", &strings(&self.resumes)));
         a.extend(optional("--cache-keys-digest", &shown(&self.cache_keys)));
+        let awaits: Vec<String> = self.awaits.iter().map(usize::to_string).collect();
+        a.extend(repeated("--await-outputs", &awaits));
         a
     }
 }

@@ -187,6 +187,7 @@ fn digests() -> Digests {
         },
     );
     d.resumes = vec![format!("3={}", digest('a')).parse().expect("pair")];
+    d.awaits = vec![4, 6];
     d
 }
 

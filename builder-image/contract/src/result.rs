@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::graph::BuildGraph;
-use crate::trust::Outputs;
+use crate::trust::{Awaited, Outputs};
 
 /// Where Kubernetes reads a container's termination message, and its size limit.
 pub const TERMINATION_LOG: &str = "/dev/termination-log";
@@ -51,6 +51,9 @@ pub enum PodResult {
         layers: usize,
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         outputs: BTreeMap<usize, Outputs>,
+        /// The outputs it took of the stages it awaited (`--await-outputs`).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        awaited: Awaited,
     },
     /// The push pod: the manifest digest, pushed to every reference, and the bytes of the
     /// config and layers the manifest lists (`None` from a push pod before it said).
@@ -62,6 +65,9 @@ pub enum PodResult {
         /// What the push step stored in the layer cache, after the image was pushed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cache: Option<CacheWrite>,
+        /// The outputs it took of the stages it awaited (`--await-outputs`).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        awaited: Awaited,
     },
     Failed {
         reason: Reason,
@@ -247,7 +253,12 @@ mod tests {
                 (i, out)
             })
             .collect();
-        let stage = PodResult::Stage { layers: 3, outputs };
+        let awaited = outputs.clone();
+        let stage = PodResult::Stage {
+            layers: 3,
+            outputs,
+            awaited,
+        };
         let m = stage.termination_message();
         assert!(PodResult::in_log(&m));
         let line = format!(
@@ -257,6 +268,7 @@ mod tests {
         assert_eq!(PodResult::parse(&line), Some(stage));
         // A large graph still goes to the log.
         let graph = PodResult::Pushed {
+            awaited: Default::default(),
             cache: None,
             digest: "sha256:00".into(),
             refs: vec!["r/x:1".repeat(1000)],
@@ -271,6 +283,7 @@ mod tests {
         assert_eq!(
             PodResult::parse(old),
             Some(PodResult::Pushed {
+                awaited: Default::default(),
                 cache: None,
                 digest: "sha256:00".into(),
                 refs: vec!["r/x:1".into()],
@@ -278,6 +291,7 @@ mod tests {
             })
         );
         let new = PodResult::Pushed {
+            awaited: Default::default(),
             cache: None,
             digest: "sha256:00".into(),
             refs: vec![],

@@ -6,7 +6,7 @@
 //! ([`Digests`], rendered by [`Trusted::for_stage_job`] and [`Trusted::for_push`]). A pod
 //! reads such a file only when it matches. Local mode's host plays the controller.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -123,6 +123,33 @@ pub enum Missing {
     Target(usize),
 }
 
+/// What a pod took of the stages it awaited (`--await-outputs`), by stage index: the
+/// outputs it read from each one's `outputs.json`.
+pub type Awaited = BTreeMap<usize, Outputs>;
+
+/// How what a pod awaited compares with what the stages' own pods reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AwaitedCheck {
+    /// Every stage it took reported the same outputs.
+    Agrees,
+    /// A stage it took has not been seen to finish yet: ask again once it has.
+    Unknown(usize),
+    /// A stage's `outputs.json` said other than its pod reported when it ended.
+    Differs(usize),
+}
+
+/// Compares `awaited` with `known`, the outputs the stages' pods reported.
+pub fn check_awaited(awaited: &Awaited, known: &BTreeMap<usize, Outputs>) -> AwaitedCheck {
+    for (index, took) in awaited {
+        match known.get(index) {
+            None => return AwaitedCheck::Unknown(*index),
+            Some(out) if out != took => return AwaitedCheck::Differs(*index),
+            Some(_) => {}
+        }
+    }
+    AwaitedCheck::Agrees
+}
+
 /// What the controller holds of a build's workspace: the prepare step's digests and each
 /// finished stage's.
 #[derive(Debug, Clone, Copy)]
@@ -130,6 +157,9 @@ pub struct Trusted<'a> {
     pub inputs: &'a Inputs,
     /// By stage index.
     pub stages: &'a BTreeMap<usize, Outputs>,
+    /// Stages not finished whose pods are on their node: a pod made now may await their
+    /// outputs (`--await-outputs`) instead of being given them.
+    pub running: Option<&'a BTreeSet<usize>>,
 }
 
 impl Trusted<'_> {
@@ -151,9 +181,16 @@ impl Trusted<'_> {
     }
 
     fn add_stage(&self, d: &mut Digests, index: usize) -> Result<(), Missing> {
-        let out = self.stages.get(&index).ok_or(Missing::Stage(index))?;
-        d.add_outputs(index, out);
+        match self.stages.get(&index) {
+            Some(out) => d.add_outputs(index, out),
+            None if self.awaitable(index) => d.awaits.push(index),
+            None => return Err(Missing::Stage(index)),
+        }
         Ok(())
+    }
+
+    fn awaitable(&self, index: usize) -> bool {
+        self.running.is_some_and(|r| r.contains(&index))
     }
 
     /// What a stage Job reads: the plan, the Dockerfile and its ignore file, the JSON of the
@@ -194,20 +231,26 @@ impl Trusted<'_> {
         if let Some(b) = graph.target_base() {
             self.add_image(&mut d, b)?;
         }
-        let out = self
-            .stages
-            .get(&graph.target)
-            .ok_or(Missing::Stage(graph.target))?;
         if graph.cache.is_some() {
+            self.add_stage(&mut d, graph.target)?;
             d.cache_keys = self.inputs.cache_keys.clone();
             for (index, out) in self.stages {
                 d.add_outputs(*index, out);
             }
+            // It stores every stage that ran: those still running too.
+            let target = graph.target;
+            let others = self.running.into_iter().flatten().filter(|i| **i != target);
+            d.awaits
+                .extend(others.filter(|i| !self.stages.contains_key(i)));
         } else {
-            d.results.push(StageDigest {
-                index: graph.target,
-                digest: out.result.clone(),
-            });
+            match self.stages.get(&graph.target) {
+                Some(out) => d.results.push(StageDigest {
+                    index: graph.target,
+                    digest: out.result.clone(),
+                }),
+                None if self.awaitable(graph.target) => d.awaits.push(graph.target),
+                None => return Err(Missing::Stage(graph.target)),
+            }
         }
         Ok(d)
     }
@@ -276,6 +319,7 @@ mod tests {
         let t = Trusted {
             inputs: &inputs,
             stages: &stages,
+            running: None,
         };
         let job = StageJob {
             stages: vec![3, 4],
@@ -318,6 +362,7 @@ mod tests {
         let t = Trusted {
             inputs: &inputs,
             stages: &stages,
+            running: None,
         };
         let graph = BuildGraph {
             cache: None,
@@ -376,6 +421,7 @@ mod tests {
         let t = Trusted {
             inputs: &inputs,
             stages: &stages,
+            running: None,
         };
         // Every stage hit: no Job at all, the target's base from its cache entry.
         let graph = BuildGraph {
@@ -407,5 +453,61 @@ mod tests {
             ..graph
         };
         assert_eq!(t.for_push(&lost), Err(Missing::Target(2)));
+    }
+
+    #[test]
+    fn a_pod_made_while_a_stage_it_needs_runs_awaits_it_and_is_checked_after() {
+        let inputs = inputs();
+        let stages = BTreeMap::from([(0, outputs('6', None))]);
+        let running = BTreeSet::from([1, 2]);
+        let t = Trusted {
+            inputs: &inputs,
+            stages: &stages,
+            running: Some(&running),
+        };
+        let job = StageJob {
+            stages: vec![3],
+            needs: vec![0, 1],
+            ..Default::default()
+        };
+        let d = t.for_stage_job(&job).expect("digests");
+        assert_eq!((d.result(0), d.result(1)), (Some(&digest('6')), None));
+        assert_eq!(d.awaits, vec![1]);
+        // A stage neither done nor running on its node is still missing.
+        let lacking = StageJob {
+            needs: vec![5],
+            ..job
+        };
+        assert_eq!(t.for_stage_job(&lacking), Err(Missing::Stage(5)));
+        let graph = BuildGraph {
+            target: 2,
+            jobs: vec![StageJob {
+                stages: vec![2],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let d = t.for_push(&graph).expect("digests");
+        assert_eq!((d.results.len(), d.awaits.clone()), (0, vec![2]));
+        // With the cache, the push stores every stage: it awaits all those running.
+        let cached = BuildGraph {
+            cache: Some(Default::default()),
+            ..graph
+        };
+        let d = t.for_push(&cached).expect("digests");
+        assert_eq!(d.awaits, vec![2, 1]);
+        assert_eq!(d.result(0), Some(&digest('6')));
+
+        let took = BTreeMap::from([(1, outputs('7', Some('8')))]);
+        let mut known = stages.clone();
+        assert_eq!(check_awaited(&took, &known), AwaitedCheck::Unknown(1));
+        known.insert(1, outputs('7', None));
+        assert_eq!(check_awaited(&took, &known), AwaitedCheck::Differs(1));
+        known.insert(1, outputs('7', Some('8')));
+        assert_eq!(check_awaited(&took, &known), AwaitedCheck::Agrees);
+        assert_eq!(
+            check_awaited(&BTreeMap::new(), &known),
+            AwaitedCheck::Agrees
+        );
     }
 }

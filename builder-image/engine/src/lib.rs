@@ -22,6 +22,7 @@
 //! The Dockerfile front end is `slipway_frontend`; what the operator and the pods say to each
 //! other is `slipway_contract`.
 
+pub mod awaited;
 pub mod cache;
 pub mod fs;
 pub mod layer;

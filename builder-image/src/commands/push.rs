@@ -2,14 +2,23 @@
 
 use slipway_contract::pod::PushArgs;
 use slipway_contract::result::{PodResult, Reason};
+use slipway_engine::awaited;
 use slipway_engine::steps::push;
+use slipway_engine::workspace::Workspace;
 
 use super::CommandError;
 
 pub fn run(a: &PushArgs) -> Result<(), CommandError> {
-    match push::push(a) {
+    // The stages that still ran when its pod was made: it pushes once they are done.
+    let mut a = a.clone();
+    let awaited = match awaited::take(&Workspace::new(&a.workspace), &mut a.digests) {
+        Ok(took) => took,
+        Err(e) => return Err(failed(e.to_string())),
+    };
+    match push::push(&a) {
         Ok(pushed) => {
             PodResult::Pushed {
+                awaited,
                 digest: pushed.digest,
                 refs: a.destinations.clone(),
                 size: Some(pushed.size),
@@ -18,13 +27,15 @@ pub fn run(a: &PushArgs) -> Result<(), CommandError> {
             .report();
             Ok(())
         }
-        Err(e) => {
-            PodResult::Failed {
-                reason: Reason::PushFailed,
-                message: e.to_string(),
-            }
-            .report();
-            Err(CommandError::Message(e.to_string()))
-        }
+        Err(e) => Err(failed(e.to_string())),
     }
+}
+
+fn failed(message: String) -> CommandError {
+    PodResult::Failed {
+        reason: Reason::PushFailed,
+        message: message.clone(),
+    }
+    .report();
+    CommandError::Message(message)
 }

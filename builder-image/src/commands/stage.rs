@@ -4,7 +4,9 @@
 
 use slipway_contract::pod::StageArgs;
 use slipway_contract::result::{PodResult, Reason};
+use slipway_engine::awaited;
 use slipway_engine::stage::{self, StageOptions};
+use slipway_engine::workspace::Workspace;
 
 use super::CommandError;
 
@@ -19,23 +21,29 @@ fn failed(message: String) -> CommandError {
 
 pub fn run(a: &StageArgs) -> Result<(), CommandError> {
     slipway_engine::net::download::set_size_limit(a.limits.size_limit);
+    let ws = Workspace::new(&a.workspace);
+    // The stages it needs that still ran when its pod was made: it starts once they are done.
+    let mut digests = a.digests.clone();
+    let awaited = awaited::take(&ws, &mut digests).map_err(|e| failed(e.to_string()))?;
     let opts = StageOptions {
         plan: a.plan.clone(),
         stages: a.stages.clone(),
         workspace: a.workspace.clone(),
         secrets_dir: None,
         cache_dir: None,
-        digests: a.digests.clone(),
+        digests,
         epoch: a.epoch.source_date_epoch,
         layers: a.layers,
     };
     match stage::run_stage(&opts) {
         Ok(done) => {
             // The digests of what the chain wrote: the controller hands them to the pods
-            // that read those files.
+            // that read those files, and pods already waiting take them from the workspace.
+            awaited::publish(&ws, &done.outputs).map_err(|e| failed(e.to_string()))?;
             PodResult::Stage {
                 layers: done.result.layers.len(),
                 outputs: done.outputs,
+                awaited,
             }
             .report();
             Ok(())

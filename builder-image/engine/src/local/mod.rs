@@ -284,6 +284,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
         let digests = Trusted {
             inputs: &inputs,
             stages: &outputs,
+            running: None,
         }
         .for_push(&graph)?;
         let checked = Checked {
@@ -446,6 +447,7 @@ fn run_jobs(
                     let digests = Trusted {
                         inputs: host.inputs,
                         stages: &outputs,
+                        running: None,
                     }
                     .for_stage_job(&job);
                     scope.spawn(move || {

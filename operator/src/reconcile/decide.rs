@@ -157,6 +157,9 @@ pub struct Decision {
     /// A running Job has no pod yet: look again soon (its `FailedCreate` events do not wake
     /// the controller).
     pub soon: bool,
+    /// Stages of Jobs whose pods are on the node and not done: the Jobs created now await
+    /// their outputs in the workspace (`--await-outputs`).
+    pub running: BTreeSet<usize>,
 }
 
 impl Decision {
@@ -173,6 +176,7 @@ impl Decision {
             revision: None,
             cache: None,
             soon: false,
+            running: BTreeSet::new(),
         }
     }
 
@@ -357,6 +361,9 @@ fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
     // Restored from the layer cache: done before anything runs.
     let mut done: BTreeSet<usize> = graph.cached_stages().map(|c| c.index).collect();
     let mut running = 0;
+    // Stages whose pods are on the node: a Job that needs them starts beside them and takes
+    // their outputs the moment they are written, not a pod start after they end.
+    let mut on_node = BTreeSet::new();
     let mut no_pod = None;
     for (pos, j) in graph.jobs.iter().enumerate() {
         if let Some(obs) = o.stages.get(&pos) {
@@ -382,6 +389,9 @@ fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
                     if let Some(why) = waiting(obs) {
                         no_pod.get_or_insert(format!("; {what} has no pod yet: {why}"));
                     }
+                    if obs.pods.scheduled {
+                        on_node.extend(j.stages.iter().copied());
+                    }
                     running += 1;
                 }
                 JobState::Failed { .. } => {
@@ -403,12 +413,27 @@ fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
         let mut d = Decision::new(Phase::Building, BuildReason::Building, "");
         let room = max_parallel.max(1).saturating_sub(running);
         let started: BTreeSet<usize> = o.stages.keys().copied().collect();
+        let available: BTreeSet<usize> = done.union(&on_node).copied().collect();
         d.create.extend(
             graph
-                .ready(&done, &started, room)
+                .ready(&available, &started, room)
                 .into_iter()
                 .map(Create::Stage),
         );
+        // The push, too, starts beside the last stages and awaits them; the build is done
+        // once every stage Job has been seen to finish and to agree with it (observe).
+        let all_on_node = graph
+            .jobs
+            .iter()
+            .all(|j| j.stages.iter().all(|s| available.contains(s)));
+        match &o.push {
+            None if all_on_node => d.create.push(Create::Push),
+            Some(p) if matches!(p.state, JobState::Failed { .. }) => {
+                return failure(p, Reason::PushFailed, "the push step", timeout);
+            }
+            _ => {}
+        }
+        d.running = on_node;
         let busy: Vec<String> = graph
             .jobs
             .iter()
@@ -458,10 +483,7 @@ fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
         JobState::Failed { .. } => failure(push, Reason::PushFailed, "the push step", timeout),
         JobState::Succeeded => match &push.result {
             Some(PodResult::Pushed {
-                digest,
-                refs,
-                size,
-                cache: _,
+                digest, refs, size, ..
             }) => {
                 let reference = refs.first().cloned().unwrap_or_default();
                 let mut d = Decision::new(
@@ -485,208 +507,5 @@ fn decide_phase(o: &Observed, max_parallel: usize, timeout: &str) -> Decision {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::StagePhase;
-    use crate::reconcile::fixtures;
-    use slipway_contract::graph::StageJob;
-
-    fn limits(max_parallel: usize, timeout: &str) -> Limits {
-        Limits {
-            max_parallel,
-            timeout: timeout.into(),
-            timed_out: false,
-            cancel: false,
-        }
-    }
-
-    fn sj(stages: &[usize], name: &str, needs: &[usize]) -> StageJob {
-        StageJob {
-            stages: stages.to_vec(),
-            names: stages.iter().map(|_| Some(name.to_string())).collect(),
-            needs: needs.to_vec(),
-            image: Some("img@sha256:00".into()),
-            ..Default::default()
-        }
-    }
-
-    fn obs(state: JobState) -> JobObs {
-        JobObs {
-            name: "j".into(),
-            state,
-            start: None,
-            completion: None,
-            result: None,
-            pods: PodsSeen::default(),
-        }
-    }
-
-    fn fanout() -> Observed {
-        Observed {
-            prepare: Some(obs(JobState::Succeeded)),
-            graph: Some(BuildGraph {
-                cache: None,
-                target: 4,
-                jobs: vec![
-                    sj(&[0], "a", &[]),
-                    sj(&[1], "b", &[]),
-                    sj(&[2], "c", &[]),
-                    sj(&[3], "d", &[]),
-                    sj(&[4], "final", &[0, 1, 2, 3]),
-                ],
-                inputs: Some(fixtures::inputs()),
-                source_time: None,
-                source_revision: None,
-            }),
-            outputs: fixtures::outputs_of(0..5),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn a_new_build_creates_its_prepare_job() {
-        let d = decide(&Observed::default(), &limits(4, "1h"));
-        assert_eq!(d.phase, Phase::Pending);
-        assert_eq!(d.create, vec![Create::Prepare]);
-    }
-
-    #[test]
-    fn independent_stages_start_together_up_to_the_limit() {
-        let mut o = fanout();
-        let d = decide(&o, &limits(3, "1h"));
-        assert_eq!(d.phase, Phase::Building);
-        assert_eq!(
-            d.create,
-            vec![Create::Stage(0), Create::Stage(1), Create::Stage(2)]
-        );
-        o.stages.insert(0, obs(JobState::Succeeded));
-        o.stages.insert(1, obs(JobState::Running));
-        o.stages.insert(2, obs(JobState::Running));
-        assert_eq!(decide(&o, &limits(3, "1h")).create, vec![Create::Stage(3)]);
-        o.stages.insert(3, obs(JobState::Succeeded));
-        assert!(
-            decide(&o, &limits(3, "1h")).create.is_empty(),
-            "final waits for b, c"
-        );
-        o.stages.insert(1, obs(JobState::Succeeded));
-        o.stages.insert(2, obs(JobState::Succeeded));
-        assert_eq!(decide(&o, &limits(3, "1h")).create, vec![Create::Stage(4)]);
-        o.stages.insert(4, obs(JobState::Succeeded));
-        let d = decide(&o, &limits(3, "1h"));
-        assert_eq!((d.phase, d.create), (Phase::Pushing, vec![Create::Push]));
-        let mut p = obs(JobState::Succeeded);
-        p.result = Some(PodResult::Pushed {
-            cache: None,
-            digest: "sha256:ab".into(),
-            refs: vec!["r/x:1".into()],
-            size: Some(4096),
-        });
-        o.push = Some(p);
-        let d = decide(&o, &limits(3, "1h"));
-        assert_eq!(d.phase, Phase::Succeeded);
-        let image = d.image.expect("image");
-        assert_eq!(
-            (image.digest.as_str(), image.size),
-            ("sha256:ab", Some(4096))
-        );
-        assert_eq!(d.stages.len(), 5);
-    }
-
-    #[test]
-    fn a_failed_stage_fails_the_build_with_its_message_and_stops_the_rest() {
-        let mut o = fanout();
-        o.stages.insert(0, obs(JobState::Running));
-        let mut f = obs(JobState::Failed {
-            deadline: false,
-            message: "BackoffLimitExceeded".into(),
-        });
-        f.result = Some(PodResult::Failed {
-            reason: Reason::StageFailed,
-            message: "stage \"b\" (#1): Dockerfile:4: RUN exit 3: exit code 3".into(),
-        });
-        o.stages.insert(1, f);
-        let d = decide(&o, &limits(4, "1h"));
-        assert_eq!(d.phase, Phase::Failed);
-        assert_eq!(d.reason.as_str(), "StageFailed");
-        assert!(d.message.contains("exit code 3"));
-        assert!(d.stop && d.create.is_empty());
-        assert_eq!(d.stages[1].phase, StagePhase::Failed);
-    }
-
-    #[test]
-    fn prepare_failures_keep_their_reason_and_deadlines_are_timeouts() {
-        let mut o = Observed::default();
-        let mut p = obs(JobState::Failed {
-            deadline: false,
-            message: "x".into(),
-        });
-        p.result = Some(PodResult::Failed {
-            reason: Reason::InvalidDockerfile,
-            message: "Dockerfile:3: unknown instruction: FORM".into(),
-        });
-        o.prepare = Some(p);
-        assert_eq!(
-            decide(&o, &limits(1, "1h")).reason,
-            BuildReason::Pod(Reason::InvalidDockerfile)
-        );
-        o.prepare = Some(obs(JobState::Failed {
-            deadline: true,
-            message: "DeadlineExceeded".into(),
-        }));
-        assert_eq!(decide(&o, &limits(1, "1h")).reason, BuildReason::Timeout);
-        // A pod stopped by the deadline reports an exit of its own: the deadline wins.
-        let mut p = obs(JobState::Failed {
-            deadline: true,
-            message: "DeadlineExceeded".into(),
-        });
-        p.result = Some(PodResult::Failed {
-            reason: Reason::SourceFailed,
-            message: "pod exited with 143".into(),
-        });
-        o.prepare = Some(p);
-        let d = decide(&o, &limits(1, "20s"));
-        assert_eq!(d.reason, BuildReason::Timeout);
-        assert!(d.message.contains("20s"), "{}", d.message);
-        let mut o = fanout();
-        o.stages.insert(0, obs(JobState::Running));
-        let timed_out = Limits {
-            timed_out: true,
-            ..limits(1, "10m")
-        };
-        let d = decide(&o, &timed_out);
-        assert_eq!((d.phase, d.reason.as_str()), (Phase::Failed, "Timeout"));
-        assert!(d.message.contains("10m") && d.stop);
-    }
-
-    #[test]
-    fn reasons_keep_their_wire_strings() {
-        let all = [
-            (BuildReason::Pod(Reason::SourceFailed), "SourceFailed"),
-            (
-                BuildReason::Pod(Reason::InvalidDockerfile),
-                "InvalidDockerfile",
-            ),
-            (
-                BuildReason::Pod(Reason::BaseImageNotFound),
-                "BaseImageNotFound",
-            ),
-            (BuildReason::Pod(Reason::StageFailed), "StageFailed"),
-            (BuildReason::Pod(Reason::PushFailed), "PushFailed"),
-            (BuildReason::Timeout, "Timeout"),
-            (BuildReason::PodRejected, "PodRejected"),
-            (BuildReason::Evicted, "Evicted"),
-            (BuildReason::ImagePullFailed, "ImagePullFailed"),
-            (BuildReason::Invalid, "Invalid"),
-            (BuildReason::Cancelled, "Cancelled"),
-            (BuildReason::Pending, "Pending"),
-            (BuildReason::Preparing, "Preparing"),
-            (BuildReason::Building, "Building"),
-            (BuildReason::Pushing, "Pushing"),
-            (BuildReason::Pushed, "Pushed"),
-        ];
-        for (r, s) in all {
-            assert_eq!(r.to_string(), s);
-            assert_eq!(serde_json::to_value(r).ok(), Some(s.into()));
-        }
-    }
-}
+#[path = "decide_flow_tests.rs"]
+mod tests;

@@ -265,6 +265,7 @@ fn a_cancelled_build_creates_nothing_and_stops_what_runs() {
     assert_eq!(decide(&o, &late).reason, BuildReason::Cancelled);
     o.push = Some(JobObs {
         result: Some(PodResult::Pushed {
+            awaited: Default::default(),
             cache: None,
             digest: "sha256:ab".into(),
             refs: vec!["r/x:1".into()],
@@ -389,6 +390,7 @@ fn a_build_whose_stages_all_hit_goes_straight_to_the_push() {
     // The push step reports what it stored (nothing ran: nothing to store).
     let mut push = obs(JobState::Succeeded);
     push.result = Some(PodResult::Pushed {
+        awaited: Default::default(),
         digest: "sha256:ab".into(),
         refs: vec!["r/x:1".into()],
         size: None,

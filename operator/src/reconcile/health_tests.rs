@@ -54,6 +54,7 @@ fn at(t: i64) -> Time {
 
 fn decision(phase: Phase, reason: BuildReason, message: &str) -> Decision {
     Decision {
+        running: Default::default(),
         cache: None,
         phase,
         reason,

@@ -16,6 +16,7 @@
 //! writes is bounded ([`text`]).
 
 mod apply;
+mod awaited;
 mod bases;
 mod conditions;
 mod context;

@@ -17,10 +17,11 @@ use kube::api::{ListParams, LogParams};
 use kube::{Api, Resource, ResourceExt};
 use slipway_contract::graph::{BuildGraph, StageJob};
 use slipway_contract::result::{PodResult, Reason, TERMINATION_LIMIT};
-use slipway_contract::trust::Outputs;
+use slipway_contract::trust::{AwaitedCheck, Outputs, check_awaited};
 use tracing::{debug, warn};
 
 use super::apply::owned_by;
+use super::awaited::{self, Awaiting, Verdict};
 use super::context::{Apis, Error};
 use super::decide::{JobObs, JobState, Observed};
 use super::pods::{self, PodsSeen};
@@ -112,6 +113,9 @@ async fn read(apis: &Apis, ib: &ImageBuild, build: &Build) -> Result<Observation
         }
         seen.observed.prepare = Some(obs);
     }
+    // Finished stage Jobs whose digests were read just now: believed once what each took of
+    // the stages it awaited agrees with those stages' own reports.
+    let mut pending = Vec::new();
     if let Some(g) = &seen.observed.graph {
         // Restored by the prepare step, which checked them: as if their stages had run.
         for c in g.cached_stages() {
@@ -130,11 +134,18 @@ async fn read(apis: &Apis, ib: &ImageBuild, build: &Build) -> Result<Observation
                             seen.observed.outputs.extend(kept);
                         } else {
                             let result = pod_result(&apis.pods, j, Reason::StageFailed).await?.0;
-                            if let Some(PodResult::Stage { outputs, .. }) = &result
+                            if let Some(PodResult::Stage {
+                                outputs, awaited, ..
+                            }) = &result
                                 && let Some(own) = own_outputs(sj, outputs)
                             {
-                                seen.observed.outputs.extend(own.clone());
-                                seen.outputs_read.push((name, own));
+                                pending.push(Awaiting {
+                                    pos,
+                                    name,
+                                    label: sj.label(),
+                                    own,
+                                    awaited: awaited.clone(),
+                                });
                             }
                             obs.result = result;
                         }
@@ -145,16 +156,52 @@ async fn read(apis: &Apis, ib: &ImageBuild, build: &Build) -> Result<Observation
             }
         }
     }
+    believe(&mut seen, pending);
     let push_name = render::job_name(ib, &Step::Push);
     if let Some(j) = existing.jobs.get(&push_name) {
         let mut obs = obs_of(j);
         if obs.state != JobState::Running {
             obs.result = pod_result(&apis.pods, j, Reason::PushFailed).await?.0;
         }
+        if let Some(PodResult::Pushed { awaited, .. }) = &obs.result {
+            match check_awaited(awaited, &seen.observed.outputs) {
+                AwaitedCheck::Agrees => {}
+                AwaitedCheck::Unknown(_) => {
+                    obs.state = JobState::Running;
+                    obs.result = None;
+                }
+                AwaitedCheck::Differs(n) => {
+                    let m = awaited::differs("the push step", n);
+                    awaited::fail(&mut obs, Reason::PushFailed, m);
+                }
+            }
+        }
         seen.observed.push = Some(obs);
     }
     seen.existing = existing;
     Ok(seen)
+}
+
+/// Settles the stage Jobs read just now ([`awaited::settle`]): those that agree are done and
+/// their digests kept; one whose awaited stages have not been seen to end still runs; one
+/// that took other outputs than a stage reported failed.
+fn believe(seen: &mut Observation, pending: Vec<Awaiting>) {
+    for (a, verdict) in awaited::settle(&mut seen.observed.outputs, pending) {
+        let Some(obs) = seen.observed.stages.get_mut(&a.pos) else {
+            continue;
+        };
+        match verdict {
+            Verdict::Agrees => seen.outputs_read.push((a.name, a.own)),
+            Verdict::Unknown => {
+                obs.state = JobState::Running;
+                obs.result = None;
+            }
+            Verdict::Differs(n) => {
+                let who = format!("stage \"{}\"", a.label);
+                awaited::fail(obs, Reason::StageFailed, awaited::differs(&who, n));
+            }
+        }
+    }
 }
 
 /// The digests a stage pod reported for its own stages, all of them: a pod speaks for the
@@ -500,6 +547,7 @@ mod tests {
         )]));
         let evicted = |n: usize, owned: bool| {
             let r = PodResult::Stage {
+                awaited: Default::default(),
                 layers: 0,
                 outputs: BTreeMap::new(),
             };
@@ -568,6 +616,7 @@ mod tests {
             "web-3-prepare",
             "node-a",
             &PodResult::Stage {
+                awaited: Default::default(),
                 layers: 0,
                 outputs: BTreeMap::new(),
             },

@@ -48,6 +48,9 @@ pub struct PodsSeen {
     pub succeeded: Option<Time>,
     /// A container of a pod still running whose image the kubelet cannot pull.
     pub pull_failed: Option<PullFailed>,
+    /// A pod of it that has not failed is bound to a node: it will run there, so a pod
+    /// that needs its stages may start beside it and await them.
+    pub scheduled: bool,
 }
 
 /// A container whose image the kubelet cannot pull, and why.
@@ -73,7 +76,14 @@ pub fn seen(pods: &[&Pod]) -> PodsSeen {
         last_disruption: disrupted.last().map(|p| why_lost(p)),
         succeeded: pods.iter().find_map(|p| succeeded(p)),
         pull_failed: pods.iter().find_map(|p| pull_failed(p)),
+        scheduled: pods.iter().any(|p| scheduled(p)),
     }
+}
+
+fn scheduled(p: &Pod) -> bool {
+    let bound = p.spec.as_ref().is_some_and(|s| s.node_name.is_some());
+    let failed = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed");
+    bound && !failed && p.metadata.deletion_timestamp.is_none()
 }
 
 /// The first container (init containers first) of a pod not yet ended that waits on an image
@@ -497,6 +507,30 @@ mod tests {
         );
         let sa = "Error creating: pods \"x\" is forbidden: error looking up service account ns/default: serviceaccount \"default\" not found";
         assert!(matches!(blocked(sa), Blocked::Waiting(_)));
+    }
+
+    #[test]
+    fn a_pod_bound_to_a_node_and_not_failed_is_scheduled() {
+        let on_node = |phase: &str| {
+            let mut p = pod(10, phase, false, None);
+            p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+                node_name: Some("n1".into()),
+                ..Default::default()
+            });
+            p
+        };
+        assert!(!seen(&[]).scheduled);
+        assert!(
+            !seen(&[&pod(10, "Pending", false, None)]).scheduled,
+            "unbound"
+        );
+        assert!(seen(&[&on_node("Pending")]).scheduled);
+        assert!(seen(&[&on_node("Running")]).scheduled);
+        assert!(!seen(&[&on_node("Failed")]).scheduled);
+        let mut going = on_node("Running");
+        going.metadata.deletion_timestamp = Some(at(20));
+        assert!(!seen(&[&going]).scheduled, "being deleted");
+        assert!(seen(&[&on_node("Failed"), &on_node("Running")]).scheduled);
     }
 
     #[test]

@@ -324,6 +324,7 @@ mod tests {
 
     fn decision(phase: Phase, reason: BuildReason, message: &str) -> Decision {
         Decision {
+            running: Default::default(),
             cache: None,
             phase,
             reason,

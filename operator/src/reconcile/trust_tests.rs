@@ -53,6 +53,7 @@ async fn a_stage_pods_digests_are_read_once_and_only_for_its_own_stages() {
     let mut reported = fixtures::outputs_of([0]);
     reported.insert(1, fixtures::outputs(7));
     let r = PodResult::Stage {
+        awaited: Default::default(),
         layers: 2,
         outputs: reported,
     };
@@ -109,6 +110,7 @@ async fn kept_digests_are_not_read_again() {
 #[tokio::test]
 async fn a_stage_pod_without_digests_fails_the_build() {
     let r = PodResult::Stage {
+        awaited: Default::default(),
         layers: 2,
         outputs: BTreeMap::new(),
     };

@@ -10,7 +10,7 @@ mod prepare;
 pub(super) mod pull_ahead;
 mod security;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ResourceRequirements};
@@ -126,7 +126,7 @@ fn objects(
             Create::Stage(pos) => {
                 let g = graph.ok_or(RenderError::NoGraph)?;
                 let sj = g.jobs.get(*pos).ok_or(RenderError::NoGraph)?;
-                let digests = trusted(g, &seen.observed.outputs)?
+                let digests = trusted(g, &seen.observed.outputs, &d.running)?
                     .for_stage_job(sj)
                     .map_err(RenderError::Digests)?;
                 let epoch = epoch(build, g)?;
@@ -151,7 +151,7 @@ fn objects(
                     .as_ref()
                     .map_err(|e| RenderError::Output(e.clone()))?;
                 let g = graph.ok_or(RenderError::NoGraph)?;
-                let digests = trusted(g, &seen.observed.outputs)?
+                let digests = trusted(g, &seen.observed.outputs, &d.running)?
                     .for_push(g)
                     .map_err(RenderError::Digests)?;
                 let epoch = epoch(build, g)?;
@@ -210,15 +210,18 @@ pub fn image_annotations(ib: &ImageBuild, g: &BuildGraph) -> Vec<Annotation> {
     .annotations()
 }
 
-/// The digests the controller holds: the prepare step's, and those of the stages done.
+/// The digests the controller holds: the prepare step's, and those of the stages done; the
+/// stages `running` on the node are awaited.
 fn trusted<'a>(
     g: &'a BuildGraph,
     outputs: &'a BTreeMap<usize, slipway_contract::trust::Outputs>,
+    running: &'a BTreeSet<usize>,
 ) -> Result<Trusted<'a>, RenderError> {
     let inputs = g.inputs.as_ref().ok_or(RenderError::NoGraph)?;
     Ok(Trusted {
         inputs,
         stages: outputs,
+        running: Some(running),
     })
 }
 
@@ -332,5 +335,39 @@ mod tests {
         let a = image_annotations(&ib, &g);
         let keys: Vec<&str> = a.iter().map(|x| x.key.as_str()).collect();
         assert_eq!(keys, [SOURCE]);
+    }
+
+    #[test]
+    fn a_job_made_beside_a_running_stage_awaits_its_outputs() {
+        use crate::reconcile::decide::{Create, JobObs, JobState};
+        let obs = |state, scheduled| JobObs {
+            name: "j".into(),
+            state,
+            start: None,
+            completion: None,
+            result: None,
+            pods: crate::reconcile::pods::PodsSeen {
+                scheduled,
+                ..Default::default()
+            },
+        };
+        let (ib, s) = (fixtures::build(), fixtures::settings());
+        let build = fixtures::validated(&ib, 1_000);
+        let mut seen = Observation::default();
+        seen.observed.prepare = Some(obs(decide::JobState::Succeeded, false));
+        seen.observed.graph = Some(fixtures::graph());
+        seen.observed.stages.insert(0, obs(JobState::Running, true));
+        let d = decide::decide(&seen.observed, &build.limits);
+        assert_eq!(d.create, vec![Create::Stage(1)]);
+        let r = render(&ib, &s, &build, &seen, &d).expect("renders");
+        let pod = r.jobs[0].spec.clone().and_then(|j| j.template.spec);
+        let args = pod
+            .and_then(|p| p.containers[0].args.clone())
+            .unwrap_or_default();
+        assert!(
+            args.windows(2).any(|w| w == ["--await-outputs", "0"]),
+            "{args:?}"
+        );
+        assert!(!args.iter().any(|a| a == "--result-digest"), "{args:?}");
     }
 }

@@ -58,6 +58,21 @@ pub fn publish(ws: &Workspace, outputs: &BTreeMap<usize, Outputs>) -> Result<(),
     Ok(())
 }
 
+/// Removes what an earlier pod of the same stages published (a Job's pod run again after an
+/// eviction): a pod made now must wait for this one's.
+pub fn withdraw(ws: &Workspace, stages: &[usize]) -> Result<(), AwaitError> {
+    for index in stages {
+        let path = ws.root.join(outputs_file(*index));
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(WorkspaceError::from(crate::fs::at(&path)(e)).into());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Waits for the outputs of every stage `digests` awaits, adds them to `digests` and returns
 /// what it took. The pod's deadline (or the controller stopping the build when such a stage
 /// fails) ends a wait for a stage that never publishes.
@@ -142,6 +157,9 @@ mod tests {
             (Some(&digest('1')), Some(&digest('2')))
         );
         assert!(d.awaits.is_empty());
+        // A pod of the same stage run again withdraws it first; twice is no error.
+        withdraw(&ws, &[3, 3]).expect("withdrawn");
+        assert!(!ws.root.join(outputs_file(3)).exists());
     }
 
     #[test]

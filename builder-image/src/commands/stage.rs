@@ -22,6 +22,7 @@ fn failed(message: String) -> CommandError {
 pub fn run(a: &StageArgs) -> Result<(), CommandError> {
     slipway_engine::net::download::set_size_limit(a.limits.size_limit);
     let ws = Workspace::new(&a.workspace);
+    awaited::withdraw(&ws, &a.stages).map_err(|e| failed(e.to_string()))?;
     // The stages it needs that still ran when its pod was made: it starts once they are done.
     let mut digests = a.digests.clone();
     let awaited = awaited::take(&ws, &mut digests).map_err(|e| failed(e.to_string()))?;

@@ -93,6 +93,15 @@ RUN --mount=type=secret,id=token true
 RUN echo target > /marker
 CMD [\"cat\", \"/marker\"]" "secrets: [{id: token, secretRef: {name: chain-token, key: token}}]"
 
+# --- (d) A stage's RUN writes its own stages/0/outputs.json ahead of its end: the file a pod
+#     made while the stage runs takes the stage's outputs from (--await-outputs). The next
+#     stage's pod is made once this one is on the node, so it reads the forged digests.
+apply h-await "FROM $BB AS early
+RUN printf '{\"result\":\"sha256:%064d\",\"exports\":\"sha256:%064d\"}' 0 0 > /.slipway/workspace/stages/0/outputs.json; sleep 8; echo real > /real
+FROM $BB
+COPY --from=early /real /real
+CMD [\"cat\", \"/real\"]"
+
 # (a): the target's image, or a clear failure; never the side stage's.
 if ! finished h-t3 900; then
   bad "t3: the build finishes" "$(describe h-t3)"
@@ -134,12 +143,15 @@ for p in json.load(sys.stdin)["items"]:
     ws = sorted((m["mountPath"], m.get("subPath", ""), bool(m.get("readOnly")))
                 for m in c["volumeMounts"] if m["name"] == "workspace")
     args = c.get("args", [])
-    flags = sorted({a for a in args if a.endswith("-digest")})
+    # A stage whose pod was on the node when this one was made is awaited, not given.
+    flags = sorted({a for a in args if a.endswith("-digest") or a == "--await-outputs"})
     out.append("%s %s" % (ws, ",".join(flags)))
 print("\n".join(sorted(out)))')
 want_mounts="[('/.slipway/bin', 'engine', True), ('/.slipway/workspace', '', True), ('/.slipway/workspace/stages/0', 'stages/0', False)] --dockerfile-digest,--image-digest,--plan-digest
 [('/.slipway/bin', 'engine', True), ('/.slipway/workspace', '', True), ('/.slipway/workspace/stages/1', 'stages/1', False)] --dockerfile-digest,--exports-digest,--image-digest,--plan-digest,--result-digest"
-[[ $mounts == "$want_mounts" ]] && ok "stage pods: the workspace and the engine read-only, their own stages/<N> writable, the digests of what they read in their arguments" \
+# Or stage 1's pod was made while stage 0's ran: it awaits stage 0's outputs.
+awaiting=${want_mounts/--dockerfile-digest,--exports-digest,--image-digest,--plan-digest,--result-digest/--await-outputs,--dockerfile-digest,--image-digest,--plan-digest}
+[[ $mounts == "$want_mounts" || $mounts == "$awaiting" ]] && ok "stage pods: the workspace and the engine read-only, their own stages/<N> writable, the digests of what they read in their arguments" \
   || bad "stage pod mounts and digests" "got:" "$mounts" "want:" "$want_mounts"
 
 # (c): no secret in any layer, config or log; no /stolen.
@@ -164,6 +176,20 @@ else
     ok "t2: the build failed with a clear reason and pushed nothing: $(cut -c1-300 <<<"$got")"
   else
     bad "t2: Succeeded without the secret, or a clear failure" "$(describe h-t2)"
+  fi
+fi
+
+# (d): a clear failure naming the workspace file, and nothing pushed.
+if ! finished h-await 300; then
+  bad "await: the build finishes" "$(describe h-await)"
+else
+  got=$(condition h-await) args=$(kubectl -n "$ns" get pods -l build.slipway.dev/build=h-await \
+    -o jsonpath='{range .items[*]}{.spec.containers[0].args}{"\n"}{end}' | grep -c -- --await-outputs)
+  if [[ $(phase h-await) == Failed && $got == StageFailed\|* && $got == *stages/0/* && $args -ge 1 ]] \
+    && ! skopeo inspect --tls-verify=false "docker://$R/e2e/h-await:1" >/dev/null 2>&1; then
+    ok "await: forged outputs.json: the build failed naming the file and pushed nothing: $(cut -c1-200 <<<"$got")"
+  else
+    bad "await: a clear failure, an awaiting pod, nothing pushed" "awaiting pods: $args" "$(describe h-await)"
   fi
 fi
 

@@ -237,10 +237,17 @@ last=$(pod_of "$(kubectl -n "$ns" get jobs -l build.slipway.dev/build=ahead,buil
   -o jsonpath='{range .items[*]}{.metadata.labels.build\.slipway\.dev/stage}{"\n"}{end}' | grep -vx first | head -1)")
 got=$(kubectl -n "$ns" get events --field-selector "involvedObject.name=${last#pod/},reason=Pulled" \
   -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' 2>&1)
+# Or, made beside the first stage once that one's pod was on the node (it awaits its outputs),
+# the last stage's pod pulled its base itself while the first stage ran.
+first_end=$(kubectl -n "$ns" get "$(pod_of first)" \
+  -o jsonpath='{.status.containerStatuses[?(@.name=="stage")].state.terminated.finishedAt}')
+last_made=$(kubectl -n "$ns" get "$last" -o jsonpath='{.metadata.creationTimestamp}')
 if grep -q "pull-ahead-$$.*already present" <<<"$got"; then
   ok "ahead: the last stage's pod found its base on the node"
+elif [[ -n $first_end && -n $last_made && $last_made < $first_end ]]; then
+  ok "ahead: the last stage's pod was made at $last_made, beside the first stage (ended $first_end), and pulled its base while it ran"
 else
-  bad "ahead: the last stage's base already present when its pod started" "pod: $last" "$got"
+  bad "ahead: the last stage's base pulled while the first stage ran" "pod: $last, made $last_made; first stage ended $first_end" "$got"
 fi
 
 # --- A base the node cannot pull: its manifest resolves (prepare pins it), but the registry

@@ -27,8 +27,9 @@
 #   only the issue's pair (Slipway with its bases cached | BuildKit --no-cache, in turn), and
 #   BENCH_BEFORE=ENGINE times another slipway-builder binary (an older commit's, say) just
 #   before each of this tree's runs, with its own state directory. The slot just after a
-#   Slipway build pays for the files that build deleted (ext4 with online discard): swap the
-#   two with BENCH_ENGINE=ENGINE (timed in this tree's slot instead of its own build).
+#   build pays for the files that build deleted (ext4 with online discard): with BENCH_ONLY=bases
+#   Slipway and BuildKit take turns going first (use an even RUNS); BENCH_ENGINE=ENGINE times
+#   another engine in this tree's slot.
 set -euo pipefail
 runs=${1:-3}
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -100,12 +101,19 @@ for name in ${BENCH_BUILDS:-go node fanout bigfile files20k gomod npm chain six}
     if [[ -n ${BENCH_BEFORE:-} ]]; then # warm the other engine's own state directory too
       next "sw-$name"; ENGINE=$BENCH_BEFORE state=$state-before slipway "$name" "$DEST" >/dev/null 2>&1
     fi
-    for _ in $(seq "$runs"); do
+    for i in $(seq "$runs"); do
       if [[ -n ${BENCH_BEFORE:-} ]]; then
         next "sw-$name"; before+=("$(ENGINE=$BENCH_BEFORE state=$state-before timed slipway "$name" "$DEST")")
       fi
-      next "sw-$name"; sb+=("$(timed slipway "$name" "$DEST")")
-      next "bk-$name"; bn+=("$(timed buildkit "$name" "$DEST" --no-cache)")
+      # The slot after a build pays for the files it deleted (ext4 with online discard): the
+      # two take turns going first, so that each median holds both slots.
+      if ((i % 2)); then
+        next "sw-$name"; sb+=("$(timed slipway "$name" "$DEST")")
+        next "bk-$name"; bn+=("$(timed buildkit "$name" "$DEST" --no-cache)")
+      else
+        next "bk-$name"; bn+=("$(timed buildkit "$name" "$DEST" --no-cache)")
+        next "sw-$name"; sb+=("$(timed slipway "$name" "$DEST")")
+      fi
     done
     m() { printf '%s\n' "$@" | median; }
     mb=$(m "${bn[@]}")

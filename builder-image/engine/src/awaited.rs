@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use slipway_contract::pod::Digests;
 use slipway_contract::trust::{Awaited, Outputs};
 
+use crate::trusted::TrustError;
 use crate::workspace::{BeneathError, Workspace, WorkspaceError, read_beneath, write_json};
 
 /// The largest `outputs.json` a pod reads: two digests and their names.
@@ -26,21 +27,12 @@ pub const OUTPUTS_CAP: u64 = 4096;
 /// How often a waiting pod looks for the file: a stat beneath the workspace.
 const POLL: Duration = Duration::from_millis(20);
 
-/// Why a stage's published outputs could not be taken.
+/// Why a stage's published outputs could not be taken, or published.
 #[derive(Debug, thiserror::Error)]
 pub enum AwaitError {
-    #[error("{file}: {source}")]
-    Unsafe {
-        file: String,
-        #[source]
-        source: BeneathError,
-    },
-    #[error("{file}: {source}")]
-    Json {
-        file: String,
-        #[source]
-        source: serde_json::Error,
-    },
+    /// Not a regular file beneath the workspace, too large, or not JSON: the file is named.
+    #[error(transparent)]
+    Read(#[from] TrustError),
     #[error(transparent)]
     Write(#[from] WorkspaceError),
 }
@@ -104,10 +96,10 @@ fn wait_for(root: &Path, index: usize) -> Result<Outputs, AwaitError> {
                     );
                 }
                 return serde_json::from_slice(&bytes)
-                    .map_err(|source| AwaitError::Json { file, source });
+                    .map_err(|source| TrustError::Json { file, source }.into());
             }
             Err(BeneathError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => return Err(AwaitError::Unsafe { file, source }),
+            Err(source) => return Err(TrustError::Unsafe { file, source }.into()),
         }
         if !said {
             eprintln!("waiting for stage #{index}, which is still running");
@@ -178,10 +170,10 @@ mod tests {
         assert!(
             matches!(
                 e,
-                AwaitError::Unsafe {
+                AwaitError::Read(TrustError::Unsafe {
                     source: BeneathError::Symlink,
                     ..
-                }
+                })
             ),
             "{e}"
         );
@@ -196,7 +188,10 @@ mod tests {
         assert!(e.to_string().contains("more than"), "{e}");
         std::fs::write(&place, b"{").expect("write");
         d.awaits = vec![1];
-        assert!(matches!(take(&ws, &mut d), Err(AwaitError::Json { .. })));
+        assert!(matches!(
+            take(&ws, &mut d),
+            Err(AwaitError::Read(TrustError::Json { .. }))
+        ));
         assert_eq!(d.result(1), None, "nothing taken from a bad file");
     }
 }

@@ -2,17 +2,9 @@
 //! failures and timeouts.
 use super::*;
 use crate::api::StagePhase;
+use crate::reconcile::decide_tests::{limits, obs};
 use crate::reconcile::fixtures;
 use slipway_contract::graph::StageJob;
-
-fn limits(max_parallel: usize, timeout: &str) -> Limits {
-    Limits {
-        max_parallel,
-        timeout: timeout.into(),
-        timed_out: false,
-        cancel: false,
-    }
-}
 
 fn sj(stages: &[usize], name: &str, needs: &[usize]) -> StageJob {
     StageJob {
@@ -21,17 +13,6 @@ fn sj(stages: &[usize], name: &str, needs: &[usize]) -> StageJob {
         needs: needs.to_vec(),
         image: Some("img@sha256:00".into()),
         ..Default::default()
-    }
-}
-
-fn obs(state: JobState) -> JobObs {
-    JobObs {
-        name: "j".into(),
-        state,
-        start: None,
-        completion: None,
-        result: None,
-        pods: PodsSeen::default(),
     }
 }
 

@@ -10,7 +10,7 @@ use super::fixtures;
 use super::pods::{MAX_DISRUPTIONS, PodsSeen};
 use crate::api::Phase;
 
-fn limits(max_parallel: usize, timeout: &str) -> Limits {
+pub(super) fn limits(max_parallel: usize, timeout: &str) -> Limits {
     Limits {
         max_parallel,
         timeout: timeout.into(),
@@ -19,7 +19,7 @@ fn limits(max_parallel: usize, timeout: &str) -> Limits {
     }
 }
 
-fn obs(state: JobState) -> JobObs {
+pub(super) fn obs(state: JobState) -> JobObs {
     JobObs {
         name: "j".into(),
         state,

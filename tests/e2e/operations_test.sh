@@ -14,7 +14,9 @@ ns=slipway-ops-$$
 source "$here/lib.sh"
 e2e_work ops-e2e
 RO_PID=
-cleanup_cmds='[[ -n $RO_PID ]] && kill "$RO_PID" 2>/dev/null; kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1'
+SLOW=$NODE_IP:5002          # the registry behind a slow proxy, likewise
+SLOW_PID=
+cleanup_cmds='[[ -n $RO_PID ]] && kill "$RO_PID" 2>/dev/null; [[ -n $SLOW_PID ]] && kill "$SLOW_PID" 2>/dev/null; kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1'
 e2e_deploy "deploy.sh deploys Slipway"
 kubectl create namespace "$ns" >/dev/null
 BB=$R/slipway-test/busybox:latest
@@ -159,8 +161,12 @@ op_ready() { # waits for a ready operator pod other than $1
   done
   return 1
 }
-# (64 MB of random bytes in the last layer keep the push going for a few seconds.)
-inline restarted "$R/e2e/restarted:1" "FROM $BB AS a
+# The push goes through a proxy that passes 8 MiB/s: the 64 MB of random bytes in the last
+# layer keep it going for about 8 s, which the push, starting beside the stages, needs to still
+# run once they are done (the Pushing phase).
+python3 "$here/slow_proxy.py" "$SLOW" "$R" 8388608 >"$work/slow_proxy.log" 2>&1 &
+SLOW_PID=$!
+inline restarted "$SLOW/e2e/restarted:1" "FROM $BB AS a
 RUN sleep 15 && echo a > /a
 FROM $BB
 COPY --from=a /a /a

@@ -16,6 +16,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 
+use futures::StreamExt;
+
 use slipway_contract::digest::Digest;
 use slipway_contract::graph::{
     BuildGraph, CachePlan, CachedStage, ResumedStage, StageJob, root_image,
@@ -25,7 +27,7 @@ use slipway_contract::result::CacheWrite;
 use slipway_contract::trust::Outputs;
 use slipway_frontend::plan::Plan;
 
-use crate::cache::build::{BuildCache, run};
+use crate::cache::build::BuildCache;
 use crate::cache::keys::{KeyError, Keys, KeysFile};
 use crate::cache::store::{CacheError, Outcome, Store};
 use crate::registry::client::Registry;
@@ -304,8 +306,8 @@ pub fn store(
     let Ran {
         keys,
         cached,
-        resumed,
         outputs,
+        ..
     } = ran;
     let store = Store {
         registry,
@@ -313,49 +315,94 @@ pub fn store(
         mount_from: pushed_to.to_vec(),
     };
     let before = registry.tally();
-    for i in keys.stages() {
-        if cached.contains(&i) || !outputs.contains_key(&i) || !part.takes(keys, i) {
-            continue;
-        }
-        let fast = keys.fast(i);
-        let slow = keys.slow(i, outputs);
-        if fast.is_none() && slow.is_none() {
-            continue;
-        }
-        let stored = check_outputs(ws, i, &outputs[&i]).and_then(|()| {
-            let exports = outputs[&i].exports.as_ref();
-            run(store.write(ws, i, keys.lineage(i), exports, fast, slow.as_ref()))
-        });
-        match stored {
-            Ok(()) => {
-                out.stored += 1;
-                eprintln!("cache: stage #{i} stored");
-            }
-            Err(e) => {
-                eprintln!("warning: cache: storing stage #{i}: {e}");
-                out.failure(&format!("stage #{i}: {e}"));
-                continue;
+    let todo: Vec<usize> = keys
+        .stages()
+        .filter(|i| !cached.contains(i) && outputs.contains_key(i) && part.takes(keys, *i))
+        .collect();
+    // A few round trips each, the registry's time more than ours: stored at once, a few at a
+    // time, and reported in stage order.
+    let storing = futures::stream::iter(todo)
+        .map(|i| store_stage(&store, ws, ran, i))
+        .buffered(CONCURRENT_STORES)
+        .collect::<Vec<_>>();
+    match crate::net::block_on(storing) {
+        Ok(stages) => {
+            for stored in stages {
+                out.stored += usize::from(stored.stored);
+                for failure in &stored.failures {
+                    out.failure(failure);
+                }
             }
         }
-        // Its checkpoints, but those it started from (the cache has them).
-        let after = resumed.get(&i).copied().unwrap_or(0);
-        let prefixes: BTreeMap<usize, _> = keys
-            .prefixes(i)
-            .into_iter()
-            .filter(|(steps, _)| *steps > after)
-            .collect();
-        if prefixes.is_empty() {
-            continue;
-        }
-        match run(store.write_prefixes(ws, i, keys.lineage(i), &outputs[&i], &prefixes)) {
-            Ok(n) => eprintln!("cache: stage #{i}: {n} checkpoints stored"),
-            Err(e) => {
-                eprintln!("warning: cache: storing stage #{i}'s checkpoints: {e}");
-                out.failure(&format!("stage #{i}'s checkpoints: {e}"));
-            }
-        }
+        Err(e) => out.failure(&format!("the async runtime: {e}")),
     }
     eprintln!("cache: write: {}", registry.tally().since(before));
+    out
+}
+
+/// Stages of a part stored at once.
+const CONCURRENT_STORES: usize = 4;
+
+/// What storing one stage came to.
+struct StageStored {
+    stored: bool,
+    failures: Vec<String>,
+}
+
+/// Stores stage `i` under its keys, then its checkpoints (but those it started from: the
+/// cache has them).
+async fn store_stage(store: &Store<'_>, ws: &Workspace, ran: &Ran, i: usize) -> StageStored {
+    let Ran {
+        keys,
+        resumed,
+        outputs,
+        ..
+    } = ran;
+    let mut out = StageStored {
+        stored: false,
+        failures: Vec::new(),
+    };
+    let fast = keys.fast(i);
+    let slow = keys.slow(i, outputs);
+    if fast.is_none() && slow.is_none() {
+        return out;
+    }
+    let lineage = keys.lineage(i);
+    if let Err(e) = check_outputs(ws, i, &outputs[&i]) {
+        eprintln!("warning: cache: storing stage #{i}: {e}");
+        out.failures.push(format!("stage #{i}: {e}"));
+        return out;
+    }
+    let exports = outputs[&i].exports.as_ref();
+    if let Err(e) = store
+        .write(ws, i, lineage, exports, fast, slow.as_ref())
+        .await
+    {
+        eprintln!("warning: cache: storing stage #{i}: {e}");
+        out.failures.push(format!("stage #{i}: {e}"));
+        return out;
+    }
+    out.stored = true;
+    eprintln!("cache: stage #{i} stored");
+    let after = resumed.get(&i).copied().unwrap_or(0);
+    let prefixes: BTreeMap<usize, _> = keys
+        .prefixes(i)
+        .into_iter()
+        .filter(|(steps, _)| *steps > after)
+        .collect();
+    if prefixes.is_empty() {
+        return out;
+    }
+    match store
+        .write_prefixes(ws, i, lineage, &outputs[&i], &prefixes)
+        .await
+    {
+        Ok(n) => eprintln!("cache: stage #{i}: {n} checkpoints stored"),
+        Err(e) => {
+            eprintln!("warning: cache: storing stage #{i}'s checkpoints: {e}");
+            out.failures.push(format!("stage #{i}'s checkpoints: {e}"));
+        }
+    }
     out
 }
 

@@ -37,7 +37,7 @@ use slipway_frontend::plan::{Plan, PlanOptions};
 use crate::local::rootfs::{RootfsError, StageRoot};
 use crate::local::runc::{Container, DEFAULT_CAPS, RuncError};
 use crate::local::seccomp::Seccomp;
-use crate::local::state::{ContainerDir, Reaper, SecretCopies, StateDir, valid_secret_id};
+use crate::local::state::{ContainerDir, SecretCopies, StateDir, valid_secret_id};
 use crate::net::RuntimeError;
 use crate::registry::client::{Registry, RegistryError, SetupError};
 use crate::registry::manifest::{manifest_json, sha256_bytes};
@@ -201,7 +201,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
     let ws_dir = state.builds().join(&build_id);
     let ws = Workspace::new(&ws_dir);
     fs::create_dir_all(ws.context()).map_err(io(ws_dir.display()))?;
-    let reaper = Reaper::default();
     let result = (|| {
         let shown = dockerfile.display().to_string();
         let plan = steps::plan::plan_into(&ws, &context, &dockerfile, &shown, &opts.plan)?;
@@ -236,7 +235,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
             inputs: &inputs,
             epoch: opts.source_date_epoch,
             layers: StageLayers::for_cache(opts.cache_repo.is_some()),
-            reaper: &reaper,
         };
         let mut cache = match &opts.cache_repo {
             Some(repo) => {
@@ -332,7 +330,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
             cache,
         })
     })();
-    drop(reaper);
     if !opts.keep_workspace {
         let _ = fs::remove_dir_all(&ws_dir);
     } else {
@@ -504,14 +501,11 @@ struct Host<'a> {
     epoch: Option<u64>,
     /// Which stages write layers: all of them when the cache will store them.
     layers: StageLayers,
-    /// Removes finished containers' directories.
-    reaper: &'a Reaper,
 }
 
 /// Runs a Job (a chain of stages) in one container rooted in the chain's base image, given the
 /// digests of what it reads; returns the digests of what its stages wrote. The container's
-/// root and secret copies go when this returns, however it returns; its directory is handed
-/// to the reaper.
+/// directory, root and secret copies go when this returns, however it returns.
 fn run_chain(
     h: &Host,
     job: &StageJob,
@@ -561,10 +555,10 @@ fn run_chain(
             .collect(),
     };
     let code = runc::run(&c, &dir.bundle());
-    // Unmounted before the directory under it goes, secrets gone now (not with the rest).
+    // Unmounted before the directory under it goes (drop order), secrets gone with them.
     drop(root);
     drop(secrets);
-    h.reaper.reap(dir);
+    drop(dir);
     let code = code?;
     eprintln!(
         "stages {chain:?}: container exited with {code} after {:.1}s",

@@ -19,8 +19,6 @@ use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
-use std::thread::{self, JoinHandle};
 
 /// The state directory, made (or made again) root's alone.
 pub struct StateDir {
@@ -86,42 +84,6 @@ impl ContainerDir {
 impl Drop for ContainerDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.path);
-    }
-}
-
-/// Finished containers' directories, removed beside the rest of the build: a stage that reads
-/// a finished one need not wait for its files to go (tens of thousands of unlinks are seconds
-/// on a slow disk). Each is unmounted and its secret copies gone before it is handed here;
-/// dropping the reaper waits for every removal, so the build returns with them done.
-#[derive(Debug, Default)]
-pub struct Reaper {
-    removing: Mutex<Vec<JoinHandle<()>>>,
-}
-
-impl Reaper {
-    pub fn reap(&self, dir: ContainerDir) {
-        // Should no thread start, the closure (and `dir` in it) is dropped here: removed now.
-        if let Ok(h) = thread::Builder::new()
-            .name("reaper".into())
-            .spawn(move || drop(dir))
-        {
-            self.removing
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(h);
-        }
-    }
-}
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let removing = self
-            .removing
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
-        for h in removing.drain(..) {
-            let _ = h.join();
-        }
     }
 }
 
@@ -212,26 +174,6 @@ mod tests {
         fs::create_dir_all(c.bundle()).expect("mkdir");
         drop(c);
         assert!(!path.exists());
-    }
-
-    #[test]
-    fn a_reaped_container_directory_is_gone_once_the_reaper_is() {
-        let d = tempfile::tempdir().expect("tmp");
-        let s = StateDir::open(d.path()).expect("open");
-        let reaper = Reaper::default();
-        let mut paths = Vec::new();
-        for i in 0..3 {
-            let c = ContainerDir::create(&s, "1-2", i).expect("create");
-            for f in 0..100 {
-                fs::create_dir_all(c.path().join(format!("upper/{f}"))).expect("mkdir");
-            }
-            paths.push(c.path().to_path_buf());
-            reaper.reap(c);
-        }
-        drop(reaper);
-        for p in paths {
-            assert!(!p.exists(), "{} left", p.display());
-        }
     }
 
     #[test]

@@ -10,11 +10,11 @@ repo=$(cd "$here/../.." && pwd)
 source "$repo/tests/cluster/env.sh"   # NODE_IP
 R=$SLIPWAY_REGISTRY
 RO=$NODE_IP:5001            # a read-only registry this test starts on the node's address
+SLOW=$NODE_IP:5002          # the registry behind a slow proxy this test starts there too
 ns=slipway-ops-$$
 source "$here/lib.sh"
 e2e_work ops-e2e
 RO_PID=
-SLOW=$NODE_IP:5002          # the registry behind a slow proxy, likewise
 SLOW_PID=
 cleanup_cmds='[[ -n $RO_PID ]] && kill "$RO_PID" 2>/dev/null; [[ -n $SLOW_PID ]] && kill "$SLOW_PID" 2>/dev/null; kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1'
 e2e_deploy "deploy.sh deploys Slipway"

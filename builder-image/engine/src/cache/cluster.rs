@@ -368,16 +368,16 @@ async fn store_stage(store: &Store<'_>, ws: &Workspace, ran: &Ran, i: usize) -> 
         return out;
     }
     let lineage = keys.lineage(i);
-    if let Err(e) = check_outputs(ws, i, &outputs[&i]) {
-        eprintln!("warning: cache: storing stage #{i}: {e}");
-        out.failures.push(format!("stage #{i}: {e}"));
-        return out;
-    }
     let exports = outputs[&i].exports.as_ref();
-    if let Err(e) = store
-        .write(ws, i, lineage, exports, fast, slow.as_ref())
-        .await
-    {
+    let stored = match check_outputs(ws, i, &outputs[&i]) {
+        Ok(()) => {
+            store
+                .write(ws, i, lineage, exports, fast, slow.as_ref())
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = stored {
         eprintln!("warning: cache: storing stage #{i}: {e}");
         out.failures.push(format!("stage #{i}: {e}"));
         return out;

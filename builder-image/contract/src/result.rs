@@ -16,6 +16,12 @@ pub const TERMINATION_LOG: &str = "/dev/termination-log";
 pub const TERMINATION_LIMIT: usize = 4096;
 /// The line prefix of the result in the pod log, for results over the limit.
 pub const LOG_PREFIX: &str = "slipway-result: ";
+/// The environment variable that gives the prepare and push pods' one container its pod's
+/// UID (the downward API). Their result line carries it (`slipway-result: <uid> <json>`), so
+/// that the controller can believe the line while the pod still runs: what a registry or a
+/// context makes these pods print cannot know it. Stage pods never get it (a RUN step could
+/// read it).
+pub const RESULT_TOKEN_ENV: &str = "SLIPWAY_RESULT_TOKEN";
 
 /// Why a build pod failed, as the ImageBuild's `Succeeded` condition says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,9 +136,28 @@ impl PodResult {
         if !path.exists() {
             return;
         }
-        let json = serde_json::to_string(self).unwrap_or_default();
-        println!("{LOG_PREFIX}{json}");
+        let token = std::env::var(RESULT_TOKEN_ENV).unwrap_or_default();
+        println!("{}", self.log_line(&token));
         let _ = std::fs::write(path, self.termination_message());
+    }
+
+    /// The result's log line, signed with `token` when there is one.
+    pub fn log_line(&self, token: &str) -> String {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        if is_token(token) {
+            format!("{LOG_PREFIX}{token} {json}")
+        } else {
+            format!("{LOG_PREFIX}{json}")
+        }
+    }
+
+    /// The result on a log line signed with `token`, and only such a line.
+    pub fn signed(line: &str, token: &str) -> Option<PodResult> {
+        if !is_token(token) {
+            return None;
+        }
+        let rest = line.strip_prefix(LOG_PREFIX)?.strip_prefix(token)?;
+        serde_json::from_str(rest.strip_prefix(' ')?).ok()
     }
 
     /// The result as the termination message holds it: whole when it fits the limit; a
@@ -171,6 +196,10 @@ impl PodResult {
         text.lines()
             .rev()
             .find_map(|l| l.strip_prefix(LOG_PREFIX))
+            .map(|rest| match rest.split_once(' ') {
+                Some((token, json)) if is_token(token) => json,
+                _ => rest,
+            })
             .and_then(|j| serde_json::from_str(j).ok())
     }
 
@@ -179,6 +208,11 @@ impl PodResult {
         serde_json::from_str::<serde_json::Value>(text.trim())
             .is_ok_and(|v| v.get("inLog").is_some())
     }
+}
+
+/// A pod UID's shape: something nobody could guess, and no JSON.
+fn is_token(t: &str) -> bool {
+    t.len() >= 32 && t.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
 }
 
 /// A failure whose message is cut after `keep` bytes (a char boundary) and marked so.
@@ -209,6 +243,50 @@ mod tests {
         assert_eq!(PodResult::parse(&log), Some(r));
         assert!(PodResult::in_log(r#"{"inLog":true}"#));
         assert_eq!(PodResult::parse("garbage"), None);
+    }
+
+    #[test]
+    fn only_a_line_signed_with_the_token_is_believed_early() {
+        let token = "0b6c2f3e-5d1a-4c8e-9f70-1a2b3c4d5e6f";
+        let real = PodResult::Pushed {
+            awaited: Default::default(),
+            cache: None,
+            digest: "sha256:11".into(),
+            refs: vec!["r/x:1".into()],
+            size: None,
+        };
+        let line = real.log_line(token);
+        assert_eq!(PodResult::signed(&line, token), Some(real.clone()));
+        // The fallback after the pod ended reads it too, token or not.
+        assert_eq!(
+            PodResult::parse(&format!("a\n{line}\n")),
+            Some(real.clone())
+        );
+        let unsigned = real.log_line("");
+        assert_eq!(PodResult::parse(&unsigned), Some(real.clone()));
+        // What a registry's error body or a context's file name could make the pod print.
+        let forged = PodResult::Pushed {
+            awaited: Default::default(),
+            cache: None,
+            digest: "sha256:66".into(),
+            refs: vec!["r/x:1".into()],
+            size: None,
+        };
+        let other = "ffffffff-5d1a-4c8e-9f70-1a2b3c4d5e6f";
+        for l in [
+            forged.log_line(""),
+            forged.log_line(other),
+            format!(
+                "{LOG_PREFIX}{token}{}",
+                serde_json::to_string(&forged).expect("json")
+            ),
+            format!("x {}", forged.log_line(token)),
+        ] {
+            assert_eq!(PodResult::signed(&l, token), None, "{l}");
+        }
+        // No token, no early result: an empty or short one signs nothing.
+        assert_eq!(PodResult::signed(&unsigned, ""), None);
+        assert_eq!(PodResult::signed(&forged.log_line("ab"), "ab"), None);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 
 use super::apply::ApplyError;
+use super::early::Early;
 use super::render::{RenderError, Settings};
 use super::validate::Invalid;
 use crate::api::ImageBuild;
@@ -28,6 +29,8 @@ pub struct Ctx {
     /// dropped.
     pub builds: Store<ImageBuild>,
     pub backoff: Backoff,
+    /// The prepare and push pods whose logs are followed for their signed result.
+    pub early: Early,
 }
 
 impl Ctx {
@@ -36,6 +39,7 @@ impl Ctx {
         settings: Settings,
         metrics: Arc<Metrics>,
         builds: Store<ImageBuild>,
+        early: Early,
     ) -> Self {
         let reporter = Reporter {
             controller: "slipway-operator".into(),
@@ -48,6 +52,7 @@ impl Ctx {
             metrics,
             builds,
             backoff: Backoff::default(),
+            early,
         }
     }
 }

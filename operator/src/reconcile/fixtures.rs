@@ -693,3 +693,8 @@ fn owned_named(name: &str) -> Value {
         "ownerReferences": [{"kind": "ImageBuild", "uid": UID, "controller": true}],
     }})
 }
+
+/// Nothing read early: no pod of the fixtures signs its result.
+pub fn early() -> super::early::Early {
+    super::early::Early::new(futures::channel::mpsc::unbounded().0)
+}

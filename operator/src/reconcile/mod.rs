@@ -23,6 +23,7 @@ mod context;
 mod decide;
 #[cfg(test)]
 mod decide_tests;
+mod early;
 mod expire;
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -56,6 +57,7 @@ use self::apply::{ApplyError, apply, stop};
 use self::context::Apis;
 pub use self::context::{Ctx, Error};
 use self::decide::{BuildReason, decide};
+use self::early::Early;
 use self::expire::expire;
 use self::observe::observe;
 pub use self::render::Settings;
@@ -76,13 +78,16 @@ pub async fn run(
     let jobs = Api::<Job>::all(client.clone());
     let ours = || watcher::Config::default().labels("app.kubernetes.io/managed-by=slipway");
     // Pods too: a Job's status trails its pod's by about a second (the Job controller folds
-    // pod updates), and every step of a build waits for the one before.
+    // pod updates), and every step of a build waits for the one before. And a result line
+    // read as printed (early.rs), before the pod's end is seen.
+    let (wake, woken) = futures::channel::mpsc::unbounded();
     let controller = Controller::new(builds, watcher::Config::default())
         .owns(jobs, ours())
-        .watches(Api::<Pod>::all(client.clone()), ours(), build_of_pod);
+        .watches(Api::<Pod>::all(client.clone()), ours(), build_of_pod)
+        .reconcile_on(woken);
     let store = controller.store();
     metrics.count_builds(store.clone());
-    let ctx = Arc::new(Ctx::new(client, settings, metrics, store));
+    let ctx = Arc::new(Ctx::new(client, settings, metrics, store, Early::new(wake)));
     info!("watching ImageBuilds");
     controller
         .shutdown_on_signal()
@@ -128,14 +133,16 @@ async fn reconcile(ib: Arc<ImageBuild>, ctx: Arc<Ctx>) -> Result<Action, Error> 
 /// One pass over one build: the steps, in order.
 async fn reconcile_build(ib: &ImageBuild, ctx: &Ctx) -> Result<Action, Error> {
     if ib.metadata.deletion_timestamp.is_some() {
+        forget(ctx, ib);
         return Ok(Action::await_change()); // owner references take the Jobs and PVC along
     }
     let build = validate(ib, Timestamp::now())?;
     let apis = Apis::namespaced(&ctx.client, &build.namespace);
     if build.same_generation && finished(ib) {
+        forget(ctx, ib);
         return expire(&apis, ib, &build, &ctx.settings).await;
     }
-    let seen = observe(&apis, ib, &build).await?;
+    let seen = observe(&apis, ib, &build, &ctx.early).await?;
     let decision = decide(&seen.observed, &build.limits);
     let objects = render(ib, &ctx.settings, &build, &seen, &decision)?;
     let decision = match apply(&apis, ib, &build, &seen, &decision, objects).await {
@@ -154,6 +161,13 @@ async fn reconcile_build(ib: &ImageBuild, ctx: &Ctx) -> Result<Action, Error> {
     };
     report(ctx, &apis, ib, &build, &decision).await?;
     Ok(requeue(ib, &build, &decision, &ctx.settings))
+}
+
+/// Drops what was read early of this build's pods, and of builds gone.
+fn forget(ctx: &Ctx, ib: &ImageBuild) {
+    let me = ObjectRef::from_obj(ib);
+    ctx.early
+        .retain(|b| *b != me && ctx.builds.get(b).is_some());
 }
 
 /// How soon a build whose Job has no pod is looked at again.
@@ -191,7 +205,13 @@ mod tests {
     async fn a_new_build_is_observed_applied_and_reported_in_that_order() {
         let (client, server) = mocked_client();
         let metrics = Arc::new(Metrics::default());
-        let ctx = Ctx::new(client, fixtures::settings(), metrics.clone(), store().0);
+        let ctx = Ctx::new(
+            client,
+            fixtures::settings(),
+            metrics.clone(),
+            store().0,
+            fixtures::early(),
+        );
         let calls = server.run(Scenario::ReconcileNewBuild.calls());
         let action = reconcile(Arc::new(fixtures::build()), Arc::new(ctx))
             .await
@@ -208,6 +228,7 @@ mod tests {
             fixtures::settings(),
             Arc::new(Metrics::default()),
             store().0,
+            fixtures::early(),
         ))
     }
 
@@ -299,6 +320,7 @@ mod tests {
             fixtures::settings(),
             Arc::new(Metrics::default()),
             store().0,
+            fixtures::early(),
         ));
         let calls = server.run(vec![
             fixtures::Call::new(

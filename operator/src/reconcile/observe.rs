@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, LogParams};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use slipway_contract::graph::{BuildGraph, StageJob};
 use slipway_contract::result::{PodResult, Reason, TERMINATION_LIMIT};
@@ -24,6 +26,7 @@ use super::apply::owned_by;
 use super::awaited::{self, Awaiting, Verdict};
 use super::context::{Apis, Error};
 use super::decide::{JobObs, JobState, Observed};
+use super::early::Early;
 use super::pods::{self, PodsSeen};
 use super::render::{
     self, ANNOTATION_GRAPH, ANNOTATION_NODE, ANNOTATION_OUTPUTS, LABEL_GENERATION, Step,
@@ -66,11 +69,22 @@ pub struct Observation {
 }
 
 /// Lists the build's objects and reads the results its Jobs' pods reported.
-pub async fn observe(apis: &Apis, ib: &ImageBuild, build: &Build) -> Result<Observation, Error> {
-    read(apis, ib, build).await.map_err(Error::Observe)
+pub async fn observe(
+    apis: &Apis,
+    ib: &ImageBuild,
+    build: &Build,
+    early: &Early,
+) -> Result<Observation, Error> {
+    read(apis, ib, build, early).await.map_err(Error::Observe)
 }
 
-async fn read(apis: &Apis, ib: &ImageBuild, build: &Build) -> Result<Observation, kube::Error> {
+async fn read(
+    apis: &Apis,
+    ib: &ImageBuild,
+    build: &Build,
+    early: &Early,
+) -> Result<Observation, kube::Error> {
+    let me = ObjectRef::from_obj(ib);
     let mine = ListParams::default().labels(&render::build_selector(&build.name));
     let (jobs, superseded_jobs) = sort(apis.jobs.list(&mine).await?.items, build);
     let (claims, superseded_claims) = sort(apis.pvcs.list(&mine).await?.items, build);
@@ -102,7 +116,19 @@ async fn read(apis: &Apis, ib: &ImageBuild, build: &Build) -> Result<Observation
             .get(ANNOTATION_GRAPH)
             .and_then(|g| serde_json::from_str::<BuildGraph>(g).ok());
         seen.node = ann.get(ANNOTATION_NODE).cloned();
-        if obs.state != JobState::Running && seen.observed.graph.is_none() {
+        if obs.state == JobState::Running {
+            if seen.observed.graph.is_some() {
+                // Kept from its signed line while the pod was still ending: it is done.
+                obs.state = JobState::Succeeded;
+            } else if let Some((PodResult::Graph(g), at)) = printed(early, apis, &obs, &me) {
+                obs.state = JobState::Succeeded;
+                obs.completion = Some(at);
+                obs.result = Some(PodResult::Graph(g.clone()));
+                seen.node = obs.pods.printing.as_ref().and_then(|p| p.node.clone());
+                seen.observed.graph = Some(g);
+                seen.graph_read = true;
+            }
+        } else if seen.observed.graph.is_none() {
             let (result, node) = pod_result(&apis.pods, j, Reason::SourceFailed).await?;
             if let Some(PodResult::Graph(g)) = &result {
                 seen.observed.graph = Some(g.clone());
@@ -162,6 +188,10 @@ async fn read(apis: &Apis, ib: &ImageBuild, build: &Build) -> Result<Observation
         let mut obs = obs_of(j);
         if obs.state != JobState::Running {
             obs.result = pod_result(&apis.pods, j, Reason::PushFailed).await?.0;
+        } else if let Some((r @ PodResult::Pushed { .. }, at)) = printed(early, apis, &obs, &me) {
+            obs.state = JobState::Succeeded;
+            obs.completion = Some(at);
+            obs.result = Some(r);
         }
         if let Some(PodResult::Pushed { awaited, .. }) = &obs.result {
             match check_awaited(awaited, &seen.observed.outputs) {
@@ -180,6 +210,18 @@ async fn read(apis: &Apis, ib: &ImageBuild, build: &Build) -> Result<Observation
     }
     seen.existing = existing;
     Ok(seen)
+}
+
+/// The result a running prepare or push Job's pod has printed, signed, before it ended
+/// ([`early`]); the first look starts following its log.
+fn printed(
+    early: &Early,
+    apis: &Apis,
+    obs: &JobObs,
+    build: &ObjectRef<ImageBuild>,
+) -> Option<(PodResult, Time)> {
+    let p = obs.pods.printing.as_ref()?;
+    early.result(&apis.pods, p, build)
 }
 
 /// Settles the stage Jobs read just now ([`awaited::settle`]): those that agree are done and
@@ -418,7 +460,9 @@ mod tests {
         let build = fixtures::validated(&ib, 1_000);
         let (apis, server) = mocked();
         let calls = server.run(scenario.calls());
-        let seen = observe(&apis, &ib, &build).await.expect("observed");
+        let seen = observe(&apis, &ib, &build, &fixtures::early())
+            .await
+            .expect("observed");
         timeout(calls).await;
         seen
     }
@@ -480,7 +524,9 @@ mod tests {
         let build = fixtures::validated(&ib, 1_000);
         let (apis, server) = mocked();
         let calls = server.run(calls);
-        let seen = observe(&apis, &ib, &build).await.expect("observed");
+        let seen = observe(&apis, &ib, &build, &fixtures::early())
+            .await
+            .expect("observed");
         timeout(calls).await;
         seen
     }

@@ -30,6 +30,8 @@
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::early::{Printing, printing};
+
 /// A Job's pods lost to disruptions before the build fails.
 pub const MAX_DISRUPTIONS: u32 = 3;
 
@@ -51,6 +53,8 @@ pub struct PodsSeen {
     /// A pod of it that has not failed is bound to a node: it will run there, so a pod
     /// that needs its stages may start beside it and await them.
     pub scheduled: bool,
+    /// A pod of it whose container runs and signs its result line ([`early`](super::early)).
+    pub printing: Option<Printing>,
 }
 
 /// A container whose image the kubelet cannot pull, and why.
@@ -77,6 +81,7 @@ pub fn seen(pods: &[&Pod]) -> PodsSeen {
         succeeded: pods.iter().find_map(|p| succeeded(p)),
         pull_failed: pods.iter().find_map(|p| pull_failed(p)),
         scheduled: pods.iter().any(|p| scheduled(p)),
+        printing: pods.iter().find_map(|p| printing(p)),
     }
 }
 

@@ -37,7 +37,9 @@ async fn observed(calls: Vec<Call>) -> Observation {
     let build = fixtures::validated(&ib, 1_000);
     let (apis, server) = mocked();
     let calls = server.run(calls);
-    let seen = observe(&apis, &ib, &build).await.expect("observed");
+    let seen = observe(&apis, &ib, &build, &fixtures::early())
+        .await
+        .expect("observed");
     timeout(calls).await;
     seen
 }

@@ -145,6 +145,15 @@ fn git_credentials_reach_the_fetch_container_only() {
     assert_eq!(git.optional, Some(true));
     let keys: Vec<String> = git.items.iter().flatten().map(|i| i.key.clone()).collect();
     assert_eq!(keys, ["username", "password", "token"]);
+    // So is the pod UID its result line is signed with (early.rs): git runs in the fetch
+    // container, which never needs it.
+    let token = |c: &Container| {
+        c.env
+            .iter()
+            .flatten()
+            .any(|e| e.name == slipway_contract::result::RESULT_TOKEN_ENV)
+    };
+    assert!(token(plan) && !token(fetch));
     // The pull secrets' environment is the plan container's only.
     assert!(
         fetch

@@ -331,6 +331,40 @@ mod tests {
         assert!(blobs.empty_dir.is_some());
     }
 
+    fn signs(c: &k8s_openapi::api::core::v1::Container) -> bool {
+        use slipway_contract::result::RESULT_TOKEN_ENV;
+        c.env.iter().flatten().any(|e| {
+            e.name == RESULT_TOKEN_ENV
+                && e.value.is_none()
+                && e.value_from
+                    .as_ref()
+                    .and_then(|v| v.field_ref.as_ref())
+                    .is_some_and(|f| f.field_path == "metadata.uid")
+        })
+    }
+
+    /// The pod UID that signs a result line (early.rs) reaches the push container, never a
+    /// stage pod's (whose RUN steps could read it and print a line the controller believes).
+    #[test]
+    fn only_the_push_container_gets_the_token_that_signs_its_result() {
+        assert!(signs(&push_pod().containers[0]));
+        let stage = stage_pod();
+        let all = stage
+            .containers
+            .iter()
+            .chain(stage.init_containers.iter().flatten());
+        for c in all {
+            assert!(
+                c.env
+                    .iter()
+                    .flatten()
+                    .all(|e| e.name != slipway_contract::result::RESULT_TOKEN_ENV),
+                "{}",
+                c.name
+            );
+        }
+    }
+
     #[test]
     fn stage_pods_meet_baseline_with_seccomp_and_without_net_raw() {
         let p = stage_pod();

@@ -66,7 +66,7 @@ pub fn printing(p: &Pod) -> Option<Printing> {
 
 enum Entry {
     Following,
-    Found(PodResult, Time),
+    Found(Box<(PodResult, Time)>),
 }
 
 type Entries = Arc<Mutex<HashMap<String, (ObjectRef<ImageBuild>, Entry)>>>;
@@ -96,7 +96,7 @@ impl Early {
     ) -> Option<(PodResult, Time)> {
         let mut entries = lock(&self.entries);
         match entries.get(&p.uid) {
-            Some((_, Entry::Found(r, at))) => return Some((r.clone(), at.clone())),
+            Some((_, Entry::Found(found))) => return Some((**found).clone()),
             Some((_, Entry::Following)) => return None,
             None => {}
         }
@@ -141,7 +141,7 @@ impl Follow {
                 let at = Time(Timestamp::now());
                 entries.insert(
                     self.pod.uid.clone(),
-                    (self.build.clone(), Entry::Found(r, at)),
+                    (self.build.clone(), Entry::Found(Box::new((r, at)))),
                 );
                 drop(entries);
                 let _ = self.wake.unbounded_send(self.build);

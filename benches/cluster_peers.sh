@@ -13,7 +13,7 @@ eval "$("$repo/tests/e2e/deploy.sh")"
 repo=$repo source "$repo/tests/engine/lib.sh"
 engine_packages
 start_registry
-trap '[[ -n ${REG_PID:-} ]] && kill "$REG_PID" 2>/dev/null; true' EXIT
+trap '[[ -n ${REG_PID:-} ]] && kill "$REG_PID" 2>/dev/null; [[ -n ${BENCH_CTX:-} || -z ${ctx:-} ]] || rm -rf "$ctx"; true' EXIT
 ensure_images debian
 skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false --preserve-digests \
   "docker://$ENGINE_REGISTRY/slipway-test/debian:latest" "docker://$R/slipway-test/debian:latest" >&2

@@ -29,7 +29,9 @@
 #   before each of this tree's runs, with its own state directory. The slot just after a
 #   build pays for the files that build deleted (ext4 with online discard): with BENCH_ONLY=bases
 #   Slipway and BuildKit take turns going first (use an even RUNS); BENCH_ENGINE=ENGINE times
-#   another engine in this tree's slot.
+#   another engine in this tree's slot. SLIPWAY_WORK_PARENT=DIR puts both builders' state
+#   (Slipway's state directory, buildkitd's root) on DIR's filesystem instead of /var/tmp's:
+#   for one mounted without online discard, say (benches/nodiscard.sh makes one).
 set -euo pipefail
 runs=${1:-3}
 repo=$(cd "$(dirname "$0")/.." && pwd)

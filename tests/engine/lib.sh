@@ -64,7 +64,8 @@ engine_setup() {
   start_registry || return 1
   (($#)) || set -- busybox debian golang node node-slim
   ensure_images "$@" || return 1
-  WORK=$(mktemp -d /var/tmp/slipway-engine-tests.XXXXXX)
+  # SLIPWAY_WORK_PARENT: another filesystem for both builders' state (benches/local_build.sh).
+  WORK=$(mktemp -d "${SLIPWAY_WORK_PARENT:-/var/tmp}/slipway-engine-tests.XXXXXX")
   ENGINE_STATE=$WORK/state
   export ENGINE WORK ENGINE_STATE
 }

@@ -25,10 +25,11 @@ use kube::{Api, ResourceExt};
 use slipway_contract::result::{PodResult, RESULT_TOKEN_ENV};
 use tracing::debug;
 
+use super::observe::LOG_LIMIT;
 use crate::api::ImageBuild;
 
-/// The most of a followed log read: a prepare pod's graph is at most an annotation's 256 KiB,
-/// and little else is printed. A log longer than this is read at the pod's end instead.
+/// The most of a followed log read: the result line is at most [`LOG_LIMIT`], and little is
+/// printed before it. A log longer than this is read at the pod's end instead.
 pub const FOLLOW_LIMIT: i64 = 1 << 20;
 
 /// A running pod whose container signs its result line: what is needed to follow its log.
@@ -67,6 +68,9 @@ pub fn printing(p: &Pod) -> Option<Printing> {
 enum Entry {
     Following,
     Found(Box<(PodResult, Time)>),
+    /// The log ended, broke or passed its cap without a signed line: not followed again
+    /// (the pod's end is read as before).
+    Ended,
 }
 
 type Entries = Arc<Mutex<HashMap<String, (ObjectRef<ImageBuild>, Entry)>>>;
@@ -97,7 +101,7 @@ impl Early {
         let mut entries = lock(&self.entries);
         match entries.get(&p.uid) {
             Some((_, Entry::Found(found))) => return Some((**found).clone()),
-            Some((_, Entry::Following)) => return None,
+            Some((_, Entry::Following | Entry::Ended)) => return None,
             None => {}
         }
         entries.insert(p.uid.clone(), (build.clone(), Entry::Following));
@@ -146,10 +150,9 @@ impl Follow {
                 drop(entries);
                 let _ = self.wake.unbounded_send(self.build);
             }
-            // The stream broke or the pod ended unsigned: a later reconcile may try again,
-            // and the pod's end is read as before.
+            // Not read again: its end is, as before, a second later.
             None => {
-                entries.remove(&self.pod.uid);
+                entries.insert(self.pod.uid.clone(), (self.build.clone(), Entry::Ended));
             }
         }
     }
@@ -171,10 +174,15 @@ impl Follow {
     }
 }
 
-/// The first line of `log` that is a result signed with `token`.
+/// The first line of `log` that is a result signed with `token`, no longer than what is read
+/// of a log once the pod ended ([`LOG_LIMIT`]): a result is believed, or refused, the same way
+/// whichever read finds it.
 pub async fn first_signed(log: impl AsyncBufRead + Unpin, token: &str) -> Option<PodResult> {
     let mut lines = log.lines();
     while let Some(Ok(line)) = lines.next().await {
+        if line.len() as i64 >= LOG_LIMIT {
+            continue;
+        }
         if let Some(r) = PodResult::signed(&line, token) {
             return Some(r);
         }
@@ -219,6 +227,17 @@ mod tests {
         };
         let log = format!("{}\n", failed.log_line(UID));
         assert_eq!(first_signed(log.as_bytes(), UID).await, Some(failed));
+        // A result over what the read after the pod's end takes is refused here too.
+        let long = PodResult::Pushed {
+            awaited: Default::default(),
+            cache: None,
+            digest: "sha256:11".into(),
+            refs: vec!["r/x:1".repeat(20_000)],
+            size: None,
+        };
+        let log = format!("{}\n", long.log_line(UID));
+        assert!(log.len() as i64 > LOG_LIMIT);
+        assert_eq!(first_signed(log.as_bytes(), UID).await, None);
     }
 
     fn pod(env: bool, running: bool) -> Pod {

@@ -6,8 +6,9 @@
 //! failed pod's reason). Reads only: what to change is for [`apply`](super::apply).
 //!
 //! What a pod says is read with a cap (M5, L4): its termination message up to Kubernetes'
-//! own 4 KiB limit, the end of its log up to [`LOG_LIMIT`]; a graph is kept on the prepare
-//! Job, so it fits an annotation.
+//! own 4 KiB limit, the end of its log up to [`LOG_LIMIT`] (a line the prepare or push pod
+//! signs is read as it is printed, [`early`](super::early), under the same limit); a graph is
+//! kept on the prepare Job, so it fits an annotation.
 
 use std::collections::BTreeMap;
 

@@ -10,11 +10,11 @@ use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath, NodeAffinity,
-    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec,
-    PodTemplateSpec, ProjectedVolumeSource, SecretProjection, SecretVolumeSource, Volume,
-    VolumeMount, VolumeProjection, VolumeResourceRequirements,
+    Affinity, Container, EmptyDirVolumeSource, EnvVar, KeyToPath, NodeAffinity, NodeSelector,
+    NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, ProjectedVolumeSource,
+    SecretProjection, SecretVolumeSource, Volume, VolumeMount, VolumeProjection,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -24,7 +24,6 @@ use slipway_contract::graph::StageJob;
 use slipway_contract::pod::{
     self, Digests, PodCommand, PushArgs, RegistryArgs, StageArgs, StageLayers, paths,
 };
-use slipway_contract::result::RESULT_TOKEN_ENV;
 
 use super::names::{ANNOTATION_BUILD, job_name, labels, meta, pvc_name};
 use super::{Deadline, Settings, Step};
@@ -160,23 +159,6 @@ pub(super) fn env(name: &str, value: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value: Some(value.into()),
-        ..Default::default()
-    }
-}
-
-/// The pod's UID in [`RESULT_TOKEN_ENV`]: the prepare and push pods sign their result line
-/// with it, so the controller acts on it as it is printed, not a kubelet relist (up to a
-/// second) after the pod ended. Only for pods that run nothing but the builder.
-pub(super) fn result_token() -> EnvVar {
-    EnvVar {
-        name: RESULT_TOKEN_ENV.into(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: "metadata.uid".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
         ..Default::default()
     }
 }
@@ -483,7 +465,7 @@ pub fn push_job(
         envs.push(env(pod::env::DOCKER_CONFIG, paths::PUSH_AUTH));
     }
     add_pull_auth(ib, false, &mut volumes, &mut mounts, &mut envs);
-    envs.push(result_token());
+    envs.push(security::result_token());
     let mut container = builder_container("push", s, args, envs, mounts, None);
     container.security_context = Some(security::restricted_container(false));
     let mut j = job(

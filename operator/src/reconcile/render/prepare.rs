@@ -31,8 +31,7 @@ use slipway_contract::pod::{
 };
 
 use super::jobs::{
-    PULL_AUTH_VOLUME, add_pull_auth, builder_container, env, insecure, job, mount, result_token,
-    workspace_volume,
+    PULL_AUTH_VOLUME, add_pull_auth, builder_container, env, insecure, job, mount, workspace_volume,
 };
 use super::{Deadline, RenderError, Settings, Step, security};
 use crate::api::ImageBuild;
@@ -194,7 +193,7 @@ pub fn prepare_job(ib: &ImageBuild, s: &Settings, deadline: &Deadline) -> Result
             .then_some(host.as_str());
         fetch_args.registries = insecure(s, extra);
     }
-    plan_envs.push(result_token());
+    plan_envs.push(security::result_token());
     let (init_containers, plan) = if fetched_apart(ib) {
         let fetch = secured(builder_container(
             FETCH_CONTAINER,

@@ -10,8 +10,10 @@
 //! context keeps it ([`pod_context`] is only the default of a step).
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, PodSecurityContext, SeccompProfile, SecurityContext,
+    Capabilities, EnvVar, EnvVarSource, ObjectFieldSelector, PodSecurityContext, SeccompProfile,
+    SecurityContext,
 };
+use slipway_contract::result::RESULT_TOKEN_ENV;
 
 use super::Step;
 
@@ -235,6 +237,23 @@ pub mod psa {
             }
         }
         v
+    }
+}
+
+/// The pod's UID in [`RESULT_TOKEN_ENV`]: the prepare and push pods sign their result line
+/// with it, so the controller acts on it as it is printed, not a kubelet relist (up to a
+/// second) after the pod ended. Only for pods that run nothing but the builder.
+pub(super) fn result_token() -> EnvVar {
+    EnvVar {
+        name: RESULT_TOKEN_ENV.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.uid".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
 

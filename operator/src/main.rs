@@ -47,6 +47,10 @@ enum Cmd {
         /// or with Ki, Mi, Gi or Ti.
         #[arg(long, default_value_t = slipway_contract::size::Size::DEFAULT_LIMIT)]
         build_size_limit: slipway_contract::size::Size,
+        /// Keep a spare workspace claim per namespace, made ahead of the next build so that it
+        /// need not wait for its own to be provisioned (`--workspace-spare=false`: none).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        workspace_spare: bool,
         /// Log as JSON lines.
         #[arg(long)]
         json_logs: bool,
@@ -117,6 +121,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             insecure_registries,
             default_workspace_size,
             build_size_limit,
+            workspace_spare,
             json_logs,
             metrics_addr,
             default_ttl_seconds,
@@ -147,6 +152,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 default_ttl_seconds,
                 default_resources: default_build_resources,
                 size_limit: build_size_limit,
+                workspace_spare,
             };
             let metrics = Arc::new(metrics::Metrics::default());
             let served = metrics.clone();

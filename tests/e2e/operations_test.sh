@@ -116,19 +116,43 @@ done
   || bad "deleted build cleaned up" "$(kubectl -n "$ns" get jobs,pods,pvc -l build.slipway.dev/build=deleted 2>&1)"
 
 # --- ttlSecondsAfterFinished: Jobs and PVC go, the ImageBuild and its status stay.
+# The builds before it made spare workspace claims: it takes one (its prepare Job mounts a
+# claim named slipway-spare-*), makes the next, and at its TTL both go.
 inline ttl "$R/e2e/ttl:1" "FROM $BB
 RUN echo ttl > /ttl" "  ttlSecondsAfterFinished: 5"
+ttl_claim=
+for _ in $(seq 120); do
+  ttl_claim=$(kubectl -n "$ns" get jobs -l build.slipway.dev/build=ttl,build.slipway.dev/step=prepare \
+    -o jsonpath='{.items[0].spec.template.spec.volumes[?(@.name=="workspace")].persistentVolumeClaim.claimName}' 2>/dev/null)
+  [[ -n $ttl_claim ]] && break
+  sleep 0.5
+done
+ttl_uid=$(status ttl '{.metadata.uid}')
 finished ttl 240
+owned_by_ttl() { # claims (its own, taken, and spares it made) whose owner is the ttl build
+  kubectl -n "$ns" get pvc -o json | python3 -c 'import json,sys
+uid = sys.argv[1]
+print(" ".join(c["metadata"]["name"] for c in json.load(sys.stdin)["items"]
+               if any(o["uid"] == uid for o in c["metadata"].get("ownerReferences", []))))' "$ttl_uid"
+}
+ttl_made=$(owned_by_ttl)
+spares_left=$(kubectl -n "$ns" get pvc -l build.slipway.dev/spare=true -o jsonpath='{.items[*].metadata.name}')
 gone=no
 for _ in $(seq 60); do
   n=$(kubectl -n "$ns" get jobs,pvc -l build.slipway.dev/build=ttl --no-headers 2>/dev/null | wc -l)
-  [[ $n == 0 ]] && { gone=yes; break; }
+  [[ $n == 0 && -z $(owned_by_ttl) ]] && { gone=yes; break; }
   sleep 1
 done
 if [[ $gone == yes && $(phase ttl) == Succeeded && -n $(status ttl '{.status.image.digest}') ]]; then
-  ok "ttlSecondsAfterFinished: 5 removed the Jobs and PVC; status stays Succeeded with its digest"
+  ok "ttlSecondsAfterFinished: 5 removed the Jobs and PVC (claims it owned: $ttl_made); status stays Succeeded with its digest"
 else
-  bad "ttl cleanup" "$(describe ttl)"
+  bad "ttl cleanup" "$(describe ttl; echo "claims it owns: $(owned_by_ttl)")"
+fi
+# The claim it took is its own (it went at its TTL above), and a spare waits for the next.
+if [[ $ttl_claim == slipway-spare-* && " $ttl_made " == *" $ttl_claim "* && -n $spares_left && " $spares_left " != *" $ttl_claim "* ]]; then
+  ok "spare workspace: the build took a spare ($ttl_claim) as its own claim; spare left for the next: $spares_left"
+else
+  bad "spare workspace taken" "prepare mounted '$ttl_claim'; claims it owned when done: '$ttl_made'; spares: '$spares_left'"
 fi
 
 # --- A superseded generation: a changed spec builds again and the old Jobs and PVC go.

@@ -1,5 +1,6 @@
 //! The apply step: makes the cluster hold what the decision asks for. Objects of superseded
-//! generations go, the workspace claim and the new Jobs are created, the prepare pod's graph
+//! generations go, the workspace claim is taken from the spares or created (and a spare made
+//! for the next build, see [`spare`]), the new Jobs are created, the prepare pod's graph
 //! and each stage pod's digests are kept on their Jobs, and a failed build's running Jobs are
 //! stopped. Two generic helpers do
 //! every write, for every kind: [`create_or_adopt`] and [`delete_if_present`].
@@ -22,8 +23,9 @@ use super::context::{Apis, Error};
 use super::decide::{Decision, JobState};
 use super::observe::{Observation, job_obs};
 use super::render::{
-    ANNOTATION_GRAPH, ANNOTATION_NODE, ANNOTATION_OUTPUTS, Rendered, Step, job_name,
+    ANNOTATION_GRAPH, ANNOTATION_NODE, ANNOTATION_OUTPUTS, Rendered, Step, job_name, use_claim,
 };
+use super::spare::{self, Taken};
 use super::validate::Build;
 use crate::api::ImageBuild;
 
@@ -98,9 +100,23 @@ async fn writes(
     for c in &seen.existing.superseded_claims {
         delete_if_present(&apis.pvcs, c).await?;
     }
+    let Rendered {
+        workspace,
+        mut jobs,
+        spare,
+    } = objects;
+    let mut spare_due = None;
     // A failed build needs no workspace: it only stops its Jobs.
-    if !seen.existing.workspace && !d.phase.finished() {
-        create_or_adopt(&apis.pvcs, &objects.workspace, build).await?;
+    if seen.existing.workspace.is_none() && !d.phase.finished() {
+        let taken = match &spare {
+            Some(_) => spare::take(&apis.pvcs, &workspace, build).await,
+            None => Taken::default(),
+        };
+        match &taken.claim {
+            Some(claim) => jobs.iter_mut().for_each(|j| use_claim(j, claim)),
+            None => create_or_adopt(&apis.pvcs, &workspace, build).await?,
+        }
+        spare_due = spare.filter(|_| !taken.left);
     }
     if seen.graph_read
         && let Some(g) = &seen.observed.graph
@@ -126,9 +142,13 @@ async fn writes(
             .await
             .map_err(|e| ApplyError::refused("Job", name, e))?;
     }
-    for job in &objects.jobs {
+    for job in &jobs {
         info!(build = %build.key(), job = ?job.metadata.name, "creating Job");
         create_or_adopt(&apis.jobs, job, build).await?;
+    }
+    // After the build's own Jobs: the next build's spare is not on this one's path.
+    if let Some(s) = &spare_due {
+        spare::make(&apis.pvcs, s, build).await;
     }
     if d.stop {
         stop(apis, seen).await?;
@@ -232,7 +252,7 @@ mod tests {
         let prepare = job(&Step::Prepare, 3, Some(UID), Done::Complete);
         let seen = Observation {
             existing: Existing {
-                workspace: true,
+                workspace: Some("web-3-workspace".into()),
                 ..Default::default()
             },
             observed: Observed {
@@ -282,7 +302,7 @@ mod tests {
         let app = job(&Step::Stage(1, "app".into()), 3, Some(UID), Done::Running);
         let seen = Observation {
             existing: Existing {
-                workspace: true,
+                workspace: Some("web-3-workspace".into()),
                 jobs: [&prepare, &base, &app]
                     .into_iter()
                     .map(|j| (j.name_any(), j.clone()))

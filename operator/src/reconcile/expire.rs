@@ -13,6 +13,7 @@ use tracing::info;
 use super::apply::{ApplyError, delete_if_present, owned_by};
 use super::context::{Apis, Error};
 use super::render::{Settings, build_selector};
+use super::spare;
 use super::validate::Build;
 use crate::api::{ImageBuild, ImageBuildStatus};
 
@@ -34,7 +35,8 @@ pub fn seconds_left(ttl: i64, status: &ImageBuildStatus, now: Timestamp) -> i64 
     done + ttl - now.as_second()
 }
 
-/// Requeues until the TTL has passed, then removes the build's Jobs and workspace claims.
+/// Requeues until the TTL has passed, then removes the build's Jobs and workspace claims (its
+/// own and the spares it made).
 pub async fn expire(
     apis: &Apis,
     ib: &ImageBuild,
@@ -60,6 +62,8 @@ async fn remove(
     let mut claims = apis.pvcs.list(&lp).await?.items;
     jobs.retain(|j| owned_by(j.meta(), &build.uid));
     claims.retain(|c| owned_by(c.meta(), &build.uid));
+    // The spares its start made that no later build took (`spare`).
+    claims.extend(spare::owned(&apis.pvcs, build).await?);
     if !jobs.is_empty() || !claims.is_empty() {
         info!(build = %build.key(), "ttlSecondsAfterFinished passed: removing its Jobs and workspace");
     }
@@ -94,8 +98,41 @@ mod tests {
 mod mocked_tests {
     use super::*;
     use crate::api::Phase;
-    use crate::reconcile::fixtures::{self, Scenario, mocked, timeout};
+    use crate::reconcile::fixtures::{
+        self, BY_BUILD, CLAIMS, Call, Done, JOBS, UID, claim, job, list, mocked, status, timeout,
+    };
+    use crate::reconcile::render::Step;
+    use crate::reconcile::spare::tests::{SPARES, spares};
+    use http::Method;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    /// The TTL passed: the build's Job and claim go and the spare it made (`-a`); a stranger's
+    /// Job and the spare another build made stay.
+    fn calls() -> Vec<Call> {
+        let jobs = [
+            job(&Step::Prepare, 3, Some(UID), Done::Complete),
+            job(&Step::Push, 3, Some("uid-other"), Done::Complete),
+        ];
+        let delete = |path: String| Call::new(Method::DELETE, path, status(200, "deleted"));
+        vec![
+            Call::new(Method::GET, JOBS, list("JobList", &jobs)).query(BY_BUILD),
+            Call::new(
+                Method::GET,
+                CLAIMS,
+                list("PersistentVolumeClaimList", &[claim(3, Some(UID))]),
+            )
+            .query(BY_BUILD),
+            Call::new(
+                Method::GET,
+                CLAIMS,
+                list("PersistentVolumeClaimList", &spares()),
+            )
+            .query(SPARES),
+            delete(format!("{JOBS}/web-3-prepare")),
+            delete(format!("{CLAIMS}/web-3-workspace")),
+            delete(format!("{CLAIMS}/slipway-spare-a")),
+        ]
+    }
 
     #[tokio::test]
     async fn an_expired_build_loses_its_own_objects_only() {
@@ -108,7 +145,7 @@ mod mocked_tests {
         });
         let build = fixtures::validated(&ib, 1_000);
         let (apis, server) = mocked();
-        let calls = server.run(Scenario::Expire.calls());
+        let calls = server.run(calls());
         let action = expire(&apis, &ib, &build, &fixtures::settings())
             .await
             .expect("expired");

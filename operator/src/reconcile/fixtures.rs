@@ -97,6 +97,7 @@ pub fn settings() -> Settings {
         default_ttl_seconds: 3600,
         default_resources: None,
         size_limit: slipway_contract::size::Size::DEFAULT_LIMIT,
+        workspace_spare: false,
     }
 }
 
@@ -411,7 +412,7 @@ pub async fn timeout(scenario: tokio::task::JoinHandle<()>) {
         .expect("the scenario's assertions held");
 }
 
-const BY_BUILD: &str = "labelSelector=build.slipway.dev%2Fbuild%3Dweb";
+pub const BY_BUILD: &str = "labelSelector=build.slipway.dev%2Fbuild%3Dweb";
 
 fn to_json<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).expect("json")
@@ -440,8 +441,6 @@ pub enum Scenario {
     ApplyAdoptOwn,
     /// apply: a failed build's running Job is stopped, its finished one left.
     ApplyStop,
-    /// expire: the TTL passed; the build's Job and claim go, a stranger's Job stays.
-    Expire,
     /// The whole reconcile of a new build: observe, apply, then the `Started` event and
     /// the status.
     ReconcileNewBuild,
@@ -653,34 +652,6 @@ impl Scenario {
                 );
                 calls
             }
-            Scenario::Expire => vec![
-                get(
-                    JOBS,
-                    list(
-                        "JobList",
-                        &[
-                            prepare(3, Some(UID), Done::Complete),
-                            job(&Step::Push, 3, Some("uid-other"), Done::Complete),
-                        ],
-                    ),
-                )
-                .query(BY_BUILD),
-                get(
-                    CLAIMS,
-                    list("PersistentVolumeClaimList", &[claim(3, Some(UID))]),
-                )
-                .query(BY_BUILD),
-                Call::new(
-                    Method::DELETE,
-                    format!("{JOBS}/web-3-prepare"),
-                    status(200, "deleted"),
-                ),
-                Call::new(
-                    Method::DELETE,
-                    format!("{CLAIMS}/web-3-workspace"),
-                    status(200, "deleted"),
-                ),
-            ],
         }
     }
 }

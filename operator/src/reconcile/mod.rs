@@ -32,6 +32,7 @@ mod health_tests;
 mod observe;
 mod pods;
 mod render;
+mod spare;
 mod stage_status;
 mod status;
 mod text;

@@ -49,8 +49,9 @@ pub struct Existing {
     pub superseded_jobs: Vec<Job>,
     /// Workspace claims of another generation.
     pub superseded_claims: Vec<PersistentVolumeClaim>,
-    /// This generation's workspace claim exists.
-    pub workspace: bool,
+    /// This generation's workspace claim, when it exists: its name (a spare the build took
+    /// has its own).
+    pub workspace: Option<String>,
 }
 
 /// What the observe step found.
@@ -103,7 +104,10 @@ async fn read(
         JobObs { pods, ..obs }
     };
     let existing = Existing {
-        workspace: claims.contains_key(&render::pvc_name(ib)),
+        workspace: claims
+            .contains_key(&render::pvc_name(ib))
+            .then(|| render::pvc_name(ib))
+            .or_else(|| claims.into_keys().next()),
         jobs,
         superseded_jobs,
         superseded_claims,

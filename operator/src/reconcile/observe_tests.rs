@@ -16,14 +16,14 @@ async fn observed(scenario: Scenario) -> Observation {
 #[tokio::test]
 async fn a_new_build_has_nothing() {
     let seen = observed(Scenario::ObserveNothing).await;
-    assert!(seen.existing.jobs.is_empty() && !seen.existing.workspace);
+    assert!(seen.existing.jobs.is_empty() && seen.existing.workspace.is_none());
     assert!(seen.observed.prepare.is_none() && !seen.graph_read);
 }
 
 #[tokio::test]
 async fn a_finished_prepare_pod_reports_the_graph_once() {
     let seen = observed(Scenario::ObservePrepareFinished).await;
-    assert!(seen.existing.workspace);
+    assert_eq!(seen.existing.workspace.as_deref(), Some("web-3-workspace"));
     assert_eq!(seen.observed.graph, Some(fixtures::graph()));
     assert_eq!(seen.node.as_deref(), Some("node-a"));
     assert!(seen.graph_read);
@@ -46,7 +46,7 @@ async fn other_generations_are_superseded_and_strangers_left_alone() {
         .collect();
     assert_eq!(claims, ["web-2-workspace"]);
     // The stranger's generation-3 Job and claim are not the build's.
-    assert!(seen.existing.jobs.is_empty() && !seen.existing.workspace);
+    assert!(seen.existing.jobs.is_empty() && seen.existing.workspace.is_none());
     assert!(seen.observed.prepare.is_none());
 }
 

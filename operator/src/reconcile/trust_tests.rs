@@ -152,7 +152,7 @@ async fn digests_are_kept_and_rendered_into_the_next_pods() {
         outputs_read: vec![("web-3-s0-base".to_string(), fixtures::outputs_of([0]))],
         ..Default::default()
     };
-    seen.existing.workspace = true;
+    seen.existing.workspace = Some("web-3-workspace".into());
     seen.observed.prepare = Some(job_obs(&prepare()));
     seen.observed.graph = Some(fixtures::graph());
     seen.observed.stages.insert(0, job_obs(&base));

@@ -71,6 +71,20 @@ pub(super) fn workspace_volume(ib: &ImageBuild) -> Volume {
     }
 }
 
+/// Mounts `claim` as `job`'s workspace (a spare the build took, `spare`).
+pub fn use_claim(job: &mut Job, claim: &str) {
+    let volumes = job
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.spec.as_mut())
+        .and_then(|p| p.volumes.as_mut());
+    for v in volumes.into_iter().flatten() {
+        if let (true, Some(pvc)) = (v.name == "workspace", v.persistent_volume_claim.as_mut()) {
+            pvc.claim_name = claim.to_string();
+        }
+    }
+}
+
 /// A container running the builder image's own binary (prepare, push).
 pub(super) fn builder_container(
     name: &str,

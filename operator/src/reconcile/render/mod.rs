@@ -19,7 +19,7 @@ use slipway_contract::epoch::{EpochArgs, resolve};
 use slipway_contract::graph::BuildGraph;
 use slipway_contract::trust::{Missing, Trusted};
 
-pub use jobs::{Given, push_job, stage_job, workspace_pvc};
+pub use jobs::{Given, push_job, stage_job, use_claim, workspace_pvc};
 #[cfg(test)]
 pub use names::LABEL_BUILD;
 pub use names::{
@@ -51,6 +51,8 @@ pub struct Settings {
     pub default_resources: Option<ResourceRequirements>,
     /// The most a build's source (downloaded, unpacked or checked out) may take.
     pub size_limit: slipway_contract::size::Size,
+    /// Keep a spare workspace claim per namespace for the next build (`spare`).
+    pub workspace_spare: bool,
 }
 
 /// Which step of a build an object belongs to.
@@ -96,6 +98,9 @@ pub struct Rendered {
     pub workspace: PersistentVolumeClaim,
     /// The Jobs the decision creates.
     pub jobs: Vec<Job>,
+    /// A spare made like the workspace claim, for the namespace's next build (`spare`), when
+    /// the controller keeps spares.
+    pub spare: Option<PersistentVolumeClaim>,
 }
 
 /// The workspace claim and the Jobs the decision creates.
@@ -171,12 +176,20 @@ fn objects(
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let jobs = jobs
+    let mut jobs: Vec<Job> = jobs
         .into_iter()
         .map(|j| with_default_resources(j, s.default_resources.as_ref()))
         .collect();
+    // A spare the build took is its workspace under the spare's name.
+    if let Some(claim) = &seen.existing.workspace {
+        jobs.iter_mut().for_each(|j| use_claim(j, claim));
+    }
+    let workspace = workspace_pvc(ib, s);
     Ok(Rendered {
-        workspace: workspace_pvc(ib, s),
+        spare: s
+            .workspace_spare
+            .then(|| crate::reconcile::spare::spare_of(&workspace)),
+        workspace,
         jobs,
     })
 }

@@ -31,6 +31,7 @@ pub struct Ctx {
     pub backoff: Backoff,
     /// The prepare and push pods whose logs are followed for their signed result.
     pub early: Early,
+    pub ended: Ended,
 }
 
 impl Ctx {
@@ -53,6 +54,7 @@ impl Ctx {
             builds,
             backoff: Backoff::default(),
             early,
+            ended: Ended::default(),
         }
     }
 }
@@ -111,6 +113,40 @@ impl Error {
             Error::Status(_) => "status",
             Error::Expire(_) => "expire",
         }
+    }
+}
+
+/// The builds this controller wrote a finished status for, by uid and generation. The cache
+/// of ImageBuilds can trail that write while the Job deletions that stop a failed build wake a
+/// reconcile at once: that reconcile must not take the build as running (it would make the
+/// stopped Jobs again and write `Building` over `Failed`).
+#[derive(Default)]
+pub struct Ended(Mutex<HashMap<ObjectRef<ImageBuild>, (String, i64)>>);
+
+impl Ended {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<ImageBuild>, (String, i64)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn id(ib: &ImageBuild) -> (String, i64) {
+        let m = &ib.metadata;
+        (m.uid.clone().unwrap_or_default(), m.generation.unwrap_or(1))
+    }
+
+    /// Its finished status was written.
+    pub fn record(&self, ib: &ImageBuild) {
+        self.map().insert(ObjectRef::from_obj(ib), Self::id(ib));
+    }
+
+    /// This generation of `ib` ended here, whatever `ib` (from the cache) says.
+    pub fn ended(&self, ib: &ImageBuild) -> bool {
+        self.map().get(&ObjectRef::from_obj(ib)) == Some(&Self::id(ib))
+    }
+
+    /// The cache caught up with `ib` (or it is being deleted); and builds gone from it.
+    pub fn forget(&self, ib: &ImageBuild, exists: impl Fn(&ObjectRef<ImageBuild>) -> bool) {
+        let me = ObjectRef::from_obj(ib);
+        self.map().retain(|b, _| *b != me && exists(b));
     }
 }
 

@@ -137,6 +137,11 @@ async fn reconcile_build(ib: &ImageBuild, ctx: &Ctx) -> Result<Action, Error> {
         forget(ctx, ib);
         return Ok(Action::await_change()); // owner references take the Jobs and PVC along
     }
+    if !finished(ib) && ctx.ended.ended(ib) {
+        // The cache has not caught up with the status this controller wrote: that write's
+        // own event wakes the build again.
+        return Ok(Action::requeue(LAGGING));
+    }
     let build = validate(ib, Timestamp::now())?;
     let apis = Apis::namespaced(&ctx.client, &build.namespace);
     if build.same_generation && finished(ib) {
@@ -164,12 +169,18 @@ async fn reconcile_build(ib: &ImageBuild, ctx: &Ctx) -> Result<Action, Error> {
     Ok(requeue(ib, &build, &decision, &ctx.settings))
 }
 
-/// Drops what was read early of this build's pods, and of builds gone.
+/// Drops what was read early of this build's pods, and of builds gone; and its end, now that
+/// the cache has it.
 fn forget(ctx: &Ctx, ib: &ImageBuild) {
+    ctx.ended.forget(ib, |b| ctx.builds.get(b).is_some());
     let me = ObjectRef::from_obj(ib);
     ctx.early
         .retain(|b| *b != me && ctx.builds.get(b).is_some());
 }
+
+/// How soon a build whose end the cache does not show yet is looked at again, should the
+/// status event not come.
+const LAGGING: Duration = Duration::from_secs(2);
 
 /// How soon a build whose Job has no pod is looked at again.
 const SOON: Duration = Duration::from_secs(5);
@@ -306,11 +317,38 @@ mod tests {
                 })))}})),
         ]);
         let calls = server.run(calls);
-        let action = reconcile(Arc::new(fixtures::build()), ctx)
+        let action = reconcile(Arc::new(fixtures::build()), ctx.clone())
             .await
             .expect("the build failed; the reconcile did not");
         timeout(calls).await;
         assert_eq!(action, Action::requeue(Duration::from_secs(3600)));
+        assert!(ctx.ended.ended(&fixtures::build()), "its end is kept");
+    }
+
+    /// A failed build's stopped Jobs wake a reconcile before the cache holds the `Failed` just
+    /// written: that reconcile makes no call (no Job made again, no `Building` written), until
+    /// the cache catches up; a new generation, or a new build of that name, builds.
+    #[tokio::test]
+    async fn a_build_that_ended_is_not_run_again_from_a_cache_that_trails_its_status() {
+        let (client, server) = mocked_client();
+        let ctx = ctx_of(client);
+        let stale = fixtures::build();
+        assert!(!ctx.ended.ended(&stale));
+        // What `report` does as it writes a finished phase.
+        ctx.ended.record(&stale);
+        let calls = server.run(vec![]);
+        let action = reconcile(Arc::new(stale.clone()), ctx.clone())
+            .await
+            .expect("no call made");
+        timeout(calls).await;
+        assert_eq!(action, Action::requeue(LAGGING));
+        let mut next = stale.clone();
+        next.metadata.generation = Some(4);
+        let mut renamed = stale.clone();
+        renamed.metadata.uid = Some("uid-new".into());
+        assert!(!ctx.ended.ended(&next) && !ctx.ended.ended(&renamed));
+        ctx.ended.forget(&stale, |_| true);
+        assert!(!ctx.ended.ended(&stale));
     }
 
     #[tokio::test]

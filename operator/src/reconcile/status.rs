@@ -42,6 +42,7 @@ pub async fn report(
         .await
         .map_err(Error::Status)?;
     if d.phase.finished() {
+        ctx.ended.record(ib);
         info!(build = %build.key(), phase = d.phase.as_str(), reason = %d.reason, "build finished");
     }
     Ok(())

@@ -337,6 +337,7 @@ sa=system:serviceaccount:slipway-system:slipway-operator
 rights=""
 for check in "yes create jobs.batch -n default" "yes list pods -n default" "yes get pods/log -n default" \
              "yes patch imagebuilds.build.slipway.dev/status -n default" "yes create persistentvolumeclaims -n default" \
+             "yes update persistentvolumeclaims -n default" \
              "yes create events.events.k8s.io -n default" "yes update leases.coordination.k8s.io -n slipway-system" \
              "yes list events -n default" "no create events -n default" \
              "no get secrets -n default" "no list secrets -n slipway-system" "no delete pods -n default" \

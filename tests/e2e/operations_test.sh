@@ -116,10 +116,13 @@ done
   || bad "deleted build cleaned up" "$(kubectl -n "$ns" get jobs,pods,pvc -l build.slipway.dev/build=deleted 2>&1)"
 
 # --- ttlSecondsAfterFinished: Jobs and PVC go, the ImageBuild and its status stay.
-# The builds before it made spare workspace claims: it takes one (its prepare Job mounts a
-# claim named slipway-spare-*), makes the next, and at its TTL both go.
+# Spare workspace claims: a build before it (kept) leaves a spare; the ttl build takes it (its
+# prepare Job mounts a claim named slipway-spare-*) and at its TTL every claim it owns goes.
+inline spare-maker "$R/e2e/spare-maker:1" "FROM $BB
+RUN echo spare > /spare"
+finished spare-maker 240
 inline ttl "$R/e2e/ttl:1" "FROM $BB
-RUN echo ttl > /ttl" "  ttlSecondsAfterFinished: 5"
+RUN echo ttl > /ttl" "  ttlSecondsAfterFinished: 10"
 ttl_claim=
 for _ in $(seq 120); do
   ttl_claim=$(kubectl -n "$ns" get jobs -l build.slipway.dev/build=ttl,build.slipway.dev/step=prepare \
@@ -144,7 +147,7 @@ for _ in $(seq 60); do
   sleep 1
 done
 if [[ $gone == yes && $(phase ttl) == Succeeded && -n $(status ttl '{.status.image.digest}') ]]; then
-  ok "ttlSecondsAfterFinished: 5 removed the Jobs and PVC (claims it owned: $ttl_made); status stays Succeeded with its digest"
+  ok "ttlSecondsAfterFinished: 10 removed the Jobs and PVC (claims it owned: $ttl_made); status stays Succeeded with its digest"
 else
   bad "ttl cleanup" "$(describe ttl; echo "claims it owns: $(owned_by_ttl)")"
 fi

@@ -116,7 +116,7 @@ async fn writes(
             Some(claim) => jobs.iter_mut().for_each(|j| use_claim(j, claim)),
             None => create_or_adopt(&apis.pvcs, &workspace, build).await?,
         }
-        spare_due = spare.filter(|_| !taken.left);
+        spare_due = spare.filter(|_| taken.make_next);
     }
     if seen.graph_read
         && let Some(g) = &seen.observed.graph

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
@@ -119,12 +119,18 @@ impl Error {
 /// The builds this controller wrote a finished status for, by uid and generation. The cache
 /// of ImageBuilds can trail that write while the Job deletions that stop a failed build wake a
 /// reconcile at once: that reconcile must not take the build as running (it would make the
-/// stopped Jobs again and write `Building` over `Failed`).
+/// stopped Jobs again and write `Building` over `Failed`). Believed for [`ENDED_FOR`] only: a
+/// status someone else wrote since (an old leader, a restore) is not ignored for good.
 #[derive(Default)]
-pub struct Ended(Mutex<HashMap<ObjectRef<ImageBuild>, (String, i64)>>);
+pub struct Ended(Mutex<HashMap<ObjectRef<ImageBuild>, (String, i64, Instant)>>);
+
+/// Far longer than a watch event takes to reach the cache.
+pub const ENDED_FOR: Duration = Duration::from_secs(30);
 
 impl Ended {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<ImageBuild>, (String, i64)>> {
+    fn map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<ImageBuild>, (String, i64, Instant)>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -135,18 +141,25 @@ impl Ended {
 
     /// Its finished status was written.
     pub fn record(&self, ib: &ImageBuild) {
-        self.map().insert(ObjectRef::from_obj(ib), Self::id(ib));
+        let (uid, generation) = Self::id(ib);
+        self.map()
+            .insert(ObjectRef::from_obj(ib), (uid, generation, Instant::now()));
     }
 
     /// This generation of `ib` ended here, whatever `ib` (from the cache) says.
     pub fn ended(&self, ib: &ImageBuild) -> bool {
-        self.map().get(&ObjectRef::from_obj(ib)) == Some(&Self::id(ib))
+        self.map()
+            .get(&ObjectRef::from_obj(ib))
+            .is_some_and(|(uid, generation, at)| {
+                (uid.clone(), *generation) == Self::id(ib) && at.elapsed() < ENDED_FOR
+            })
     }
 
     /// The cache caught up with `ib` (or it is being deleted); and builds gone from it.
     pub fn forget(&self, ib: &ImageBuild, exists: impl Fn(&ObjectRef<ImageBuild>) -> bool) {
         let me = ObjectRef::from_obj(ib);
-        self.map().retain(|b, _| *b != me && exists(b));
+        self.map()
+            .retain(|b, (.., at)| *b != me && exists(b) && at.elapsed() < ENDED_FOR);
     }
 }
 

@@ -62,8 +62,6 @@ async fn remove(
     let mut claims = apis.pvcs.list(&lp).await?.items;
     jobs.retain(|j| owned_by(j.meta(), &build.uid));
     claims.retain(|c| owned_by(c.meta(), &build.uid));
-    // The spares its start made that no later build took (`spare`).
-    claims.extend(spare::owned(&apis.pvcs, build).await?);
     if !jobs.is_empty() || !claims.is_empty() {
         info!(build = %build.key(), "ttlSecondsAfterFinished passed: removing its Jobs and workspace");
     }
@@ -73,6 +71,8 @@ async fn remove(
     for c in &claims {
         delete_if_present(&apis.pvcs, c).await?;
     }
+    // The spares its start made that no later build took.
+    spare::remove_owned(&apis.pvcs, build).await?;
     Ok(Action::await_change())
 }
 
@@ -122,15 +122,18 @@ mod mocked_tests {
                 list("PersistentVolumeClaimList", &[claim(3, Some(UID))]),
             )
             .query(BY_BUILD),
+            delete(format!("{JOBS}/web-3-prepare")),
+            delete(format!("{CLAIMS}/web-3-workspace")),
             Call::new(
                 Method::GET,
                 CLAIMS,
                 list("PersistentVolumeClaimList", &spares()),
             )
             .query(SPARES),
-            delete(format!("{JOBS}/web-3-prepare")),
-            delete(format!("{CLAIMS}/web-3-workspace")),
-            delete(format!("{CLAIMS}/slipway-spare-a")),
+            // Only as listed: taken since, it is another build's workspace (409).
+            delete(format!("{CLAIMS}/slipway-spare-a")).body(serde_json::json!({
+                "preconditions": {"uid": "uid-of-slipway-spare-a", "resourceVersion": "7"}
+            })),
         ]
     }
 

@@ -104,10 +104,7 @@ async fn read(
         JobObs { pods, ..obs }
     };
     let existing = Existing {
-        workspace: claims
-            .contains_key(&render::pvc_name(ib))
-            .then(|| render::pvc_name(ib))
-            .or_else(|| claims.into_keys().next()),
+        workspace: workspace(ib, &jobs, claims),
         jobs,
         superseded_jobs,
         superseded_claims,
@@ -339,6 +336,23 @@ pub fn sort<K: Resource>(items: Vec<K>, build: &Build) -> (BTreeMap<String, K>, 
         }
     }
     (current, superseded)
+}
+
+/// This generation's workspace claim: the one its prepare Job mounts, once that exists (what
+/// every later Job must mount too); else its own name's, else a spare it took.
+pub(super) fn workspace(
+    ib: &ImageBuild,
+    jobs: &BTreeMap<String, Job>,
+    claims: BTreeMap<String, PersistentVolumeClaim>,
+) -> Option<String> {
+    let mounted = jobs
+        .get(&render::job_name(ib, &Step::Prepare))
+        .and_then(render::claim_of);
+    mounted
+        .into_iter()
+        .chain([render::pvc_name(ib)])
+        .find(|c| claims.contains_key(c))
+        .or_else(|| claims.into_keys().next())
 }
 
 /// A Job's state from its conditions.

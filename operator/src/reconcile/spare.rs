@@ -5,23 +5,25 @@
 //!
 //! Each spare serves exactly one build, as the claim that build would have made itself: a
 //! claim is never handed from a finished build to the next, so nothing a build wrote reaches
-//! another. A spare is made like the build's own claim (same class, size and access modes),
-//! labelled as a spare and owned, not controlled, by the build whose start made it: it goes
-//! with that build (its `ttlSecondsAfterFinished`, see `expire`, or the ImageBuild's deletion)
-//! unless a later build took it first. A build that takes one makes the next (one spare per
-//! namespace, class and size; a burst of builds may leave one each). The namespace's users
+//! another (`spec.cacheVolume` may not name one, `validate`). Only builds that leave their
+//! workspace to the defaults take or make spares: a spare of an unusual size would mostly sit
+//! idle. A spare is labelled as such and owned, not controlled, by the build whose start made
+//! it: it goes with that build (its `ttlSecondsAfterFinished`, see `expire`, or the
+//! ImageBuild's deletion) unless a later build took it first. A build that takes the last one
+//! makes the next: one spare per namespace, or one per build of a burst. The namespace's users
 //! could make a claim that looks like a spare, as they could make one named like a build's own
 //! claim and owned by it (`apply::create_or_adopt` adopts that too): a namespace is trusted as
 //! a whole with its builds' workspaces.
 //!
 //! Taking or making a spare never fails a build: the build makes its own claim instead (a
-//! quota that counts the spare, a controller without the right to update claims).
+//! quota that counts the spare); a controller refused the list or the update of claims makes
+//! no spare either, so that none pile up untaken.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
 
@@ -29,8 +31,8 @@ use super::validate::Build;
 
 /// On a spare: "true" (what the controller lists spares by).
 pub const LABEL_SPARE: &str = "build.slipway.dev/spare";
-/// On a spare: the class and size it was requested with (`<class>/<size>`, the class empty for
-/// the default one), as the API server fills in the default class on creation.
+/// On a spare: the class and size it was requested with (`<class>/<size>`, the class `-` for
+/// the default one, empty for none), as the API server fills in the default class on creation.
 pub const ANNOTATION_REQUEST: &str = "build.slipway.dev/spare-request";
 const NAME_PREFIX: &str = "slipway-spare-";
 
@@ -48,7 +50,14 @@ fn request(claim: &PersistentVolumeClaim) -> String {
         .and_then(|r| r.get("storage").cloned())
         .map(|q| q.0)
         .unwrap_or_default();
-    format!("{}/{size}", spec.storage_class_name.unwrap_or_default())
+    // `-` is no class name (they start with a letter or digit).
+    let class = spec.storage_class_name.unwrap_or_else(|| "-".into());
+    format!("{class}/{size}")
+}
+
+/// Whether a claim's name is one the controller gives spares.
+pub fn named_like(name: &str) -> bool {
+    name.starts_with(NAME_PREFIX)
 }
 
 /// A spare made like `workspace` (the build's own claim), owned by the same build, not
@@ -130,8 +139,9 @@ pub fn candidates(
 pub struct Taken {
     /// The claim the build now owns, if it took one.
     pub claim: Option<String>,
-    /// Another fitting spare is left for the next build.
-    pub left: bool,
+    /// No fitting spare is left for the next build, and the controller may take them: make
+    /// one.
+    pub make_next: bool,
 }
 
 /// Takes a spare fitting `workspace` for its build. An error only costs the spare.
@@ -158,7 +168,7 @@ pub async fn take(
                 info!(build = %build.key(), claim = %name, "took a spare workspace claim");
                 return Taken {
                     claim: Some(name),
-                    left: spares.next().is_some(),
+                    make_next: spares.next().is_none(),
                 };
             }
             // Another build took it, or it is gone: the next one.
@@ -169,7 +179,10 @@ pub async fn take(
             }
         }
     }
-    Taken::default()
+    Taken {
+        claim: None,
+        make_next: true,
+    }
 }
 
 /// Makes a spare for the namespace's next build. An error only costs that build a second.
@@ -179,17 +192,35 @@ pub async fn make(api: &Api<PersistentVolumeClaim>, spare: &PersistentVolumeClai
     }
 }
 
-/// The spares `build` made that no build took: they go with it.
-pub async fn owned(
+/// Deletes the spares `build` made that no build took: they go with it. Each only as listed
+/// (uid and resourceVersion): one a build took meanwhile is that build's workspace.
+pub async fn remove_owned(
     api: &Api<PersistentVolumeClaim>,
     build: &Build,
-) -> Result<Vec<PersistentVolumeClaim>, kube::Error> {
+) -> Result<(), kube::Error> {
     let mut spares = api
         .list(&ListParams::default().labels(&selector()))
         .await?
         .items;
     spares.retain(|s| super::apply::owned_by(s.meta(), &build.uid));
-    Ok(spares)
+    for s in spares {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: s.uid(),
+                resource_version: s.resource_version(),
+            }),
+            ..DeleteParams::background()
+        };
+        match api.delete(&s.name_any(), &params).await {
+            Ok(_) => {
+                info!(build = %build.key(), claim = %s.name_any(), "removed a spare workspace claim it made")
+            }
+            // 409: taken (or changed) since; 404: gone already.
+            Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

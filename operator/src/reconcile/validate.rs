@@ -13,6 +13,7 @@ use slipway_frontend::reference::{Reference, ReferenceError};
 use super::context::Error;
 use super::decide::Limits;
 use super::render::Deadline;
+use super::spare;
 use crate::api::{ImageBuild, Output};
 
 /// `spec.timeout` when the spec does not say.
@@ -50,6 +51,11 @@ pub enum Invalid {
     SourceDateEpoch(#[source] EpochError),
     #[error("spec.sourceDateEpoch: git is the commit time of a git source (spec.source.git)")]
     EpochNotGit,
+    /// A RUN step could write into a claim the next build takes as its fresh workspace.
+    #[error(
+        "spec.cacheVolume {0:?}: a spare workspace claim of the namespace's builds, not a cache"
+    )]
+    CacheVolumeSpare(String),
 }
 
 /// `spec.sourceDateEpoch` as the build uses it (the CRD's rule already holds it to seconds or
@@ -169,6 +175,14 @@ fn settings(ib: &ImageBuild, now: Timestamp) -> Result<Build, Invalid> {
     let uid = ib.uid().ok_or(Invalid::NoUid)?;
     check_source_urls(ib)?;
     oci_source(ib)?;
+    if let Some(v) = ib
+        .spec
+        .cache_volume
+        .as_ref()
+        .filter(|v| spare::named_like(v))
+    {
+        return Err(Invalid::CacheVolumeSpare(v.clone()));
+    }
     let epoch = source_date_epoch(ib)?;
     let generation = ib.metadata.generation.unwrap_or(1);
     let status = ib.status.as_ref();

@@ -61,10 +61,15 @@ pub(super) fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
 }
 
 pub(super) fn workspace_volume(ib: &ImageBuild) -> Volume {
+    workspace_volume_of(&pvc_name(ib))
+}
+
+/// The workspace volume on `claim`.
+pub fn workspace_volume_of(claim: &str) -> Volume {
     Volume {
         name: "workspace".into(),
         persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-            claim_name: pvc_name(ib),
+            claim_name: claim.into(),
             read_only: None,
         }),
         ..Default::default()
@@ -83,6 +88,18 @@ pub fn use_claim(job: &mut Job, claim: &str) {
             pvc.claim_name = claim.to_string();
         }
     }
+}
+
+/// The claim `job` mounts as its workspace.
+pub fn claim_of(job: &Job) -> Option<String> {
+    let pod = job.spec.as_ref()?.template.spec.as_ref()?;
+    pod.volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "workspace")?
+        .persistent_volume_claim
+        .as_ref()
+        .map(|c| c.claim_name.clone())
 }
 
 /// A container running the builder image's own binary (prepare, push).

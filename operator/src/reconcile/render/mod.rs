@@ -19,7 +19,9 @@ use slipway_contract::epoch::{EpochArgs, resolve};
 use slipway_contract::graph::BuildGraph;
 use slipway_contract::trust::{Missing, Trusted};
 
-pub use jobs::{Given, push_job, stage_job, use_claim, workspace_pvc};
+#[cfg(test)]
+pub use jobs::workspace_volume_of;
+pub use jobs::{Given, claim_of, push_job, stage_job, use_claim, workspace_pvc};
 #[cfg(test)]
 pub use names::LABEL_BUILD;
 pub use names::{
@@ -186,8 +188,8 @@ fn objects(
     }
     let workspace = workspace_pvc(ib, s);
     Ok(Rendered {
-        spare: s
-            .workspace_spare
+        // Only a build that leaves its workspace to the defaults (`spare`).
+        spare: (s.workspace_spare && ib.spec.workspace.is_none())
             .then(|| crate::reconcile::spare::spare_of(&workspace)),
         workspace,
         jobs,

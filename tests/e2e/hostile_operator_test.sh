@@ -72,7 +72,8 @@ if finished "$ns" "$long" 300 && [[ $(phase "$ns" "$long") == Succeeded ]]; then
 else
   bad "a 253-character ImageBuild name builds" "$(describe "$ns" "$long")"
 fi
-# Its objects: named within 63 characters, labelled within 63, all owned by it.
+# Its objects: named within 63 characters, labelled within 63, all owned by it (a spare claim
+# it made too).
 if out=$(kubectl -n "$ns" get jobs,pvc -o json | python3 /dev/fd/3 "$long" 3<<'PY'
 import json, re, sys
 long = sys.argv[1]
@@ -86,8 +87,11 @@ for i in items:
     if len(n) > 63 or not dns.match(n): problems.append(f"name {n}")
     for k, v in i["metadata"].get("labels", {}).items():
         if len(v) > 63 or not label.match(v): problems.append(f"label {k}={v}")
-kinds = sorted(i["kind"] for i in items)
-if kinds.count("Job") != 4 or kinds.count("PersistentVolumeClaim") != 1: problems.append(f"objects: {kinds}")
+# Its workspace, and at most one spare claim its start made for the next build (not its own).
+spare = lambda i: i["metadata"].get("labels", {}).get("build.slipway.dev/spare") == "true"
+kinds = sorted(i["kind"] + (" (spare)" if spare(i) else "") for i in items)
+if kinds.count("Job") != 4 or kinds.count("PersistentVolumeClaim") != 1 or kinds.count("PersistentVolumeClaim (spare)") > 1:
+    problems.append(f"objects: {kinds}")
 print("; ".join(problems) if problems else f"{len(items)} objects: " + ", ".join(sorted(i["metadata"]["name"] for i in items)))
 sys.exit(1 if problems else 0)
 PY

@@ -193,11 +193,14 @@ op_ready() { # waits for a ready operator pod other than $1
 # run once they are done (the Pushing phase).
 python3 "$here/slow_proxy.py" "$SLOW" "$R" 8388608 >"$work/slow_proxy.log" 2>&1 &
 SLOW_PID=$!
+# Its own workspace size, so no spare claim: its prepare pod waits for a claim to be provisioned
+# (about a second), long enough for the Preparing phase to be seen (with a spare, the whole
+# prepare can pass between two polls).
 inline restarted "$SLOW/e2e/restarted:1" "FROM $BB AS a
 RUN sleep 15 && echo a > /a
 FROM $BB
 COPY --from=a /a /a
-RUN head -c 67108864 /dev/urandom > /random"
+RUN head -c 67108864 /dev/urandom > /random" "  workspace: {size: 1536Mi}"
 killed=()
 for p in Preparing Building Pushing; do
   if until_phase restarted "$p" 120; then
